@@ -1,0 +1,1 @@
+"""The edge runtime: config, supervisor, per-device pollers, buffer and uplink."""

@@ -1,0 +1,296 @@
+"""Gateway configuration and device profiles: TOML files validated with pydantic.
+
+Why TOML: it is in the standard library (``tomllib``), has real types (no
+YAML "Norway problem" turning ``NO`` into ``false``), and comments, which a
+register map copied from a datasheet needs. A profile describes a device model
+once (``firmware_configs/*.toml``); the gateway config lists device instances
+that name a profile and give a connection.
+
+Loading never raises a pydantic or TOML exception to the user: ``ConfigError``
+carries one line per problem naming the file, the key path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ldt.drivers.modbus.config import ModbusPoint, ModbusProfileSettings, ModbusTcpConnection
+
+__all__ = [
+    "DEFAULT_PROFILE_DIR",
+    "BufferSettings",
+    "CloudSettings",
+    "ConfigError",
+    "DeviceConfig",
+    "DeviceProfile",
+    "GatewayConfig",
+    "GatewaySettings",
+    "load_gateway_config",
+    "load_profile",
+]
+
+DEFAULT_PROFILE_DIR = Path(__file__).resolve().parents[1] / "firmware_configs"
+"""The profiles shipped with ldt (``firmware_configs/`` beside the packages)."""
+
+_Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+_EntityType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+
+
+class ConfigError(Exception):
+    """A configuration file is missing, unreadable or invalid.
+
+    ``problems`` holds one line per problem, each ``FILE: key.path: what is wrong``.
+    """
+
+    def __init__(self, path: Path, problems: Iterable[str]) -> None:
+        self.path = path
+        self.problems = [f"{path}: {p}" for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+class ProfileInfo(BaseModel):
+    """The ``[profile]`` table: what device model this is and where its map came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: _Id
+    manufacturer: str
+    model: str
+    protocol: Literal["modbus"]
+    entity_type: _EntityType = "Device"
+    """NGSI-LD entity type the device's readings land on (Smart Data Models name)."""
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
+    source: str = Field(min_length=1)
+    """The public datasheet or spec the register map was taken from."""
+    description: str | None = None
+
+
+class DeviceProfile(BaseModel):
+    """A device model: its register map and protocol settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: ProfileInfo
+    modbus: ModbusProfileSettings = ModbusProfileSettings()
+    points: Annotated[list[ModbusPoint], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DeviceProfile:
+        names = [p.name for p in self.points]
+        attrs = [p.attribute_name for p in self.points]
+        for label, values in (("name", names), ("attribute", attrs)):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"point {label}s must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The profile's name, as device instances refer to it."""
+        return self.profile.name
+
+
+class GatewaySettings(BaseModel):
+    """The ``[gateway]`` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: _Id
+    data_dir: Path = Path("/var/lib/ldt")
+    """Where the buffer lives; relative paths resolve against the config file."""
+    profile_dirs: list[Path] = []
+    """Extra profile folders searched before the shipped ``firmware_configs/``."""
+
+
+class BufferSettings(BaseModel):
+    """The ``[buffer]`` table: limits of the store-and-forward buffer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str = "buffer.db"
+    max_bytes: Annotated[int, Field(ge=1 << 20)] = 1 << 30
+    """Upper bound on the database size; past it the drop policy applies."""
+    max_age_s: Annotated[float, Field(gt=0)] = 30 * 86400
+    """Unsent readings older than this are dropped (and counted)."""
+    drop_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    """``drop_oldest`` keeps the twin current; ``drop_newest`` keeps history intact."""
+    synchronous: Literal["full", "normal"] = "full"
+    """``full`` survives power loss (one fsync per commit); ``normal`` survives only crashes."""
+    flush_interval_ms: Annotated[int, Field(ge=1, le=10_000)] = 200
+    flush_max_readings: Annotated[int, Field(ge=1, le=100_000)] = 2000
+
+
+class CloudSettings(BaseModel):
+    """The ``[cloud]`` table: where and how to sync."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+    token: str | None = Field(default=None, min_length=16)
+    token_file: Path | None = None
+    batch_max_readings: Annotated[int, Field(ge=1, le=20_000)] = 5000
+    live_max_readings: Annotated[int, Field(ge=1, le=20_000)] = 1000
+    """Newest readings sent first each cycle, so an outage's backlog never starves the twin."""
+    interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> CloudSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("give either 'token' or 'token_file', not both")
+        return self
+
+
+class DeviceConfig(BaseModel):
+    """One device instance on this gateway."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: _Id
+    profile: _Id
+    connection: ModbusTcpConnection
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    """Overrides the profile's poll interval."""
+    entity_id: Annotated[str, StringConstraints(pattern=r"^urn:ngsi-ld:\S+$")] | None = None
+    """Defaults to ``urn:ngsi-ld:<entity_type>:<gateway id>:<device id>``."""
+    enabled: bool = True
+
+
+class GatewayConfig(BaseModel):
+    """A whole gateway config file, with the profiles its devices name resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gateway: GatewaySettings
+    cloud: CloudSettings
+    buffer: BufferSettings = BufferSettings()
+    devices: list[DeviceConfig] = []
+    profiles: dict[str, DeviceProfile] = {}
+    """Filled by ``load_gateway_config`` from the profile folders; not written in the file."""
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_devices(cls, devices: list[DeviceConfig]) -> list[DeviceConfig]:
+        ids = [d.id for d in devices]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"device ids must be unique; repeated: {', '.join(dupes)}")
+        return devices
+
+    def entity_id(self, device: DeviceConfig) -> str:
+        """The NGSI-LD entity id a device's readings land on."""
+        if device.entity_id:
+            return device.entity_id
+        etype = self.profiles[device.profile].profile.entity_type
+        return f"urn:ngsi-ld:{etype}:{self.gateway.id}:{device.id}"
+
+    @property
+    def buffer_path(self) -> Path:
+        """Absolute path of the buffer database."""
+        return self.gateway.data_dir / self.buffer.file
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        # pydantic puts union branch / validator names in the loc; keep the user's keys.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{_format_loc(loc)}: {msg}")
+    return lines
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(path, ["file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, [f"cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+
+
+def load_profile(path: Path) -> DeviceProfile:
+    """Load and validate one profile file; raises ``ConfigError``."""
+    data = _read_toml(path)
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, _problems(exc)) from None
+
+
+def _find_profile(name: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        candidate = d / f"{name}.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_gateway_config(path: Path) -> GatewayConfig:
+    """Load a gateway config and every profile its devices use; raises ``ConfigError``.
+
+    Relative paths in the file (``data_dir``, ``profile_dirs``, ``token_file``)
+    resolve against the file's own folder, so a config works wherever it is run from.
+    """
+    path = path.resolve()
+    data = _read_toml(path)
+    if isinstance(data, dict) and "profiles" in data:
+        raise ConfigError(path, ["profiles: not a setting; profiles are files in profile_dirs"])
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(path, _problems(exc)) from None
+
+    base = path.parent
+    gw = cfg.gateway
+    gw = gw.model_copy(
+        update={
+            "data_dir": base / gw.data_dir,
+            "profile_dirs": [base / d for d in gw.profile_dirs],
+        }
+    )
+    cloud = cfg.cloud
+    if cloud.token_file is not None:
+        cloud = cloud.model_copy(update={"token_file": base / cloud.token_file})
+    dirs = [*gw.profile_dirs, DEFAULT_PROFILE_DIR]
+
+    profiles: dict[str, DeviceProfile] = {}
+    problems: list[str] = []
+    for i, dev in enumerate(cfg.devices):
+        if dev.profile in profiles:
+            continue
+        found = _find_profile(dev.profile, dirs)
+        if found is None:
+            searched = ", ".join(str(d) for d in dirs)
+            problems.append(f"devices[{i}].profile: no profile '{dev.profile}' in {searched}")
+            continue
+        profiles[dev.profile] = load_profile(found)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg.model_copy(update={"gateway": gw, "cloud": cloud, "profiles": profiles})

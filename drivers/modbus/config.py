@@ -1,0 +1,174 @@
+"""The Modbus part of a device profile and of a device instance's connection.
+
+A profile describes a device model once (its register map, from the vendor's
+datasheet); a gateway config then lists instances of it with a connection.
+Addresses are the protocol's 0-based addresses (what goes on the wire), not the
+1-based "40001" register numbers of datasheets: the profile says which in a
+comment next to each point.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = [
+    "REGISTER_WIDTH",
+    "ByteOrder",
+    "DataType",
+    "ModbusPoint",
+    "ModbusProfileSettings",
+    "ModbusTcpConnection",
+    "RegisterTable",
+    "WordOrder",
+]
+
+
+class RegisterTable(StrEnum):
+    """The four Modbus data tables."""
+
+    HOLDING = "holding"  # 16-bit, read/write, FC 3 / 6 / 16
+    INPUT = "input"  # 16-bit, read-only, FC 4
+    COIL = "coil"  # 1-bit, read/write, FC 1 / 5 / 15
+    DISCRETE = "discrete"  # 1-bit, read-only, FC 2
+
+    @property
+    def is_bit(self) -> bool:
+        """True for the 1-bit tables."""
+        return self in (RegisterTable.COIL, RegisterTable.DISCRETE)
+
+
+class DataType(StrEnum):
+    """How a point's registers decode to a value."""
+
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    BOOL = "bool"
+    STRING = "string"
+
+
+REGISTER_WIDTH: dict[DataType, int] = {
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT32: 2,
+    DataType.FLOAT64: 4,
+    DataType.BOOL: 1,
+}
+"""Registers each fixed-width type spans (strings say their own ``length``)."""
+
+
+class ByteOrder(StrEnum):
+    """Byte order inside each 16-bit register; Modbus itself is big-endian."""
+
+    BIG = "big"
+    LITTLE = "little"
+
+
+class WordOrder(StrEnum):
+    """Register order of multi-register values: ``big`` = most significant word first."""
+
+    BIG = "big"
+    LITTLE = "little"
+
+
+_Unit = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{2,3}$")]
+_Attr = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class ModbusPoint(BaseModel):
+    """One value of the device: where it lives and how it decodes.
+
+    ``value = raw * scale + offset`` for numeric types. ``unit`` is a UN/CEFACT
+    common code (``VLT`` volt, ``AMP`` ampere, ``WTT`` watt, ``KWH`` kWh,
+    ``CEL`` degree Celsius, ``P1`` percent, ``HTZ`` hertz), which NGSI-LD uses
+    as ``unitCode``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: _Attr
+    attribute: _Attr | None = None
+    """NGSI-LD attribute name; defaults to ``name``."""
+    table: RegisterTable
+    address: Annotated[int, Field(ge=0, le=65535)]
+    type: DataType = DataType.UINT16
+    length: Annotated[int, Field(ge=1, le=125)] | None = None
+    """Registers a ``string`` spans (two ASCII characters each); only for strings."""
+    byte_order: ByteOrder | None = None
+    word_order: WordOrder | None = None
+    """``None``: the profile's ``[modbus]`` default."""
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: _Unit | None = None
+    poll_interval_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    """Overrides the device's poll interval for this point (e.g. energy totals hourly)."""
+    writable: bool = False
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModbusPoint:
+        if self.table.is_bit and self.type is not DataType.BOOL:
+            raise ValueError(f"a {self.table.value} point must have type 'bool'")
+        if self.type is DataType.STRING:
+            if self.length is None:
+                raise ValueError("a 'string' point needs 'length' (registers)")
+        elif self.length is not None:
+            raise ValueError("'length' is only for 'string' points")
+        if self.writable and self.table in (RegisterTable.INPUT, RegisterTable.DISCRETE):
+            raise ValueError(f"{self.table.value} points are read-only in Modbus")
+        if self.address + self.register_count > 65536:
+            raise ValueError("point runs past the end of the address space (65535)")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        """Registers (or bits, for bit tables) this point spans."""
+        if self.table.is_bit:
+            return 1
+        if self.type is DataType.STRING:
+            assert self.length is not None  # checked by the validator
+            return self.length
+        return REGISTER_WIDTH[self.type]
+
+    @property
+    def attribute_name(self) -> str:
+        """The NGSI-LD attribute this point becomes."""
+        return self.attribute or self.name
+
+
+class ModbusProfileSettings(BaseModel):
+    """The ``[modbus]`` table of a profile: defaults and how reads are coalesced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    byte_order: ByteOrder = ByteOrder.BIG
+    word_order: WordOrder = WordOrder.BIG
+    max_registers_per_read: Annotated[int, Field(ge=1, le=125)] = 125
+    """Protocol maximum is 125 (FC 3/4); some devices accept fewer."""
+    max_bits_per_read: Annotated[int, Field(ge=1, le=2000)] = 2000
+    max_gap: Annotated[int, Field(ge=0, le=124)] = 8
+    """Unused registers a block read may span to join two points (0: never)."""
+
+
+class ModbusTcpConnection(BaseModel):
+    """How to reach one device instance over Modbus TCP."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol: Literal["modbus-tcp"] = "modbus-tcp"
+    host: Annotated[str, StringConstraints(min_length=1, max_length=253)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit_id: Annotated[int, Field(ge=0, le=255)] = 1
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0

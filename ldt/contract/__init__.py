@@ -1,0 +1,23 @@
+"""What crosses the wire between edge and cloud; both sides import this, nothing else.
+
+Kept small and versioned: a gateway in a cabinet may run an older release than
+the cloud for years, so a change here is a protocol change (bump ``WIRE_VERSION``).
+"""
+
+from ldt.contract.batch import (
+    INGEST_PATH,
+    WIRE_VERSION,
+    BatchAck,
+    IngestBatch,
+    SeriesInfo,
+    WireReading,
+)
+
+__all__ = [
+    "INGEST_PATH",
+    "WIRE_VERSION",
+    "BatchAck",
+    "IngestBatch",
+    "SeriesInfo",
+    "WireReading",
+]

@@ -1,0 +1,89 @@
+"""The sync batch: buffered readings sent by a gateway, and the cloud's acknowledgement.
+
+Shape on the wire (JSON)::
+
+    {"v": 1, "gateway_id": "gw-1", "lane": "live" | "backfill",
+     "series": {"7": {"entity_id": "urn:ngsi-ld:Device:meter-1", "entity_type": "Device",
+                      "attr": "activePower", "unit": "WTT"}},
+     "readings": [[seq, series_id, observed_at_ms, value, quality, reason], ...]}
+
+Readings are rows, not objects, because a batch carries thousands of them and
+sync must stay cheap on a Pi; ``series`` names each (entity, attribute, unit)
+once per batch. ``seq`` is the gateway buffer's sequence number: the cloud
+applies a batch idempotently keyed by (gateway_id, seq), so a replay after a
+crash never duplicates. The cloud answers with a ``BatchAck`` only after the
+batch is committed to its store; the gateway marks readings sent only then.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+__all__ = ["INGEST_PATH", "WIRE_VERSION", "BatchAck", "IngestBatch", "SeriesInfo", "WireReading"]
+
+WIRE_VERSION = 1
+INGEST_PATH = "/ldt/v1/ingest"
+MAX_BATCH_READINGS = 20_000
+"""A batch larger than this is refused (413): bounds the cloud's memory per request."""
+
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+_Urn = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+:\S+$")]
+_Unit = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]
+
+WireValue = bool | int | float | str | None
+WireReading = tuple[
+    Annotated[int, Field(ge=1)],  # seq
+    Annotated[int, Field(ge=0)],  # series id
+    Annotated[int, Field(ge=0)],  # observed_at, Unix ms UTC
+    WireValue,
+    Literal["good", "bad", "stale"],
+    str | None,  # reason, for bad readings
+]
+
+
+class SeriesInfo(BaseModel):
+    """Where a series of readings lands in the twin: one attribute of one entity."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entity_id: _Urn
+    entity_type: _Name
+    attr: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+    unit: _Unit | None = None
+
+
+class IngestBatch(BaseModel):
+    """One sync batch. Validated on the cloud side before anything is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = WIRE_VERSION
+    gateway_id: _Name
+    lane: Literal["live", "backfill"] = "backfill"
+    series: dict[str, SeriesInfo]
+    readings: Annotated[list[WireReading], Field(max_length=MAX_BATCH_READINGS)]
+
+    @model_validator(mode="after")
+    def _series_known(self) -> IngestBatch:
+        """Every reading must name a series the batch describes; seqs must be unique."""
+        seen: set[int] = set()
+        for row in self.readings:
+            if str(row[1]) not in self.series:
+                raise ValueError(f"reading seq {row[0]} names unknown series {row[1]}")
+            if row[0] in seen:
+                raise ValueError(f"seq {row[0]} appears twice in the batch")
+            seen.add(row[0])
+        return self
+
+
+class BatchAck(BaseModel):
+    """The cloud's answer: the batch is durable. ``duplicates`` were already held."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gateway_id: str
+    accepted: int
+    duplicates: int
+    max_seq: int

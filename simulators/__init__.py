@@ -1,0 +1,1 @@
+"""Device simulators: real protocol servers serving plausible, seeded, time-varying values."""
