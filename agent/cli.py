@@ -1,0 +1,74 @@
+"""``ldt agent ...``: run the edge agent, or check a gateway config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``agent`` command group to the top-level parser."""
+    agent = sub.add_parser("agent", help="the edge agent")
+    agent_sub = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
+
+    run = agent_sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    run.add_argument("--config", required=True, type=Path, help="gateway config (TOML)")
+    run.add_argument("--log-format", choices=["json", "text"], default="json")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=_run)
+
+    check = agent_sub.add_parser("check-config", help="validate a gateway config and its profiles")
+    check.add_argument("config", type=Path)
+    check.set_defaults(func=_check)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ldt.agent.config import ConfigError, load_gateway_config
+
+    try:
+        cfg = load_gateway_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    points = sum(len(cfg.profiles[d.profile].points) for d in cfg.devices)
+    print(
+        f"{args.config}: ok: gateway {cfg.gateway.id}, {len(cfg.devices)} devices, "
+        f"{points} points, profiles: {', '.join(sorted(cfg.profiles)) or 'none'}"
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ldt.agent.buffer import BufferError
+    from ldt.agent.config import ConfigError, load_gateway_config
+    from ldt.agent.runtime import AgentError, AgentRuntime
+    from ldt.logs import configure_logging
+
+    configure_logging(level=args.log_level.upper(), fmt=args.log_format)
+    try:
+        cfg = load_gateway_config(args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        runtime = AgentRuntime(config=cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, runtime.stop.set)
+        await runtime.run()
+
+    try:
+        asyncio.run(main())
+    except (AgentError, BufferError) as exc:
+        print(f"ldt agent: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,143 @@
+"""One coordinator per device: polls its points on schedule and hands readings to the buffer.
+
+Modelled on Home Assistant's per-device coordinator: the driver is a thin
+adapter that reads, the poller owns *when*. Points are grouped by poll
+interval (an energy total hourly, a power value every few seconds) and each
+group runs at a fixed rate anchored to the start time, so readings from many
+gateways line up in time.
+
+A reading is ``stale`` when its value arrived more than one full interval after
+the slot it was due for (the gateway was overloaded or the bus was slow): the
+value is real but does not represent that slot. Missed slots are skipped, not
+queued, so a slow device is never read in a burst to "catch up".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from ldt.reading import Quality, Reading
+
+__all__ = ["DeviceHealth", "DevicePoller", "PolledDevice", "ReadingSink"]
+
+_log = logging.getLogger("ldt.agent.poller")
+
+P = TypeVar("P")
+P_contra = TypeVar("P_contra", contravariant=True)
+
+
+class PolledDevice(AbstractAsyncContextManager[Any], Protocol[P_contra]):
+    """What a poller needs from a driver: read points, never raising for device faults."""
+
+    async def read(self, points: Sequence[P_contra] | None = None) -> list[Reading]:
+        """One reading per point, bad ones carrying the reason."""
+        ...
+
+
+class ReadingSink(Protocol):
+    """Where readings go (the buffer writer); ``put`` waits when the sink is full."""
+
+    async def put(self, series_id: int, reading: Reading) -> None:
+        """Accept one reading for durable storage."""
+        ...
+
+
+@dataclass(slots=True)
+class DeviceHealth:
+    """What the agent reports about one device (logs now, local API later)."""
+
+    device_id: str
+    polls: int = 0
+    good: int = 0
+    bad: int = 0
+    stale: int = 0
+    last_good_ms: int | None = None
+    last_error: str | None = None
+    connected: bool = False
+
+
+@dataclass(slots=True)
+class _Group(Generic[P]):
+    interval_s: float
+    points: list[P]
+    series_ids: list[int]
+    next_due: float = field(default=0.0)
+
+
+class DevicePoller(Generic[P]):
+    """Polls one device's point groups forever; run it as a task, cancel to stop."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        device: PolledDevice[P],
+        schedule: Sequence[tuple[float, P, int]],
+        sink: ReadingSink,
+        clock: Any = time.monotonic,
+    ) -> None:
+        """``schedule`` lists (poll interval in s, point, series id) for every point."""
+        groups: dict[float, _Group[P]] = {}
+        for interval, point, series_id in schedule:
+            g = groups.setdefault(interval, _Group(interval_s=interval, points=[], series_ids=[]))
+            g.points.append(point)
+            g.series_ids.append(series_id)
+        self._groups = sorted(groups.values(), key=lambda g: g.interval_s)
+        self._device = device
+        self._sink = sink
+        self._clock = clock
+        self.health = DeviceHealth(device_id=device_id)
+
+    async def run(self) -> None:
+        """Poll until cancelled. Driver faults become bad readings, never exceptions."""
+        if not self._groups:
+            return
+        start = self._clock()
+        for g in self._groups:
+            g.next_due = start
+        async with self._device:
+            while True:
+                now = self._clock()
+                due = [g for g in self._groups if g.next_due <= now]
+                if not due:
+                    await asyncio.sleep(min(g.next_due for g in self._groups) - now)
+                    continue
+                for g in due:
+                    await self._poll(g)
+                    g.next_due += g.interval_s
+                    behind = self._clock() - g.next_due
+                    if behind > 0:  # skip the slots missed while the device was slow
+                        g.next_due += math.ceil(behind / g.interval_s) * g.interval_s
+
+    async def _poll(self, group: _Group[P]) -> None:
+        readings = await self._device.read(group.points)
+        # stale: the answer came more than a whole interval after the slot it was due for
+        stale = self._clock() - group.next_due > group.interval_s
+        h = self.health
+        h.polls += 1
+        for series_id, reading in zip(group.series_ids, readings, strict=True):
+            r = reading
+            if r.quality is Quality.GOOD:
+                if stale:
+                    r = replace(r, quality=Quality.STALE)
+                    h.stale += 1
+                else:
+                    h.good += 1
+                h.last_good_ms = r.observed_at_ms
+                h.connected = True
+            elif r.quality is Quality.BAD:
+                h.bad += 1
+                if h.last_error != r.reason:
+                    _log.warning(
+                        "device read failed",
+                        extra={"device": h.device_id, "point": r.point, "reason": r.reason},
+                    )
+                h.last_error = r.reason
+            await self._sink.put(series_id, r)

@@ -1,0 +1,184 @@
+"""Sync throughput: readings/s from a full gateway buffer into the cloud's store over loopback.
+
+The cloud runs as its own process (``ldt cloud serve``), as in production; the
+agent's real Uplink drains a pre-filled buffer through the real HTTP transport
+until nothing is pending. The baseline, measured in the same run, is a bare
+SQLite ``executemany`` of the same rows (WAL, synchronous=FULL, same batch
+size) — the cost of just storing them once, with no network and no buffer.
+
+    python bench/sync.py            # 200,000 readings
+    python bench/sync.py --quick    # 30,000 readings (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _table import print_table  # noqa: E402
+
+from ldt.agent.buffer import Buffer  # noqa: E402
+from ldt.agent.buffer_writer import AsyncBuffer  # noqa: E402
+from ldt.agent.transport import HttpTransport  # noqa: E402
+from ldt.agent.uplink import Uplink  # noqa: E402
+from ldt.contract import SeriesInfo  # noqa: E402
+from ldt.reading import Quality  # noqa: E402
+
+SERIES = 50
+GATEWAY = "gw-bench"
+
+
+def _rows(n: int, series_ids: list[int]) -> list[tuple[int, int, float, Quality, None]]:
+    rng = random.Random(7)
+    t0 = int(time.time() * 1000) - n
+    return [
+        (series_ids[i % len(series_ids)], t0 + i, round(rng.uniform(200, 250), 3), Quality.GOOD, None)
+        for i in range(n)
+    ]
+
+
+def fill_buffer(path: Path, n: int) -> None:
+    buf = Buffer(path=path, max_bytes=8 << 30, max_age_s=86400 * 365)
+    buf.open()
+    try:
+        ids = [
+            buf.series_id(
+                SeriesInfo(
+                    entity_id=f"urn:ngsi-ld:Device:{GATEWAY}:m{i // 10}",
+                    entity_type="Device",
+                    attr=f"p{i % 10}",
+                    unit="VLT",
+                )
+            )
+            for i in range(SERIES)
+        ]
+        rows = _rows(n, ids)
+        for start in range(0, n, 5000):
+            buf.append(rows[start : start + 5000])
+    finally:
+        buf.close()
+
+
+def raw_sqlite_rate(tmp: Path, n: int, batch: int) -> float:
+    rows = [(r[0], r[1], r[2], 0, None) for r in _rows(n, list(range(SERIES)))]
+    con = sqlite3.connect(tmp / "raw.db", isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=FULL")
+    con.execute("CREATE TABLE r (seq INTEGER PRIMARY KEY, s INT, ts INT, v, q INT, reason TEXT)")
+    t = time.perf_counter()
+    for start in range(0, n, batch):
+        con.execute("BEGIN")
+        con.executemany(
+            "INSERT INTO r (s, ts, v, q, reason) VALUES (?,?,?,?,?)", rows[start : start + batch]
+        )
+        con.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    con.close()
+    return n / elapsed
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_cloud(data: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    out = subprocess.run(
+        [sys.executable, "-m", "ldt", "cloud", "gateway", "add", GATEWAY, "--data", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    token = out.stdout.strip().splitlines()[-1].split()[-1]
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldt", "cloud", "serve", "--port", str(port), "--data", str(data)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{url}/ngsi-ld/v1/entities/urn:ngsi-ld:x:y", timeout=1)
+            return proc, url, token
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("cloud did not start")
+
+
+async def drain(path: Path, url: str, token: str, batch: int) -> tuple[int, float]:
+    abuf = AsyncBuffer(
+        Buffer(path=path, max_bytes=8 << 30, max_age_s=86400 * 365)
+    )
+    await abuf.open()
+    transport = HttpTransport(base_url=url, token=token, timeout_s=60)
+    uplink = Uplink(
+        gateway_id=GATEWAY, buffer=abuf, transport=transport, batch_max=batch, live_max=1
+    )
+    try:
+        t = time.perf_counter()
+        while await uplink.cycle():
+            pass
+        while (await abuf.stats()).pending:
+            await uplink.cycle()
+        elapsed = time.perf_counter() - t
+    finally:
+        await transport.aclose()
+        await abuf.close()
+    return uplink.stats.readings_sent, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n = 30_000 if args.quick else 200_000
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ldt-bench-sync-") as d:
+        tmp = Path(d)
+        raw = raw_sqlite_rate(tmp, n, 5000)
+        rows.append(("raw SQLite executemany (baseline)", n, f"{raw:,.0f}", "1.00"))
+        for batch in (1000, 5000, 20000):
+            if args.quick and batch != 5000:
+                continue
+            run = tmp / f"run{batch}"
+            run.mkdir()
+            fill_buffer(run / "buffer.db", n)
+            proc, url, token = start_cloud(run / "cloud")
+            try:
+                sent, elapsed = asyncio.run(drain(run / "buffer.db", url, token, batch))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+            if sent != n:
+                raise SystemExit(f"sync lost readings: sent {sent} of {n}")
+            rate = sent / elapsed
+            rows.append((f"sync buffer -> cloud, batch {batch}", n, f"{rate:,.0f}", f"{rate / raw:.2f}"))
+    print_table(
+        f"sync over loopback HTTP ({os.cpu_count()} cores)",
+        ("path", "readings", "readings/s", "ratio to raw"),
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    main()
