@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 from ldt.agent.buffer import Buffer, BufferedReading, BufferError, BufferRow, BufferStats
-
 from ldt.contract import SeriesInfo
 
 __all__ = ["AsyncBuffer"]

@@ -38,7 +38,6 @@ from typing import Protocol, Self
 
 from ldt.agent.buffer import BufferError, BufferInputError, BufferRow, check_value
 from ldt.agent.buffer_async import AsyncBuffer
-
 from ldt.backoff import Backoff
 from ldt.reading import Reading
 

@@ -23,6 +23,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from ldt.agent.buffer import BufferInputError
 from ldt.reading import Quality, Reading
 
 __all__ = ["DeviceHealth", "DevicePoller", "PolledDevice", "ReadingSink"]
@@ -140,4 +141,10 @@ class DevicePoller(Generic[P]):
                         extra={"device": h.device_id, "point": r.point, "reason": r.reason},
                     )
                 h.last_error = r.reason
-            await self._sink.put(series_id, r)
+            try:
+                await self._sink.put(series_id, r)
+            except BufferInputError as exc:  # keep the slot in the record, never crash the poller
+                reason = f"value not storable: {exc}"
+                await self._sink.put(
+                    series_id, replace(r, value=None, quality=Quality.BAD, reason=reason)
+                )

@@ -110,24 +110,32 @@ class AgentRuntime:
             "agent started",
             extra={"gateway": cfg.gateway.id, "devices": len(self.pollers), "cloud": cfg.cloud.url},
         )
-        async with writer:
-            async with asyncio.TaskGroup() as producers:
-                poll_tasks = [
-                    producers.create_task(p.run(), name=f"poll:{p.health.device_id}")
-                    for p in self.pollers
-                ]
-                uplink_task = producers.create_task(self.uplink.run(), name="uplink")
-                house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
-                await self.stop.wait()
-                _log.info("agent stopping: draining readings to the buffer")
-                for t in poll_tasks:
-                    t.cancel()
-                await asyncio.gather(*poll_tasks, return_exceptions=True)
-                await writer.flush()
-                uplink_task.cancel()
-                house_task.cancel()
+        async with writer, asyncio.TaskGroup() as producers:
+            poll_tasks = [
+                producers.create_task(p.run(), name=f"poll:{p.health.device_id}")
+                for p in self.pollers
+            ]
+            uplink_task = producers.create_task(self.uplink.run(), name="uplink")
+            house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
+            await self.stop.wait()
+            _log.info("agent stopping: draining readings to the buffer")
+            for t in poll_tasks:
+                t.cancel()
+            await asyncio.gather(*poll_tasks, return_exceptions=True)
+            await writer.flush()
+            uplink_task.cancel()
+            house_task.cancel()
         stats = await abuf.stats()
-        _log.info("agent stopped", extra={"pending": stats.pending, "last_seq": stats.last_seq})
+        read = sum(p.health.good + p.health.bad + p.health.stale for p in self.pollers)
+        _log.info(
+            "agent stopped",
+            extra={
+                "pending": stats.pending,
+                "last_seq": stats.last_seq,
+                "readings_read": read,
+                "readings_committed": writer.stats.committed,
+            },
+        )
 
     async def _make_pollers(
         self, abuf: AsyncBuffer, writer: BufferWriter

@@ -15,14 +15,14 @@ from pydantic import ValidationError
 
 from ldt.contract import INGEST_PATH, BatchAck
 
-__all__ = ["HttpTransport", "Transport", "TransportError", "TransportRejected"]
+__all__ = ["HttpTransport", "Transport", "TransportError", "TransportRejectedError"]
 
 
 class TransportError(Exception):
     """The batch may not have arrived (network, timeout, 5xx): send it again later."""
 
 
-class TransportRejected(TransportError):
+class TransportRejectedError(TransportError):
     """The cloud refused the batch (4xx): resending the same bytes will fail the same way.
 
     ``status`` is the HTTP status; ``detail`` the cloud's ProblemDetails text.
@@ -58,7 +58,7 @@ class HttpTransport:
         )
 
     async def send(self, body: bytes) -> BatchAck:
-        """POST one batch. 4xx -> ``TransportRejected``; network or 5xx -> ``TransportError``."""
+        """POST one batch. 4xx -> ``TransportRejectedError``; network or 5xx -> ``TransportError``."""
         try:
             resp = await self._client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:
@@ -70,7 +70,7 @@ class HttpTransport:
                 raise TransportError(f"cloud answered an unreadable ack: {exc}") from exc
         detail = _problem_detail(resp)
         if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-            raise TransportRejected(resp.status_code, detail)
+            raise TransportRejectedError(resp.status_code, detail)
         raise TransportError(f"cloud answered {resp.status_code}: {detail}")
 
     async def aclose(self) -> None:

@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 
 import orjson
 
-from ldt.agent.transport import Transport, TransportError, TransportRejected
+from ldt.agent.transport import Transport, TransportError, TransportRejectedError
 from ldt.backoff import Backoff
 from ldt.contract import WIRE_VERSION, SeriesInfo
 
@@ -107,7 +107,7 @@ class Uplink:
                 more = await self.cycle()
             except TransportError as exc:
                 self.stats.failures += 1
-                if isinstance(exc, TransportRejected):
+                if isinstance(exc, TransportRejectedError):
                     self.stats.rejected += 1
                 if self.stats.last_error != str(exc):
                     _log.warning("sync failed; will retry", extra={"reason": str(exc)})
@@ -137,12 +137,14 @@ class Uplink:
             self.idle.clear()
         return more
 
-    async def _send(self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]) -> None:
+    async def _send(
+        self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]
+    ) -> None:
         body = await self._encode(rows, lane)
         ack = await self._transport.send(body)
         await self._buffer.ack([r.seq for r in rows])
         self.stats.batches_sent += 1
-        self.stats.readings_sent += ack.accepted
+        self.stats.readings_sent += len(rows)
         self.stats.duplicates += ack.duplicates
         self.stats.last_success_ms = int(time.time() * 1000)
 

@@ -31,9 +31,9 @@ from typing import Literal
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import print_table
+
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
-
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality, Reading
 

@@ -17,7 +17,6 @@ import asyncio
 import os
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,14 +24,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _table import print_table  # noqa: E402
+from _cloud import start_cloud
+from _table import print_table
 
-from ldt.agent.buffer import Buffer  # noqa: E402
-from ldt.agent.buffer_writer import AsyncBuffer  # noqa: E402
-from ldt.agent.transport import HttpTransport  # noqa: E402
-from ldt.agent.uplink import Uplink  # noqa: E402
-from ldt.contract import SeriesInfo  # noqa: E402
-from ldt.reading import Quality  # noqa: E402
+from ldt.agent.buffer import Buffer
+from ldt.agent.buffer_writer import AsyncBuffer
+from ldt.agent.transport import HttpTransport
+from ldt.agent.uplink import Uplink
+from ldt.contract import SeriesInfo
+from ldt.reading import Quality
 
 SERIES = 50
 GATEWAY = "gw-bench"
@@ -41,9 +41,10 @@ GATEWAY = "gw-bench"
 def _rows(n: int, series_ids: list[int]) -> list[tuple[int, int, float, Quality, None]]:
     rng = random.Random(7)
     t0 = int(time.time() * 1000) - n
+    sids = [series_ids[i % len(series_ids)] for i in range(n)]
     return [
-        (series_ids[i % len(series_ids)], t0 + i, round(rng.uniform(200, 250), 3), Quality.GOOD, None)
-        for i in range(n)
+        (sid, t0 + i, round(rng.uniform(200, 250), 3), Quality.GOOD, None)
+        for i, sid in enumerate(sids)
     ]
 
 
@@ -87,48 +88,8 @@ def raw_sqlite_rate(tmp: Path, n: int, batch: int) -> float:
     return n / elapsed
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start_cloud(data: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    out = subprocess.run(
-        [sys.executable, "-m", "ldt", "cloud", "gateway", "add", GATEWAY, "--data", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    token = out.stdout.strip().splitlines()[-1].split()[-1]
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ldt", "cloud", "serve", "--port", str(port), "--data", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    import httpx
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/ngsi-ld/v1/entities/urn:ngsi-ld:x:y", timeout=1)
-            return proc, url, token
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("cloud did not start")
-
-
 async def drain(path: Path, url: str, token: str, batch: int) -> tuple[int, float]:
-    abuf = AsyncBuffer(
-        Buffer(path=path, max_bytes=8 << 30, max_age_s=86400 * 365)
-    )
+    abuf = AsyncBuffer(Buffer(path=path, max_bytes=8 << 30, max_age_s=86400 * 365))
     await abuf.open()
     transport = HttpTransport(base_url=url, token=token, timeout_s=60)
     uplink = Uplink(
@@ -163,7 +124,7 @@ def main() -> None:
             run = tmp / f"run{batch}"
             run.mkdir()
             fill_buffer(run / "buffer.db", n)
-            proc, url, token = start_cloud(run / "cloud")
+            proc, url, token = start_cloud(run / "cloud", GATEWAY)
             try:
                 sent, elapsed = asyncio.run(drain(run / "buffer.db", url, token, batch))
             finally:
@@ -172,7 +133,9 @@ def main() -> None:
             if sent != n:
                 raise SystemExit(f"sync lost readings: sent {sent} of {n}")
             rate = sent / elapsed
-            rows.append((f"sync buffer -> cloud, batch {batch}", n, f"{rate:,.0f}", f"{rate / raw:.2f}"))
+            rows.append(
+                (f"sync buffer -> cloud, batch {batch}", n, f"{rate:,.0f}", f"{rate / raw:.2f}")
+            )
     print_table(
         f"sync over loopback HTTP ({os.cpu_count()} cores)",
         ("path", "readings", "readings/s", "ratio to raw"),

@@ -36,7 +36,8 @@ class Backoff:
         """The delay before the next try, in seconds; counts one more failure."""
         ceiling = min(self._cap, self._base * (2 ** min(self._attempt, 32)))
         self._attempt += 1
-        return ceiling * (0.5 + 0.5 * self._rng.random())
+        jitter: float = 0.5 + 0.5 * self._rng.random()
+        return ceiling * jitter
 
     def reset(self) -> None:
         """Forget past failures (call after a success)."""

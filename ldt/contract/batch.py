@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 __all__ = ["INGEST_PATH", "WIRE_VERSION", "BatchAck", "IngestBatch", "SeriesInfo", "WireReading"]
 
-WIRE_VERSION = 1
+WIRE_VERSION: Literal[1] = 1
 INGEST_PATH = "/ldt/v1/ingest"
 MAX_BATCH_READINGS = 20_000
 """A batch larger than this is refused (413): bounds the cloud's memory per request."""

@@ -6,8 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from ldt.agent.buffer import Buffer, BufferError, BufferInputError, BufferRow
 
+from ldt.agent.buffer import Buffer, BufferError, BufferInputError, BufferRow
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ldt.agent.buffer import Buffer
 
 _CHILD = r"""

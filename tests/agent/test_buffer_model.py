@@ -7,8 +7,8 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ldt.agent.buffer import Buffer
 
+from ldt.agent.buffer import Buffer
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
 from ldt.agent.buffer import Buffer, BufferError, BufferInputError, BufferRow
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
-
 from ldt.backoff import Backoff
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality, Reading
