@@ -1,0 +1,385 @@
+"""One Modbus TCP device: reads points into readings, writes commands.
+
+A thin adapter over pymodbus's ``AsyncModbusTcpClient`` that owns the failure
+policy, so the agent never has to:
+
+* ``read`` never raises for a device fault. A failed block makes only its own
+  points ``bad`` (with a reason a technician can act on); a timeout or a lost
+  connection closes the client and makes the rest of that read bad at once.
+* Reconnects wait out a capped, jittered backoff (``ldt.backoff.Backoff``).
+  While waiting, ``read`` answers bad readings immediately without touching
+  the network, so a dead device costs nothing and never stalls the others.
+* Every connect and request has a deadline (``connection.timeout_s``, ours,
+  via ``asyncio.timeout``). pymodbus's own retries and auto-reconnect are
+  switched off (``retries=0``, ``reconnect_delay=0``) and its timeout is only a
+  backstop, so timing and reconnects have exactly one owner.
+
+A connection that drops *during* a request is noticed as a timeout (pymodbus
+does not fail the pending request when the socket closes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.pdu import ModbusPDU
+
+from ldt.backoff import Backoff
+from ldt.drivers.errors import DriverError
+from ldt.drivers.modbus.codec import decode, encode
+from ldt.drivers.modbus.config import (
+    ModbusPoint,
+    ModbusProfileSettings,
+    ModbusTcpConnection,
+    RegisterTable,
+)
+from ldt.drivers.modbus.planner import ReadBlock, plan_reads, slice_point
+from ldt.reading import Quality, Reading, Value
+
+__all__ = ["EXCEPTION_NAMES", "ModbusDeviceHealth", "ModbusTcpDevice"]
+
+EXCEPTION_NAMES: dict[int, str] = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    7: "negative acknowledge",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+"""Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)."""
+
+_PLAN_CACHE_SIZE = 64  # distinct point lists a device is polled with: a few per interval
+
+
+@dataclass(slots=True)
+class ModbusDeviceHealth:
+    """The connection's state, for the agent's health report.
+
+    ``consecutive_failures`` counts connection-level failures (refused connect,
+    timeout, lost connection) since the device last answered; a Modbus exception
+    response is an answer. ``last_error`` is the most recent failure reason of any
+    kind and is kept after recovery (``connected`` says whether it is current).
+    """
+
+    connected: bool = False
+    last_error: str | None = None
+    consecutive_failures: int = 0
+
+
+class _ConnectionDownError(Exception):
+    """Internal: the connection is gone; the message is the reason for the readings."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _exception_text(code: int) -> str:
+    return f"modbus exception {code} ({EXCEPTION_NAMES.get(code, 'unknown')})"
+
+
+def _describe_os_error(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+class ModbusTcpDevice:
+    """A Modbus TCP device instance; use as ``async with`` (entering does no I/O).
+
+    ``points`` is the device's register map (the profile's points); ``read()``
+    with no argument reads all of them, ``write()`` accepts only these.
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        connection: ModbusTcpConnection,
+        settings: ModbusProfileSettings,
+        points: Sequence[ModbusPoint],
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.health = ModbusDeviceHealth()
+        self._conn = connection
+        self._settings = settings
+        self._points = tuple(points)
+        self._by_name = {p.name: p for p in self._points}
+        if len(self._by_name) != len(self._points):
+            raise DriverError(f"device {device_id!r}: two points share a name")
+        self._backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
+        self._plans: dict[tuple[ModbusPoint, ...], list[ReadBlock]] = {}
+        self._plan(self._points)  # a profile that can never be read fails here, not per poll
+        self._client: AsyncModbusTcpClient | None = None
+        self._retry_at = 0.0  # time.monotonic() before which no connect is tried
+        self._down_reason: str | None = None
+        self._lock = asyncio.Lock()  # one request at a time on the one connection
+
+    @property
+    def points(self) -> tuple[ModbusPoint, ...]:
+        """The device's points, in profile order."""
+        return self._points
+
+    async def __aenter__(self) -> ModbusTcpDevice:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+    # ------------------------------------------------------------------ read
+
+    async def read(self, points: Sequence[ModbusPoint] | None = None) -> list[Reading]:
+        """One reading per point (default: all), in the order asked; never raises for faults.
+
+        Each good reading's ``observed_at_ms`` is when its block answered.
+        Only ``CancelledError`` propagates.
+        """
+        wanted = self._points if points is None else tuple(points)
+        try:
+            blocks = self._plan(wanted)
+        except DriverError as exc:
+            return self._all_bad(wanted, str(exc))
+        async with self._lock:
+            results = await self._read_blocks(blocks)
+        return [results[p] for p in wanted]
+
+    def _plan(self, points: tuple[ModbusPoint, ...]) -> list[ReadBlock]:
+        plan = self._plans.get(points)
+        if plan is None:
+            plan = plan_reads(points, self._settings)
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.clear()
+            self._plans[points] = plan
+        return plan
+
+    def _all_bad(self, points: Sequence[ModbusPoint], reason: str) -> list[Reading]:
+        self.health.last_error = reason
+        now = _now_ms()
+        return [self._bad(p, reason, now) for p in points]
+
+    def _bad(self, point: ModbusPoint, reason: str, at_ms: int) -> Reading:
+        return Reading(
+            device_id=self.device_id,
+            point=point.name,
+            value=None,
+            observed_at_ms=at_ms,
+            quality=Quality.BAD,
+            reason=reason,
+        )
+
+    async def _read_blocks(self, blocks: list[ReadBlock]) -> dict[ModbusPoint, Reading]:
+        results: dict[ModbusPoint, Reading] = {}
+        try:
+            client = await self._connected_client()
+        except _ConnectionDownError as exc:
+            now = _now_ms()
+            return {p: self._bad(p, str(exc), now) for b in blocks for p in b.points}
+        down: str | None = None
+        for block in blocks:
+            if down is None:
+                try:
+                    response = await self._request(client, block)
+                except _ConnectionDownError as exc:
+                    down = str(exc)
+                else:
+                    results.update(self._decode_block(block, response))
+                    continue
+            now = _now_ms()
+            for p in block.points:
+                results[p] = self._bad(p, down, now)
+        return results
+
+    def _decode_block(self, block: ReadBlock, response: ModbusPDU) -> dict[ModbusPoint, Reading]:
+        now = _now_ms()
+        if response.isError():
+            reason = f"{_exception_text(response.exception_code)} reading {block.describe()}"
+            self.health.last_error = reason
+            return {p: self._bad(p, reason, now) for p in block.points}
+        values: Sequence[int] = response.bits if block.table.is_bit else response.registers
+        out: dict[ModbusPoint, Reading] = {}
+        for p in block.points:
+            try:
+                value = decode(p, self._settings, slice_point(block, p, values))
+            except DriverError as exc:  # CodecError, or a short answer
+                self.health.last_error = str(exc)
+                out[p] = self._bad(p, str(exc), now)
+                continue
+            out[p] = Reading(
+                device_id=self.device_id, point=p.name, value=value, observed_at_ms=now
+            )
+        return out
+
+    async def _request(self, client: AsyncModbusTcpClient, block: ReadBlock) -> ModbusPDU:
+        unit = self._conn.unit_id
+        call = {
+            RegisterTable.HOLDING: client.read_holding_registers,
+            RegisterTable.INPUT: client.read_input_registers,
+            RegisterTable.COIL: client.read_coils,
+            RegisterTable.DISCRETE: client.read_discrete_inputs,
+        }[block.table]
+        return await self._execute(
+            lambda: call(block.address, count=block.count, device_id=unit),
+            f"reading {block.describe()}",
+        )
+
+    async def _execute(self, request: Callable[[], Awaitable[ModbusPDU]], what: str) -> ModbusPDU:
+        """One pymodbus request under our deadline; connection faults raise _ConnectionDownError."""
+        timeout = self._conn.timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                response = await request()
+        except TimeoutError:
+            raise self._lost(f"timeout after {timeout} s {what}") from None
+        except asyncio.CancelledError:
+            self._close()  # a request may be in flight: its late answer must not be misread
+            raise
+        except (ModbusException, OSError) as exc:
+            raise self._lost(f"connection lost {what}: {exc}") from exc
+        self._answered()
+        return response
+
+    # ------------------------------------------------------------ connection
+
+    async def _connected_client(self) -> AsyncModbusTcpClient:
+        """The live client, connecting first if allowed (else _ConnectionDownError: why)."""
+        if self._client is not None:
+            if self._client.connected:
+                return self._client
+            self._close()  # the peer closed it since the last request: reconnect now
+        wait = self._retry_at - time.monotonic()
+        if wait > 0:
+            raise _ConnectionDownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+        client, error = self._new_client()
+        timeout = self._conn.timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                ok = await client.connect()
+        except TimeoutError:
+            ok, error[0] = False, f"connect timeout after {timeout} s"
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        if not ok or not client.connected:
+            client.close()
+            raise self._lost(f"not connected: {error[0] or 'connect failed'}")
+        self._client = client
+        self.health.connected = True
+        return client
+
+    def _new_client(self) -> tuple[AsyncModbusTcpClient, list[str | None]]:
+        """A fresh client, and a cell that receives the reason its connect fails.
+
+        pymodbus's ``connect()`` swallows the ``OSError`` and returns False; the
+        wrapper around its transport factory keeps the error's text
+        ("connection refused") for the readings.
+        """
+        client = AsyncModbusTcpClient(
+            self._conn.host,
+            port=self._conn.port,
+            name=f"ldt:{self.device_id}",
+            timeout=self._conn.timeout_s + 1.0,  # backstop only: our asyncio.timeout fires first
+            retries=0,
+            reconnect_delay=0,  # no background reconnect task: reconnects are ours
+        )
+        error: list[str | None] = [None]
+        create = client.ctx.call_create
+
+        async def create_and_record() -> Any:
+            try:
+                return await create()
+            except OSError as exc:
+                error[0] = _describe_os_error(exc)
+                raise
+
+        client.ctx.call_create = create_and_record
+        return client, error
+
+    def _lost(self, reason: str) -> _ConnectionDownError:
+        """Close the client, schedule the next connect, and return the error to raise."""
+        self._close()
+        delay = self._backoff.next_delay()
+        self._retry_at = time.monotonic() + delay
+        self._down_reason = reason.removeprefix("not connected: ")
+        self.health.consecutive_failures += 1
+        self.health.last_error = reason
+        return _ConnectionDownError(f"{reason}; retry in {delay:.1f} s")
+
+    def _answered(self) -> None:
+        self._backoff.reset()
+        self.health.consecutive_failures = 0
+        self.health.connected = True
+
+    def _close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.health.connected = False
+
+    # ----------------------------------------------------------------- write
+
+    async def write(self, point: ModbusPoint | str, value: Value) -> None:
+        """Write one point: coils with FC 5, holding registers with FC 6 (one) or FC 16.
+
+        Raises ``DriverError`` (with what failed) when the point is unknown or not
+        writable, the value does not encode, or the device refuses or does not
+        answer. A write tries to connect even during read backoff: a command is
+        worth one attempt.
+        """
+        p = self._resolve(point)
+        if not p.writable:
+            raise DriverError(f"point {p.name!r} of {self.device_id!r} is not writable")
+        words = encode(p, self._settings, value)
+        span = f"{p.table.value} {p.address}..{p.address + len(words) - 1}"
+        async with self._lock:
+            if self._client is None or not self._client.connected:
+                self._retry_at = 0.0
+            try:
+                client = await self._connected_client()
+                response = await self._execute(
+                    lambda: self._write_request(client, p, words), f"writing {span}"
+                )
+            except _ConnectionDownError as exc:
+                raise DriverError(f"write to {self.device_id!r} {p.name!r} failed: {exc}") from None
+        if response.isError():
+            reason = f"{_exception_text(response.exception_code)} writing {span}"
+            self.health.last_error = reason
+            raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {reason}")
+
+    def _write_request(
+        self, client: AsyncModbusTcpClient, p: ModbusPoint, words: list[int]
+    ) -> Awaitable[ModbusPDU]:
+        unit = self._conn.unit_id
+        if p.table is RegisterTable.COIL:
+            return client.write_coil(p.address, bool(words[0]), device_id=unit)
+        if len(words) == 1:
+            return client.write_register(p.address, words[0], device_id=unit)
+        return client.write_registers(p.address, words, device_id=unit)
+
+    def _resolve(self, point: ModbusPoint | str) -> ModbusPoint:
+        if isinstance(point, str):
+            try:
+                return self._by_name[point]
+            except KeyError:
+                raise DriverError(f"device {self.device_id!r} has no point {point!r}") from None
+        if self._by_name.get(point.name) != point:
+            raise DriverError(f"point {point.name!r} is not one of {self.device_id!r}'s points")
+        return point
