@@ -23,6 +23,13 @@ def register(sub: Any) -> None:
     run.add_argument("--log-level", default="INFO")
     run.set_defaults(func=_run)
 
+    drain = agent_sub.add_parser(
+        "drain", help="send every buffered reading to the cloud, without polling, then exit"
+    )
+    drain.add_argument("--config", required=True, type=Path, help="gateway config (TOML)")
+    drain.add_argument("--timeout", type=float, default=300.0, help="give up after (s)")
+    drain.set_defaults(func=_drain)
+
     check = agent_sub.add_parser("check-config", help="validate a gateway config and its profiles")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_check)
@@ -71,4 +78,25 @@ def _run(args: argparse.Namespace) -> int:
     except (AgentError, BufferError) as exc:
         print(f"ldt agent: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _drain(args: argparse.Namespace) -> int:
+    from ldt.agent.buffer import BufferError
+    from ldt.agent.config import ConfigError, load_gateway_config
+    from ldt.agent.runtime import AgentError, drain
+    from ldt.logs import configure_logging
+
+    configure_logging(level="WARNING", fmt="text")
+    try:
+        cfg = load_gateway_config(args.config)
+        sent = asyncio.run(drain(cfg, timeout_s=args.timeout))
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    except (AgentError, BufferError) as exc:
+        print(f"ldt agent drain: {exc}", file=sys.stderr)
+        return 1
+    print(f"ldt agent drain: sent {sent} readings; buffer empty")
     return 0

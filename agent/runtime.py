@@ -25,7 +25,7 @@ from ldt.contract import SeriesInfo
 from ldt.drivers.modbus.config import ModbusPoint
 from ldt.drivers.modbus.device import ModbusTcpDevice
 
-__all__ = ["AgentError", "AgentRuntime", "read_token"]
+__all__ = ["AgentError", "AgentRuntime", "drain", "read_token"]
 
 _log = logging.getLogger("ldt.agent")
 
@@ -52,6 +52,61 @@ def read_token(config: GatewayConfig) -> str:
     raise AgentError("no cloud token: set [cloud] token or token_file in the gateway config")
 
 
+def _open_buffer(config: GatewayConfig) -> AsyncBuffer:
+    bcfg = config.buffer
+    return AsyncBuffer(
+        Buffer(
+            path=config.buffer_path,
+            max_bytes=bcfg.max_bytes,
+            max_age_s=bcfg.max_age_s,
+            drop_policy=bcfg.drop_policy,
+            synchronous=bcfg.synchronous,
+        )
+    )
+
+
+async def drain(
+    config: GatewayConfig, *, transport: Transport | None = None, timeout_s: float = 300.0
+) -> int:
+    """Send every pending reading to the cloud without polling; returns how many were sent.
+
+    For a technician replacing a gateway (push everything before unplugging it)
+    and for tests. Raises ``AgentError`` if the buffer is not empty by the deadline.
+    """
+    cfg = config
+    transport = transport or HttpTransport(
+        base_url=cfg.cloud.url, token=read_token(cfg), timeout_s=cfg.cloud.timeout_s
+    )
+    abuf = _open_buffer(cfg)
+    uplink = Uplink(
+        gateway_id=cfg.gateway.id,
+        buffer=abuf,
+        transport=transport,
+        batch_max=cfg.cloud.batch_max_readings,
+        live_max=cfg.cloud.live_max_readings,
+        interval_s=0.01,
+    )
+    try:
+        await abuf.open()
+        task = asyncio.create_task(uplink.run(), name="uplink-drain")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await uplink.idle.wait()  # set by a cycle that found nothing left to send
+        except TimeoutError:
+            pending = (await abuf.stats()).pending
+            raise AgentError(
+                f"{pending} readings still pending after {timeout_s:g} s "
+                f"(last sync error: {uplink.stats.last_error or 'none'})"
+            ) from None
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        await transport.aclose()
+        await abuf.close()
+    return uplink.stats.readings_sent
+
+
 @dataclass
 class AgentRuntime:
     """One running agent. ``run()`` returns when ``stop`` is set, after draining."""
@@ -66,7 +121,6 @@ class AgentRuntime:
     async def run(self) -> None:
         """Run until ``stop`` is set; raises ``AgentError`` for unusable configs or buffers."""
         cfg = self.config
-        bcfg = cfg.buffer
         try:
             cfg.gateway.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -74,14 +128,7 @@ class AgentRuntime:
         transport = self.transport or HttpTransport(
             base_url=cfg.cloud.url, token=read_token(cfg), timeout_s=cfg.cloud.timeout_s
         )
-        buffer = Buffer(
-            path=cfg.buffer_path,
-            max_bytes=bcfg.max_bytes,
-            max_age_s=bcfg.max_age_s,
-            drop_policy=bcfg.drop_policy,
-            synchronous=bcfg.synchronous,
-        )
-        abuf = AsyncBuffer(buffer)
+        abuf = _open_buffer(cfg)
         self.buffer = abuf
         try:
             await abuf.open()

@@ -58,7 +58,10 @@ class HttpTransport:
         )
 
     async def send(self, body: bytes) -> BatchAck:
-        """POST one batch. 4xx -> ``TransportRejectedError``; network or 5xx -> ``TransportError``."""
+        """POST one batch.
+
+        4xx -> ``TransportRejectedError``; network or 5xx -> ``TransportError``.
+        """
         try:
             resp = await self._client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:

@@ -155,8 +155,7 @@ class Uplink:
             self._series.update(await self._buffer.series(missing))
         series = {str(i): self._series[i].model_dump(exclude_none=True) for i in ids}
         readings = [
-            (r.seq, r.series_id, r.observed_at_ms, r.value, str(r.quality), r.reason)
-            for r in rows
+            (r.seq, r.series_id, r.observed_at_ms, r.value, str(r.quality), r.reason) for r in rows
         ]
         return orjson.dumps(
             {

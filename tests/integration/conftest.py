@@ -35,6 +35,7 @@ def gateway_toml(
     uplink_interval_s: float = 0.2,
     flush_interval_ms: int = 50,
     batch_max: int = 5000,
+    live_max: int = 1000,
 ) -> str:
     """A gateway config for ``devices`` = [(device id, profile, port)]."""
     lines = [
@@ -47,6 +48,7 @@ def gateway_toml(
         f"interval_s = {uplink_interval_s}",
         "timeout_s = 5.0",
         f"batch_max_readings = {batch_max}",
+        f"live_max_readings = {live_max}",
         "[buffer]",
         f"flush_interval_ms = {flush_interval_ms}",
     ]

@@ -109,7 +109,7 @@ async def test_cloud_entity_equals_simulator_registers(
                 # an independent Modbus client reads the same register the agent read
                 voltage = next(p for p in points if p.unit == "VLT")
                 proc = await asyncio.create_subprocess_exec(
-                    "mbpoll", "-m", "tcp", "-a", "1", "-t", "3:float", "-0", "-r",
+                    "mbpoll", "-m", "tcp", "-a", "1", "-t", "3:float", "-B", "-0", "-r",
                     str(voltage.address), "-c", "1", "-p", str(sim.port), "-1", "127.0.0.1",
                     stdout=asyncio.subprocess.PIPE,
                 )  # fmt: skip
@@ -117,8 +117,8 @@ async def test_cloud_entity_equals_simulator_registers(
                 assert proc.returncode == 0
                 text = stdout.decode()
                 line = next(ln for ln in text.splitlines() if ln.startswith("["))
-                mb_value = float(line.split("=", 1)[1].split()[0])
-                assert math.isclose(mb_value, ent[voltage.attribute_name]["value"], rel_tol=1e-6)
+                mb_value = float(line.split(":", 1)[1])  # printed as %g: 6 significant digits
+                assert math.isclose(mb_value, ent[voltage.attribute_name]["value"], rel_tol=1e-5)
 
 
 async def test_dead_and_failing_devices_do_not_stop_the_healthy_one(

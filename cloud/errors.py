@@ -1,0 +1,30 @@
+"""The cloud's root exception and the errors every cloud layer shares.
+
+Each layer raises a subclass of ``CloudError``; the HTTP layer turns them into
+NGSI-LD ProblemDetails (``ldt.cloud.ngsild.problems``), the CLI into one line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CloudError", "GatewayExistsError", "OwnershipError", "StoreError"]
+
+
+class CloudError(Exception):
+    """Root of every error the cloud raises on purpose."""
+
+
+class StoreError(CloudError):
+    """The store failed (disk, locking, corruption): the request may be retried."""
+
+
+class GatewayExistsError(StoreError):
+    """A gateway with this id is already registered (rotate its token instead)."""
+
+
+class OwnershipError(StoreError):
+    """A gateway tried to write an entity another gateway owns; nothing was written."""
+
+    def __init__(self, entity_id: str, owner: str) -> None:
+        self.entity_id = entity_id
+        self.owner = owner
+        super().__init__(f"entity {entity_id} is owned by another gateway")

@@ -1,0 +1,84 @@
+"""Gateway registration and bearer tokens.
+
+A token is 32 random bytes (URL-safe base64), shown once when issued; the
+cloud keeps only its SHA-256, so a leaked database does not leak tokens.
+Registration works on the database file directly, so ``ldt cloud gateway add``
+needs no running server (WAL lets it run next to one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+from pathlib import Path
+
+from ldt.cloud.errors import CloudError, StoreError
+from ldt.cloud.store.base import GatewayRecord
+from ldt.cloud.store.sqlite import DB_FILENAME, add_gateway_sync, connect, list_gateways_sync
+
+__all__ = [
+    "GATEWAY_ID_PATTERN",
+    "InvalidGatewayIdError",
+    "add_gateway",
+    "ensure_gateway",
+    "list_gateways",
+    "new_token",
+    "token_sha256",
+]
+
+GATEWAY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""The agent's ``[gateway] id`` rule, so every id the agent accepts can be registered."""
+
+
+class InvalidGatewayIdError(CloudError):
+    """The id does not match ``GATEWAY_ID_PATTERN``."""
+
+
+def new_token() -> str:
+    """A fresh gateway token (43 URL-safe characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def token_sha256(token: str) -> bytes:
+    """What the store keeps of a token."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def add_gateway(data_dir: Path, gateway_id: str, *, rotate: bool = False) -> str:
+    """Register ``gateway_id`` in the cloud's data folder and return its new token.
+
+    Blocking (a few ms of SQLite): for the CLI, tests and the demo's setup.
+    Raises ``InvalidGatewayIdError``, ``GatewayExistsError`` (unless ``rotate``),
+    or ``StoreError``.
+    """
+    if not GATEWAY_ID_PATTERN.match(gateway_id):
+        raise InvalidGatewayIdError(
+            f"invalid gateway id {gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    token = new_token()
+    con = connect(data_dir / DB_FILENAME)
+    try:
+        add_gateway_sync(con, gateway_id, token_sha256(token), rotate=rotate)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot register gateway {gateway_id}: {exc}") from exc
+    finally:
+        con.close()
+    return token
+
+
+def ensure_gateway(data_dir: Path, gateway_id: str) -> str:
+    """A fresh token for ``gateway_id``, registering it first if needed (the demo's setup)."""
+    return add_gateway(data_dir, gateway_id, rotate=True)
+
+
+def list_gateways(data_dir: Path) -> list[GatewayRecord]:
+    """Registered gateways, by id (blocking, like ``add_gateway``)."""
+    con = connect(data_dir / DB_FILENAME)
+    try:
+        return list_gateways_sync(con)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot list gateways: {exc}") from exc
+    finally:
+        con.close()

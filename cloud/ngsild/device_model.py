@@ -1,0 +1,157 @@
+"""How a gateway's readings become attributes of FIWARE Smart Data Models ``Device`` entities.
+
+Pure functions, no I/O: the store calls ``summarize`` once per batch and
+``apply_update`` once per touched entity, inside the batch's transaction, so
+each attribute is written once per batch (with its newest reading) rather
+than once per reading. The rules (docs/smart-data-models.md):
+
+- an attribute takes a reading's value only if the reading is ``good`` or
+  ``stale`` and strictly newer than the attribute's ``observedAt``: a backfill
+  after an outage never overwrites fresher live values;
+- a ``bad`` reading never changes the value; if it is the newest thing known
+  about the attribute it sets the sub-properties ``quality`` = "bad" and
+  ``reason``, so the twin shows that the value is no longer being refreshed;
+- ``dateLastValueReported`` is the newest good or stale reading of the device;
+- ``deviceState`` follows the quality of the device's newest reading
+  ("ok", "stale" or "error").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.contract import IngestBatch
+
+__all__ = ["AttrUpdate", "EntityUpdate", "apply_update", "summarize"]
+
+_DEVICE_STATE = {"good": "ok", "stale": "stale", "bad": "error"}
+
+
+@dataclass(slots=True)
+class AttrUpdate:
+    """The newest readings of one attribute within one batch."""
+
+    unit: str | None
+    value_key: tuple[int, int] | None = None
+    """(observed_at_ms, seq) of the newest good/stale reading with a value."""
+    value: bool | int | float | str | None = None
+    value_quality: str = "good"
+    newest_key: tuple[int, int] = (-1, -1)
+    """(observed_at_ms, seq) of the newest reading of any quality."""
+    newest_quality: str = "good"
+    newest_reason: str | None = None
+
+
+@dataclass(slots=True)
+class EntityUpdate:
+    """What one batch says about one entity."""
+
+    entity_type: str
+    attrs: dict[str, AttrUpdate] = field(default_factory=dict)
+
+
+def summarize(batch: IngestBatch) -> dict[str, EntityUpdate]:
+    """The newest readings per (entity, attribute) of a batch; row order does not matter."""
+    out: dict[str, EntityUpdate] = {}
+    by_series: dict[int, AttrUpdate] = {}
+    for key, info in batch.series.items():
+        ent = out.get(info.entity_id)
+        if ent is None:
+            ent = out[info.entity_id] = EntityUpdate(entity_type=info.entity_type)
+        upd = ent.attrs.get(info.attr)
+        if upd is None:
+            upd = ent.attrs[info.attr] = AttrUpdate(unit=info.unit)
+        by_series[int(key)] = upd
+    for seq, sid, ts, value, quality, reason in batch.readings:
+        upd = by_series[sid]
+        rkey = (ts, seq)
+        if rkey > upd.newest_key:
+            upd.newest_key = rkey
+            upd.newest_quality = quality
+            upd.newest_reason = reason
+        if (
+            quality != "bad"
+            and value is not None
+            and (upd.value_key is None or rkey > upd.value_key)
+        ):
+            upd.value_key = rkey
+            upd.value = value
+            upd.value_quality = quality
+    # an entity only referenced by series without readings changes nothing
+    return {
+        eid: ent
+        for eid, ent in out.items()
+        if any(a.newest_key[0] >= 0 for a in ent.attrs.values())
+    }
+
+
+def _prop(value: Any, ms: int) -> dict[str, Any]:
+    return {"type": "Property", "value": value, "observedAt": iso_ms(ms)}
+
+
+def _observed_ms(attr: object) -> int | None:
+    if isinstance(attr, dict):
+        return parse_iso_ms(attr.get("observedAt"))
+    return None
+
+
+def apply_update(
+    doc: dict[str, Any] | None, entity_id: str, update: EntityUpdate
+) -> dict[str, Any]:
+    """The entity after one batch; ``doc`` (the stored entity, or None) is not modified."""
+    new: dict[str, Any] = (
+        dict(doc) if doc is not None else {"id": entity_id, "type": update.entity_type}
+    )
+    last_value_ms: int | None = None
+    newest_ms = -1
+    newest_quality = "good"
+    for name, upd in update.attrs.items():
+        cur = new.get(name)
+        cur_ms = _observed_ms(cur)
+        if upd.value_key is not None and (cur_ms is None or upd.value_key[0] > cur_ms):
+            ms = upd.value_key[0]
+            attr = _prop(upd.value, ms)
+            if upd.unit is not None:
+                attr["unitCode"] = upd.unit
+            old_quality = cur.get("quality") if isinstance(cur, dict) else None
+            old_q_ms = _observed_ms(old_quality)
+            if old_q_ms is not None and old_q_ms > ms and isinstance(cur, dict):
+                # a newer bad reading is already known: keep saying so
+                attr["quality"] = old_quality
+                if "reason" in cur:
+                    attr["reason"] = cur["reason"]
+            else:
+                attr["quality"] = _prop(upd.value_quality, ms)
+            new[name] = cur = attr
+            last_value_ms = ms if last_value_ms is None else max(last_value_ms, ms)
+        if upd.newest_quality == "bad" and isinstance(cur, dict) and "value" in cur:
+            bad_ms = upd.newest_key[0]
+            q_ms = _observed_ms(cur.get("quality"))
+            if q_ms is None:
+                q_ms = _observed_ms(cur)
+            if q_ms is None or bad_ms > q_ms:
+                cur = new[name] = dict(cur)
+                cur["quality"] = _prop("bad", bad_ms)
+                cur["reason"] = _prop(upd.newest_reason or "read failed", bad_ms)
+        if upd.newest_key[0] > newest_ms:
+            newest_ms = upd.newest_key[0]
+            newest_quality = upd.newest_quality
+    if last_value_ms is not None:
+        reported = new.get("dateLastValueReported")
+        prev = (
+            parse_iso_ms(reported.get("value", {}).get("@value"))
+            if isinstance(reported, dict) and isinstance(reported.get("value"), dict)
+            else None
+        )
+        if prev is None or last_value_ms > prev:
+            new["dateLastValueReported"] = {
+                "type": "Property",
+                "value": {"@type": "DateTime", "@value": iso_ms(last_value_ms)},
+            }
+    if newest_ms >= 0:
+        state_ms = _observed_ms(new.get("deviceState"))
+        if state_ms is None or newest_ms > state_ms:
+            new["deviceState"] = _prop(_DEVICE_STATE[newest_quality], newest_ms)
+    return new

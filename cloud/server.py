@@ -1,0 +1,195 @@
+"""The cloud's HTTP service: Starlette app, uvicorn server, and an in-process handle.
+
+``build_app`` wires routes to a store; ``running_cloud`` runs uvicorn inside
+the caller's event loop (tests, the demo); ``serve`` is what
+``ldt cloud serve`` runs. uvicorn's own signal handling is switched off: the
+caller decides what stops the server (the CLI maps SIGTERM/SIGINT to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from ldt.cloud import ingest
+from ldt.cloud.errors import CloudError, StoreError
+from ldt.cloud.gateways import add_gateway, ensure_gateway
+from ldt.cloud.ngsild import api
+from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
+from ldt.cloud.store.base import Store
+from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
+
+__all__ = ["CloudHandle", "add_gateway", "build_app", "ensure_gateway", "running_cloud", "serve"]
+
+_log = logging.getLogger("ldt.cloud.server")
+
+STARTUP_TIMEOUT_S = 10.0
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+async def _on_ngsild_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NgsiLdError)
+    return problem_response(exc)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err = NgsiLdError(
+            404, "ResourceNotFound", "Not Found", f"no resource at {request.url.path}"
+        )
+    elif exc.status_code == 405:
+        err = NgsiLdError(
+            405,
+            None,
+            "Method Not Allowed",
+            f"{request.method} is not supported on {request.url.path}",
+            headers=exc.headers,
+        )
+    else:
+        err = NgsiLdError(exc.status_code, None, "HTTP error", str(exc.detail), headers=exc.headers)
+    return problem_response(err)
+
+
+async def _on_store_error(request: Request, exc: Exception) -> Response:
+    _log.error("store failed", extra={"path": request.url.path, "error": str(exc)})
+    return problem_response(
+        NgsiLdError(500, "InternalError", "Internal error", f"the store failed: {exc}; retry later")
+    )
+
+
+def build_app(store: Store) -> Starlette:
+    """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller)."""
+    app = Starlette(
+        routes=[*ingest.routes, Mount("/ngsi-ld/v1", routes=api.routes)],
+        exception_handlers={
+            NgsiLdError: _on_ngsild_error,
+            HTTPException: _on_http_error,
+            StoreError: _on_store_error,
+        },
+    )
+    app.state.store = store
+    return app
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: stopping is the caller's decision."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass(frozen=True, slots=True)
+class CloudHandle:
+    """A running cloud: its base URL (``http://127.0.0.1:PORT``) and its open store."""
+
+    url: str
+    store: SqliteStore
+    data_dir: Path
+    _task: asyncio.Task[None] = field(repr=False)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CloudError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def running_cloud(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> AsyncIterator[CloudHandle]:
+    """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
+
+    Raises ``CloudError`` if the port is busy or the server does not start.
+    """
+    sock = _bind(host, port)
+    try:
+        async with SqliteStore(path=data_dir / DB_FILENAME, synchronous=synchronous) as store:
+            config = uvicorn.Config(
+                build_app(store),
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                http="h11",
+                ws="none",
+                server_header=False,
+                timeout_graceful_shutdown=5,
+            )
+            server = _Server(config)
+            task = asyncio.create_task(server.serve(sockets=[sock]), name="ldt-cloud-http")
+            try:
+                async with asyncio.timeout(STARTUP_TIMEOUT_S):
+                    while not server.started:
+                        if task.done():
+                            break
+                        await asyncio.sleep(0.005)
+                if not server.started:
+                    await task  # re-raise what stopped it
+                    raise CloudError("the HTTP server stopped while starting")
+                bound = sock.getsockname()
+                shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+                yield CloudHandle(
+                    url=f"http://{shown}:{bound[1]}", store=store, data_dir=data_dir, _task=task
+                )
+            finally:
+                server.should_exit = True
+                try:
+                    async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                        await task
+                except TimeoutError:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+    finally:
+        sock.close()
+
+
+async def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[CloudHandle], None] | None = None,
+) -> None:
+    """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
+    stop = stop or asyncio.Event()
+    async with running_cloud(data_dir, host, port) as cloud:
+        if on_ready is not None:
+            on_ready(cloud)
+        waiter = asyncio.create_task(stop.wait(), name="ldt-cloud-stop")
+        try:
+            await asyncio.wait({waiter, cloud._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
+        if cloud._task.done() and not stop.is_set():
+            cloud._task.result()
+            raise CloudError("the HTTP server stopped unexpectedly")

@@ -1,0 +1,146 @@
+"""The storage interface the cloud is written against (SQLite today, PostgreSQL later).
+
+A store keeps three things: registered gateways (only the SHA-256 of each
+token), the append-only reading history keyed by (gateway, seq), and the
+current NGSI-LD entities. Every method is async; implementations keep blocking
+work off the event loop. Entity documents are normalized NGSI-LD without
+``@context`` (terms are the core context's short names).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from ldt.contract import IngestBatch
+
+__all__ = ["Entity", "GatewayRecord", "HistoryRow", "IngestResult", "Store"]
+
+Entity = dict[str, Any]
+"""A normalized NGSI-LD entity: ``{"id": ..., "type": ..., attr: {"type": "Property", ...}}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one committed batch changed: new readings, replayed ones, highest seq seen."""
+
+    accepted: int
+    duplicates: int
+    max_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """A registered gateway; ``created_at`` is ISO 8601 UTC."""
+
+    id: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One stored reading of one attribute, as the gateway sent it."""
+
+    gateway_id: str
+    seq: int
+    observed_at_ms: int
+    value: bool | int | float | str | None
+    quality: str
+    reason: str | None
+
+
+class Store(abc.ABC):
+    """Async storage for gateways, reading history and entities.
+
+    Use as ``async with store:`` (opens and closes it). Every method may raise
+    ``StoreError``; nothing else escapes.
+    """
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema and get ready; idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending work and release files and threads."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # gateways -------------------------------------------------------------
+    @abc.abstractmethod
+    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
+        """Register a gateway, or replace its token hash when ``rotate``.
+
+        Raises ``GatewayExistsError`` if it exists and ``rotate`` is false.
+        """
+
+    @abc.abstractmethod
+    async def gateways(self) -> list[GatewayRecord]:
+        """All registered gateways, by id."""
+
+    @abc.abstractmethod
+    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
+        """The gateway whose token hashes to ``token_sha256``, or None (constant-time compare)."""
+
+    # ingest ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
+        """Apply one batch in one transaction; returns only after it is committed.
+
+        Readings already held (same gateway and seq) are counted as duplicates
+        and change nothing. Raises ``OwnershipError`` (nothing written) if the
+        batch touches an entity another gateway owns.
+        """
+
+    @abc.abstractmethod
+    async def reading_count(self, gateway_id: str) -> int:
+        """How many readings of this gateway are stored."""
+
+    @abc.abstractmethod
+    async def seqs(self, gateway_id: str) -> list[int]:
+        """The stored seqs of this gateway, ascending (for exactly-once checks)."""
+
+    @abc.abstractmethod
+    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
+        """Every stored reading of one attribute, oldest first (observed time, then seq)."""
+
+    # entities -------------------------------------------------------------
+    @abc.abstractmethod
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """The entity, or None."""
+
+    @abc.abstractmethod
+    async def query_entities(
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Entity], int]:
+        """Entities matching any of ``types`` and any of ``ids`` (None: no filter), by id.
+
+        Returns one page and the total number of matches.
+        """
+
+    @abc.abstractmethod
+    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
+        """Create or update entities in one transaction; True per entity that was created.
+
+        ``replace``: an existing entity's attributes are all replaced; otherwise
+        the given attributes are merged into it (each attribute replaced whole).
+        Owners are kept: an entity a gateway owns stays owned by it.
+        """

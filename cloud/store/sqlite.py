@@ -1,0 +1,396 @@
+"""The embedded store: one SQLite file in WAL mode, one connection on one writer thread.
+
+Why one thread: SQLite allows one writer at a time anyway, and a single
+connection keeps transactions simple and correct (an ingest batch is one
+``BEGIN IMMEDIATE ... COMMIT``). Reads go through the same thread; they are
+short.
+
+Durability: ``synchronous=FULL`` by default, so an acknowledged batch survives
+a power cut. ``NORMAL`` in WAL mode survives a crash of the process but may
+lose the last commits on power loss; those readings were already acked, and
+the gateway has pruned them, so they would be gone for good. FULL still meets
+the sync throughput target (docs/smart-data-models.md, "Durability").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.ngsild.device_model import apply_update, summarize
+from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, IngestResult, Store
+from ldt.contract import IngestBatch
+
+__all__ = ["DB_FILENAME", "SqliteStore", "connect"]
+
+DB_FILENAME = "cloud.db"
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateways (
+    id TEXT PRIMARY KEY,
+    token_sha256 BLOB NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    gateway_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    entity_id TEXT NOT NULL,
+    attr TEXT NOT NULL,
+    observed_at_ms INTEGER NOT NULL,
+    value TEXT,              -- JSON, NULL for a reading without value
+    quality TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (gateway_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS readings_by_attr ON readings (entity_id, attr, observed_at_ms);
+CREATE TABLE IF NOT EXISTS entities (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    doc TEXT NOT NULL,       -- normalized NGSI-LD JSON, without @context
+    gateway_id TEXT,         -- owner; NULL for entities created through the NGSI-LD API
+    created_at TEXT NOT NULL,
+    modified_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entities_by_type ON entities (type, id);
+"""
+
+_INSERT_READING = (
+    "INSERT OR IGNORE INTO readings"
+    " (gateway_id, seq, entity_id, attr, observed_at_ms, value, quality, reason)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_ENTITY = (
+    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET type = excluded.type, doc = excluded.doc,"
+    " gateway_id = excluded.gateway_id, modified_at = excluded.modified_at"
+)
+
+
+def _now() -> str:
+    ms = time.time_ns() // 1_000_000
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
+    """Open (creating) the database file with the schema, WAL and the given sync policy.
+
+    Used by the store's thread and by ``ldt.cloud.gateways`` for CLI work.
+    Raises ``StoreError``.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={synchronous}")
+        con.execute("PRAGMA busy_timeout=10000")
+        con.execute("PRAGMA foreign_keys=OFF")
+        con.executescript(_SCHEMA)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the cloud database {path}: {exc}") from exc
+    return con
+
+
+class SqliteStore(Store):
+    """``Store`` on one SQLite file. ``timeout_s`` bounds every call (queueing included)."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._path = path
+        self._synchronous: Literal["FULL", "NORMAL"] = synchronous
+        self._timeout_s = timeout_s
+        self._con: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        executor, con = self._executor, self._con
+        if executor is None or con is None:
+            raise StoreError("the store is not open")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await loop.run_in_executor(executor, fn, con)
+        except TimeoutError as exc:
+            raise StoreError(f"the store did not answer within {self._timeout_s:g} s") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error: {exc}") from exc
+
+    async def open(self) -> None:
+        """Open the file on the store's own thread (so all SQLite work stays there)."""
+        if self._executor is not None:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldt-cloud-store")
+        loop = asyncio.get_running_loop()
+        try:
+            self._con = await loop.run_in_executor(
+                self._executor, lambda: connect(self._path, synchronous=self._synchronous)
+            )
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            raise
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread (waits for the running call)."""
+        executor, con = self._executor, self._con
+        self._executor = self._con = None
+        if executor is None:
+            return
+        try:
+            if con is not None:
+                await asyncio.get_running_loop().run_in_executor(executor, con.close)
+        finally:
+            executor.shutdown(wait=True)
+
+    # gateways -------------------------------------------------------------
+    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
+        """See ``Store.add_gateway``."""
+        await self._run(lambda con: add_gateway_sync(con, gateway_id, token_sha256, rotate=rotate))
+
+    async def gateways(self) -> list[GatewayRecord]:
+        """See ``Store.gateways``."""
+        return await self._run(list_gateways_sync)
+
+    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
+        """See ``Store.gateway_for_token``."""
+
+        def find(con: sqlite3.Connection) -> str | None:
+            row = con.execute(
+                "SELECT id, token_sha256 FROM gateways WHERE token_sha256 = ?", (token_sha256,)
+            ).fetchone()
+            if row is None or not hmac.compare_digest(bytes(row[1]), token_sha256):
+                return None
+            return str(row[0])
+
+        return await self._run(find)
+
+    # ingest ---------------------------------------------------------------
+    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
+        """See ``Store.ingest``."""
+        return await self._run(lambda con: _ingest(con, gateway_id, batch))
+
+    async def reading_count(self, gateway_id: str) -> int:
+        """See ``Store.reading_count``."""
+        return await self._run(
+            lambda con: int(
+                con.execute(
+                    "SELECT count(*) FROM readings WHERE gateway_id = ?", (gateway_id,)
+                ).fetchone()[0]
+            )
+        )
+
+    async def seqs(self, gateway_id: str) -> list[int]:
+        """See ``Store.seqs``."""
+        return await self._run(
+            lambda con: [
+                int(r[0])
+                for r in con.execute(
+                    "SELECT seq FROM readings WHERE gateway_id = ? ORDER BY seq", (gateway_id,)
+                )
+            ]
+        )
+
+    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
+        """See ``Store.history``."""
+
+        def read(con: sqlite3.Connection) -> list[HistoryRow]:
+            rows = con.execute(
+                "SELECT gateway_id, seq, observed_at_ms, value, quality, reason FROM readings"
+                " WHERE entity_id = ? AND attr = ? ORDER BY observed_at_ms, seq",
+                (entity_id, attr),
+            )
+            return [
+                HistoryRow(
+                    gateway_id=gw,
+                    seq=seq,
+                    observed_at_ms=ts,
+                    value=None if value is None else orjson.loads(value),
+                    quality=quality,
+                    reason=reason,
+                )
+                for gw, seq, ts, value, quality, reason in rows
+            ]
+
+        return await self._run(read)
+
+    # entities -------------------------------------------------------------
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """See ``Store.get_entity``."""
+
+        def read(con: sqlite3.Connection) -> Entity | None:
+            row = con.execute("SELECT doc FROM entities WHERE id = ?", (entity_id,)).fetchone()
+            return None if row is None else _load(row[0])
+
+        return await self._run(read)
+
+    async def query_entities(
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Entity], int]:
+        """See ``Store.query_entities``."""
+        where: list[str] = []
+        params: list[object] = []
+        if types is not None:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            params.extend(ids)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        def read(con: sqlite3.Connection) -> tuple[list[Entity], int]:
+            total = int(con.execute(f"SELECT count(*) FROM entities{clause}", params).fetchone()[0])  # noqa: S608
+            if limit == 0:
+                return [], total
+            rows = con.execute(
+                f"SELECT doc FROM entities{clause} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+                [*params, limit, offset],
+            )
+            return [_load(r[0]) for r in rows], total
+
+        return await self._run(read)
+
+    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
+        """See ``Store.upsert_entities``."""
+        return await self._run(lambda con: _upsert(con, entities, replace=replace))
+
+
+@contextlib.contextmanager
+def _transaction(con: sqlite3.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` .. ``COMMIT``; any exception rolls back and propagates."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def _load(doc: str | bytes) -> Entity:
+    loaded: Entity = orjson.loads(doc)
+    return loaded
+
+
+def add_gateway_sync(
+    con: sqlite3.Connection, gateway_id: str, token_sha256: bytes, *, rotate: bool
+) -> None:
+    """Register or re-key a gateway on an open connection (the CLI uses this directly)."""
+    with _transaction(con):
+        exists = con.execute("SELECT 1 FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
+        if exists and not rotate:
+            raise GatewayExistsError(f"gateway {gateway_id} already exists")
+        if exists:
+            con.execute(
+                "UPDATE gateways SET token_sha256 = ? WHERE id = ?", (token_sha256, gateway_id)
+            )
+        else:
+            con.execute(
+                "INSERT INTO gateways (id, token_sha256, created_at) VALUES (?, ?, ?)",
+                (gateway_id, token_sha256, _now()),
+            )
+
+
+def list_gateways_sync(con: sqlite3.Connection) -> list[GatewayRecord]:
+    """All gateways by id, on an open connection."""
+    return [
+        GatewayRecord(id=r[0], created_at=r[1])
+        for r in con.execute("SELECT id, created_at FROM gateways ORDER BY id")
+    ]
+
+
+def _ingest(con: sqlite3.Connection, gateway_id: str, batch: IngestBatch) -> IngestResult:
+    series = {int(k): (v.entity_id, v.attr) for k, v in batch.series.items()}
+    dumps = orjson.dumps
+    rows = [
+        (
+            gateway_id,
+            seq,
+            *series[sid],
+            ts,
+            None if value is None else dumps(value).decode(),
+            quality,
+            reason,
+        )
+        for seq, sid, ts, value, quality, reason in batch.readings
+    ]
+    updates = summarize(batch)
+    now = _now()
+    with _transaction(con):
+        current: dict[str, tuple[str | None, Entity]] = {}
+        if updates:
+            ids = list(updates)
+            marks = ",".join("?" * len(ids))
+            for eid, owner, doc in con.execute(
+                f"SELECT id, gateway_id, doc FROM entities WHERE id IN ({marks})",  # noqa: S608
+                ids,
+            ):
+                if owner is not None and owner != gateway_id:
+                    raise OwnershipError(eid, owner)
+                current[eid] = (owner, _load(doc))
+        cur = con.executemany(_INSERT_READING, rows)
+        inserted = max(cur.rowcount, 0)
+        writes = []
+        for eid, upd in updates.items():
+            before = current.get(eid)
+            doc = apply_update(None if before is None else before[1], eid, upd)
+            if before is not None and doc == before[1]:
+                continue
+            writes.append((eid, doc["type"], orjson.dumps(doc).decode(), gateway_id, now, now))
+        if writes:
+            con.executemany(_UPSERT_ENTITY, writes)
+    return IngestResult(
+        accepted=inserted,
+        duplicates=len(rows) - inserted,
+        max_seq=max((r[1] for r in rows), default=0),
+    )
+
+
+def _upsert(con: sqlite3.Connection, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
+    now = _now()
+    created: list[bool] = []
+    with _transaction(con):
+        for entity in entities:
+            eid = entity["id"]
+            row = con.execute(
+                "SELECT gateway_id, doc FROM entities WHERE id = ?", (eid,)
+            ).fetchone()
+            owner: Any = None
+            doc: Entity = dict(entity)
+            if row is not None:
+                owner = row[0]
+                if not replace:
+                    doc = {**_load(row[1]), **entity}
+            con.execute(
+                _UPSERT_ENTITY, (eid, doc["type"], orjson.dumps(doc).decode(), owner, now, now)
+            )
+            created.append(row is None)
+    return created
