@@ -89,7 +89,7 @@ def _sample(proc: subprocess.Popen[bytes], seconds: float) -> tuple[int, int]:
     rss = hwm = 0
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"process {proc.args} exited early with {proc.returncode}")
+            raise SystemExit(f"process {proc.args!r} exited early with {proc.returncode}")
         rss, hwm = rss_kib(proc.pid)
         time.sleep(1.0)
     return rss, hwm

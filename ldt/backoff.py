@@ -34,10 +34,9 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay before the next try, in seconds; counts one more failure."""
-        ceiling = min(self._cap, self._base * (2 ** min(self._attempt, 32)))
+        ceiling = min(self._cap, self._base * (2.0 ** min(self._attempt, 32)))
         self._attempt += 1
-        jitter: float = 0.5 + 0.5 * self._rng.random()
-        return ceiling * jitter
+        return ceiling * (0.5 + 0.5 * self._rng.random())
 
     def reset(self) -> None:
         """Forget past failures (call after a success)."""

@@ -16,18 +16,18 @@ __all__ = ["main"]
 
 def _parser() -> argparse.ArgumentParser:
     from ldt import __version__
-    from ldt.agent import cli as agent_cli
-    from ldt.cloud import cli as cloud_cli
-    from ldt.simulators import cli as sim_cli
+    from ldt.agent.cli import register as register_agent
+    from ldt.cloud.cli import register as register_cloud
+    from ldt.simulators.cli import register as register_sim
 
     parser = argparse.ArgumentParser(
         prog="ldt", description="Local Digital Twin edge-to-cloud gateway."
     )
     parser.add_argument("--version", action="version", version=f"ldt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    agent_cli.register(sub)
-    cloud_cli.register(sub)
-    sim_cli.register(sub)
+    register_agent(sub)
+    register_cloud(sub)
+    register_sim(sub)
     demo = sub.add_parser("demo", help="run cloud, simulated devices and an agent on loopback")
     demo.add_argument("--port", type=int, default=8080, help="cloud HTTP port (default 8080)")
     demo.add_argument("--data", default=None, help="data folder (default: a temporary one)")

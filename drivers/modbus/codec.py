@@ -43,7 +43,7 @@ from ldt.drivers.modbus.config import (
 )
 from ldt.reading import Value
 
-__all__ = ["CodecError", "decode", "encode"]
+__all__ = ["CodecError", "decode", "encode", "shortest_float32"]
 
 
 class CodecError(DriverError):
@@ -105,6 +105,24 @@ def _check_words(point: ModbusPoint, words: Sequence[int]) -> None:
             raise CodecError(f"point {point.name!r}: {w!r} is not a 16-bit register value")
 
 
+def shortest_float32(number: float) -> float:
+    """The shortest decimal that is the same float32: ``229.07414``, not ``229.0741424560547``.
+
+    A float32 register holds about 7 significant digits; widening it to a
+    Python float prints digits the device never measured, which then travel
+    to the twin and every dashboard. The result still packs to the same bits.
+    """
+    bits = struct.pack(">f", number)
+    for digits in range(6, 10):
+        candidate = float(f"{number:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == bits:
+                return candidate
+        except OverflowError:  # rounded past the largest float32
+            continue
+    return number
+
+
 def decode(point: ModbusPoint, settings: ModbusProfileSettings, words: Sequence[int]) -> Value:
     """The value of ``point`` from exactly its registers (or its one bit).
 
@@ -128,6 +146,8 @@ def decode(point: ModbusPoint, settings: ModbusProfileSettings, words: Sequence[
     if point.type in _FLOATS and not math.isfinite(number):
         what = "NaN" if math.isnan(number) else "infinity"
         raise CodecError(f"device returned {what}")
+    if point.type is DataType.FLOAT32:
+        number = shortest_float32(number)
     if not _is_scaled(point):
         return number  # type: ignore[no-any-return]  # struct gives int or float by format
     scaled = number * point.scale + point.offset

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -134,13 +134,13 @@ def agent_process(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
 
 
 async def wait_for(
-    predicate: Callable[[], asyncio.Future[bool] | bool], *, within: float, what: str
+    predicate: Callable[[], Awaitable[bool] | bool], *, within: float, what: str
 ) -> None:
     """Poll ``predicate`` (sync or async) until true; fail naming ``what`` on timeout."""
     deadline = time.monotonic() + within
     while True:
         result = predicate()
-        if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        if not isinstance(result, bool):
             result = await result
         if result:
             return

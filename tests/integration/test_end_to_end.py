@@ -32,7 +32,8 @@ def _ms(iso: str) -> int:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+        # float32 registers travel as their shortest decimal: equal to float32 precision
+        return math.isclose(float(a), float(b), rel_tol=1.2e-7, abs_tol=1e-9)
     return bool(a == b)
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from ldt.drivers.errors import DriverError
-from ldt.drivers.modbus.codec import CodecError, decode, encode
+from ldt.drivers.modbus.codec import CodecError, decode, encode, shortest_float32
 from ldt.drivers.modbus.config import (
     ByteOrder,
     DataType,
@@ -58,7 +58,9 @@ def test_integers_round_trip_exactly(dtype: DataType, orders: Any, data: Any) ->
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False), ORDERS)
 def test_float32_round_trips_exactly(value: float, orders: Any) -> None:
     p = point(DataType.FLOAT32, byte_order=orders[0], word_order=orders[1])
-    assert decode(p, DEFAULTS, encode(p, DEFAULTS, value)) == value
+    back = decode(p, DEFAULTS, encode(p, DEFAULTS, value))
+    # the same float32 bits, printed with the fewest digits (see shortest_float32)
+    assert struct.pack(">f", back) == struct.pack(">f", value)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False), ORDERS)
@@ -278,3 +280,17 @@ def test_unencodable_values_are_rejected(p: ModbusPoint, value: Any, message: st
 def test_integer_types_round_a_float_to_the_nearest_raw_value() -> None:
     assert encode(point(DataType.INT16), DEFAULTS, 12.6) == [13]
     assert encode(point(DataType.UINT16, scale=0.01), DEFAULTS, 2.346) == [235]
+
+
+@given(st.floats(width=32, allow_nan=False, allow_infinity=False))
+def test_float32_is_shortened_to_the_same_bits(value: float) -> None:
+    short = shortest_float32(value)
+    assert struct.pack(">f", short) == struct.pack(">f", value)
+    assert len(repr(short)) <= len(repr(value))
+
+
+def test_float32_known_register_prints_as_the_device_means_it() -> None:
+    # 0x4365 0x12F7 is what an SDM120 sends for about 229.07 V
+    (widened,) = struct.unpack(">f", bytes.fromhex("436512F7"))
+    assert repr(widened) != repr(shortest_float32(widened))
+    assert repr(shortest_float32(widened)) == "229.07408"
