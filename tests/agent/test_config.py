@@ -79,8 +79,11 @@ def test_valid_config_loads_with_profiles_and_resolved_paths(tmp_path: Path) -> 
         (GATEWAY.replace('id = "gw-1"', 'id = "gw 1!"'), "gateway.id"),
         (GATEWAY.replace('url = "http://127.0.0.1:8080"', 'url = "ftp://x"'), "cloud.url"),
         (GATEWAY.replace('profile = "test-meter"', 'profile = "nope"'), "no profile 'nope'"),
-        (GATEWAY + "\n[[devices]]\nid='m1'\nprofile='test-meter'\n[devices.connection]\n"
-         "host='h'\n", "repeated: m1"),
+        (
+            GATEWAY + "\n[[devices]]\nid='m1'\nprofile='test-meter'\n[devices.connection]\n"
+            "host='h'\n",
+            "repeated: m1",
+        ),
         (GATEWAY.replace("[cloud]", "[cloud]\nbogus = 1"), "cloud.bogus: Extra inputs"),
         ("[gateway\nid=", "not valid TOML"),
     ],
@@ -101,7 +104,7 @@ def test_invalid_gateway_config_names_file_and_key(
     [
         (('table = "coil"', 'table = "input"'), "points[1]: input points are read-only"),
         (('type = "float32"', 'type = "float128"'), "points[0].type"),
-        (('address = 0', 'address = -1'), "points[0].address"),
+        (("address = 0", "address = -1"), "points[0].address"),
         (('name = "relay"', 'name = "voltage"'), "repeated: voltage"),
         (('unit = "VLT"', 'unit = "volts"'), "points[0].unit"),
     ],
