@@ -151,8 +151,14 @@ def main() -> None:
                     p.terminate()
                     p.wait(timeout=30)
 
-    points = 10  # at least; checked below against what was actually buffered
-    expected_min = args.devices * points * (seconds - 5)
+    # every point polled at the device's 1 s interval, over the run minus start-up
+    from ldt.agent.config import load_profile
+    from ldt.simulators.modbus import resolve_profile
+
+    fast = sum(
+        1 for p in load_profile(resolve_profile(PROFILE)).points if p.poll_interval_s is None
+    )
+    expected_min = args.devices * fast * (seconds - 5)
     if readings < expected_min:
         raise SystemExit(f"agent buffered only {readings} readings; expected >= {expected_min:.0f}")
     mb = 1024.0

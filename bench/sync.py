@@ -108,6 +108,18 @@ async def drain(path: Path, url: str, token: str, batch: int) -> tuple[int, floa
     return uplink.stats.readings_sent, elapsed
 
 
+def cloud_seqs(db: Path) -> tuple[int, int, int]:
+    """(count, min seq, max seq) the cloud stored for the gateway: exactly once means (n, 1, n)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute(
+            "SELECT count(*), min(seq), max(seq) FROM readings WHERE gateway_id = ?", (GATEWAY,)
+        ).fetchone()
+    finally:
+        con.close()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -132,6 +144,9 @@ def main() -> None:
                 proc.wait(timeout=30)
             if sent != n:
                 raise SystemExit(f"sync lost readings: sent {sent} of {n}")
+            stored = cloud_seqs(run / "cloud" / "cloud.db")
+            if stored != (n, 1, n):
+                raise SystemExit(f"cloud holds (count, min, max) {stored}; want ({n}, 1, {n})")
             rate = sent / elapsed
             rows.append(
                 (f"sync buffer -> cloud, batch {batch}", n, f"{rate:,.0f}", f"{rate / raw:.2f}")
