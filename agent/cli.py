@@ -7,7 +7,10 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ldt.agent.config import GatewayConfig
 
 __all__ = ["register"]
 
@@ -35,14 +38,21 @@ def register(sub: Any) -> None:
     check.set_defaults(func=_check)
 
 
-def _check(args: argparse.Namespace) -> int:
+def _load(path: Path) -> GatewayConfig | None:
+    """The config, or None after printing one line per problem (never a traceback)."""
     from ldt.agent.config import ConfigError, load_gateway_config
 
     try:
-        cfg = load_gateway_config(args.config)
+        return load_gateway_config(path)
     except ConfigError as exc:
         for line in exc.problems:
             print(line, file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
         return 1
     points = sum(len(cfg.profiles[d.profile].points) for d in cfg.devices)
     print(
@@ -54,16 +64,12 @@ def _check(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ldt.agent.buffer import BufferError
-    from ldt.agent.config import ConfigError, load_gateway_config
     from ldt.agent.runtime import AgentError, AgentRuntime
     from ldt.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), fmt=args.log_format)
-    try:
-        cfg = load_gateway_config(args.config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = _load(args.config)
+    if cfg is None:
         return 1
 
     async def main() -> None:
@@ -83,18 +89,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _drain(args: argparse.Namespace) -> int:
     from ldt.agent.buffer import BufferError
-    from ldt.agent.config import ConfigError, load_gateway_config
     from ldt.agent.runtime import AgentError, drain
     from ldt.logs import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
-    try:
-        cfg = load_gateway_config(args.config)
-        sent = asyncio.run(drain(cfg, timeout_s=args.timeout))
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
+    cfg = _load(args.config)
+    if cfg is None:
         return 1
+    try:
+        sent = asyncio.run(drain(cfg, timeout_s=args.timeout))
     except (AgentError, BufferError) as exc:
         print(f"ldt agent drain: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,56 @@
+"""``ldt demo`` as a user runs it: values reach the broker within 10 s, Ctrl-C stops it cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_shows_meter_values_within_10_s_and_stops_on_ctrl_c() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ldt", "demo", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        started = time.monotonic()
+        url = None
+        while url is None and time.monotonic() - started < 30:
+            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+            if ready:
+                line = proc.stdout.readline()
+                match = re.search(r"broker\) on (http://\S+)", line)
+                url = match.group(1) if match else None
+        assert url, "the demo never printed its broker URL"
+        values: dict[str, object] = {}
+        while time.monotonic() - started < 10 and not values:
+            resp = httpx.get(f"{url}/ngsi-ld/v1/entities", params={"type": "Device"}, timeout=2)
+            assert resp.status_code == 200
+            for ent in resp.json():
+                if "voltage" in ent:
+                    values[ent["id"]] = ent["voltage"]["value"]
+            time.sleep(0.2)
+        assert values, "no meter values in the broker within 10 s of starting the demo"
+        assert all(200 < float(v) < 260 for v in values.values())  # type: ignore[arg-type]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "stopped cleanly" in out
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
