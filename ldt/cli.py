@@ -8,6 +8,8 @@ Each part registers its own subcommands (``ldt.agent.cli``, ``ldt.cloud.cli``,
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -28,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     register_agent(sub)
     register_cloud(sub)
     register_sim(sub)
+    # protocol tools for writing profiles (``ldt opcua browse URL``) live with their driver
+    for protocol in ("opcua",):
+        if importlib.util.find_spec(f"ldt.drivers.{protocol}") is None:
+            continue
+        if importlib.util.find_spec(f"ldt.drivers.{protocol}.cli") is not None:
+            importlib.import_module(f"ldt.drivers.{protocol}.cli").register(sub)
     demo = sub.add_parser("demo", help="run cloud, simulated devices and an agent on loopback")
     demo.add_argument("--port", type=int, default=8080, help="cloud HTTP port (default 8080)")
     demo.add_argument("--data", default=None, help="data folder (default: a temporary one)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import importlib.util
 import logging
 import signal
 import sys
@@ -41,6 +43,13 @@ def register(sub: Any) -> None:
         "--drop-rate", type=float, default=0.0, help="fraction of requests never answered"
     )
     modbus.set_defaults(func=_run_modbus)
+    # each other protocol's simulator registers its own subcommand (``ldt sim opcua`` ...)
+    for protocol in ("opcua", "mqtt", "ble"):
+        module = f"ldt.simulators.{protocol}.cli"
+        if importlib.util.find_spec(f"ldt.simulators.{protocol}") is None:
+            continue
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sim_sub)
 
 
 def _run_modbus(args: argparse.Namespace) -> int:
