@@ -12,8 +12,9 @@ carries one line per problem naming the file, the key path and what is wrong.
 
 from __future__ import annotations
 
+import functools
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,11 +24,17 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
-from ldt.drivers.modbus.config import ModbusPoint, ModbusProfileSettings, ModbusTcpConnection
+from ldt.agent.protocols import (
+    PROTOCOLS,
+    ProtocolFamily,
+    connection_kind,
+    connection_model,
+)
 
 __all__ = [
     "DEFAULT_PROFILE_DIR",
@@ -69,7 +76,7 @@ class ProfileInfo(BaseModel):
     name: _Id
     manufacturer: str
     model: str
-    protocol: Literal["modbus"]
+    protocol: Literal["modbus", "opcua", "mqtt", "ble"]
     entity_type: _EntityType = "Device"
     """NGSI-LD entity type the device's readings land on (Smart Data Models name)."""
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] = 5.0
@@ -79,28 +86,57 @@ class ProfileInfo(BaseModel):
 
 
 class DeviceProfile(BaseModel):
-    """A device model: its register map and protocol settings."""
+    """A device model: what it is, its protocol's settings table and its points.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``settings`` and ``points`` are the protocol family's own models
+    (``ModbusProfileSettings`` and ``ModbusPoint`` for ``protocol = "modbus"``,
+    ...); ``load_profile`` validates the file against them.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     profile: ProfileInfo
-    modbus: ModbusProfileSettings = ModbusProfileSettings()
-    points: Annotated[list[ModbusPoint], Field(min_length=1)]
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> DeviceProfile:
-        names = [p.name for p in self.points]
-        attrs = [p.attribute_name for p in self.points]
-        for label, values in (("name", names), ("attribute", attrs)):
-            dupes = sorted({v for v in values if values.count(v) > 1})
-            if dupes:
-                raise ValueError(f"point {label}s must be unique; repeated: {', '.join(dupes)}")
-        return self
+    settings: Any
+    points: tuple[Any, ...]
 
     @property
     def name(self) -> str:
         """The profile's name, as device instances refer to it."""
         return self.profile.name
+
+    @property
+    def family(self) -> ProtocolFamily:
+        """The protocol family the profile's points belong to."""
+        return PROTOCOLS[self.profile.protocol]
+
+
+@functools.cache
+def _profile_model(fam: ProtocolFamily) -> type[BaseModel]:
+    """The schema of a whole profile file of one protocol family."""
+    settings = fam.settings_model()
+    point = fam.point_model()
+    fields: dict[str, Any] = {
+        "profile": (ProfileInfo, ...),
+        fam.settings_key: (settings, settings()),
+        "points": (Annotated[list[point], Field(min_length=1)], ...),  # type: ignore[valid-type]
+    }
+    model: type[BaseModel] = create_model(
+        f"{fam.name.capitalize()}ProfileFile",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        **fields,
+    )
+    return model
+
+
+def _unique_points(points: Sequence[Any]) -> list[str]:
+    problems = []
+    names = [p.name for p in points]
+    attrs = [p.attribute_name for p in points]
+    for label, values in (("name", names), ("attribute", attrs)):
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            problems.append(f"points: point {label}s must be unique; repeated: {', '.join(dupes)}")
+    return problems
 
 
 class GatewaySettings(BaseModel):
@@ -161,7 +197,9 @@ class DeviceConfig(BaseModel):
 
     id: _Id
     profile: _Id
-    connection: ModbusTcpConnection
+    connection: Any
+    """The protocol's connection model (``ModbusTcpConnection`` ...), chosen by its
+    ``protocol`` key (default: the profile family's first kind, e.g. ``modbus-tcp``)."""
     poll_interval_s: Annotated[float, Field(gt=0, le=86400)] | None = None
     """Overrides the profile's poll interval."""
     entity_id: Annotated[str, StringConstraints(pattern=r"^urn:ngsi-ld:\S+$")] | None = None
@@ -238,10 +276,46 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def load_profile(path: Path) -> DeviceProfile:
     """Load and validate one profile file; raises ``ConfigError``."""
     data = _read_toml(path)
+    if not isinstance(data.get("profile"), dict):
+        raise ConfigError(path, ["profile: missing the [profile] table (name, protocol, ...)"])
     try:
-        return DeviceProfile.model_validate(data)
+        info = ProfileInfo.model_validate(data["profile"])
+    except ValidationError as exc:
+        raise ConfigError(path, [f"profile.{p}" for p in _problems(exc)]) from None
+    fam = PROTOCOLS[info.protocol]
+    try:
+        parsed = _profile_model(fam).model_validate(data)
     except ValidationError as exc:
         raise ConfigError(path, _problems(exc)) from None
+    points = tuple(parsed.points)  # type: ignore[attr-defined]
+    problems = _unique_points(points)
+    if problems:
+        raise ConfigError(path, problems)
+    return DeviceProfile(profile=info, settings=getattr(parsed, fam.settings_key), points=points)
+
+
+def _validate_connection(
+    index: int, dev: DeviceConfig, profile: DeviceProfile
+) -> tuple[DeviceConfig | None, list[str]]:
+    """The device with its connection validated against the profile's protocol family."""
+    fam = profile.family
+    raw = dev.connection
+    where = f"devices[{index}].connection"
+    if not isinstance(raw, dict):
+        return None, [f"{where}: must be a table (host, port, ...)"]
+    kind_name = raw.get("protocol", fam.default_connection())
+    kind = connection_kind(fam, str(kind_name))
+    if kind is None:
+        choices = ", ".join(k.name for k in fam.connections)
+        return None, [
+            f"{where}.protocol: '{kind_name}' cannot reach a {fam.name} device "
+            f"(profile '{profile.name}'); use one of: {choices}"
+        ]
+    try:
+        conn = connection_model(fam, kind).model_validate(raw)
+    except ValidationError as exc:
+        return None, [f"{where}.{p}" for p in _problems(exc)]
+    return dev.model_copy(update={"connection": conn}), []
 
 
 def _find_profile(name: str, dirs: list[Path]) -> Path | None:
@@ -293,4 +367,14 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         profiles[dev.profile] = load_profile(found)
     if problems:
         raise ConfigError(path, problems)
-    return cfg.model_copy(update={"gateway": gw, "cloud": cloud, "profiles": profiles})
+    devices = []
+    for i, dev in enumerate(cfg.devices):
+        checked, dev_problems = _validate_connection(i, dev, profiles[dev.profile])
+        problems += dev_problems
+        if checked is not None:
+            devices.append(checked)
+    if problems:
+        raise ConfigError(path, problems)
+    return cfg.model_copy(
+        update={"gateway": gw, "cloud": cloud, "profiles": profiles, "devices": devices}
+    )

@@ -19,14 +19,13 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from ldt.agent.buffer import BufferInputError
 from ldt.reading import Quality, Reading
 
-__all__ = ["DeviceHealth", "DevicePoller", "PolledDevice", "ReadingSink"]
+__all__ = ["DeviceHealth", "DevicePoller", "PolledDevice", "ReadingSink", "store_reading"]
 
 _log = logging.getLogger("ldt.agent.poller")
 
@@ -34,8 +33,12 @@ P = TypeVar("P")
 P_contra = TypeVar("P_contra", contravariant=True)
 
 
-class PolledDevice(AbstractAsyncContextManager[Any], Protocol[P_contra]):
-    """What a poller needs from a driver: read points, never raising for device faults."""
+class PolledDevice(Protocol[P_contra]):
+    """What a poller needs from a driver: read points, never raising for device faults.
+
+    The poller does not open the device: the agent's device supervisor does, once,
+    for its poller and its stream together.
+    """
 
     async def read(self, points: Sequence[P_contra] | None = None) -> list[Reading]:
         """One reading per point, bad ones carrying the reason."""
@@ -63,6 +66,24 @@ class DeviceHealth:
     last_error: str | None = None
     connected: bool = False
 
+    def record(self, r: Reading) -> None:
+        """Count one reading; log a device's failure once per distinct reason."""
+        if r.quality is Quality.BAD:
+            self.bad += 1
+            if self.last_error != r.reason:
+                _log.warning(
+                    "device read failed",
+                    extra={"device": self.device_id, "point": r.point, "reason": r.reason},
+                )
+            self.last_error = r.reason
+            return
+        if r.quality is Quality.STALE:
+            self.stale += 1
+        else:
+            self.good += 1
+        self.last_good_ms = r.observed_at_ms
+        self.connected = True
+
 
 @dataclass(slots=True)
 class _Group(Generic[P]):
@@ -82,6 +103,7 @@ class DevicePoller(Generic[P]):
         device: PolledDevice[P],
         schedule: Sequence[tuple[float, P, int]],
         sink: ReadingSink,
+        health: DeviceHealth | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         """``schedule`` lists (poll interval in s, point, series id) for every point."""
@@ -94,7 +116,7 @@ class DevicePoller(Generic[P]):
         self._device = device
         self._sink = sink
         self._clock = clock
-        self.health = DeviceHealth(device_id=device_id)
+        self.health = health or DeviceHealth(device_id=device_id)
 
     async def run(self) -> None:
         """Poll until cancelled. Driver faults become bad readings, never exceptions."""
@@ -103,48 +125,42 @@ class DevicePoller(Generic[P]):
         start = self._clock()
         for g in self._groups:
             g.next_due = start
-        async with self._device:
-            while True:
-                now = self._clock()
-                due = [g for g in self._groups if g.next_due <= now]
-                if not due:
-                    await asyncio.sleep(min(g.next_due for g in self._groups) - now)
-                    continue
-                for g in due:
-                    await self._poll(g)
-                    g.next_due += g.interval_s
-                    behind = self._clock() - g.next_due
-                    if behind > 0:  # skip the slots missed while the device was slow
-                        g.next_due += math.ceil(behind / g.interval_s) * g.interval_s
+        while True:
+            now = self._clock()
+            due = [g for g in self._groups if g.next_due <= now]
+            if not due:
+                await asyncio.sleep(min(g.next_due for g in self._groups) - now)
+                continue
+            for g in due:
+                await self._poll(g)
+                g.next_due += g.interval_s
+                behind = self._clock() - g.next_due
+                if behind > 0:  # skip the slots missed while the device was slow
+                    g.next_due += math.ceil(behind / g.interval_s) * g.interval_s
 
     async def _poll(self, group: _Group[P]) -> None:
         readings = await self._device.read(group.points)
         # stale: the answer came more than a whole interval after the slot it was due for
         stale = self._clock() - group.next_due > group.interval_s
-        h = self.health
-        h.polls += 1
+        self.health.polls += 1
         for series_id, reading in zip(group.series_ids, readings, strict=True):
             r = reading
-            if r.quality is Quality.GOOD:
-                if stale:
-                    r = replace(r, quality=Quality.STALE)
-                    h.stale += 1
-                else:
-                    h.good += 1
-                h.last_good_ms = r.observed_at_ms
-                h.connected = True
-            elif r.quality is Quality.BAD:
-                h.bad += 1
-                if h.last_error != r.reason:
-                    _log.warning(
-                        "device read failed",
-                        extra={"device": h.device_id, "point": r.point, "reason": r.reason},
-                    )
-                h.last_error = r.reason
-            try:
-                await self._sink.put(series_id, r)
-            except BufferInputError as exc:  # keep the slot in the record, never crash the poller
-                reason = f"value not storable: {exc}"
-                await self._sink.put(
-                    series_id, replace(r, value=None, quality=Quality.BAD, reason=reason)
-                )
+            if stale and r.quality is Quality.GOOD:
+                r = replace(r, quality=Quality.STALE)
+            await store_reading(self._sink, self.health, series_id, r)
+
+
+async def store_reading(
+    sink: ReadingSink, health: DeviceHealth, series_id: int, r: Reading
+) -> None:
+    """Count one reading in the device's health and hand it to the buffer writer.
+
+    A value the buffer refuses (wrong type, too long) is stored as a bad reading
+    with the reason, so the slot stays in the record and the device's task lives on.
+    """
+    health.record(r)
+    try:
+        await sink.put(series_id, r)
+    except BufferInputError as exc:
+        reason = f"value not storable: {exc}"
+        await sink.put(series_id, replace(r, value=None, quality=Quality.BAD, reason=reason))

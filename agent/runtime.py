@@ -2,8 +2,8 @@
 
 Start-up order matters for durability: the buffer opens first (a corrupt
 database stops the agent with a clear message instead of starting a fresh one
-and hiding the loss), then the writer, then the pollers and the uplink. On
-stop (SIGTERM), pollers are cancelled first, the writer commits everything it
+and hiding the loss), then the writer, then the devices (pollers and streams) and the uplink. On
+stop (SIGTERM), device tasks are cancelled first, the writer commits everything it
 was handed, then the uplink stops; unsent readings stay in the buffer for the
 next start.
 """
@@ -14,18 +14,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
 from ldt.agent.config import GatewayConfig
-from ldt.agent.poller import DevicePoller
+from ldt.agent.poller import DeviceHealth, DevicePoller, store_reading
+from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, Transport
 from ldt.agent.uplink import Uplink
 from ldt.contract import SeriesInfo
-from ldt.drivers.modbus.config import ModbusPoint
-from ldt.drivers.modbus.device import ModbusTcpDevice
+from ldt.reading import Reading
 
-__all__ = ["AgentError", "AgentRuntime", "drain", "read_token"]
+__all__ = ["AgentError", "AgentRuntime", "DeviceTask", "drain", "read_token"]
 
 _log = logging.getLogger("ldt.agent")
 
@@ -108,13 +109,24 @@ async def drain(
 
 
 @dataclass
+class DeviceTask:
+    """One configured device: its driver, health, poller (if polled) and point -> series map."""
+
+    device_id: str
+    driver: Any
+    health: DeviceHealth
+    poller: DevicePoller[Any] | None
+    series: dict[str, int]
+
+
+@dataclass
 class AgentRuntime:
     """One running agent. ``run()`` returns when ``stop`` is set, after draining."""
 
     config: GatewayConfig
     transport: Transport | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    pollers: list[DevicePoller[ModbusPoint]] = field(default_factory=list)
+    devices: list[DeviceTask] = field(default_factory=list)
     uplink: Uplink | None = None
     buffer: AsyncBuffer | None = None
 
@@ -144,7 +156,7 @@ class AgentRuntime:
             flush_interval_ms=cfg.buffer.flush_interval_ms,
             flush_max_readings=cfg.buffer.flush_max_readings,
         )
-        self.pollers = await self._make_pollers(abuf, writer)
+        self.devices = await self._make_devices(abuf, writer)
         self.uplink = Uplink(
             gateway_id=cfg.gateway.id,
             buffer=abuf,
@@ -155,12 +167,12 @@ class AgentRuntime:
         )
         _log.info(
             "agent started",
-            extra={"gateway": cfg.gateway.id, "devices": len(self.pollers), "cloud": cfg.cloud.url},
+            extra={"gateway": cfg.gateway.id, "devices": len(self.devices), "cloud": cfg.cloud.url},
         )
         async with writer, asyncio.TaskGroup() as producers:
             poll_tasks = [
-                producers.create_task(p.run(), name=f"poll:{p.health.device_id}")
-                for p in self.pollers
+                producers.create_task(self._run_device(d, writer), name=f"device:{d.device_id}")
+                for d in self.devices
             ]
             uplink_task = producers.create_task(self.uplink.run(), name="uplink")
             house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
@@ -173,7 +185,7 @@ class AgentRuntime:
             uplink_task.cancel()
             house_task.cancel()
         stats = await abuf.stats()
-        read = sum(p.health.good + p.health.bad + p.health.stale for p in self.pollers)
+        read = sum(d.health.good + d.health.bad + d.health.stale for d in self.devices)
         _log.info(
             "agent stopped",
             extra={
@@ -184,20 +196,21 @@ class AgentRuntime:
             },
         )
 
-    async def _make_pollers(
-        self, abuf: AsyncBuffer, writer: BufferWriter
-    ) -> list[DevicePoller[ModbusPoint]]:
+    async def _make_devices(self, abuf: AsyncBuffer, writer: BufferWriter) -> list[DeviceTask]:
         cfg = self.config
-        pollers: list[DevicePoller[ModbusPoint]] = []
+        tasks: list[DeviceTask] = []
         for dev in cfg.devices:
             if not dev.enabled:
                 continue
             profile = cfg.profiles[dev.profile]
+            fam = profile.family
+            kind = connection_kind(fam, dev.connection.protocol)
+            if kind is None:  # load_gateway_config already refused this
+                raise AgentError(f"device {dev.id}: no driver for {dev.connection.protocol}")
             entity_id = cfg.entity_id(dev)
-            interval = dev.poll_interval_s or profile.profile.poll_interval_s
-            schedule: list[tuple[float, ModbusPoint, int]] = []
+            series: dict[str, int] = {}
             for point in profile.points:
-                sid = await abuf.series_id(
+                series[point.name] = await abuf.series_id(
                     SeriesInfo(
                         entity_id=entity_id,
                         entity_type=profile.profile.entity_type,
@@ -205,17 +218,51 @@ class AgentRuntime:
                         unit=point.unit,
                     )
                 )
-                schedule.append((point.poll_interval_s or interval, point, sid))
-            device = ModbusTcpDevice(
+            driver = make_device(
+                fam,
+                kind,
                 device_id=dev.id,
                 connection=dev.connection,
-                settings=profile.modbus,
+                settings=profile.settings,
                 points=profile.points,
             )
-            pollers.append(
-                DevicePoller(device_id=dev.id, device=device, schedule=schedule, sink=writer)
+            health = DeviceHealth(device_id=dev.id)
+            interval = dev.poll_interval_s or profile.profile.poll_interval_s
+            schedule = [
+                (p.poll_interval_s or interval, p, series[p.name]) for p in driver.polled_points()
+            ]
+            poller = (
+                DevicePoller(
+                    device_id=dev.id, device=driver, schedule=schedule, sink=writer, health=health
+                )
+                if schedule
+                else None
             )
-        return pollers
+            tasks.append(
+                DeviceTask(
+                    device_id=dev.id, driver=driver, health=health, poller=poller, series=series
+                )
+            )
+        return tasks
+
+    async def _run_device(self, task: DeviceTask, writer: BufferWriter) -> None:
+        """One device: opened once, polled and/or streamed, never able to stop the others."""
+
+        async def emit(reading: Reading) -> None:
+            series_id = task.series.get(reading.point)
+            if series_id is None:
+                _log.error(
+                    "driver emitted an unknown point; dropped",
+                    extra={"device": task.device_id, "point": reading.point},
+                )
+                return
+            await store_reading(writer, task.health, series_id, reading)
+
+        async with task.driver, asyncio.TaskGroup() as tg:
+            if task.poller is not None:
+                tg.create_task(task.poller.run(), name=f"poll:{task.device_id}")
+            if task.driver.streams:
+                tg.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
 
     async def _housekeeping(self, abuf: AsyncBuffer) -> None:
         """Enforce buffer limits and log a status line, periodically."""

@@ -155,8 +155,8 @@ async def _report(url: str, runtime: AgentRuntime, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=STATUS_EVERY_S)
             if stop.is_set() or runtime.buffer is None:
                 return
-            good = sum(p.health.good for p in runtime.pollers)
-            bad = sum(p.health.bad for p in runtime.pollers)
+            good = sum(p.health.good for p in runtime.devices)
+            bad = sum(p.health.bad for p in runtime.devices)
             stats = await runtime.buffer.stats()
             sent = runtime.uplink.stats.readings_sent if runtime.uplink else 0
             sample = await _sample(client)

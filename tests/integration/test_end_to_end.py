@@ -151,7 +151,7 @@ async def test_dead_and_failing_devices_do_not_stop_the_healthy_one(
                 return ent is not None and "voltage" in ent
 
             await wait_for(good_flows, within=10, what="the healthy device's values")
-            health = {p.health.device_id: p.health for p in runtime.pollers}
+            health = {d.device_id: d.health for d in runtime.devices}
 
             def all_reported() -> bool:
                 return all(health[d].bad > 0 for d in ("silent", "failing", "absent"))
