@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,24 @@ from ldt.agent.config import DEFAULT_PROFILE_DIR, ConfigError, load_profile
 from ldt.simulators.modbus.errors import SimulatorError
 from ldt.simulators.modbus.profile import load_sim_profile
 
-SHIPPED = sorted(DEFAULT_PROFILE_DIR.glob("*.toml"))
+ALL = sorted(DEFAULT_PROFILE_DIR.glob("*.toml"))
+SHIPPED = [p for p in ALL if tomllib.loads(p.read_text())["profile"]["protocol"] == "modbus"]
+"""The Modbus profiles (the other protocols' profiles are tested with their drivers)."""
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_every_shipped_profile_loads(path: Path) -> None:
+    profile = load_profile(path)
+    assert profile.name == path.stem
+    assert profile.profile.source.strip()
+    assert profile.points
 
 
 def test_the_expected_profiles_are_shipped() -> None:
     names = {p.stem for p in SHIPPED}
     assert {"eastron-sdm120", "eastron-sdm630", "xymd02-th"} <= names
+    protocols = {tomllib.loads(p.read_text())["profile"]["protocol"] for p in ALL}
+    assert protocols == {"modbus", "opcua", "mqtt", "ble"}
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
