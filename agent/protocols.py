@@ -138,8 +138,11 @@ def make_device(
     connection: BaseModel,
     settings: BaseModel,
     points: Sequence[Any],
+    **extra: Any,
 ) -> Any:
     """A driver instance for one device (constructors do no I/O)."""
     module = importlib.import_module(f"{fam.package}.{kind.module}")
     cls = getattr(module, kind.device_cls)
-    return cls(device_id=device_id, connection=connection, settings=settings, points=points)
+    return cls(
+        device_id=device_id, connection=connection, settings=settings, points=points, **extra
+    )

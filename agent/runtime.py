@@ -127,6 +127,9 @@ class AgentRuntime:
     transport: Transport | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     devices: list[DeviceTask] = field(default_factory=list)
+    driver_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Extra constructor arguments per device id, at the drivers' own seams (e.g. a BLE
+    advertisement source where there is no radio: the tests and the demo use it)."""
     uplink: Uplink | None = None
     buffer: AsyncBuffer | None = None
 
@@ -225,6 +228,7 @@ class AgentRuntime:
                 connection=dev.connection,
                 settings=profile.settings,
                 points=profile.points,
+                **self.driver_kwargs.get(dev.id, {}),
             )
             health = DeviceHealth(device_id=dev.id)
             interval = dev.poll_interval_s or profile.profile.poll_interval_s

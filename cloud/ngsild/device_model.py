@@ -6,8 +6,9 @@ each attribute is written once per batch (with its newest reading) rather
 than once per reading. The rules (docs/smart-data-models.md):
 
 - an attribute takes a reading's value only if the reading is ``good`` or
-  ``stale`` and strictly newer than the attribute's ``observedAt``: a backfill
-  after an outage never overwrites fresher live values;
+  ``stale`` and at least as new as the attribute's ``observedAt``: a backfill
+  after an outage never overwrites fresher live values (equal timestamps: the
+  later batch wins, as devices with whole-second clocks repeat a timestamp);
 - a ``bad`` reading never changes the value; if it is the newest thing known
   about the attribute it sets the sub-properties ``quality`` = "bad" and
   ``reason``, so the twin shows that the value is no longer being refreshed;
@@ -110,7 +111,9 @@ def apply_update(
     for name, upd in update.attrs.items():
         cur = new.get(name)
         cur_ms = _observed_ms(cur)
-        if upd.value_key is not None and (cur_ms is None or upd.value_key[0] > cur_ms):
+        # ">=": a device whose clock reports whole seconds stamps several readings with
+        # the same second; the one that arrived later (higher seq) is the current value
+        if upd.value_key is not None and (cur_ms is None or upd.value_key[0] >= cur_ms):
             ms = upd.value_key[0]
             attr = _prop(upd.value, ms)
             if upd.unit is not None:

@@ -128,3 +128,43 @@ async def test_mqtt_device_end_to_end(
             unit = next(p.unit for p in prof.points if p.name == n)
             if unit:
                 assert ent[attrs[n]]["unitCode"] == unit
+
+
+async def test_ble_advertisements_end_to_end(tmp_path: Path) -> None:
+    """No radio here: the simulator's advertisements enter at the driver's source seam."""
+    from ldt.simulators.ble import BleAdvertiser
+
+    address = "C0:FF:EE:00:00:01"
+    prof = load_profile(PROFILES / "ruuvitag.toml")
+    advertiser = BleAdvertiser(devices=[(address, "ruuvi", 5)], interval_s=0.05)
+    block = (
+        '[[devices]]\nid = "tag-1"\nprofile = "ruuvitag"\n'
+        f'connection = {{ protocol = "ble", address = "{address}" }}'
+    )
+    token = add_gateway(tmp_path / "cloud", GATEWAY)
+    async with running_cloud(tmp_path / "cloud") as cloud:
+        config = load_gateway_config(_config(tmp_path, cloud.url, token, [block]))
+        runtime = AgentRuntime(config=config, driver_kwargs={"tag-1": {"source": advertiser}})
+        task = asyncio.create_task(runtime.run())
+        try:
+            await wait_for(lambda: advertiser.sent(address) >= 5, within=10, what="adverts")
+            advertiser.silence(address)
+            await asyncio.sleep(0.2)
+            entity_id = f"urn:ngsi-ld:Device:{GATEWAY}:tag-1"
+
+            def want(p: Any) -> Any:
+                raw = advertiser.expected(address, p.field or p.name)
+                if isinstance(raw, bool) or not isinstance(raw, int | float):
+                    return raw
+                return raw * p.scale + p.offset if (p.scale, p.offset) != (1.0, 0.0) else raw
+
+            def equal(e: dict[str, Any]) -> bool:
+                return all(
+                    p.attribute_name in e and _same(e[p.attribute_name]["value"], want(p))
+                    for p in prof.points
+                )
+
+            await _wait_entity(cloud, entity_id, equal, "the last advertised values")
+        finally:
+            runtime.stop.set()
+            await asyncio.wait_for(task, timeout=15)

@@ -1,0 +1,112 @@
+"""OPC UA values <-> ldt values: pure conversions, no I/O.
+
+A reading's value is ``bool | int | float | str``; OPC UA variables carry
+typed Variants. Reading converts the scalar built-in types (and LocalizedText,
+DateTime, enumerations) and refuses arrays and structures with a reason.
+Writing converts to the variable's own VariantType and refuses what would not
+fit (300 into a Byte, "on" into a Boolean) instead of letting the server guess.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncua import ua
+
+from ldt.reading import Value
+
+__all__ = ["INTEGER_RANGES", "from_variant", "status_name", "timestamp_ms", "to_variant"]
+
+_VT = ua.VariantType
+
+INTEGER_RANGES: dict[ua.VariantType, tuple[int, int]] = {
+    _VT.SByte: (-(2**7), 2**7 - 1),
+    _VT.Byte: (0, 2**8 - 1),
+    _VT.Int16: (-(2**15), 2**15 - 1),
+    _VT.UInt16: (0, 2**16 - 1),
+    _VT.Int32: (-(2**31), 2**31 - 1),
+    _VT.UInt32: (0, 2**32 - 1),
+    _VT.Int64: (-(2**63), 2**63 - 1),
+    _VT.UInt64: (0, 2**64 - 1),
+}
+_FLOATS = (_VT.Float, _VT.Double)
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def status_name(code: ua.StatusCode | int) -> str:
+    """``BadSensorFailure`` for its code; ``0x80AB0000`` for a code asyncua does not know."""
+    value = code.value if isinstance(code, ua.StatusCode) else code
+    try:
+        return str(ua.StatusCode(ua.UInt32(value)).name)
+    except (KeyError, AttributeError):
+        return f"0x{value:08X}"
+
+
+def from_variant(value: Any) -> Value:
+    """A Variant's Python value as a reading value; ``ValueError`` says why not."""
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):  # also IntEnum values of enumerated DataTypes
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError(f"value is {value} (not a finite number)")
+        return value
+    if isinstance(value, ua.LocalizedText):
+        return value.Text or ""
+    if isinstance(value, datetime):
+        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return stamp.isoformat().replace("+00:00", "Z")
+    if value is None:
+        raise ValueError("the server sent no value (Null)")
+    if isinstance(value, list | tuple):
+        raise ValueError("arrays are not supported (map one element per point)")  # noqa: TRY004
+    raise ValueError(f"values of type {type(value).__name__} are not supported")
+
+
+def to_variant(value: Value, vtype: ua.VariantType) -> ua.Variant:
+    """``value`` as a Variant of the variable's type; ``ValueError`` when it does not fit."""
+    if vtype is _VT.Boolean:
+        if not isinstance(value, bool):
+            raise ValueError(f"expects a Boolean, got {type(value).__name__} {value!r}")
+        return ua.Variant(value, vtype)
+    if vtype in INTEGER_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expects an integer ({vtype.name}), got {type(value).__name__}")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expects an integer ({vtype.name}), got {value!r}")
+        lo, hi = INTEGER_RANGES[vtype]
+        number = int(value)
+        if not lo <= number <= hi:
+            raise ValueError(f"{number} is outside the {vtype.name} range {lo}..{hi}")
+        return ua.Variant(number, vtype)
+    if vtype in _FLOATS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"expects a number ({vtype.name}), got {type(value).__name__}")
+        number_f = float(value)
+        if not math.isfinite(number_f):
+            raise ValueError(f"expects a finite number, got {value!r}")
+        if vtype is _VT.Float and abs(number_f) > _FLOAT32_MAX:
+            raise ValueError(f"{value!r} does not fit a Float (32-bit)")
+        return ua.Variant(number_f, vtype)
+    if vtype is _VT.String:
+        if not isinstance(value, str):
+            raise ValueError(f"expects a String, got {type(value).__name__}")
+        return ua.Variant(value, vtype)
+    if vtype is _VT.LocalizedText:
+        if not isinstance(value, str):
+            raise ValueError(f"expects text, got {type(value).__name__}")
+        return ua.Variant(ua.LocalizedText(value), vtype)
+    raise ValueError(f"writing variables of type {vtype.name} is not supported")
+
+
+def timestamp_ms(dv: ua.DataValue) -> int | None:
+    """The DataValue's SourceTimestamp (else ServerTimestamp) in Unix ms, or None."""
+    stamp = dv.SourceTimestamp or dv.ServerTimestamp
+    if stamp is None:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return int(stamp.timestamp() * 1000)
