@@ -12,24 +12,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import shutil
 import signal
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
+from ldt.demo_devices import DemoDevice, ble_tag, modbus_meters, mqtt_station, opcua_station
+
 if TYPE_CHECKING:
     from ldt.agent.runtime import AgentRuntime
 
-__all__ = ["DEMO_PROFILES", "run_demo"]
+__all__ = ["run_demo"]
 
-DEMO_PROFILES = ("eastron-sdm120", "eastron-sdm630", "xymd02-th")
-"""Device i of the demo runs profile i modulo this list."""
 GATEWAY_ID = "gw-demo"
 STATUS_EVERY_S = 5.0
 
@@ -39,6 +41,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from ldt.logs import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
+    # the OPC UA simulator serves without security on loopback; asyncua says so at every start
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     if args.devices < 1:
         print("ldt demo: --devices must be at least 1", file=sys.stderr)
         return 2
@@ -67,7 +71,7 @@ def _data_dir(given: str | None) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _gateway_toml(*, cloud_url: str, token_file: Path, sims: list[tuple[str, str, int]]) -> str:
+def _gateway_toml(*, cloud_url: str, token_file: Path, devices: list[DemoDevice]) -> str:
     lines = [
         "[gateway]",
         f'id = "{GATEWAY_ID}"',
@@ -79,23 +83,34 @@ def _gateway_toml(*, cloud_url: str, token_file: Path, sims: list[tuple[str, str
         "interval_s = 1.0",
         "",
     ]
-    for device_id, profile, port in sims:
+    for dev in devices:
         lines += [
             "[[devices]]",
-            f'id = "{device_id}"',
-            f'profile = "{profile}"',
+            f'id = "{dev.device_id}"',
+            f'profile = "{dev.profile}"',
             "poll_interval_s = 1.0",
-            f'connection = {{ host = "127.0.0.1", port = {port}, unit_id = 1, timeout_s = 1.0 }}',
+            f"connection = {dev.connection}",
             "",
         ]
     return "\n".join(lines)
+
+
+async def _start_devices(stack: AsyncExitStack, data: Path, meters: int) -> list[DemoDevice]:
+    devices = await modbus_meters(stack, meters)
+    devices.append(await opcua_station(stack))
+    mqtt = await mqtt_station(stack, data)
+    if mqtt is None:
+        print("ldt demo: mosquitto is not installed: no MQTT device (scripts/demo installs it)")
+    else:
+        devices.append(mqtt)
+    devices.append(ble_tag())
+    return devices
 
 
 async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -> None:
     from ldt.agent.config import load_gateway_config
     from ldt.agent.runtime import AgentRuntime
     from ldt.cloud.server import ensure_gateway, running_cloud
-    from ldt.simulators.modbus import ModbusSimulator, resolve_profile
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,19 +121,18 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
     token_file.write_text(ensure_gateway(data / "cloud", GATEWAY_ID) + "\n", encoding="utf-8")
     token_file.chmod(0o600)
 
-    async with contextlib.AsyncExitStack() as stack:
+    async with AsyncExitStack() as stack:
         cloud = await stack.enter_async_context(running_cloud(data / "cloud", port=port))
-        sims: list[tuple[str, str, int]] = []
-        for i in range(devices):
-            profile = DEMO_PROFILES[i % len(DEMO_PROFILES)]
-            sim = ModbusSimulator(profile=resolve_profile(profile), seed=i + 1)
-            await stack.enter_async_context(sim)
-            sims.append((f"dev-{i + 1}", profile, sim.port))
+        sims = await _start_devices(stack, data, devices)
         cfg_path = data / "gateway.toml"
         cfg_path.write_text(
-            _gateway_toml(cloud_url=cloud.url, token_file=token_file, sims=sims), encoding="utf-8"
+            _gateway_toml(cloud_url=cloud.url, token_file=token_file, devices=sims),
+            encoding="utf-8",
         )
-        runtime = AgentRuntime(config=load_gateway_config(cfg_path))
+        runtime = AgentRuntime(
+            config=load_gateway_config(cfg_path),
+            driver_kwargs={d.device_id: d.driver_kwargs for d in sims if d.driver_kwargs},
+        )
         _print_banner(cloud.url, data, sims)
         async with asyncio.TaskGroup() as tg:
             agent_task = tg.create_task(runtime.run(), name="agent")
@@ -136,14 +150,16 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
         print("ldt demo: stopped cleanly", flush=True)
 
 
-def _print_banner(url: str, data: Path, sims: list[tuple[str, str, int]]) -> None:
+def _print_banner(url: str, data: Path, devices: list[DemoDevice]) -> None:
     print(f"ldt demo: cloud (NGSI-LD broker) on {url}", flush=True)
-    for device_id, profile, port in sims:
-        print(f"ldt demo: simulated {profile} '{device_id}' on modbus-tcp 127.0.0.1:{port}")
+    for dev in devices:
+        print(f"ldt demo: simulated {dev.profile} '{dev.device_id}' on {dev.where}")
     print(f"ldt demo: agent '{GATEWAY_ID}', buffer and config under {data}")
     print("ldt demo: look at the twin with")
     print(f"    curl '{url}/ngsi-ld/v1/entities?type=Device'")
-    print(f"    curl '{url}/ngsi-ld/v1/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:{sims[0][0]}'")
+    print(f"    curl '{url}/ngsi-ld/v1/entities?type=PumpingStation'")
+    print(f"    curl '{url}/ngsi-ld/v1/entities?type=AirQualityObserved'")
+    print(f"    curl '{url}/ngsi-ld/v1/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:dev-1'")
     print("ldt demo: Ctrl-C stops everything", flush=True)
 
 

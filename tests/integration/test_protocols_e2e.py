@@ -86,7 +86,8 @@ async def _wait_entity(
             return check(holder["e"])
 
         await wait_for(matches, within=15, what=what)
-    return holder["e"]
+    entity: dict[str, Any] = holder["e"]
+    return entity
 
 
 @pytest.mark.parametrize("profile", ["fiware-ul-air-quality", "shelly-plus-1pm"])
