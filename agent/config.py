@@ -294,8 +294,20 @@ def load_profile(path: Path) -> DeviceProfile:
     return DeviceProfile(profile=info, settings=getattr(parsed, fam.settings_key), points=points)
 
 
+def _resolve_paths(model: BaseModel, base: Path) -> BaseModel:
+    """Relative file paths in a connection (certificates, password files) against ``base``."""
+    update: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            update[name] = base / value
+        elif isinstance(value, BaseModel):
+            update[name] = _resolve_paths(value, base)
+    return model.model_copy(update=update) if update else model
+
+
 def _validate_connection(
-    index: int, dev: DeviceConfig, profile: DeviceProfile
+    index: int, dev: DeviceConfig, profile: DeviceProfile, base: Path
 ) -> tuple[DeviceConfig | None, list[str]]:
     """The device with its connection validated against the profile's protocol family."""
     fam = profile.family
@@ -315,7 +327,7 @@ def _validate_connection(
         conn = connection_model(fam, kind).model_validate(raw)
     except ValidationError as exc:
         return None, [f"{where}.{p}" for p in _problems(exc)]
-    return dev.model_copy(update={"connection": conn}), []
+    return dev.model_copy(update={"connection": _resolve_paths(conn, base)}), []
 
 
 def _find_profile(name: str, dirs: list[Path]) -> Path | None:
@@ -369,7 +381,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
         raise ConfigError(path, problems)
     devices = []
     for i, dev in enumerate(cfg.devices):
-        checked, dev_problems = _validate_connection(i, dev, profiles[dev.profile])
+        checked, dev_problems = _validate_connection(i, dev, profiles[dev.profile], base)
         problems += dev_problems
         if checked is not None:
             devices.append(checked)

@@ -148,3 +148,32 @@ def test_check_config_cli_prints_problems_without_traceback(tmp_path: Path) -> N
     )
     assert proc.returncode == 0, proc.stderr
     assert "ok: gateway gw-1, 1 devices, 2 points" in proc.stdout
+
+
+def test_other_protocols_connections_are_checked_and_paths_resolved(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        '[gateway]\nid = "gw"\n[cloud]\nurl = "http://127.0.0.1:1"\ntoken = "0123456789abcdef"\n'
+        '[[devices]]\nid = "station"\nprofile = "pumping-station-opcua"\n'
+        'connection = { protocol = "opcua", endpoint = "opc.tcp://10.0.0.5:4840", '
+        'security_policy = "Basic256Sha256", security_mode = "SignAndEncrypt", '
+        'client_certificate = "pki/gw.der", client_private_key = "pki/gw.pem" }\n'
+        '[[devices]]\nid = "air"\nprofile = "fiware-ul-air-quality"\n'
+        'connection = { protocol = "mqtt", host = "broker", api_key = "k" }\n'
+    )
+    loaded = load_gateway_config(cfg)
+    station = loaded.devices[0].connection
+    assert station.client_certificate == tmp_path / "pki" / "gw.der"
+    assert loaded.devices[1].connection.protocol == "mqtt"
+
+    cfg.write_text(cfg.read_text().replace('protocol = "mqtt"', 'protocol = "modbus-tcp"'))
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(cfg)
+    assert "devices[1].connection.protocol: 'modbus-tcp' cannot reach a mqtt device" in str(
+        err.value
+    )
+
+    cfg.write_text(cfg.read_text().replace("opc.tcp://10.0.0.5:4840", "http://nope"))
+    with pytest.raises(ConfigError) as err:
+        load_gateway_config(cfg)
+    assert "devices[0].connection.endpoint" in str(err.value)
