@@ -20,6 +20,7 @@ __all__ = [
     "DataType",
     "ModbusPoint",
     "ModbusProfileSettings",
+    "ModbusRtuConnection",
     "ModbusTcpConnection",
     "RegisterTable",
     "WordOrder",
@@ -172,3 +173,59 @@ class ModbusTcpConnection(BaseModel):
     port: Annotated[int, Field(ge=1, le=65535)] = 502
     unit_id: Annotated[int, Field(ge=0, le=255)] = 1
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+
+_RTU_FIXED_DELAY_ABOVE_BAUD = 19200
+"""Above this baud rate the spec fixes the inter-frame delay at 1.75 ms."""
+
+
+class ModbusRtuConnection(BaseModel):
+    """How to reach one device instance on a Modbus RTU serial line (RS-485).
+
+    Several devices on one bus share ``port`` and must agree on the line
+    settings (the driver refuses to open a bus twice with different ones).
+    ``unit_id`` is the device's slave address, 1..247 (0 is broadcast, which
+    no device answers). The framing must match the devices' DIP switches or
+    menu: Modbus over Serial Line v1.02 says 8E1 by default, but most meters
+    ship as 8N1, hence ``parity="N"`` here.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    protocol: Literal["modbus-rtu"] = "modbus-rtu"
+    port: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+    """The serial device, e.g. ``/dev/ttyUSB0`` or a stable ``/dev/serial/by-id/...`` link."""
+    baudrate: Annotated[int, Field(ge=1200, le=115200)] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    unit_id: Annotated[int, Field(ge=1, le=247)] = 1
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    """How long one request may wait for its answer; a dead unit holds the bus this long."""
+    inter_frame_delay_ms: Annotated[float, Field(ge=0, le=1000)] | None = None
+    """Silence kept between two transactions; ``None``: 3.5 character times (see below)."""
+
+    @model_validator(mode="after")
+    def _rtu_framing(self) -> ModbusRtuConnection:
+        if self.bytesize != 8:
+            raise ValueError("Modbus RTU needs 8 data bits (7 is only for Modbus ASCII)")
+        return self
+
+    @property
+    def character_bits(self) -> int:
+        """Bits one character takes on the line: start, data, parity and stop bits."""
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+    @property
+    def inter_frame_delay_s(self) -> float:
+        """The silence between frames (t3.5), in seconds.
+
+        Modbus over Serial Line v1.02, section 2.5.1.1: 3.5 character times,
+        fixed at 1.75 ms above 19200 baud (where the character time gets too
+        short for UART timers to honour).
+        """
+        if self.inter_frame_delay_ms is not None:
+            return self.inter_frame_delay_ms / 1000
+        if self.baudrate > _RTU_FIXED_DELAY_ABOVE_BAUD:
+            return 0.00175
+        return 3.5 * self.character_bits / self.baudrate

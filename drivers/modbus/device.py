@@ -1,7 +1,9 @@
-"""One Modbus TCP device: reads points into readings, writes commands.
+"""One Modbus device: reads points into readings, writes commands.
 
-A thin adapter over pymodbus's ``AsyncModbusTcpClient`` that owns the failure
-policy, so the agent never has to:
+``ModbusDevice`` holds everything that does not depend on the transport (the
+read plan, decoding, the failure policy, writes); ``ModbusTcpDevice`` adds a
+pymodbus ``AsyncModbusTcpClient`` per device, ``ldt.drivers.modbus.rtu`` a
+shared serial line. The failure policy, so the agent never has to own it:
 
 * ``read`` never raises for a device fault. A failed block makes only its own
   points ``bad`` (with a reason a technician can act on); a timeout or a lost
@@ -14,8 +16,8 @@ policy, so the agent never has to:
   switched off (``retries=0``, ``reconnect_delay=0``) and its timeout is only a
   backstop, so timing and reconnects have exactly one owner.
 
-A connection that drops *during* a request is noticed as a timeout (pymodbus
-does not fail the pending request when the socket closes).
+A TCP connection that drops *during* a request is noticed as a timeout
+(pymodbus does not fail the pending request when the socket closes).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient, ModbusBaseClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from ldt.backoff import Backoff
+from ldt.drivers.base import Emit
 from ldt.drivers.errors import DriverError
 from ldt.drivers.modbus.codec import decode, encode
 from ldt.drivers.modbus.config import (
@@ -43,7 +46,15 @@ from ldt.drivers.modbus.config import (
 from ldt.drivers.modbus.planner import ReadBlock, plan_reads, slice_point
 from ldt.reading import Quality, Reading, Value
 
-__all__ = ["EXCEPTION_NAMES", "ModbusDeviceHealth", "ModbusTcpDevice"]
+__all__ = [
+    "EXCEPTION_NAMES",
+    "BadAnswerError",
+    "ConnectionDownError",
+    "ModbusDevice",
+    "ModbusDeviceHealth",
+    "ModbusTcpDevice",
+    "Request",
+]
 
 EXCEPTION_NAMES: dict[int, str] = {
     1: "illegal function",
@@ -58,6 +69,9 @@ EXCEPTION_NAMES: dict[int, str] = {
     11: "gateway target device failed to respond",
 }
 """Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)."""
+
+Request = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
+"""One pymodbus call on whichever client the transport provides."""
 
 _PLAN_CACHE_SIZE = 64  # distinct point lists a device is polled with: a few per interval
 
@@ -77,8 +91,19 @@ class ModbusDeviceHealth:
     consecutive_failures: int = 0
 
 
-class _ConnectionDownError(Exception):
-    """Internal: the connection is gone; the message is the reason for the readings."""
+class ConnectionDownError(Exception):
+    """The device cannot be reached now; the message is the reason for the readings.
+
+    Internal to the driver package (transports raise it, ``read`` turns it into
+    bad readings and ``write`` into ``DriverError``).
+    """
+
+
+class BadAnswerError(Exception):
+    """The device answered, but unusably (a garbled frame): only this one request failed.
+
+    Raised by transports from ``_transact``; the message is the reason for the readings.
+    """
 
 
 def _now_ms() -> int:
@@ -97,44 +122,61 @@ def _describe_os_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-class ModbusTcpDevice:
-    """A Modbus TCP device instance; use as ``async with`` (entering does no I/O).
+class ModbusDevice:
+    """What every Modbus device does, whatever carries its requests (subclass per transport).
 
     ``points`` is the device's register map (the profile's points); ``read()``
-    with no argument reads all of them, ``write()`` accepts only these.
+    with no argument reads all of them, ``write()`` accepts only these. A
+    transport subclass provides ``_ensure_link`` (make the link usable, or raise
+    what ``_lost``/``_backing_off`` return), ``_transact`` (one request under the
+    deadline, via ``_execute``) and ``_drop_link`` (forget a link that failed).
     """
 
     def __init__(
         self,
         *,
         device_id: str,
-        connection: ModbusTcpConnection,
         settings: ModbusProfileSettings,
         points: Sequence[ModbusPoint],
-        backoff: Backoff | None = None,
+        backoff: Backoff | None,
+        unit_id: int,
+        timeout_s: float,
     ) -> None:
         self.device_id = device_id
         self.health = ModbusDeviceHealth()
-        self._conn = connection
         self._settings = settings
         self._points = tuple(points)
         self._by_name = {p.name: p for p in self._points}
         if len(self._by_name) != len(self._points):
             raise DriverError(f"device {device_id!r}: two points share a name")
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
+        self._unit_id = unit_id
+        self._timeout_s = timeout_s
         self._plans: dict[tuple[ModbusPoint, ...], list[ReadBlock]] = {}
         self._plan(self._points)  # a profile that can never be read fails here, not per poll
-        self._client: AsyncModbusTcpClient | None = None
-        self._retry_at = 0.0  # time.monotonic() before which no connect is tried
+        self._retry_at = 0.0  # time.monotonic() before which the device is not tried
         self._down_reason: str | None = None
-        self._lock = asyncio.Lock()  # one request at a time on the one connection
+        self._lock = asyncio.Lock()  # one of this device's requests at a time
 
     @property
     def points(self) -> tuple[ModbusPoint, ...]:
         """The device's points, in profile order."""
         return self._points
 
-    async def __aenter__(self) -> ModbusTcpDevice:
+    @property
+    def streams(self) -> bool:
+        """Always False: Modbus devices only answer polls."""
+        return False
+
+    def polled_points(self) -> tuple[ModbusPoint, ...]:
+        """Every point: the agent polls them all with ``read``."""
+        return self._points
+
+    async def stream(self, emit: Emit) -> None:
+        """Modbus never pushes; raises ``DriverError`` (``streams`` is False, so nobody asks)."""
+        raise DriverError(f"device {self.device_id!r} is Modbus, which does not push: poll it")
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -143,7 +185,7 @@ class ModbusTcpDevice:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close()
+        self._drop_link()
 
     # ------------------------------------------------------------------ read
 
@@ -189,17 +231,24 @@ class ModbusTcpDevice:
     async def _read_blocks(self, blocks: list[ReadBlock]) -> dict[ModbusPoint, Reading]:
         results: dict[ModbusPoint, Reading] = {}
         try:
-            client = await self._connected_client()
-        except _ConnectionDownError as exc:
+            await self._ensure_link()
+        except ConnectionDownError as exc:
             now = _now_ms()
             return {p: self._bad(p, str(exc), now) for b in blocks for p in b.points}
         down: str | None = None
         for block in blocks:
             if down is None:
                 try:
-                    response = await self._request(client, block)
-                except _ConnectionDownError as exc:
+                    response = await self._transact(
+                        self._read_request(block), f"reading {block.describe()}"
+                    )
+                except ConnectionDownError as exc:
                     down = str(exc)
+                except BadAnswerError as exc:
+                    self.health.last_error = str(exc)
+                    now = _now_ms()
+                    results.update((p, self._bad(p, str(exc), now)) for p in block.points)
+                    continue
                 else:
                     results.update(self._decode_block(block, response))
                     continue
@@ -228,46 +277,165 @@ class ModbusTcpDevice:
             )
         return out
 
-    async def _request(self, client: AsyncModbusTcpClient, block: ReadBlock) -> ModbusPDU:
-        unit = self._conn.unit_id
-        call = {
-            RegisterTable.HOLDING: client.read_holding_registers,
-            RegisterTable.INPUT: client.read_input_registers,
-            RegisterTable.COIL: client.read_coils,
-            RegisterTable.DISCRETE: client.read_discrete_inputs,
-        }[block.table]
-        return await self._execute(
-            lambda: call(block.address, count=block.count, device_id=unit),
-            f"reading {block.describe()}",
-        )
+    def _read_request(self, block: ReadBlock) -> Request:
+        unit, address, count = self._unit_id, block.address, block.count
 
-    async def _execute(self, request: Callable[[], Awaitable[ModbusPDU]], what: str) -> ModbusPDU:
-        """One pymodbus request under our deadline; connection faults raise _ConnectionDownError."""
-        timeout = self._conn.timeout_s
+        def request(client: ModbusBaseClient) -> Awaitable[ModbusPDU]:
+            if block.table is RegisterTable.HOLDING:
+                return client.read_holding_registers(address, count=count, device_id=unit)
+            if block.table is RegisterTable.INPUT:
+                return client.read_input_registers(address, count=count, device_id=unit)
+            if block.table is RegisterTable.COIL:
+                return client.read_coils(address, count=count, device_id=unit)
+            return client.read_discrete_inputs(address, count=count, device_id=unit)
+
+        return request
+
+    # ------------------------------------------------------- failure policy
+
+    async def _execute(self, client: ModbusBaseClient, request: Request, what: str) -> ModbusPDU:
+        """One pymodbus request under our deadline; link faults raise ConnectionDownError."""
+        timeout = self._timeout_s
         try:
             async with asyncio.timeout(timeout):
-                response = await request()
+                response = await request(client)
         except TimeoutError:
             raise self._lost(f"timeout after {timeout} s {what}") from None
         except asyncio.CancelledError:
-            self._close()  # a request may be in flight: its late answer must not be misread
+            self._abandon()  # a request may be in flight: its late answer must not be misread
             raise
         except (ModbusException, OSError) as exc:
             raise self._lost(f"connection lost {what}: {exc}") from exc
         self._answered()
         return response
 
-    # ------------------------------------------------------------ connection
-
-    async def _connected_client(self) -> AsyncModbusTcpClient:
-        """The live client, connecting first if allowed (else _ConnectionDownError: why)."""
-        if self._client is not None:
-            if self._client.connected:
-                return self._client
-            self._close()  # the peer closed it since the last request: reconnect now
+    def _backing_off(self) -> ConnectionDownError | None:
+        """The error to raise while the backoff after a failure lasts, else None."""
         wait = self._retry_at - time.monotonic()
         if wait > 0:
-            raise _ConnectionDownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+            return ConnectionDownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+        return None
+
+    def _lost(self, reason: str) -> ConnectionDownError:
+        """Drop the link, schedule the next try, and return the error to raise."""
+        self._drop_link()
+        delay = self._backoff.next_delay()
+        self._retry_at = time.monotonic() + delay
+        self._down_reason = reason.removeprefix("not connected: ")
+        self.health.consecutive_failures += 1
+        self.health.last_error = reason
+        return ConnectionDownError(f"{reason}; retry in {delay:.1f} s")
+
+    def _answered(self) -> None:
+        self._backoff.reset()
+        self.health.consecutive_failures = 0
+        self.health.connected = True
+
+    # ------------------------------------------------------- transport hooks
+
+    async def _ensure_link(self) -> None:
+        """Make the link usable, or raise ``ConnectionDownError`` saying why not."""
+        raise NotImplementedError
+
+    async def _transact(self, request: Request, what: str) -> ModbusPDU:
+        """Run one request (through ``_execute``).
+
+        Link faults raise ``ConnectionDownError``; an unusable answer ``BadAnswerError``.
+        """
+        raise NotImplementedError
+
+    def _drop_link(self) -> None:
+        """Forget the link after a failure or on exit; the next request re-establishes it."""
+        self.health.connected = False
+
+    def _abandon(self) -> None:
+        """A request was cancelled in flight: make sure its late answer cannot be misread."""
+        self._drop_link()
+
+    # ----------------------------------------------------------------- write
+
+    async def write(self, point: ModbusPoint | str, value: Value) -> None:
+        """Write one point: coils with FC 5, holding registers with FC 6 (one) or FC 16.
+
+        Raises ``DriverError`` (with what failed) when the point is unknown or not
+        writable, the value does not encode, or the device refuses or does not
+        answer. Nothing is sent unless the value encodes. A write is tried even
+        during read backoff: a command is worth one attempt.
+        """
+        p = self._resolve(point)
+        if not p.writable:
+            raise DriverError(f"point {p.name!r} of {self.device_id!r} is not writable")
+        words = encode(p, self._settings, value)
+        span = f"{p.table.value} {p.address}..{p.address + len(words) - 1}"
+        async with self._lock:
+            self._retry_at = 0.0
+            try:
+                await self._ensure_link()
+                response = await self._transact(self._write_request(p, words), f"writing {span}")
+            except (ConnectionDownError, BadAnswerError) as exc:
+                raise DriverError(f"write to {self.device_id!r} {p.name!r} failed: {exc}") from None
+        if response.isError():
+            reason = f"{_exception_text(response.exception_code)} writing {span}"
+            self.health.last_error = reason
+            raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {reason}")
+
+    def _write_request(self, p: ModbusPoint, words: list[int]) -> Request:
+        unit = self._unit_id
+
+        def request(client: ModbusBaseClient) -> Awaitable[ModbusPDU]:
+            if p.table is RegisterTable.COIL:
+                return client.write_coil(p.address, bool(words[0]), device_id=unit)
+            if len(words) == 1:
+                return client.write_register(p.address, words[0], device_id=unit)
+            return client.write_registers(p.address, words, device_id=unit)
+
+        return request
+
+    def _resolve(self, point: ModbusPoint | str) -> ModbusPoint:
+        if isinstance(point, str):
+            try:
+                return self._by_name[point]
+            except KeyError:
+                raise DriverError(f"device {self.device_id!r} has no point {point!r}") from None
+        if self._by_name.get(point.name) != point:
+            raise DriverError(f"point {point.name!r} is not one of {self.device_id!r}'s points")
+        return point
+
+
+class ModbusTcpDevice(ModbusDevice):
+    """A Modbus TCP device instance with its own connection; use as ``async with``.
+
+    Entering does no I/O: the connection is made by the first ``read``/``write``.
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        connection: ModbusTcpConnection,
+        settings: ModbusProfileSettings,
+        points: Sequence[ModbusPoint],
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(
+            device_id=device_id,
+            settings=settings,
+            points=points,
+            backoff=backoff,
+            unit_id=connection.unit_id,
+            timeout_s=connection.timeout_s,
+        )
+        self._conn = connection
+        self._client: AsyncModbusTcpClient | None = None
+
+    async def _ensure_link(self) -> None:
+        """Connect if there is no live connection and the backoff allows it."""
+        if self._client is not None:
+            if self._client.connected:
+                return
+            self._drop_link()  # the peer closed it since the last request: reconnect now
+        if (waiting := self._backing_off()) is not None:
+            raise waiting
         client, error = self._new_client()
         timeout = self._conn.timeout_s
         try:
@@ -283,7 +451,11 @@ class ModbusTcpDevice:
             raise self._lost(f"not connected: {error[0] or 'connect failed'}")
         self._client = client
         self.health.connected = True
-        return client
+
+    async def _transact(self, request: Request, what: str) -> ModbusPDU:
+        if self._client is None:
+            raise self._lost(f"not connected: connection closed before {what}")
+        return await self._execute(self._client, request, what)
 
     def _new_client(self) -> tuple[AsyncModbusTcpClient, list[str | None]]:
         """A fresh client, and a cell that receives the reason its connect fails.
@@ -313,73 +485,8 @@ class ModbusTcpDevice:
         client.ctx.call_create = create_and_record
         return client, error
 
-    def _lost(self, reason: str) -> _ConnectionDownError:
-        """Close the client, schedule the next connect, and return the error to raise."""
-        self._close()
-        delay = self._backoff.next_delay()
-        self._retry_at = time.monotonic() + delay
-        self._down_reason = reason.removeprefix("not connected: ")
-        self.health.consecutive_failures += 1
-        self.health.last_error = reason
-        return _ConnectionDownError(f"{reason}; retry in {delay:.1f} s")
-
-    def _answered(self) -> None:
-        self._backoff.reset()
-        self.health.consecutive_failures = 0
-        self.health.connected = True
-
-    def _close(self) -> None:
+    def _drop_link(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
         self.health.connected = False
-
-    # ----------------------------------------------------------------- write
-
-    async def write(self, point: ModbusPoint | str, value: Value) -> None:
-        """Write one point: coils with FC 5, holding registers with FC 6 (one) or FC 16.
-
-        Raises ``DriverError`` (with what failed) when the point is unknown or not
-        writable, the value does not encode, or the device refuses or does not
-        answer. A write tries to connect even during read backoff: a command is
-        worth one attempt.
-        """
-        p = self._resolve(point)
-        if not p.writable:
-            raise DriverError(f"point {p.name!r} of {self.device_id!r} is not writable")
-        words = encode(p, self._settings, value)
-        span = f"{p.table.value} {p.address}..{p.address + len(words) - 1}"
-        async with self._lock:
-            if self._client is None or not self._client.connected:
-                self._retry_at = 0.0
-            try:
-                client = await self._connected_client()
-                response = await self._execute(
-                    lambda: self._write_request(client, p, words), f"writing {span}"
-                )
-            except _ConnectionDownError as exc:
-                raise DriverError(f"write to {self.device_id!r} {p.name!r} failed: {exc}") from None
-        if response.isError():
-            reason = f"{_exception_text(response.exception_code)} writing {span}"
-            self.health.last_error = reason
-            raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {reason}")
-
-    def _write_request(
-        self, client: AsyncModbusTcpClient, p: ModbusPoint, words: list[int]
-    ) -> Awaitable[ModbusPDU]:
-        unit = self._conn.unit_id
-        if p.table is RegisterTable.COIL:
-            return client.write_coil(p.address, bool(words[0]), device_id=unit)
-        if len(words) == 1:
-            return client.write_register(p.address, words[0], device_id=unit)
-        return client.write_registers(p.address, words, device_id=unit)
-
-    def _resolve(self, point: ModbusPoint | str) -> ModbusPoint:
-        if isinstance(point, str):
-            try:
-                return self._by_name[point]
-            except KeyError:
-                raise DriverError(f"device {self.device_id!r} has no point {point!r}") from None
-        if self._by_name.get(point.name) != point:
-            raise DriverError(f"point {point.name!r} is not one of {self.device_id!r}'s points")
-        return point

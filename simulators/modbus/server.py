@@ -28,7 +28,7 @@ from typing import Self
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.simulator import DataType, SimAction, SimData, SimDevice
 
 from ldt.simulators.modbus.errors import SimulatorError
 from ldt.simulators.modbus.model import DeviceModel
@@ -294,14 +294,7 @@ class ModbusSimulator:
         """
         if self._server is not None:
             raise SimulatorError("simulator already started")
-        self._load()
-        devices = [
-            SimDevice(
-                id=self.unit_id,
-                simdata=tuple(self._simdata(t) for t in _TABLES),  # type: ignore[arg-type]
-                action=self._action,
-            )
-        ]
+        devices = [self._sim_device()]
         if self.unit_id != 0:
             devices.append(
                 SimDevice(
@@ -322,9 +315,19 @@ class ModbusSimulator:
         if sockets:
             self.port = int(sockets[0].getsockname()[1])
         self._server = server
-        self._updater = asyncio.create_task(
-            self._update_forever(), name=f"ldt-sim-modbus-update:{self.port}"
+        self._start_updates(f"ldt-sim-modbus-update:{self.port}")
+
+    def _sim_device(self, action: SimAction | None = None) -> SimDevice:
+        """This device's registers for a pymodbus server (the RTU line serves several)."""
+        self._load()
+        return SimDevice(
+            id=self.unit_id,
+            simdata=tuple(self._simdata(t) for t in _TABLES),  # type: ignore[arg-type]
+            action=action or self._action,
         )
+
+    def _start_updates(self, name: str) -> None:
+        self._updater = asyncio.create_task(self._update_forever(), name=name)
 
     async def _update_forever(self) -> None:
         while True:
@@ -334,13 +337,17 @@ class ModbusSimulator:
 
     async def stop(self) -> None:
         """Stop serving; requests still delayed or dropped are never answered."""
-        updater, self._updater = self._updater, None
         server, self._server = self._server, None
+        if server is not None:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+        await self._stop_updates()
+
+    async def _stop_updates(self) -> None:
+        """Stop the value updater and the requests still delayed or dropped."""
+        updater, self._updater = self._updater, None
         if updater is not None:
             updater.cancel()
             await asyncio.wait([updater])
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
         pending = list(self._inflight)
         for task in pending:
             task.cancel()
