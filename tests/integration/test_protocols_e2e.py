@@ -214,3 +214,99 @@ async def test_opcua_station_end_to_end(tmp_path: Path) -> None:
                 )
 
             await _wait_entity(cloud, entity_id, equal, "every station variable's value")
+
+
+async def test_modbus_rtu_bus_end_to_end(tmp_path: Path) -> None:
+    """Two unit ids with different profiles on one serial line (a real socat pty pair)."""
+    from ldt.simulators.modbus import ModbusRtuSimulator
+    from tests.drivers.modbus.serial_pty import pty_pair
+
+    units = {1: "eastron-sdm120", 2: "xymd02-th"}
+    with pty_pair(tmp_path) as pty:
+        sim = ModbusRtuSimulator(
+            port=pty.devices,
+            devices=[(u, PROFILES / f"{p}.toml", u) for u, p in units.items()],
+            baudrate=115200,
+        )
+        async with sim:
+            for u in units:
+                sim.unit(u).freeze()
+            blocks = [
+                f'[[devices]]\nid = "rtu-{u}"\nprofile = "{p}"\npoll_interval_s = 0.5\n'
+                f'connection = {{ protocol = "modbus-rtu", port = "{pty.master}", '
+                f"baudrate = 115200, unit_id = {u}, timeout_s = 0.5 }}"
+                for u, p in units.items()
+            ]
+            async with _twin(tmp_path, blocks) as (cloud, _runtime):
+                for u, p in units.items():
+                    prof = load_profile(PROFILES / f"{p}.toml")
+                    fast = [q for q in prof.points if not q.poll_interval_s]
+                    unit = sim.unit(u)
+
+                    def equal(e: dict[str, Any], fast: Any = fast, unit: Any = unit) -> bool:
+                        return all(
+                            q.attribute_name in e
+                            and _same(e[q.attribute_name]["value"], unit.expected(q.name))
+                            for q in fast
+                        )
+
+                    entity_id = f"urn:ngsi-ld:{prof.profile.entity_type}:{GATEWAY}:rtu-{u}"
+                    await _wait_entity(cloud, entity_id, equal, f"unit {u}'s registers")
+            assert not sim.overlapping(), "two transactions were on the line at once"
+
+
+async def test_simulators_restarted_mid_run_gap_shows_as_quality(tmp_path: Path) -> None:
+    """A Modbus device and an OPC UA server go away and come back while the agent runs."""
+    from ldt.simulators.modbus import ModbusSimulator
+    from ldt.simulators.opcua import OpcUaSimulator
+
+    meter_profile = PROFILES / "eastron-sdm120.toml"
+    meter = ModbusSimulator(profile=meter_profile, seed=1)
+    await meter.start()
+    port = meter.port
+    async with OpcUaSimulator(seed=2, update_interval_s=0.1) as station:
+        blocks = [
+            '[[devices]]\nid = "meter"\nprofile = "eastron-sdm120"\npoll_interval_s = 0.1\n'
+            f'connection = {{ host = "127.0.0.1", port = {port}, timeout_s = 0.3 }}',
+            '[[devices]]\nid = "station"\nprofile = "pumping-station-opcua"\n'
+            f'connection = {{ protocol = "opcua", endpoint = "{station.endpoint}" }}',
+        ]
+        try:
+            async with _twin(tmp_path, blocks) as (cloud, runtime):
+
+                def good(device: str) -> int:
+                    return sum(d.health.good for d in runtime.devices if d.device_id == device)
+
+                await wait_for(
+                    lambda: good("meter") > 20 and good("station") > 5,
+                    within=10,
+                    what="both devices read",
+                )
+                await meter.stop()
+                await station.restart()  # sessions and subscriptions are gone
+                await asyncio.sleep(1.0)
+                meter = ModbusSimulator(profile=meter_profile, seed=1, port=port)
+                await meter.start()
+                before_meter, before_station = good("meter"), good("station")
+                await wait_for(
+                    lambda: (
+                        good("meter") > before_meter + 10 and good("station") > before_station + 2
+                    ),
+                    within=10,
+                    what="both devices recovered",
+                )
+                await asyncio.sleep(0.5)  # the recovery's readings sync
+                meter_health = next(d.health for d in runtime.devices if d.device_id == "meter")
+                assert meter_health.bad > 0, "the Modbus outage left no trace in the data"
+                station_health = next(d.health for d in runtime.devices if d.device_id == "station")
+                assert station_health.bad > 0, "the OPC UA restart left no trace in the data"
+                entity = f"urn:ngsi-ld:Device:{GATEWAY}:meter"
+                voltage = await cloud.store.history(entity, "voltage")
+                qualities = [h.quality for h in sorted(voltage, key=lambda h: h.seq)]
+                first_bad = qualities.index("bad")
+                assert "good" in qualities[:first_bad]
+                assert "good" in qualities[first_bad:]
+                seqs = await cloud.store.seqs(GATEWAY)
+                assert len(seqs) == len(set(seqs))
+        finally:
+            await meter.stop()
