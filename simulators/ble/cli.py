@@ -13,11 +13,12 @@ from typing import Any
 
 __all__ = ["register"]
 
+FORMATS = ("ruuvi", "bthome", "ibeacon", "eddystone")
+"""The advertiser's formats (``advertiser.FORMATS``; a test keeps the two equal)."""
+
 
 def register(sim_sub: Any) -> None:
-    """Add ``ble`` to ``ldt sim``."""
-    from ldt.simulators.ble.advertiser import FORMATS
-
+    """Add ``ble`` to ``ldt sim`` (without importing the advertiser: it loads cryptography)."""
     ble = sim_sub.add_parser(
         "ble",
         help="print simulated BLE advertisement payloads (no radio is used)",

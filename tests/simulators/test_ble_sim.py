@@ -114,3 +114,9 @@ def test_cli_rejects_bad_input(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "ble", "--address", "xx"]) == 2
     assert "not a MAC" in capsys.readouterr().err
     assert main(["sim", "ble", "--format", "bthome", "--bindkey", "zz"]) == 2
+
+
+def test_cli_lists_the_advertisers_formats() -> None:
+    from ldt.simulators.ble import advertiser, cli
+
+    assert cli.FORMATS == advertiser.FORMATS
