@@ -132,6 +132,33 @@ async def modbus_tcp(tmp: Path, seconds: float) -> tuple[str, int, float]:
     )
 
 
+async def modbus_rtu(tmp: Path, seconds: float) -> tuple[str, int, float]:
+    from ldt.drivers.modbus.config import ModbusRtuConnection
+    from ldt.drivers.modbus.rtu import ModbusRtuDevice
+    from ldt.simulators.modbus import ModbusRtuSimulator
+    from tests.drivers.modbus.serial_pty import pty_pair
+
+    path = PROFILES / "eastron-sdm120.toml"
+    prof = load_profile(path)
+    fast = [p for p in prof.points if not p.poll_interval_s]
+    with pty_pair(tmp) as pty:
+        sim = ModbusRtuSimulator(port=pty.devices, devices=[(1, path, 1)], baudrate=115200)
+        async with sim, buffered(tmp, [p.name for p in fast]) as (emit, count):
+            conn = ModbusRtuConnection(port=pty.master, baudrate=115200, unit_id=1)
+            dev = ModbusRtuDevice(
+                device_id="d", connection=conn, settings=prof.settings, points=fast
+            )
+            async with dev:
+                t0 = time.perf_counter()
+                await _poll_loop(dev, emit, seconds)
+                elapsed = time.perf_counter() - t0
+    return (
+        f"Modbus RTU 115200 8N1 over a socat pty, wire time simulated ({len(fast)} points)",
+        count[0],
+        count[0] / elapsed,
+    )
+
+
 async def opcua(tmp: Path, seconds: float) -> tuple[str, int, float]:
     from ldt.drivers.opcua.config import OpcUaConnection
     from ldt.drivers.opcua.device import OpcUaDevice
@@ -240,7 +267,7 @@ def main() -> None:
         tmp = Path(d)
         base = asyncio.run(baseline(tmp, seconds))
         rows.append((base[0], f"{base[1]:,}", f"{base[2]:,.0f}", "1.00"))
-        for bench in (modbus_tcp, opcua, mqtt, ble):
+        for bench in (modbus_tcp, modbus_rtu, opcua, mqtt, ble):
             name, n, rate = asyncio.run(bench(tmp, seconds))
             rows.append((name, f"{n:,}", f"{rate:,.0f}", f"{rate / base[2]:.3f}"))
     print_table(

@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ldt.demo_devices import DemoDevice, ble_tag, modbus_meters, mqtt_station, opcua_station
+from ldt.demo_devices import (
+    DemoDevice,
+    ble_tag,
+    modbus_meters,
+    mqtt_station,
+    opcua_station,
+    rtu_transmitter,
+)
 
 if TYPE_CHECKING:
     from ldt.agent.runtime import AgentRuntime
@@ -103,6 +110,11 @@ async def _start_devices(stack: AsyncExitStack, data: Path, meters: int) -> list
         print("ldt demo: mosquitto is not installed: no MQTT device (scripts/demo installs it)")
     else:
         devices.append(mqtt)
+    rtu = await rtu_transmitter(stack, data)
+    if rtu is None:
+        print("ldt demo: socat is not installed: no Modbus RTU device (scripts/demo installs it)")
+    else:
+        devices.append(rtu)
     devices.append(ble_tag())
     return devices
 

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoDevice", "ble_tag", "modbus_meters", "mqtt_station", "opcua_station"]
+__all__ = [
+    "DemoDevice",
+    "ble_tag",
+    "modbus_meters",
+    "mqtt_station",
+    "opcua_station",
+    "rtu_transmitter",
+]
 
 MODBUS_PROFILES = ("eastron-sdm120", "eastron-sdm630", "xymd02-th")
 
@@ -142,6 +149,53 @@ async def mqtt_station(stack: AsyncExitStack, data: Path) -> DemoDevice | None:
         profile=profile,
         where=f"mqtt 127.0.0.1:{port} (mosquitto)",
         connection=f'{{ protocol = "mqtt", host = "127.0.0.1", port = {port}, api_key = "demo" }}',
+    )
+
+
+async def rtu_transmitter(stack: AsyncExitStack, data: Path) -> DemoDevice | None:
+    """An XY-MD02 transmitter on an RS-485 line: a socat pty pair stands in for the wire."""
+    from ldt.simulators.modbus import ModbusRtuSimulator, resolve_profile
+
+    socat = shutil.which("socat")
+    if socat is None:
+        return None
+    master, devices = data / "rs485-gateway", data / "rs485-devices"
+    proc = await asyncio.create_subprocess_exec(
+        socat,
+        f"pty,raw,echo=0,link={master}",
+        f"pty,raw,echo=0,link={devices}",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def stop() -> None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    stack.push_async_callback(stop)
+    for _ in range(100):
+        if master.exists() and devices.exists():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise OSError("socat did not create the serial pty pair")
+    profile = "xymd02-th"
+    await stack.enter_async_context(
+        ModbusRtuSimulator(
+            port=str(devices), devices=[(1, resolve_profile(profile), 9)], baudrate=9600
+        )
+    )
+    return DemoDevice(
+        device_id="th-1",
+        profile=profile,
+        where=f"modbus-rtu {master} 9600 8N1, unit 1 (a socat pty pair as the RS-485 line)",
+        connection=(
+            f'{{ protocol = "modbus-rtu", port = "{master}", baudrate = 9600, unit_id = 1 }}'
+        ),
     )
 
 
