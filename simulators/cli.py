@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import importlib.util
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+from ldt.simulators.serve import run_simulator, stop_on_signals
 
 __all__ = ["register"]
 
@@ -82,6 +82,7 @@ def _run_modbus(args: argparse.Namespace) -> int:
         return _run_modbus_rtu(args)
 
     async def serve() -> None:
+        stop = stop_on_signals()
         sim = ModbusSimulator(
             profile=resolve_profile(args.profile),
             host=args.host,
@@ -93,10 +94,6 @@ def _run_modbus(args: argparse.Namespace) -> int:
             delay_ms=args.delay_ms,
             drop_rate=args.drop_rate,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         async with sim:
             print(
                 f"ldt sim modbus: serving {sim.profile_name} on {args.host}:{sim.port} "
@@ -105,12 +102,7 @@ def _run_modbus(args: argparse.Namespace) -> int:
             )
             await stop.wait()
 
-    try:
-        asyncio.run(serve())
-    except SimulatorError as exc:
-        print(f"ldt sim modbus: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_simulator("ldt sim modbus", serve, SimulatorError)
 
 
 def _parse_units(args: argparse.Namespace) -> list[tuple[int, Path, int]]:
@@ -136,6 +128,7 @@ def _run_modbus_rtu(args: argparse.Namespace) -> int:
     from ldt.simulators.modbus import ModbusRtuSimulator, SimulatorError
 
     async def serve() -> None:
+        stop = stop_on_signals()
         units = _parse_units(args)
         sim = ModbusRtuSimulator(
             port=args.serial,
@@ -149,10 +142,6 @@ def _run_modbus_rtu(args: argparse.Namespace) -> int:
             unit.exception_rate = args.exception_rate
             unit.delay_ms = args.delay_ms
             unit.drop_rate = args.drop_rate
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         async with sim:
             served = ", ".join(
                 f"unit {u} {sim.unit(u).profile_name} (seed {sim.unit(u).seed})"
@@ -165,9 +154,4 @@ def _run_modbus_rtu(args: argparse.Namespace) -> int:
             )
             await stop.wait()
 
-    try:
-        asyncio.run(serve())
-    except SimulatorError as exc:
-        print(f"ldt sim modbus: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_simulator("ldt sim modbus", serve, SimulatorError)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
-import sys
 from pathlib import Path
 from typing import Any
+
+from ldt.simulators.serve import run_simulator, stop_on_signals
 
 __all__ = ["register"]
 
@@ -50,6 +49,7 @@ def _run(args: argparse.Namespace) -> int:
     host, port = args.broker
 
     async def serve() -> None:
+        stop = stop_on_signals()
         sim = MqttDeviceSimulator(
             broker_host=host,
             broker_port=port,
@@ -64,10 +64,6 @@ def _run(args: argparse.Namespace) -> int:
             malformed_rate=args.malformed_rate,
             drop_rate=args.drop_rate,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         async with sim:
             print(
                 f"ldt sim mqtt: publishing {sim.profile.name} as {args.device} to {host}:{port} "
@@ -76,9 +72,4 @@ def _run(args: argparse.Namespace) -> int:
             )
             await stop.wait()
 
-    try:
-        asyncio.run(serve())
-    except SimulatorError as exc:
-        print(f"ldt sim mqtt: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_simulator("ldt sim mqtt", serve, SimulatorError)

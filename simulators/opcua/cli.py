@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+from ldt.simulators.serve import run_simulator, stop_on_signals
 
 __all__ = ["register"]
 
@@ -52,6 +52,7 @@ def _run(args: argparse.Namespace) -> int:
         users = {**(users or {}), name: password}
 
     async def serve() -> None:
+        stop = stop_on_signals()
         sim = OpcUaSimulator(
             host=args.host,
             port=args.port,
@@ -62,10 +63,6 @@ def _run(args: argparse.Namespace) -> int:
             users=users,
             trusted_client_certs=args.trust,
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         async with sim:
             print(
                 f"ldt sim opcua: serving pumping-station on {sim.endpoint} (seed {args.seed})",
@@ -73,9 +70,4 @@ def _run(args: argparse.Namespace) -> int:
             )
             await stop.wait()
 
-    try:
-        asyncio.run(serve())
-    except SimulatorError as exc:
-        print(f"ldt sim opcua: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_simulator("ldt sim opcua", serve, SimulatorError)
