@@ -74,7 +74,7 @@ __all__ = [
 
 APPLICATION_ID = 0x4C445442
 """``PRAGMA application_id`` of a buffer file ("LDTB"): tells ours from other SQLite files."""
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """``PRAGMA user_version``; a file from a newer release is refused, not guessed at."""
 
 BufferRow = tuple[int, int, "Value | None", Quality, "str | None"]
@@ -86,6 +86,18 @@ _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 _QUALITY_CODE = {Quality.GOOD: 0, Quality.BAD: 1, Quality.STALE: 2}
 _CODE_QUALITY = {v: k for k, v in _QUALITY_CODE.items()}
 _BOOL_BIT = 4
+
+_REJECTED_TABLE = """CREATE TABLE IF NOT EXISTS rejected (
+        seq INTEGER PRIMARY KEY,
+        series INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        tag INTEGER NOT NULL,
+        value,
+        reason TEXT,
+        rejected_at INTEGER NOT NULL,
+        why TEXT NOT NULL
+    )"""
+"""Readings the cloud refused as data (not as identity): kept for an operator, never resent."""
 
 _SCHEMA = (
     # value has no declared type: SQLite keeps int, float and str exactly as given.
@@ -106,8 +118,9 @@ _SCHEMA = (
         unit TEXT
     )""",
     "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    _REJECTED_TABLE,
 )
-_COUNTERS = ("dropped_age", "dropped_full_rows", "refused_full")
+_COUNTERS = ("dropped_age", "dropped_full_rows", "refused_full", "rejected")
 
 
 class BufferError(Exception):
@@ -149,6 +162,8 @@ class BufferStats:
     acked_total: int
     dropped_full: int
     dropped_age: int
+    rejected: int = 0
+    """Readings the cloud refused as data, set aside in the ``rejected`` table."""
 
 
 def check_value(value: object) -> None:
@@ -312,6 +327,14 @@ class Buffer:
                 f"buffer {self.path} was written by a newer ldt (schema {version}); "
                 "upgrade ldt or move the file away"
             )
+        elif version < SCHEMA_VERSION:  # schema 1 -> 2: the table of rejected readings
+            con.execute("BEGIN IMMEDIATE")
+            con.execute(_REJECTED_TABLE)
+            con.executemany(
+                "INSERT OR IGNORE INTO counters VALUES (?, 0)", [(c,) for c in _COUNTERS]
+            )
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            con.execute("COMMIT")
         st = _State()
         st.resolved = [
             (int(lo), int(hi)) for lo, hi in con.execute("SELECT lo, hi FROM resolved ORDER BY lo")
@@ -474,6 +497,46 @@ class Buffer:
             raise self._translate(exc, "cannot record acknowledged readings") from exc
         self._st = st
 
+    def quarantine(self, seqs: Iterable[int], why: str, *, now_ms: int | None = None) -> int:
+        """Set aside readings the cloud refused as data; returns how many were set aside.
+
+        They move, in one transaction, to the ``rejected`` table (kept for an
+        operator, counted in ``BufferStats.rejected``) and are resolved like
+        acknowledged ones, so one malformed reading cannot block the lanes forever.
+        Nothing is deleted here that is not copied first.
+        """
+        con = self._conn()
+        runs = _runs(seqs)
+        if not runs:
+            return 0
+        if runs[0][0] < 1 or runs[-1][1] > self._st.last_seq:
+            raise BufferInputError(
+                f"cannot set aside seqs {runs[0][0]}..{runs[-1][1]}: "
+                f"the buffer has assigned 1..{self._st.last_seq}"
+            )
+        at = int(time.time() * 1000) if now_ms is None else now_ms
+        st = self._st.copy()
+        moved = 0
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            for lo, hi in runs:
+                cur = con.execute(
+                    "INSERT OR IGNORE INTO rejected "
+                    "SELECT seq, series, ts, tag, value, reason, ?, ? FROM readings "
+                    "WHERE seq BETWEEN ? AND ?",
+                    (at, why[:1000], lo, hi),
+                )
+                moved += cur.rowcount
+            self._resolve(con, st, runs)
+            st.counters["rejected"] += moved
+            self._save_counters(con, st)
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._translate(exc, "cannot set aside rejected readings") from exc
+        self._st = st
+        return moved
+
     def enforce_limits(self, *, now_ms: int | None = None) -> int:
         """Apply retention; returns how many unsent readings were dropped.
 
@@ -585,9 +648,10 @@ class Buffer:
             last_seq=st.last_seq,
             db_bytes=pages * self._page_size + self._wal_bytes(),
             appended_total=st.last_seq,
-            acked_total=resolved - dropped_rows,
+            acked_total=resolved - dropped_rows - c["rejected"],
             dropped_full=c["dropped_full_rows"] + c["refused_full"],
             dropped_age=c["dropped_age"],
+            rejected=c["rejected"],
         )
 
     # -- internals ---------------------------------------------------------------------------

@@ -96,6 +96,10 @@ class AsyncBuffer:
         """See ``Buffer.take_backfill``."""
         return await self._call(lambda: self.buffer.take_backfill(limit, below_seq=below_seq))
 
+    async def quarantine(self, seqs: Iterable[int], why: str) -> int:
+        """See ``Buffer.quarantine``."""
+        return await self._call(lambda: self.buffer.quarantine(list(seqs), why))
+
     async def ack(self, seqs: Iterable[int]) -> None:
         """See ``Buffer.ack``."""
         await self._call(self.buffer.ack, list(seqs))

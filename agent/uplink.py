@@ -8,9 +8,13 @@ acked in the buffer only after the cloud answered that it is committed; the
 cloud applies batches idempotently by (gateway, seq), so a batch resent after
 a crash between commit and ack changes nothing.
 
-A batch the cloud refuses (4xx) is not dropped: the uplink logs the reason,
-counts it and backs off (capped), because losing readings silently is worse
-than a stalled lane an operator can see in the stats.
+A batch the cloud refuses *as data* (400, 413, 422) is split in halves and
+resent, so the readings next to a bad one still go through; a single reading
+the cloud refuses is set aside in the buffer's ``rejected`` table (kept,
+counted, logged) instead of blocking both lanes forever. A refusal of the
+gateway itself (401, 403: wrong token, an entity owned by another gateway) is
+not the data's fault: nothing is set aside, the uplink logs it and backs off
+(capped) until an operator fixes the identity or the config.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from ldt.contract import WIRE_VERSION, SeriesInfo
 __all__ = ["BufferLanes", "PendingReading", "Uplink", "UplinkStats"]
 
 _log = logging.getLogger("ldt.agent.uplink")
+
+_DATA_REFUSALS = frozenset({400, 413, 422})
+"""Statuses that blame the batch's content, not the gateway: worth splitting the batch."""
 
 
 class PendingReading(Protocol):
@@ -58,6 +65,7 @@ class BufferLanes(Protocol):
         self, limit: int, *, below_seq: int | None = None
     ) -> Sequence[PendingReading]: ...
     async def ack(self, seqs: Sequence[int]) -> None: ...
+    async def quarantine(self, seqs: Sequence[int], why: str) -> int: ...
     async def series(self, ids: Sequence[int]) -> dict[int, SeriesInfo]: ...
 
 
@@ -70,6 +78,7 @@ class UplinkStats:
     duplicates: int = 0
     failures: int = 0
     rejected: int = 0
+    quarantined: int = 0
     last_error: str | None = None
     last_success_ms: int | None = None
 
@@ -138,6 +147,27 @@ class Uplink:
         return more
 
     async def _send(
+        self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]
+    ) -> None:
+        try:
+            await self._send_batch(rows, lane)
+        except TransportRejectedError as exc:
+            if exc.status not in _DATA_REFUSALS:
+                raise
+            if len(rows) > 1:  # find the bad reading(s); the rest go through
+                half = len(rows) // 2
+                await self._send(rows[:half], lane)
+                await self._send(rows[half:], lane)
+                return
+            why = f"cloud refused it ({exc.status}): {exc.detail}"
+            await self._buffer.quarantine([rows[0].seq], why)
+            self.stats.quarantined += 1
+            _log.error(
+                "reading set aside in the buffer's rejected table",
+                extra={"seq": rows[0].seq, "reason": why},
+            )
+
+    async def _send_batch(
         self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]
     ) -> None:
         body = await self._encode(rows, lane)

@@ -316,3 +316,27 @@ def test_calls_need_an_open_buffer(tmp_path: Path) -> None:
     with pytest.raises(BufferError, match="not open"):
         buf.stats()
     assert not (tmp_path / "b.db").exists()  # the constructor did no I/O
+
+
+def test_a_schema_1_buffer_is_migrated_and_keeps_its_readings(tmp_path: Path) -> None:
+    """Buffers written by the first release (no ``rejected`` table) open and keep every row."""
+    import sqlite3
+
+    from ldt.contract import SeriesInfo
+    from ldt.reading import Quality
+
+    path = tmp_path / "old.db"
+    with Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9) as buf:
+        sid = buf.series_id(SeriesInfo(entity_id="urn:x:y", entity_type="Device", attr="a"))
+        buf.append([(sid, 1, 1.5, Quality.GOOD, None), (sid, 2, 2.5, Quality.GOOD, None)])
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE rejected")
+    con.execute("DELETE FROM counters WHERE name = 'rejected'")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    with Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9) as buf:
+        assert [r.value for r in buf.take_backfill(10)] == [1.5, 2.5]
+        assert buf.quarantine([1], "test") == 1
+        assert buf.stats().rejected == 1
+        assert buf.stats().pending == 1
