@@ -19,12 +19,12 @@ from ldt.agent.uplink import Uplink
 from ldt.cloud.ingest import MAX_INGEST_BYTES
 from ldt.cloud.server import add_gateway, running_cloud
 from ldt.contract import SeriesInfo
-from ldt.reading import Quality
+from ldt.reading import Quality, Value
 
 GW = "gw-up"
 
 
-async def _buffer_with(path: Path, values: list[object]) -> AsyncBuffer:
+async def _buffer_with(path: Path, values: list[Value]) -> AsyncBuffer:
     abuf = AsyncBuffer(Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9))
     await abuf.open()
     sid = await abuf.series_id(
@@ -36,7 +36,7 @@ async def _buffer_with(path: Path, values: list[object]) -> AsyncBuffer:
 
 async def test_a_refused_reading_is_set_aside_and_the_rest_delivered(tmp_path: Path) -> None:
     huge = "x" * (MAX_INGEST_BYTES + 1)
-    values: list[object] = [f"v{i}" for i in range(40)]
+    values: list[Value] = [f"v{i}" for i in range(40)]
     values[17] = huge
     token = add_gateway(tmp_path / "cloud", GW)
     abuf = await _buffer_with(tmp_path / "buffer.db", values)
