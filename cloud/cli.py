@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from ldt.cloud.store.base import Store
 
 __all__ = ["register"]
 
 _DEFAULT_DATA = Path("./ldt-cloud-data")
+_T = TypeVar("_T")
+_STORE_HELP = (
+    "postgresql://user@host:port/dbname to share one PostgreSQL database between brokers"
+    " (default: $LDT_CLOUD_STORE, else SQLite in --data; keep passwords in PGPASSWORD"
+    " or ~/.pgpass, not on the command line)"
+)
+
+
+def _add_store_option(parser: Any) -> None:
+    parser.add_argument(
+        "--store", default=os.environ.get("LDT_CLOUD_STORE") or None, help=_STORE_HELP
+    )
 
 
 def register(sub: Any) -> None:
@@ -27,6 +44,14 @@ def register(sub: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="TCP port (8080)")
     serve.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
+    _add_store_option(serve)
+    serve.add_argument(
+        "--contexts",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="preloaded @contexts: DIR/index.json maps context URL -> file name in DIR",
+    )
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
@@ -37,9 +62,11 @@ def register(sub: Any) -> None:
     add.add_argument("gateway_id", metavar="ID")
     add.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
     add.add_argument("--rotate", action="store_true", help="issue a new token for an existing id")
+    _add_store_option(add)
     add.set_defaults(func=_gateway_add)
     lst = gw_sub.add_parser("list", help="list registered gateways")
     lst.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
+    _add_store_option(lst)
     lst.set_defaults(func=_gateway_list)
 
 
@@ -48,7 +75,10 @@ def _gateway_add(args: argparse.Namespace) -> int:
     from ldt.cloud.gateways import add_gateway
 
     try:
-        token = add_gateway(args.data, args.gateway_id, rotate=args.rotate)
+        if args.store:
+            token = _with_store(args, lambda store: _add_to_store(store, args))
+        else:
+            token = add_gateway(args.data, args.gateway_id, rotate=args.rotate)
     except CloudError as exc:
         hint = "; use --rotate to issue a new token" if "already exists" in str(exc) else ""
         print(f"ldt cloud: {exc}{hint}", file=sys.stderr)
@@ -64,33 +94,83 @@ def _gateway_list(args: argparse.Namespace) -> int:
     from ldt.cloud.gateways import list_gateways
 
     try:
-        gateways = list_gateways(args.data)
+        if args.store:
+            gateways = _with_store(args, lambda store: store.gateways())
+        else:
+            gateways = list_gateways(args.data)
     except CloudError as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
     for gw in gateways:
         print(f"{gw.id}\tcreated {gw.created_at}")
     if not gateways:
-        print(f"no gateways registered in {args.data}", file=sys.stderr)
+        print(f"no gateways registered in {_where(args)}", file=sys.stderr)
     return 0
+
+
+def _where(args: argparse.Namespace) -> str:
+    """Where the cloud keeps its data, for messages (a URL's password is hidden)."""
+    from ldt.cloud.store.locator import redact
+
+    return redact(args.store) if args.store else str(args.data)
+
+
+def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[_T]]) -> _T:
+    """Open the ``--store`` store, run ``work`` on it, close it."""
+    from ldt.cloud.store.locator import store_for
+
+    async def main() -> _T:
+        async with store_for(args.store, data_dir=args.data) as store:
+            return await work(store)
+
+    return asyncio.run(main())
+
+
+async def _add_to_store(store: Store, args: argparse.Namespace) -> str:
+    """``gateway add`` on an open store (PostgreSQL); the same rules as ``add_gateway``."""
+    from ldt.cloud.gateways import (
+        GATEWAY_ID_PATTERN,
+        InvalidGatewayIdError,
+        new_token,
+        token_sha256,
+    )
+
+    if not GATEWAY_ID_PATTERN.match(args.gateway_id):
+        raise InvalidGatewayIdError(
+            f"invalid gateway id {args.gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    token = new_token()
+    await store.add_gateway(args.gateway_id, token_sha256(token), rotate=args.rotate)
+    return token
 
 
 def _serve(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
     from ldt.cloud.server import CloudHandle, serve
     from ldt.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), fmt=args.log_format)
 
     def ready(cloud: CloudHandle) -> None:
-        print(f"ldt cloud: serving on {cloud.url} (data {args.data})", flush=True)
+        where = f"store {_where(args)}" if args.store else f"data {args.data}"
+        print(f"ldt cloud: serving on {cloud.url} ({where})", flush=True)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(args.host, args.port, args.data, stop=stop, on_ready=ready)
+        contexts = ContextStore(preload_dir=args.contexts, cache_dir=args.data / CONTEXTS_DIRNAME)
+        await serve(
+            args.host,
+            args.port,
+            args.data,
+            stop=stop,
+            on_ready=ready,
+            store_url=args.store,
+            contexts=contexts,
+        )
 
     try:
         asyncio.run(main())

@@ -27,10 +27,12 @@ from starlette.routing import Mount
 from ldt.cloud import ingest
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway, ensure_gateway
-from ldt.cloud.ngsild import api
+from ldt.cloud.ngsild import api, contexts_api
+from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
+from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
 from ldt.cloud.store.base import Store
-from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
+from ldt.cloud.store.locator import store_for
 
 __all__ = ["CloudHandle", "add_gateway", "build_app", "ensure_gateway", "running_cloud", "serve"]
 
@@ -64,6 +66,11 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
     return problem_response(err)
 
 
+async def _on_context_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ContextError)
+    return problem_response(contexts_api.context_problem(exc))
+
+
 async def _on_store_error(request: Request, exc: Exception) -> Response:
     _log.error("store failed", extra={"path": request.url.path, "error": str(exc)})
     return problem_response(
@@ -71,17 +78,25 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_app(store: Store) -> Starlette:
-    """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller)."""
+def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
+    """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller).
+
+    ``contexts`` (opened by the caller) resolves @contexts; without one, only the
+    core context and memory-hosted contexts are known and nothing is fetched.
+    """
     app = Starlette(
-        routes=[*ingest.routes, Mount("/ngsi-ld/v1", routes=api.routes)],
+        routes=[*ingest.routes, Mount("/ngsi-ld/v1", routes=[*api.routes, *contexts_api.routes])],
         exception_handlers={
             NgsiLdError: _on_ngsild_error,
             HTTPException: _on_http_error,
             StoreError: _on_store_error,
+            ContextError: _on_context_error,
         },
     )
     app.state.store = store
+    app.state.contexts = contexts or ContextStore(
+        preload_dir=None, cache_dir=None, allow_network=False
+    )
     return app
 
 
@@ -98,7 +113,7 @@ class CloudHandle:
     """A running cloud: its base URL (``http://127.0.0.1:PORT``) and its open store."""
 
     url: str
-    store: SqliteStore
+    store: Store
     data_dir: Path
     _task: asyncio.Task[None] = field(repr=False)
 
@@ -115,6 +130,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _context_store(contexts: ContextStore | None, data_dir: Path) -> ContextStore:
+    """The caller's store, or one caching fetched @contexts in ``data_dir``."""
+    return contexts or ContextStore(preload_dir=None, cache_dir=data_dir / CONTEXTS_DIRNAME)
+
+
 @contextlib.asynccontextmanager
 async def running_cloud(
     data_dir: Path,
@@ -122,16 +142,23 @@ async def running_cloud(
     port: int = 0,
     *,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    store_url: str | None = None,
+    contexts: ContextStore | None = None,
 ) -> AsyncIterator[CloudHandle]:
     """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
 
-    Raises ``CloudError`` if the port is busy or the server does not start.
+    ``store_url``: a ``postgresql://`` URL, or None for SQLite in ``data_dir``.
+    Raises ``CloudError`` if the port is busy, the store cannot be opened or
+    the server does not start.
     """
     sock = _bind(host, port)
     try:
-        async with SqliteStore(path=data_dir / DB_FILENAME, synchronous=synchronous) as store:
+        async with (
+            store_for(store_url, data_dir=data_dir, synchronous=synchronous) as store,
+            _context_store(contexts, data_dir) as context_store,
+        ):
             config = uvicorn.Config(
-                build_app(store),
+                build_app(store, context_store),
                 log_config=None,
                 log_level="warning",
                 access_log=False,
@@ -177,10 +204,12 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[CloudHandle], None] | None = None,
+    store_url: str | None = None,
+    contexts: ContextStore | None = None,
 ) -> None:
     """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
     stop = stop or asyncio.Event()
-    async with running_cloud(data_dir, host, port) as cloud:
+    async with running_cloud(data_dir, host, port, store_url=store_url, contexts=contexts) as cloud:
         if on_ready is not None:
             on_ready(cloud)
         waiter = asyncio.create_task(stop.wait(), name="ldt-cloud-stop")

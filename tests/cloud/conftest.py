@@ -1,4 +1,11 @@
-"""Fixtures: an open SQLite store in a temp folder and an in-process ASGI client on it."""
+"""Fixtures: an open store (SQLite, then PostgreSQL) and an in-process ASGI client on it.
+
+``store`` is parametrized, so every test that uses it (directly or through
+``client``/``add_gateway``/``gw1_token``) runs once per backend: both must
+pass the same tests. The PostgreSQL run gets a fresh database of its own on
+the session's server (tests/pg.py); it skips only where PostgreSQL is not
+installed.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +17,33 @@ import pytest
 
 from ldt.cloud.gateways import new_token, token_sha256
 from ldt.cloud.server import build_app
-from ldt.cloud.store import DB_FILENAME, SqliteStore
+from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
+from tests.pg import postgres_dsn, postgres_server
+
+__all__ = ["AddGateway", "postgres_dsn", "postgres_server", "register"]
+
+STORE_KINDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        async with SqliteStore(path=tmp_path / DB_FILENAME) as opened:
+            yield opened
+    else:
+        dsn: str = request.getfixturevalue("postgres_dsn")
+        async with PostgresStore(dsn=dsn, pool_size=2) as pg:
+            yield pg
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(path=tmp_path / DB_FILENAME) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def client(store: SqliteStore) -> AsyncIterator[httpx.AsyncClient]:
+async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=build_app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
         yield c
 
 
-async def register(store: SqliteStore, gateway_id: str) -> str:
+async def register(store: Store, gateway_id: str) -> str:
     """Register a gateway in ``store``; returns its token."""
     token = new_token()
     await store.add_gateway(gateway_id, token_sha256(token), rotate=False)
@@ -37,7 +54,7 @@ AddGateway = Callable[[str], Awaitable[str]]
 
 
 @pytest.fixture
-def add_gateway(store: SqliteStore) -> AddGateway:
+def add_gateway(store: Store) -> AddGateway:
     """``await add_gateway("gw-2")`` registers a gateway and returns its token."""
 
     async def add(gateway_id: str) -> str:
@@ -47,5 +64,5 @@ def add_gateway(store: SqliteStore) -> AddGateway:
 
 
 @pytest.fixture
-async def gw1_token(store: SqliteStore) -> str:
+async def gw1_token(store: Store) -> str:
     return await register(store, "gw-1")

@@ -1,0 +1,527 @@
+"""The shared store: PostgreSQL, so several broker processes can serve one city.
+
+Same contract and results as ``SqliteStore`` (the same tests run on both);
+what differs is how correctness under concurrency is obtained, since other
+processes write the same tables at the same time:
+
+- Readings: ``PRIMARY KEY (gateway_id, seq)`` and ``INSERT ... ON CONFLICT DO
+  NOTHING``; the row count is what was new. A batch replayed concurrently by
+  two processes waits on the other's uncommitted keys and is counted once.
+- Entities: read-modify-write under row locks. Existing rows are locked with
+  ``SELECT ... FOR UPDATE`` (sorted by id, so two writers never lock in
+  opposite orders); missing ones are created with ``INSERT ... ON CONFLICT DO
+  NOTHING`` and, if another process created them meanwhile, locked and merged
+  like existing ones. Ownership is checked on the locked rows, so two gateways
+  racing to create one entity cannot both own it.
+- Isolation is READ COMMITTED: every statement sees what committed before it
+  and the locks do the rest; SERIALIZABLE would turn every concurrent replay
+  into a retry. A deadlock or serialization failure (possible only with
+  writers outside this class) is retried a few times with jittered backoff.
+
+Connections come from a fixed-size ``psycopg_pool.AsyncConnectionPool``
+(asyncio tasks, no threads): each call borrows one connection for one
+transaction, so reads never queue behind a batch, and a broken connection (a
+server restart) is replaced by the pool rather than failing every later call.
+
+Durability is the server's: a batch is acknowledged after COMMIT, which with
+PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeVar
+
+import orjson
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+
+from ldt.backoff import Backoff
+from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.ngsild.device_model import apply_update, summarize
+from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, IngestResult, Store
+from ldt.contract import IngestBatch
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
+
+_T = TypeVar("_T")
+_Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+_MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: gateways, reading history, entities
+    """
+    CREATE TABLE gateways (
+        id text PRIMARY KEY,
+        token_sha256 bytea NOT NULL UNIQUE,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE readings (
+        gateway_id text NOT NULL,
+        seq bigint NOT NULL,
+        entity_id text NOT NULL,
+        attr text NOT NULL,
+        observed_at_ms bigint NOT NULL,
+        value jsonb,            -- NULL for a reading without value
+        quality text NOT NULL,
+        reason text,
+        PRIMARY KEY (gateway_id, seq)
+    );
+    CREATE INDEX readings_by_attr ON readings (entity_id, attr, observed_at_ms);
+    CREATE TABLE entities (
+        id text PRIMARY KEY,
+        type text NOT NULL,
+        doc jsonb NOT NULL,     -- normalized NGSI-LD, without @context
+        gateway_id text,        -- owner; NULL for entities created through the NGSI-LD API
+        created_at timestamptz NOT NULL DEFAULT now(),
+        modified_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX entities_by_type ON entities (type, id);
+    """,
+)
+SCHEMA_VERSION: Final = len(_MIGRATIONS)
+"""The schema this code writes; ``open()`` migrates older databases up to it."""
+
+_MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
+_RETRIES: Final = 5
+_ISO_UTC: Final = """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+_INSERT_READINGS: Final = (
+    # readings carry a series number; the (few) series name entity and attribute
+    # once, joined here, so the 5,000-element arrays hold no repeated long strings
+    "INSERT INTO readings"
+    " (gateway_id, seq, entity_id, attr, observed_at_ms, value, quality, reason)"
+    " SELECT %s, r.seq, s.entity_id, s.attr, r.ts, r.value, r.quality, r.reason"
+    " FROM unnest(%s::bigint[], %s::integer[], %s::bigint[], %s::jsonb[], %s::text[],"
+    " %s::text[]) AS r (seq, sid, ts, value, quality, reason)"
+    " JOIN unnest(%s::integer[], %s::text[], %s::text[]) AS s (sid, entity_id, attr) USING (sid)"
+    " ON CONFLICT (gateway_id, seq) DO NOTHING"
+)
+_LOCK_ENTITIES: Final = (
+    "SELECT id, gateway_id, doc::text FROM entities WHERE id = ANY(%s::text[])"
+    " ORDER BY id FOR UPDATE"
+)
+_CREATE_ENTITIES: Final = (
+    "INSERT INTO entities (id, type, doc, gateway_id)"
+    " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[])"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_UPDATE_ENTITIES: Final = (
+    "UPDATE entities AS e SET type = u.type, doc = u.doc, modified_at = now(),"
+    " gateway_id = coalesce(e.gateway_id, %s::text)"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[]) AS u (id, type, doc)"
+    " WHERE e.id = u.id"
+)
+
+
+def _dumps(doc: object) -> str:
+    return orjson.dumps(doc).decode()
+
+
+def _load(text: str) -> Entity:
+    """An entity document as stored; ``id`` and ``type`` first, as users expect to read them.
+
+    jsonb keeps keys sorted by length, not as written. orjson reads jsonb's
+    integral renderings of huge floats (1e20 comes back as
+    "100000000000000000000") as floats, where json.loads would make ints.
+    """
+    loaded: Entity = orjson.loads(text)
+    if "id" in loaded and "type" in loaded:
+        return {"id": loaded.pop("id"), "type": loaded.pop("type"), **loaded}
+    return loaded
+
+
+class PostgresStore(Store):
+    """``Store`` on a PostgreSQL database that other broker processes may share.
+
+    ``dsn``: a libpq URL or ``key=value`` string (``postgresql://user@host/db``;
+    a password is best left to ``PGPASSWORD`` or ``~/.pgpass``). ``pool_size``
+    connections are kept open; ``timeout_s`` bounds every call, waiting for a
+    connection included; ``connect_timeout_s`` bounds ``open()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        pool_size: int = 4,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._timeout_s = timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._pool: psycopg_pool.AsyncConnectionPool[_Conn] | None = None
+
+    # lifecycle ------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect the pool and create or migrate the schema; idempotent.
+
+        Raises ``StoreError`` if the server cannot be reached within
+        ``connect_timeout_s`` or its schema is newer than this code.
+        """
+        if self._pool is not None:
+            return
+        # one plain connection first: it fails fast with libpq's own reason
+        # (refused, bad password...) where the pool would retry until its timeout
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                conn = await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True, connect_timeout=max(1, int(self._connect_timeout_s))
+                )
+                async with conn:
+                    await _migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the PostgreSQL store: {_describe(exc)}") from exc
+        except TimeoutError as exc:
+            raise StoreError(
+                f"PostgreSQL did not answer within {self._timeout_s:g} s while opening"
+            ) from exc
+        pool: psycopg_pool.AsyncConnectionPool[_Conn] = psycopg_pool.AsyncConnectionPool(
+            self._dsn,
+            min_size=self._pool_size,
+            max_size=self._pool_size,
+            open=False,
+            timeout=self._timeout_s,
+            kwargs={"autocommit": True},
+            name="ldt-cloud-store",
+        )
+        try:
+            await pool.open(wait=True, timeout=self._connect_timeout_s)
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, psycopg.Error):
+                raise StoreError(f"cannot open the PostgreSQL store: {_describe(exc)}") from exc
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        """Close every connection (waits for calls in progress to return them)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close(timeout=self._timeout_s)
+
+    async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
+        """Run ``fn`` on a pooled connection (in one transaction if asked), with a deadline.
+
+        Deadlocks and serialization failures are retried; every other database
+        error becomes ``StoreError``; ``StoreError``s raised by ``fn`` pass through.
+        """
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open")
+        backoff = Backoff(base_s=0.01, cap_s=0.2)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                while True:
+                    try:
+                        async with pool.connection() as conn:
+                            if not transaction:
+                                return await fn(conn)
+                            async with conn.transaction():
+                                return await fn(conn)
+                    except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+                        if backoff.attempt + 1 >= _RETRIES:
+                            raise
+                        await asyncio.sleep(backoff.next_delay())
+        except TimeoutError as exc:
+            raise StoreError(f"the store did not answer within {self._timeout_s:g} s") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {_describe(exc)}") from exc
+
+    # gateways -------------------------------------------------------------
+    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
+        """See ``Store.add_gateway``."""
+
+        async def add(conn: _Conn) -> None:
+            if rotate:
+                await conn.execute(
+                    "INSERT INTO gateways (id, token_sha256) VALUES (%s, %s)"
+                    " ON CONFLICT (id) DO UPDATE SET token_sha256 = excluded.token_sha256",
+                    (gateway_id, token_sha256),
+                )
+                return
+            cur = await conn.execute(
+                "INSERT INTO gateways (id, token_sha256) VALUES (%s, %s)"
+                " ON CONFLICT (id) DO NOTHING",
+                (gateway_id, token_sha256),
+            )
+            if cur.rowcount == 0:
+                raise GatewayExistsError(f"gateway {gateway_id} already exists")
+
+        await self._call(add, transaction=True)
+
+    async def gateways(self) -> list[GatewayRecord]:
+        """See ``Store.gateways``."""
+
+        async def read(conn: _Conn) -> list[GatewayRecord]:
+            cur = await conn.execute(f"SELECT id, {_ISO_UTC} FROM gateways ORDER BY id")  # noqa: S608
+            return [GatewayRecord(id=r[0], created_at=r[1]) for r in await cur.fetchall()]
+
+        return await self._call(read, transaction=False)
+
+    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
+        """See ``Store.gateway_for_token``."""
+
+        async def find(conn: _Conn) -> str | None:
+            cur = await conn.execute(
+                "SELECT id, token_sha256 FROM gateways WHERE token_sha256 = %s", (token_sha256,)
+            )
+            row = await cur.fetchone()
+            if row is None or not hmac.compare_digest(bytes(row[1]), token_sha256):
+                return None
+            return str(row[0])
+
+        return await self._call(find, transaction=False)
+
+    # ingest ---------------------------------------------------------------
+    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
+        """See ``Store.ingest``."""
+        sids = [int(k) for k in batch.series]
+        series = list(batch.series.values())
+        rows = sorted(batch.readings)  # by seq: concurrent replays take key locks in one order
+        seqs = [r[0] for r in rows]
+        params = (
+            gateway_id,
+            seqs,
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [None if r[3] is None else _dumps(r[3]) for r in rows],
+            [r[4] for r in rows],
+            [r[5] for r in rows],
+            sids,
+            [s.entity_id for s in series],
+            [s.attr for s in series],
+        )
+        updates = summarize(batch)
+
+        async def apply(conn: _Conn) -> int:
+            def merge(eid: str, owner: str | None, doc: Entity | None) -> Entity:
+                if owner is not None and owner != gateway_id:
+                    raise OwnershipError(eid, owner)
+                return apply_update(doc, eid, updates[eid])
+
+            await _write_entities(conn, sorted(updates), merge, owner=gateway_id)
+            cur = await conn.execute(_INSERT_READINGS, params)
+            return max(cur.rowcount, 0)
+
+        inserted = await self._call(apply, transaction=True)
+        return IngestResult(
+            accepted=inserted,
+            duplicates=len(rows) - inserted,
+            max_seq=max(seqs, default=0),
+        )
+
+    async def reading_count(self, gateway_id: str) -> int:
+        """See ``Store.reading_count``."""
+
+        async def count(conn: _Conn) -> int:
+            cur = await conn.execute(
+                "SELECT count(*) FROM readings WHERE gateway_id = %s", (gateway_id,)
+            )
+            row = await cur.fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._call(count, transaction=False)
+
+    async def seqs(self, gateway_id: str) -> list[int]:
+        """See ``Store.seqs``."""
+
+        async def read(conn: _Conn) -> list[int]:
+            cur = await conn.execute(
+                "SELECT seq FROM readings WHERE gateway_id = %s ORDER BY seq", (gateway_id,)
+            )
+            return [int(r[0]) for r in await cur.fetchall()]
+
+        return await self._call(read, transaction=False)
+
+    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
+        """See ``Store.history``."""
+
+        async def read(conn: _Conn) -> list[HistoryRow]:
+            cur = await conn.execute(
+                "SELECT gateway_id, seq, observed_at_ms, value::text, quality, reason"
+                " FROM readings WHERE entity_id = %s AND attr = %s"
+                " ORDER BY observed_at_ms, seq",
+                (entity_id, attr),
+            )
+            return [
+                HistoryRow(
+                    gateway_id=gw,
+                    seq=seq,
+                    observed_at_ms=ts,
+                    value=None if value is None else orjson.loads(value),
+                    quality=quality,
+                    reason=reason,
+                )
+                for gw, seq, ts, value, quality, reason in await cur.fetchall()
+            ]
+
+        return await self._call(read, transaction=False)
+
+    # entities -------------------------------------------------------------
+    async def get_entity(self, entity_id: str) -> Entity | None:
+        """See ``Store.get_entity``."""
+
+        async def read(conn: _Conn) -> Entity | None:
+            cur = await conn.execute("SELECT doc::text FROM entities WHERE id = %s", (entity_id,))
+            row = await cur.fetchone()
+            return None if row is None else _load(row[0])
+
+        return await self._call(read, transaction=False)
+
+    async def query_entities(
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Entity], int]:
+        """See ``Store.query_entities``; the page and the total come from one snapshot."""
+        where: list[str] = []
+        params: list[object] = []
+        if types is not None:
+            where.append("type = ANY(%s::text[])")
+            params.append(list(types))
+        if ids is not None:
+            where.append("id = ANY(%s::text[])")
+            params.append(list(ids))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+
+        async def read(conn: _Conn) -> tuple[list[Entity], int]:
+            cur = await conn.execute(f"SELECT count(*) FROM entities{clause}", params)  # noqa: S608
+            row = await cur.fetchone()
+            total = 0 if row is None else int(row[0])
+            if limit == 0 or total == 0:
+                return [], total
+            cur = await conn.execute(
+                f"SELECT doc::text FROM entities{clause} ORDER BY id LIMIT %s OFFSET %s",  # noqa: S608
+                [*params, limit, offset],
+            )
+            return [_load(r[0]) for r in await cur.fetchall()], total
+
+        async def snapshot(conn: _Conn) -> tuple[list[Entity], int]:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return await read(conn)
+
+        return await self._call(snapshot, transaction=True)
+
+    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
+        """See ``Store.upsert_entities``.
+
+        The same id twice in one call behaves as two calls in order (the
+        first creates, the second merges or replaces), as with SQLite.
+        """
+        by_id: dict[str, list[int]] = {}
+        for index, entity in enumerate(entities):
+            by_id.setdefault(entity["id"], []).append(index)
+
+        async def apply(conn: _Conn) -> list[bool]:
+            created = [False] * len(entities)
+
+            def merge(eid: str, owner: str | None, doc: Entity | None) -> Entity:
+                for index in by_id[eid]:  # may run twice for an id another process created
+                    entity = entities[index]
+                    created[index] = doc is None
+                    doc = dict(entity) if doc is None or replace else {**doc, **entity}
+                assert doc is not None  # by_id lists at least one entity per id
+                return doc
+
+            await _write_entities(conn, sorted(by_id), merge, owner=None)
+            return created
+
+        return await self._call(apply, transaction=True)
+
+
+async def _write_entities(
+    conn: _Conn,
+    ids: list[str],
+    merge: Callable[[str, str | None, Entity | None], Entity],
+    *,
+    owner: str | None,
+) -> None:
+    """Read-modify-write ``ids`` (sorted) inside the caller's transaction.
+
+    ``merge(id, owner, stored_doc_or_None)`` returns the new document or raises
+    (``OwnershipError``: the transaction rolls back). Existing rows are locked
+    first; rows created meanwhile by another process are locked and merged
+    after the insert. ``owner`` is given to new rows and claims written rows
+    that have none (entities provisioned through the API are claimed by the
+    first gateway that reports on them); an owned row keeps its owner.
+    """
+    if not ids:
+        return
+    cur = await conn.execute(_LOCK_ENTITIES, (ids,))
+    found = {eid: (own, _load(doc)) for eid, own, doc in await cur.fetchall()}
+    changed: dict[str, Entity] = {}
+    for eid, (own, doc) in found.items():
+        new = merge(eid, own, doc)
+        if new != doc:
+            changed[eid] = new
+    missing = [eid for eid in ids if eid not in found]
+    if missing:
+        fresh = [merge(eid, owner, None) for eid in missing]
+        cur = await conn.execute(
+            _CREATE_ENTITIES,
+            (
+                missing,
+                [d["type"] for d in fresh],
+                [_dumps(d) for d in fresh],
+                [owner] * len(missing),
+            ),
+        )
+        inserted = {r[0] for r in await cur.fetchall()}
+        raced = [eid for eid in missing if eid not in inserted]
+        if raced:  # another process created them after our first look: they exist now
+            cur = await conn.execute(_LOCK_ENTITIES, (raced,))
+            for eid, own, text in await cur.fetchall():
+                doc = _load(text)
+                new = merge(eid, own, doc)
+                if new != doc:
+                    changed[eid] = new
+    if changed:
+        await conn.execute(
+            _UPDATE_ENTITIES,
+            (
+                owner,
+                list(changed),
+                [d["type"] for d in changed.values()],
+                [_dumps(d) for d in changed.values()],
+            ),
+        )
+
+
+async def _migrate(conn: _Conn) -> None:
+    """Bring the schema up to ``SCHEMA_VERSION`` in one transaction.
+
+    An advisory lock makes concurrent openers (several broker processes
+    starting together) migrate one after the other; the second finds the work
+    done. Raises ``StoreError`` for a schema newer than this code.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS ldt_schema_version (version integer NOT NULL)"
+        )
+        cur = await conn.execute("SELECT max(version) FROM ldt_schema_version")
+        row = await cur.fetchone()
+        current = 0 if row is None or row[0] is None else int(row[0])
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database schema is version {current}, newer than this ldt"
+                f" ({SCHEMA_VERSION}): upgrade ldt"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            await conn.execute(_MIGRATIONS[version - 1].encode())
+            await conn.execute("INSERT INTO ldt_schema_version (version) VALUES (%s)", (version,))
+
+
+def _describe(exc: psycopg.Error) -> str:
+    """One line: libpq's messages span lines and may end with a hint."""
+    return " ".join(str(exc).split()) or type(exc).__name__
