@@ -67,9 +67,16 @@ class IngestBatch(BaseModel):
 
     @model_validator(mode="after")
     def _series_known(self) -> IngestBatch:
-        """Every reading must name a series the batch describes; seqs must be unique."""
+        """Every reading must name a series the batch describes; seqs must be unique.
+
+        Text may not contain NUL: PostgreSQL cannot store it, and a value one store
+        takes and the other refuses would make the same batch succeed or fail by
+        deployment. The gateway sets such a reading aside (it gets a 400).
+        """
         seen: set[int] = set()
         for row in self.readings:
+            if (isinstance(row[3], str) and "\x00" in row[3]) or (row[5] and "\x00" in row[5]):
+                raise ValueError(f"reading seq {row[0]} has a NUL character in its text")
             if str(row[1]) not in self.series:
                 raise ValueError(f"reading seq {row[0]} names unknown series {row[1]}")
             if row[0] in seen:

@@ -272,3 +272,19 @@ async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owne
     intruder = batch("gw-2", [[1, 0, T0, 1.0, "good", None]], series_map=series("gw-1"))
     _problem(await _post(client, gw2_token, intruder), 403)
     assert await store.reading_count("gw-2") == 0
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        [1, 0, T0, "a\x00b", "good", None],
+        [1, 0, T0, None, "bad", "timeout\x00"],
+    ],
+)
+async def test_text_with_nul_is_refused_on_every_store(
+    client: httpx.AsyncClient, store: SqliteStore, gw1_token: str, row: list[Any]
+) -> None:
+    resp = await _post(client, gw1_token, batch("gw-1", [row]))
+    body = _problem(resp, 400)
+    assert "NUL" in body["detail"]
+    assert await store.seqs("gw-1") == []
