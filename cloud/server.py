@@ -27,7 +27,7 @@ from starlette.routing import Mount
 from ldt.cloud import ingest
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway, ensure_gateway
-from ldt.cloud.ngsild import api, contexts_api
+from ldt.cloud.ngsild import contexts_api, routes_entities, routes_query
 from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
 from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
@@ -85,7 +85,13 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     core context and memory-hosted contexts are known and nothing is fetched.
     """
     app = Starlette(
-        routes=[*ingest.routes, Mount("/ngsi-ld/v1", routes=[*api.routes, *contexts_api.routes])],
+        routes=[
+            *ingest.routes,
+            Mount(
+                "/ngsi-ld/v1",
+                routes=[*routes_query.routes, *routes_entities.routes, *contexts_api.routes],
+            ),
+        ],
         exception_handlers={
             NgsiLdError: _on_ngsild_error,
             HTTPException: _on_http_error,

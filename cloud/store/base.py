@@ -10,17 +10,36 @@ work off the event loop. Entity documents are normalized NGSI-LD without
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ldt.contract import IngestBatch
 
-__all__ = ["Entity", "GatewayRecord", "HistoryRow", "IngestResult", "Store"]
+if TYPE_CHECKING:
+    from ldt.cloud.ngsild.entity_query import EntityQuery
+    from ldt.cloud.ngsild.problems import NgsiLdError
+
+__all__ = [
+    "Entity",
+    "EntityChange",
+    "GatewayRecord",
+    "HistoryRow",
+    "IngestResult",
+    "Store",
+    "TypeAttributeCount",
+    "WriteOutcome",
+]
 
 Entity = dict[str, Any]
 """A normalized NGSI-LD entity: ``{"id": ..., "type": ..., attr: {"type": "Property", ...}}``."""
+
+EntityChange = Callable[[Entity | None], Entity | None]
+"""A pure change of one entity: its current document (None: absent) -> new one (None: delete)."""
+
+WriteOutcome = Literal["created", "updated", "deleted", "unchanged"]
+"""What ``Store.write_entities`` did with one change."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +69,19 @@ class HistoryRow:
     value: bool | int | float | str | None
     quality: str
     reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TypeAttributeCount:
+    """How many entities of ``entity_type`` have ``attribute`` of ``attribute_type``.
+
+    ``attribute`` is None on the row counting all entities of the type. Names are as stored.
+    """
+
+    entity_type: str
+    attribute: str | None
+    attribute_type: str | None
+    entities: int
 
 
 class Store(abc.ABC):
@@ -144,3 +176,34 @@ class Store(abc.ABC):
         the given attributes are merged into it (each attribute replaced whole).
         Owners are kept: an entity a gateway owns stays owned by it.
         """
+
+    @abc.abstractmethod
+    async def write_entities(
+        self, changes: Sequence[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
+        """Apply pure changes (``ldt.cloud.ngsild.entity_ops``) to entities, all in one transaction.
+
+        Each change gets the entity's current document (None: absent) and
+        returns the new one (None: delete it). The same id may appear more
+        than once: changes apply in order, each seeing the previous result. A
+        change that raises ``NgsiLdError`` is refused alone (nothing of it is
+        written) and its error takes its place in the result; anything else
+        rolls the whole call back. Changes may run more than once (a store
+        may retry on a write conflict), so they must not have side effects
+        beyond overwriting what they report. Owners are kept; created
+        entities have none.
+        """
+
+    @abc.abstractmethod
+    async def search_entities(
+        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
+    ) -> tuple[list[Entity], int | None]:
+        """Entities matching ``query`` (``EntityQuery.matches``), ordered by id.
+
+        Returns one page (``limit`` 0: none) and, with ``count``, the total number of
+        matches (None without: counting may cost a scan the page does not need).
+        """
+
+    @abc.abstractmethod
+    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
+        """Per entity type: its entity count and, per attribute name and type, how many have it."""

@@ -42,7 +42,19 @@ from psycopg import errors as pg_errors
 from ldt.backoff import Backoff
 from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
 from ldt.cloud.ngsild.device_model import apply_update, summarize
-from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, IngestResult, Store
+from ldt.cloud.ngsild.entity_query import EntityQuery
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.store import entity_search
+from ldt.cloud.store.base import (
+    Entity,
+    EntityChange,
+    GatewayRecord,
+    HistoryRow,
+    IngestResult,
+    Store,
+    TypeAttributeCount,
+    WriteOutcome,
+)
 from ldt.contract import IngestBatch
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -438,6 +450,122 @@ class PostgresStore(Store):
 
         return await self._call(apply, transaction=True)
 
+    async def write_entities(
+        self, changes: Sequence[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
+        """See ``Store.write_entities``.
+
+        The rows are locked (``FOR UPDATE``, by id) before the changes run; an
+        entity another process creates meanwhile makes the INSERT conflict,
+        and the whole call is retried (the changes are pure).
+        """
+        ids = sorted({eid for eid, _ in changes})
+
+        async def apply(conn: _Conn) -> list[WriteOutcome | NgsiLdError]:
+            cur = await conn.execute(_LOCK_ENTITIES, (ids,))
+            before: dict[str, Entity | None] = dict.fromkeys(ids)
+            for eid, _owner, text in await cur.fetchall():
+                before[eid] = _load(text)
+            current = dict(before)
+            results: list[WriteOutcome | NgsiLdError] = []
+            for eid, change in changes:
+                old = current[eid]
+                try:
+                    new = change(old)
+                except NgsiLdError as exc:
+                    results.append(exc)
+                    continue
+                current[eid] = new
+                results.append(_outcome(old, new))
+            created: list[tuple[str, Entity]] = []
+            updated: list[tuple[str, Entity]] = []
+            deleted: list[str] = []
+            for eid in ids:
+                new, old = current[eid], before[eid]
+                if new is old:
+                    continue
+                if new is None:
+                    deleted.append(eid)
+                elif old is None:
+                    created.append((eid, new))
+                else:
+                    updated.append((eid, new))
+            if deleted:
+                await conn.execute("DELETE FROM entities WHERE id = ANY(%s::text[])", (deleted,))
+            if created:
+                cur = await conn.execute(_CREATE_WRITTEN, _write_params(created))
+                if len(await cur.fetchall()) != len(created):
+                    # created by another process since the lock: run again on the new rows
+                    raise pg_errors.SerializationFailure("an entity was created concurrently")
+            if updated:
+                await conn.execute(_UPDATE_WRITTEN, _write_params(updated))
+            return results
+
+        return await self._call(apply, transaction=True)
+
+    async def search_entities(
+        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
+    ) -> tuple[list[Entity], int | None]:
+        """See ``Store.search_entities``; geo-queries are checked in Python (no PostGIS)."""
+        push = entity_search.where(query, dialect="postgresql")
+        clause, params = push.sql(), push.params
+
+        async def read(conn: _Conn) -> tuple[list[Entity], int | None]:
+            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if push.residual:
+                page: list[Entity] = []
+                total = 0
+                sql = f"SELECT doc::text FROM entities{clause} ORDER BY id"  # noqa: S608
+                async with conn.cursor(name="ldt_search") as stream:  # server-side cursor
+                    await stream.execute(sql, params)
+                    async for (text,) in stream:
+                        if not count and total >= offset + limit:
+                            break
+                        entity = _load(text)
+                        if not query.matches(entity, q=not push.q_exact):
+                            continue
+                        if offset <= total < offset + limit:
+                            page.append(entity)
+                        total += 1
+                return page, total if count else None
+            counted: int | None = None
+            if count:
+                cur = await conn.execute(f"SELECT count(*) FROM entities{clause}", params)  # noqa: S608
+                row = await cur.fetchone()
+                counted = 0 if row is None else int(row[0])
+                if limit == 0 or counted <= offset:
+                    return [], counted
+            cur = await conn.execute(
+                f"SELECT doc::text FROM entities{clause} ORDER BY id LIMIT %s OFFSET %s",  # noqa: S608
+                [*params, limit, offset],
+            )
+            return [_load(r[0]) for r in await cur.fetchall()], counted
+
+        return await self._call(read, transaction=True)
+
+    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
+        """See ``Store.type_attribute_counts``."""
+        sql = (
+            "WITH t AS (SELECT e.doc, tt.etype FROM entities AS e CROSS JOIN LATERAL"
+            " jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.doc->'type') = 'array'"
+            " THEN e.doc->'type' ELSE jsonb_build_array(e.type) END) AS tt (etype))"
+            " SELECT etype, NULL, NULL, count(*) FROM t GROUP BY etype"
+            " UNION ALL"
+            " SELECT etype, a.key, coalesce(a.value->>'type', a.value->0->>'type'), count(*)"
+            " FROM t CROSS JOIN LATERAL jsonb_each(t.doc) AS a (key, value)"
+            " WHERE a.key <> ALL(%s::text[]) AND jsonb_typeof(a.value) IN ('object', 'array')"
+            " GROUP BY 1, 2, 3"
+        )
+
+        async def read(conn: _Conn) -> list[TypeAttributeCount]:
+            cur = await conn.execute(sql, (list(entity_search.DISCOVERY_SKIPPED),))
+            return [
+                TypeAttributeCount(entity_type=t, attribute=a, attribute_type=k, entities=int(n))
+                for t, a, k, n in await cur.fetchall()
+            ]
+
+        return await self._call(read, transaction=False)
+
 
 async def _write_entities(
     conn: _Conn,
@@ -520,6 +648,39 @@ async def _migrate(conn: _Conn) -> None:
         for version in range(current + 1, SCHEMA_VERSION + 1):
             await conn.execute(_MIGRATIONS[version - 1].encode())
             await conn.execute("INSERT INTO ldt_schema_version (version) VALUES (%s)", (version,))
+
+
+_CREATE_WRITTEN: Final = (
+    "INSERT INTO entities (id, type, doc, created_at, modified_at)"
+    " SELECT id, type, doc, coalesce(c, now()), coalesce(m, now())"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[])"
+    " AS u (id, type, doc, c, m) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_UPDATE_WRITTEN: Final = (
+    "UPDATE entities AS e SET type = u.type, doc = u.doc,"
+    " modified_at = coalesce(u.modified_at, now())"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[])"
+    " AS u (id, type, doc, created_at, modified_at) WHERE e.id = u.id"
+)
+
+
+def _write_params(rows: list[tuple[str, Entity]]) -> tuple[list[Any], ...]:
+    """unnest() arrays for ``_CREATE_WRITTEN``/``_UPDATE_WRITTEN``; owners are never touched."""
+    return (
+        [eid for eid, _ in rows],
+        [d["type"][0] if isinstance(d["type"], list) else d["type"] for _, d in rows],
+        [_dumps(d) for _, d in rows],
+        [d.get("createdAt") for _, d in rows],
+        [d.get("modifiedAt") for _, d in rows],
+    )
+
+
+def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
+    if old is None:
+        return "unchanged" if new is None else "created"
+    if new is None:
+        return "deleted"
+    return "unchanged" if new is old or new == old else "updated"
 
 
 def _describe(exc: psycopg.Error) -> str:

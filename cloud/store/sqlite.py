@@ -28,7 +28,20 @@ import orjson
 
 from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
 from ldt.cloud.ngsild.device_model import apply_update, summarize
-from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, IngestResult, Store
+from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
+from ldt.cloud.ngsild.geo import search_bbox
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.store import entity_search, sqlite_geo
+from ldt.cloud.store.base import (
+    Entity,
+    EntityChange,
+    GatewayRecord,
+    HistoryRow,
+    IngestResult,
+    Store,
+    TypeAttributeCount,
+    WriteOutcome,
+)
 from ldt.contract import IngestBatch
 
 __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
@@ -119,6 +132,7 @@ class SqliteStore(Store):
         self._timeout_s = timeout_s
         self._con: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._geo_indexed = False
 
     @property
     def path(self) -> Path:
@@ -145,13 +159,21 @@ class SqliteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldt-cloud-store")
         loop = asyncio.get_running_loop()
         try:
-            self._con = await loop.run_in_executor(
-                self._executor, lambda: connect(self._path, synchronous=self._synchronous)
-            )
+            self._con = await loop.run_in_executor(self._executor, self._connect_indexed)
         except BaseException:
             self._executor.shutdown(wait=True)
             self._executor = None
             raise
+
+    def _connect_indexed(self) -> sqlite3.Connection:
+        """Open the file and install the location index's triggers (store thread)."""
+        con = connect(self._path, synchronous=self._synchronous)
+        try:
+            self._geo_indexed = sqlite_geo.install(con)
+        except sqlite3.Error as exc:
+            con.close()
+            raise StoreError(f"cannot set up the location index of {self._path}: {exc}") from exc
+        return con
 
     async def close(self) -> None:
         """Close the connection and stop the thread (waits for the running call)."""
@@ -281,6 +303,85 @@ class SqliteStore(Store):
         """See ``Store.upsert_entities``."""
         return await self._run(lambda con: _upsert(con, entities, replace=replace))
 
+    async def write_entities(
+        self, changes: Sequence[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
+        """See ``Store.write_entities``: one ``BEGIN IMMEDIATE`` transaction."""
+        return await self._run(lambda con: _write_entities(con, changes))
+
+    async def search_entities(
+        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
+    ) -> tuple[list[Entity], int | None]:
+        """See ``Store.search_entities``; a ``location`` geo-query uses the R*Tree."""
+        push = entity_search.where(query, dialect="sqlite")
+        clauses, params = list(push.clauses), list(push.params)
+        if (
+            query.geo is not None
+            and self._geo_indexed
+            and set(query.geo_names) <= set(LOCATION_NAMES)
+        ):
+            boxes = search_bbox(query.geo)
+            if boxes is not None:
+                text, values = sqlite_geo.search_clause(boxes)
+                clauses.append(text)
+                params.extend(values)
+        clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+        def read(con: sqlite3.Connection) -> tuple[list[Entity], int | None]:
+            if push.residual:
+                rows = con.execute(f"SELECT doc FROM entities{clause} ORDER BY id", params)  # noqa: S608
+                return entity_search.paginate(
+                    rows,
+                    lambda r: _load(r[0]),
+                    query,
+                    limit=limit,
+                    offset=offset,
+                    q_checked=push.q_exact,
+                    count=count,
+                )
+            con.execute("BEGIN")  # one snapshot for the count and the page
+            try:
+                total: int | None = None
+                if count:
+                    total = int(
+                        con.execute(f"SELECT count(*) FROM entities{clause}", params).fetchone()[0]  # noqa: S608
+                    )
+                    if limit == 0 or total <= offset:
+                        return [], total
+                rows = con.execute(
+                    f"SELECT doc FROM entities{clause} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
+                    [*params, limit, offset],
+                )
+                return [_load(r[0]) for r in rows], total
+            finally:
+                con.execute("COMMIT")
+
+        return await self._run(read)
+
+    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
+        """See ``Store.type_attribute_counts``."""
+        skipped = orjson.dumps(entity_search.DISCOVERY_SKIPPED).decode()
+        sql = (
+            "WITH t AS (SELECT e.doc AS doc, tt.value AS etype FROM entities AS e,"
+            " json_each(CASE WHEN json_type(e.doc, '$.type') = 'array'"
+            " THEN json_extract(e.doc, '$.type') ELSE json_array(e.type) END) AS tt)"
+            " SELECT etype, NULL, NULL, count(*) FROM t GROUP BY etype"
+            " UNION ALL"
+            " SELECT etype, a.key, coalesce(json_extract(a.value, '$.type'),"
+            " json_extract(a.value, '$[0].type')), count(*) FROM t, json_each(t.doc) AS a"
+            " WHERE a.key NOT IN (SELECT value FROM json_each(?))"
+            " AND a.type IN ('object', 'array')"
+            " GROUP BY 1, 2, 3"
+        )
+
+        def read(con: sqlite3.Connection) -> list[TypeAttributeCount]:
+            return [
+                TypeAttributeCount(entity_type=t, attribute=a, attribute_type=k, entities=n)
+                for t, a, k, n in con.execute(sql, (skipped,))
+            ]
+
+        return await self._run(read)
+
 
 @contextlib.contextmanager
 def _transaction(con: sqlite3.Connection) -> Iterator[None]:
@@ -394,3 +495,69 @@ def _upsert(con: sqlite3.Connection, entities: Sequence[Entity], *, replace: boo
             )
             created.append(row is None)
     return created
+
+
+_WRITE_ENTITY = (
+    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at)"
+    " VALUES (?, ?, ?, NULL, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET type = excluded.type, doc = excluded.doc,"
+    " modified_at = excluded.modified_at"
+)
+_ID_CHUNK = 500  # ids per "IN (...)": well under SQLite's 32,766 parameters
+
+
+def _main_type(doc: Entity) -> str:
+    etype = doc["type"]
+    return str(etype[0] if isinstance(etype, list) else etype)
+
+
+def _write_entities(
+    con: sqlite3.Connection, changes: Sequence[tuple[str, EntityChange]]
+) -> list[WriteOutcome | NgsiLdError]:
+    ids = list(dict.fromkeys(eid for eid, _ in changes))
+    now = _now()
+    with _transaction(con):
+        before: dict[str, Entity | None] = dict.fromkeys(ids)
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start : start + _ID_CHUNK]
+            rows = con.execute(
+                f"SELECT id, doc FROM entities WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
+                chunk,
+            )
+            for eid, doc in rows:
+                before[eid] = _load(doc)
+        current = dict(before)
+        results: list[WriteOutcome | NgsiLdError] = []
+        for eid, change in changes:
+            old = current[eid]
+            try:
+                new = change(old)
+            except NgsiLdError as exc:
+                results.append(exc)
+                continue
+            current[eid] = new
+            results.append(_outcome(old, new))
+        writes, deletes = [], []
+        for eid in ids:
+            new = current[eid]
+            if new is before[eid]:
+                continue
+            if new is None:
+                deletes.append((eid,))
+            else:
+                created = str(new.get("createdAt", now))
+                modified = str(new.get("modifiedAt", now))
+                writes.append((eid, _main_type(new), orjson.dumps(new).decode(), created, modified))
+        if deletes:
+            con.executemany("DELETE FROM entities WHERE id = ?", deletes)
+        if writes:
+            con.executemany(_WRITE_ENTITY, writes)
+    return results
+
+
+def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
+    if old is None:
+        return "unchanged" if new is None else "created"
+    if new is None:
+        return "deleted"
+    return "unchanged" if new is old or new == old else "updated"

@@ -125,7 +125,7 @@ async def test_upsert_with_invalid_entities_is_207(client: httpx.AsyncClient) ->
         _entity(1),
         {"id": "not a uri", "type": "Sensor"},
         {"id": "urn:ngsi-ld:Sensor:009"},
-        {"id": "urn:ngsi-ld:Sensor:010", "type": "Sensor", "t": 5},
+        {"id": "urn:ngsi-ld:Sensor:010", "type": "Sensor", "t": None},
         {"id": "urn:ngsi-ld:Sensor:011", "type": "Sensor", "t": {"type": "Property"}},
         {
             "id": "urn:ngsi-ld:Sensor:012",
@@ -225,10 +225,10 @@ async def test_query_by_type_paginates_by_id_and_counts(client: httpx.AsyncClien
 
 async def test_query_by_id_list_and_type(client: httpx.AsyncClient) -> None:
     await _upsert(client, [_entity(1), _entity(2), _entity(3), _entity(1, etype="Room")])
-    resp = await client.get(
-        f"{API}/entities",
-        params={"id": "urn:ngsi-ld:Sensor:003,urn:ngsi-ld:Sensor:001,urn:ngsi-ld:Room:001"},
-    )
+    ids = "urn:ngsi-ld:Sensor:003,urn:ngsi-ld:Sensor:001,urn:ngsi-ld:Room:001"
+    # an id list alone is not a query (ETSI conformance 019_03_05): 400
+    _problem(await client.get(f"{API}/entities", params={"id": ids}), 400, "BadRequestData")
+    resp = await client.get(f"{API}/entities", params={"id": ids, "type": "Sensor,Room"})
     assert [e["id"] for e in resp.json()] == [
         "urn:ngsi-ld:Room:001",
         "urn:ngsi-ld:Sensor:001",
@@ -256,7 +256,6 @@ async def test_key_values_is_the_simplified_form(client: httpx.AsyncClient) -> N
     "params",
     [
         {},
-        {"type": "Sensor", "limit": "1001"},
         {"type": "Sensor", "limit": "-1"},
         {"type": "Sensor", "limit": "ten"},
         {"type": "Sensor", "limit": "0"},
@@ -272,10 +271,15 @@ async def test_bad_query_parameters_are_400(
     _problem(await client.get(f"{API}/entities", params=params), 400, "BadRequestData")
 
 
+async def test_a_page_above_the_maximum_is_403_too_many_results(client: httpx.AsyncClient) -> None:
+    resp = await client.get(f"{API}/entities", params={"type": "Sensor", "limit": "1001"})
+    _problem(resp, 403, "TooManyResults")
+
+
 async def test_unknown_path_is_404_and_wrong_method_is_405(client: httpx.AsyncClient) -> None:
     _problem(await client.get(f"{API}/subscriptions"), 404, "ResourceNotFound")
     _problem(await client.get("/"), 404, "ResourceNotFound")
-    resp = await client.delete(f"{API}/entities/urn:ngsi-ld:Sensor:001")
+    resp = await client.post(f"{API}/entities/urn:ngsi-ld:Sensor:001")
     _problem(resp, 405, None)
     assert "GET" in resp.headers["allow"]
     _problem(await client.get(f"{API}/entityOperations/upsert"), 405, None)

@@ -1,0 +1,452 @@
+"""The NGSI-LD entity write API (GS CIM 009 v1.9 clauses 5.6, 5.9, 6.4-6.8 and 6.14-6.31).
+
+- ``POST /entities`` (201 + Location; 409 AlreadyExists), ``PUT``/``PATCH``/``DELETE
+  /entities/{id}`` (replace, merge-patch, delete: 204 / 404);
+- ``POST /entities/{id}/attrs`` (append, ``options=noOverwrite``) and ``PATCH
+  /entities/{id}/attrs`` (update existing): 204, or 207 with an UpdateResult;
+- ``PATCH``/``PUT``/``DELETE /entities/{id}/attrs/{attr}`` (partial update,
+  replace, delete with ``datasetId``/``deleteAll``): 204 / 404;
+- ``POST /entityOperations/{create,upsert,update,delete,merge}``: 201/204, or
+  207 with a BatchOperationResult. Every item is validated before the store
+  transaction, and the store refuses an item alone (``Store.write_entities``),
+  so a failing item never touches the others.
+
+@context: ``application/json`` bodies take it from the Link header and must not
+carry ``@context``; ``application/ld+json`` bodies must carry it, and a Link
+header with them is refused (6.3.5). Names are stored as ``entity_ops`` says.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.ngsild import entity_ops as ops
+from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.contexts_api import context_problem
+from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError, core_context
+from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.timestamps import iso_ms
+from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
+
+__all__ = ["MAX_BATCH_BYTES", "MAX_ENTITY_BYTES", "MERGE_PATCH", "routes"]
+
+MAX_ENTITY_BYTES = 1 << 20
+MAX_BATCH_BYTES = 8 << 20
+MERGE_PATCH = "application/merge-patch+json"
+_CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
+_API = "/ngsi-ld/v1"
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _now() -> str:
+    return iso_ms(time.time_ns() // 1_000_000)
+
+
+def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
+    return NgsiLdError(400, "BadRequestData", title, detail)
+
+
+def _link_context(request: Request) -> str | None:
+    """The URL of the JSON-LD Link header, if any (400 if there are several)."""
+    found: list[str] = []
+    for header in request.headers.getlist("link"):
+        for link in header.split(","):
+            target, _, params = link.partition(";")
+            target = target.strip()
+            if not (target.startswith("<") and target.endswith(">")):
+                continue
+            rels = [
+                p.partition("=")[2].strip().strip('"')
+                for p in params.split(";")
+                if p.strip().lower().startswith("rel")
+            ]
+            if _CONTEXT_REL in rels:
+                found.append(target[1:-1])
+    if len(found) > 1:
+        raise _bad("give at most one JSON-LD @context Link header")
+    return found[0] if found else None
+
+
+class _Body:
+    """A parsed request body, its media type and the Link header's @context."""
+
+    __slots__ = ("link", "media", "value")
+
+    def __init__(self, value: Any, media: str, link: str | None) -> None:
+        self.value = value
+        self.media = media
+        self.link = link
+
+
+async def _read(request: Request, *, limit: int, merge_patch: bool = False) -> _Body:
+    media = request_media_type(request)
+    allowed = (JSON, JSON_LD, MERGE_PATCH) if merge_patch else (JSON, JSON_LD)
+    if media not in allowed:
+        raise NgsiLdError(
+            415,
+            None,
+            "Unsupported Media Type",
+            f"send {' or '.join(allowed)}, not {media or 'no Content-Type'}",
+        )
+    raw = await read_body(request, limit=limit)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError(400, "InvalidRequest", "Invalid JSON", str(exc)) from exc
+    link = _link_context(request)
+    if media == JSON_LD and link is not None:
+        raise _bad("application/ld+json takes its @context from the body, not a Link header")
+    return _Body(value, media, link)
+
+
+async def _resolve(request: Request, context: Any) -> ActiveContext:
+    contexts: ContextStore = request.app.state.contexts
+    try:
+        return await contexts.resolve(context, tenant=request.headers.get("ngsild-tenant"))
+    except ContextError as exc:
+        raise context_problem(exc) from None
+
+
+def _object(body: _Body) -> dict[str, Any]:
+    """A single-entity body: anything but a JSON object is 400 InvalidRequest."""
+    if not isinstance(body.value, dict):
+        raise NgsiLdError(400, "InvalidRequest", "Invalid request", "the body must be an object")
+    return body.value
+
+
+async def _context_of(request: Request, body: _Body, item: Any) -> ActiveContext:
+    """The active context of one body (or one batch item), checking where @context is."""
+    has_context = isinstance(item, dict) and "@context" in item
+    if body.media == JSON_LD:
+        if not has_context:
+            raise _bad("an application/ld+json body needs @context")
+        return await _resolve(request, item["@context"])
+    if has_context:
+        raise _bad(f"@context in a {body.media} body: send application/ld+json or a Link header")
+    return await _resolve(request, body.link)
+
+
+def _entity_id(request: Request) -> str:
+    entity_id: str = request.path_params["entity_id"]
+    if not is_uri(entity_id):
+        raise _bad(f"{entity_id!r} is not a URI", "Invalid entity id")
+    return entity_id
+
+
+def _options(request: Request, allowed: set[str]) -> set[str]:
+    raw = request.query_params.get("options")
+    options = set() if raw is None else {o.strip() for o in raw.split(",")}
+    unknown = options - allowed
+    if unknown:
+        raise _bad(f"unknown options {sorted(unknown)}; allowed here: {sorted(allowed)}")
+    return options
+
+
+async def _write_one(request: Request, entity_id: str, change: EntityChange) -> WriteOutcome:
+    (result,) = await _store(request).write_entities([(entity_id, change)])
+    if isinstance(result, NgsiLdError):
+        raise result
+    return result
+
+
+def _client_name(stored: str, ctx: ActiveContext) -> str:
+    iri = core_context().expand(stored)
+    return stored if iri is None else ctx.compact(iri)
+
+
+def _update_result(report: ops.UpdateReport, ctx: ActiveContext) -> Response:
+    if not report.not_updated:
+        return Response(status_code=204)
+    body = {
+        "updated": [_client_name(n, ctx) for n in report.updated],
+        "notUpdated": [
+            {"attributeName": _client_name(n, ctx), "reason": why}
+            for n, why in report.not_updated.items()
+        ],
+    }
+    return Response(orjson.dumps(body), status_code=207, media_type=JSON)
+
+
+def _no_id_mismatch(fragment: Entity, entity_id: str) -> None:
+    if fragment.get("id", entity_id) != entity_id:
+        raise _bad(f"the body's id {fragment['id']} is not the URL's {entity_id}")
+
+
+# --- /entities ------------------------------------------------------------------------------
+
+
+async def create_entity(request: Request) -> Response:
+    """Create entity (5.6.1): 201 with Location, 409 if the id exists."""
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    ctx = await _context_of(request, body, _object(body))
+    fragment = ops.entity_fragment(_object(body), ctx, need_id=True, need_type=True)
+    await _write_one(request, fragment["id"], ops.create(fragment, _now()))
+    return Response(status_code=201, headers={"Location": f"{_API}/entities/{fragment['id']}"})
+
+
+async def delete_entity(request: Request) -> Response:
+    """Delete entity (5.6.6): 204, 404."""
+    entity_id = _entity_id(request)
+    await _write_one(request, entity_id, ops.delete_entity(entity_id))
+    return Response(status_code=204)
+
+
+async def replace_entity(request: Request) -> Response:
+    """Replace entity (5.6.18): every attribute replaced; 204, 404."""
+    entity_id = _entity_id(request)
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    ctx = await _context_of(request, body, _object(body))
+    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=True)
+    _no_id_mismatch(fragment, entity_id)
+    fragment["id"] = entity_id
+    await _write_one(request, entity_id, ops.replace_entity(fragment, _now()))
+    return Response(status_code=204)
+
+
+async def merge_entity(request: Request) -> Response:
+    """Merge entity (5.6.17, JSON merge-patch semantics): 204, 404."""
+    entity_id = _entity_id(request)
+    body = await _read(request, limit=MAX_ENTITY_BYTES, merge_patch=True)
+    ctx = await _context_of(request, body, _object(body))
+    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=False, partial=True)
+    _no_id_mismatch(fragment, entity_id)
+    await _write_one(request, entity_id, ops.merge_entity(entity_id, fragment, _now()))
+    return Response(status_code=204)
+
+
+async def _attrs_fragment(request: Request, entity_id: str) -> tuple[Entity, ActiveContext]:
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    ctx = await _context_of(request, body, _object(body))
+    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=False)
+    _no_id_mismatch(fragment, entity_id)
+    if not any(k not in {"id", "type"} for k in fragment):
+        raise _bad("the body names no attribute")
+    return fragment, ctx
+
+
+async def append_attrs(request: Request) -> Response:
+    """Append entity attributes (5.6.3): 204, or 207 with what ``noOverwrite`` kept."""
+    entity_id = _entity_id(request)
+    no_overwrite = "noOverwrite" in _options(request, {"noOverwrite"})
+    fragment, ctx = await _attrs_fragment(request, entity_id)
+    report = ops.UpdateReport()
+    change = ops.append_attrs(entity_id, fragment, _now(), no_overwrite=no_overwrite, report=report)
+    await _write_one(request, entity_id, change)
+    return _update_result(report, ctx)
+
+
+async def update_attrs(request: Request) -> Response:
+    """Update entity attributes (5.6.2): existing ones only; 204, or 207 listing the others."""
+    entity_id = _entity_id(request)
+    fragment, ctx = await _attrs_fragment(request, entity_id)
+    report = ops.UpdateReport()
+    await _write_one(
+        request, entity_id, ops.update_attrs(entity_id, fragment, _now(), report=report)
+    )
+    return _update_result(report, ctx)
+
+
+async def _one_attr(request: Request, *, partial: bool) -> tuple[str, Entity]:
+    entity_id = _entity_id(request)
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    ctx = await _context_of(request, body, _object(body))
+    name = request.path_params["attr"]
+    return entity_id, ops.attribute_fragment(_object(body), name, ctx, partial=partial)
+
+
+async def patch_attr(request: Request) -> Response:
+    """Partial attribute update (5.6.4): 204, 404 (entity or attribute)."""
+    entity_id, fragment = await _one_attr(request, partial=True)
+    await _write_one(request, entity_id, ops.patch_attr(entity_id, fragment, _now()))
+    return Response(status_code=204)
+
+
+async def replace_attr(request: Request) -> Response:
+    """Replace attribute (5.6.19): 204, 404 (entity or attribute)."""
+    entity_id, fragment = await _one_attr(request, partial=False)
+    await _write_one(request, entity_id, ops.replace_attr(entity_id, fragment, _now()))
+    return Response(status_code=204)
+
+
+async def delete_attr(request: Request) -> Response:
+    """Delete attribute (5.6.5): ``datasetId=`` one instance, ``deleteAll=true`` every one."""
+    entity_id = _entity_id(request)
+    ctx = await _resolve(request, _link_context(request))
+    name = ops.stored_name(request.path_params["attr"], ctx)
+    if name is None:
+        raise _bad(f"attribute {request.path_params['attr']!r} maps to null in the @context")
+    dataset = request.query_params.get("datasetId")
+    if dataset is not None and not is_uri(dataset):
+        raise _bad(f"datasetId must be a URI, got {dataset!r}")
+    delete_all = request.query_params.get("deleteAll", "false")
+    if delete_all not in {"true", "false"}:
+        raise _bad(f"deleteAll must be true or false, got {delete_all!r}")
+    change = ops.delete_attr(
+        entity_id, name, _now(), dataset_id=dataset, delete_all=delete_all == "true"
+    )
+    await _write_one(request, entity_id, change)
+    return Response(status_code=204)
+
+
+# --- /entityOperations ------------------------------------------------------------------------
+
+
+def _item_error(entity_id: Any, exc: NgsiLdError) -> dict[str, Any]:
+    return {"entityId": entity_id if isinstance(entity_id, str) else "", "error": exc.body()}
+
+
+async def _batch(
+    request: Request,
+    build: Callable[[Any, ActiveContext | None], Awaitable[tuple[str, EntityChange]]],
+    *,
+    created_status: bool,
+    needs_context: bool = True,
+    check: Callable[[int], NgsiLdError | None] | None = None,
+) -> Response:
+    """Validate every item, write the valid ones in one call, and answer per spec (5.6.7-10)."""
+    body = await _read(request, limit=MAX_BATCH_BYTES)
+    if not isinstance(body.value, list) or not body.value:
+        raise _bad("the body must be a non-empty array")
+    errors: list[dict[str, Any]] = []
+    changes: list[tuple[str, EntityChange]] = []
+    for item in body.value:
+        try:
+            ctx = await _context_of(request, body, item) if needs_context else None
+            changes.append(await build(item, ctx))
+        except NgsiLdError as exc:
+            bad_id = item.get("id") if isinstance(item, dict) else item
+            errors.append(
+                _item_error(
+                    bad_id if needs_context is False or isinstance(item, dict) else None, exc
+                )
+            )
+    results: list[WriteOutcome | NgsiLdError] = (
+        await _store(request).write_entities(changes) if changes else []
+    )
+    success: list[str] = []
+    created: list[str] = []
+    for index, ((entity_id, _), result) in enumerate(zip(changes, results, strict=True)):
+        problem = result if isinstance(result, NgsiLdError) else check and check(index)
+        if problem:
+            errors.append(_item_error(entity_id, problem))
+            continue
+        success.append(entity_id)
+        if result == "created":
+            created.append(entity_id)
+    if errors:
+        body_out = {"success": success, "errors": errors}
+        return Response(orjson.dumps(body_out), status_code=207, media_type=JSON)
+    if created_status and created:
+        return Response(orjson.dumps(created), status_code=201, media_type=JSON)
+    return Response(status_code=204)
+
+
+async def batch_create(request: Request) -> Response:
+    """Batch create (5.6.7): 201 with the ids, 207 if any failed."""
+    now = _now()
+
+    async def build(item: Any, ctx: ActiveContext | None) -> tuple[str, EntityChange]:
+        assert ctx is not None
+        fragment = ops.entity_fragment(item, ctx, need_id=True, need_type=True)
+        return fragment["id"], ops.create(fragment, now)
+
+    return await _batch(request, build, created_status=True)
+
+
+async def batch_upsert(request: Request) -> Response:
+    """Batch upsert (5.6.8): 201 with new ids, 204 if none was new, 207 if any failed."""
+    options = _options(request, {"replace", "update"})
+    if len(options) > 1:
+        raise _bad("options is replace or update, not both")
+    replace = "update" not in options
+    now = _now()
+
+    async def build(item: Any, ctx: ActiveContext | None) -> tuple[str, EntityChange]:
+        assert ctx is not None
+        fragment = ops.entity_fragment(item, ctx, need_id=True, need_type=True)
+        return fragment["id"], ops.upsert(fragment, now, replace=replace)
+
+    return await _batch(request, build, created_status=True)
+
+
+async def batch_update(request: Request) -> Response:
+    """Batch update (5.6.9): append to existing entities (``noOverwrite``); 204 or 207."""
+    no_overwrite = "noOverwrite" in _options(request, {"noOverwrite"})
+    now = _now()
+    reports: list[ops.UpdateReport] = []
+
+    def kept(index: int) -> NgsiLdError | None:
+        names = sorted(reports[index].not_updated)
+        if not names:
+            return None
+        return _bad(f"not overwritten (noOverwrite): {', '.join(names)}", "Attributes not updated")
+
+    async def build(item: Any, ctx: ActiveContext | None) -> tuple[str, EntityChange]:
+        assert ctx is not None
+        fragment = ops.entity_fragment(item, ctx, need_id=True, need_type=False)
+        report = ops.UpdateReport()
+        reports.append(report)
+        change = ops.append_attrs(
+            fragment["id"], fragment, now, no_overwrite=no_overwrite, report=report
+        )
+        return fragment["id"], change
+
+    return await _batch(request, build, created_status=False, check=kept)
+
+
+async def batch_merge(request: Request) -> Response:
+    """Batch merge (5.6.20): merge-patch existing entities; 204 or 207."""
+    now = _now()
+
+    async def build(item: Any, ctx: ActiveContext | None) -> tuple[str, EntityChange]:
+        assert ctx is not None
+        fragment = ops.entity_fragment(item, ctx, need_id=True, need_type=False, partial=True)
+        return fragment["id"], ops.merge_entity(fragment["id"], fragment, now)
+
+    return await _batch(request, build, created_status=False)
+
+
+async def batch_delete(request: Request) -> Response:
+    """Batch delete (5.6.10): the body is an array of ids; 204 or 207."""
+
+    async def build(item: Any, ctx: ActiveContext | None) -> tuple[str, EntityChange]:
+        if not is_uri(item):
+            raise _bad(f"{item!r} is not an entity id (URI)", "Invalid entity id")
+        return item, ops.delete_entity(item)
+
+    return await _batch(request, build, created_status=False, needs_context=False)
+
+
+routes = [
+    Route("/entities", create_entity, methods=["POST"]),
+    Route("/entities/", create_entity, methods=["POST"]),  # the ETSI suite posts here
+    # ":path" ids: an empty or odd id reaches the handler and gets its 400
+    Route("/entities/{entity_id:path}/attrs", append_attrs, methods=["POST"]),
+    Route("/entities/{entity_id:path}/attrs/", append_attrs, methods=["POST"]),
+    Route("/entities/{entity_id:path}/attrs", update_attrs, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs/", update_attrs, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", patch_attr, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", replace_attr, methods=["PUT"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),
+    Route("/entities/{entity_id:path}", delete_entity, methods=["DELETE"]),
+    Route("/entities/{entity_id:path}", replace_entity, methods=["PUT"]),
+    Route("/entities/{entity_id:path}", merge_entity, methods=["PATCH"]),
+    Route("/entityOperations/create", batch_create, methods=["POST"]),
+    Route("/entityOperations/upsert", batch_upsert, methods=["POST"]),
+    Route("/entityOperations/update", batch_update, methods=["POST"]),
+    Route("/entityOperations/merge", batch_merge, methods=["POST"]),
+    Route("/entityOperations/delete", batch_delete, methods=["POST"]),
+]

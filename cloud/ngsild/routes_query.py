@@ -1,0 +1,443 @@
+"""The NGSI-LD read side (ETSI GS CIM 009 v1.9 clauses 5.7.1-5.7.10, 6.4-6.27): query and discovery.
+
+- ``GET /entities``: query by ``id``, ``idPattern``, ``type`` (selection language, 4.17),
+  ``attrs``, ``q``, ``scopeQ``, geo-query, with ``pick``/``omit``, ``limit``/``offset``/
+  ``count`` and every representation (``formats``);
+- ``GET /entities/{id}``: one entity;
+- ``GET /types`` (``details=true``), ``GET /types/{type}``, ``GET /attributes``
+  (``details=true``), ``GET /attributes/{attr}``.
+
+Order of checks: unknown parameters (400 InvalidRequest), ``options``/``format`` (400
+InvalidRequest), then the values (400 BadRequestData), all before the store is asked. Names
+from the request are expanded with its ``Link`` @context and spelled as stored
+(``entity_ops.stored_name``); answers are compacted back with the same context
+(``entity_ops.present``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+from urllib.parse import unquote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.entity_ops import present, stored_name
+from ldt.cloud.ngsild.entity_query import (
+    LOCATION_NAMES,
+    EntityQuery,
+    map_q_names,
+    map_type_names,
+    parse_types,
+)
+from ldt.cloud.ngsild.geo import GeoQueryError, parse_geoquery
+from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
+from ldt.cloud.ngsild.media import JSON
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.query import (
+    ProjectionTerm,
+    QSyntaxError,
+    QueryError,
+    parse_attrs,
+    parse_projection,
+    parse_q,
+    parse_scope_q,
+    project,
+)
+from ldt.cloud.ngsild.safe_regex import SafeRegex
+from ldt.cloud.store.base import Entity, Store, TypeAttributeCount
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "routes"]
+
+DEFAULT_LIMIT: Final = 20
+MAX_LIMIT: Final = 1000
+MAX_OFFSET: Final = 2**31 - 1
+
+# parameters of the spec this broker accepts; the distributed ones (local, via, csf, join...)
+# are accepted and have no effect (there are no registrations)
+_COMMON: Final = frozenset(
+    {"options", "format", "lang", "local", "via", "csf", "join", "joinLevel", "containedBy",
+     "entityMap", "datasetId", "geometryProperty", "attrs", "pick", "omit"}
+)  # fmt: skip
+_QUERY_PARAMS: Final = _COMMON | {
+    "id", "idPattern", "type", "q", "scopeQ", "georel", "geometry", "coordinates",
+    "geoproperty", "limit", "offset", "count",
+}  # fmt: skip
+_RETRIEVE_PARAMS: Final = _COMMON | {"type"}
+_DISCOVERY_PARAMS: Final = frozenset({"details", "local", "via"})
+_NOT_ATTRIBUTES: Final = frozenset({"id", "type", "@id", "@type", "@context"})
+
+
+def _bad(detail: str, title: str = "Invalid query parameter") -> NgsiLdError:
+    return NgsiLdError(400, "BadRequestData", title, detail)
+
+
+def _check_params(request: Request, allowed: frozenset[str]) -> None:
+    unknown = sorted(k for k in request.query_params if k not in allowed)
+    if unknown:
+        raise NgsiLdError(
+            400,
+            "InvalidRequest",
+            "Unknown query parameter",
+            f"{', '.join(unknown)} is not a parameter of {request.method} {request.url.path}",
+        )
+    for name in request.query_params:
+        if len(request.query_params.getlist(name)) > 1:
+            raise NgsiLdError(
+                400, "InvalidRequest", "Repeated query parameter", f"{name} is given twice"
+            )
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+async def _context(request: Request) -> tuple[ActiveContext, str | None]:
+    url = formats.link_context(request)
+    contexts: ContextStore = request.app.state.contexts
+    ctx = await contexts.resolve(url, tenant=request.headers.get("ngsild-tenant"))
+    return ctx, url
+
+
+def _name(term: str, ctx: ActiveContext) -> str:
+    stored = stored_name(term, ctx)
+    return term if stored is None else stored
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise _bad(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name, "false")
+    if raw not in ("true", "false"):
+        raise _bad(f"{name} must be true or false, got {raw!r}")
+    return raw == "true"
+
+
+def _projection(request: Request) -> tuple[tuple[ProjectionTerm, ...] | None, ...]:
+    pick_raw, omit_raw = request.query_params.get("pick"), request.query_params.get("omit")
+    if pick_raw is not None and omit_raw is not None:
+        raise _bad("pick and omit cannot be used together")
+    try:
+        pick = None if pick_raw is None else parse_projection(pick_raw, parameter="pick")
+        omit = None if omit_raw is None else parse_projection(omit_raw, parameter="omit")
+    except QSyntaxError as exc:
+        raise exc.problem() from exc
+    return pick, omit
+
+
+def _attrs(request: Request, ctx: ActiveContext) -> tuple[str, ...] | None:
+    raw = request.query_params.get("attrs")
+    if raw is None:
+        return None
+    try:
+        names = parse_attrs(raw)
+    except QSyntaxError as exc:
+        raise exc.problem() from exc
+    reserved = [n for n in names if n in _NOT_ATTRIBUTES]
+    if reserved:
+        raise _bad(f"attrs lists {', '.join(reserved)}, which are not attributes")
+    return tuple(_name(n, ctx) for n in names)
+
+
+class _Output:
+    """Turns stored documents into the response: names, projection, form, media."""
+
+    def __init__(self, request: Request, ctx: ActiveContext, context_url: str | None) -> None:
+        self.rep = formats.parse_representation(request)
+        self.media = formats.negotiate_read(request)
+        self.ctx = ctx
+        self.context_url = context_url
+        self.pick, self.omit = _projection(request)
+        self.geometry_property = request.query_params.get("geometryProperty", "location")
+
+    def entity(self, doc: Entity, attrs: tuple[str, ...] | None) -> dict[str, Any]:
+        if attrs is not None:
+            keep = set(attrs)
+            doc = {k: v for k, v in doc.items() if k in ("id", "type", "scope") or k in keep}
+        shown = present(doc, self.ctx, sys_attrs=self.rep.sys_attrs)
+        geometry_source = shown
+        if self.pick is not None or self.omit is not None:
+            try:
+                shown = project(shown, pick=self.pick, omit=self.omit)
+            except QueryError as exc:
+                raise _bad(str(exc)) from exc
+        rendered = formats.render(shown, self.rep)
+        if self.media == formats.GEO_JSON:
+            return formats.feature(
+                geometry_source, rendered, geometry_property=self.geometry_property
+            )
+        return rendered
+
+    def response(self, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        if self.media == formats.GEO_JSON and isinstance(payload, list):
+            payload = formats.feature_collection(payload)
+        return formats.entities_response(
+            payload, self.media, context=self.context_url, headers=headers
+        )
+
+
+async def query_entities(request: Request) -> Response:
+    """Query entities (5.7.2, 6.4.3.2)."""
+    _check_params(request, _QUERY_PARAMS)
+    formats.parse_representation(request)  # 400 InvalidRequest before anything else
+    params = request.query_params
+    ctx, url = await _context(request)
+    out = _Output(request, ctx, url)
+
+    ids: tuple[str, ...] | None = None
+    if "id" in params:
+        ids = tuple(i.strip() for i in params["id"].split(","))
+        bad = [i for i in ids if not is_uri(i)]
+        if bad:
+            raise _bad(f"id {bad[0]!r} is not a URI")
+    pattern: SafeRegex | None = None
+    if "idPattern" in params:
+        try:
+            pattern = SafeRegex(params["idPattern"])
+        except ValueError as exc:
+            raise _bad(f"idPattern is not a usable regular expression: {exc}") from None
+    try:
+        types = None if "type" not in params else parse_types(params["type"])
+        q = None if "q" not in params else parse_q(params["q"])
+        scope = None if "scopeQ" not in params else parse_scope_q(params["scopeQ"])
+    except QSyntaxError as exc:
+        raise exc.problem() from exc
+    attrs = _attrs(request, ctx)
+    try:
+        geoquery = parse_geoquery(
+            georel=params.get("georel"),
+            geometry=params.get("geometry"),
+            coordinates=params.get("coordinates"),
+            geoproperty=params.get("geoproperty"),
+        )
+    except GeoQueryError as exc:
+        raise _bad(str(exc), "Invalid geo-query") from None
+    if types is None and attrs is None and q is None and geoquery is None:
+        raise _bad(
+            "give at least one of type, attrs, q or a geo-query (a query for every entity is"
+            " too broad)"
+        )
+    count = _flag(request, "count")
+    limit = _int(request, "limit", DEFAULT_LIMIT)
+    offset = _int(request, "offset", 0)
+    if limit > MAX_LIMIT:
+        raise NgsiLdError(
+            403,
+            "TooManyResults",
+            "Too many results",
+            f"limit {limit} is above the maximum of {MAX_LIMIT}; page with offset",
+        )
+    if limit == 0 and not count:
+        raise _bad("limit=0 is only allowed with count=true")
+    if offset > MAX_OFFSET:
+        raise _bad(f"offset must be at most {MAX_OFFSET}")
+
+    name: Callable[[str], str] = lambda term: _name(term, ctx)  # noqa: E731
+    geo_names: tuple[str, ...] = LOCATION_NAMES
+    if geoquery is not None and geoquery.geoproperty != "location":
+        geo_names = (name(geoquery.geoproperty),)
+    query = EntityQuery(
+        types=None if types is None else map_type_names(types, name),
+        ids=ids,
+        id_pattern=pattern,
+        attrs=attrs,
+        q=None if q is None else map_q_names(q, name),
+        scope=scope,
+        geo=geoquery,
+        geo_names=geo_names,
+    )
+    page, total = await _store(request).search_entities(
+        query, limit=limit, offset=offset, count=count
+    )
+    headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
+    return out.response([out.entity(doc, attrs) for doc in page], headers)
+
+
+async def retrieve_entity(request: Request) -> Response:
+    """Retrieve one entity (5.7.1, 6.5.3.1)."""
+    _check_params(request, _RETRIEVE_PARAMS)
+    formats.parse_representation(request)
+    entity_id = request.path_params["entity_id"]
+    if not is_uri(entity_id):
+        raise _bad(f"{entity_id!r} is not a URI", "Invalid entity id")
+    ctx, url = await _context(request)
+    out = _Output(request, ctx, url)
+    attrs = _attrs(request, ctx)
+    doc = await _store(request).get_entity(entity_id)
+    if doc is None:
+        raise NgsiLdError(
+            404, "ResourceNotFound", "Entity not found", f"no entity with id {entity_id}"
+        )
+    if "type" in request.query_params:
+        try:
+            types = map_type_names(
+                parse_types(request.query_params["type"]), lambda t: _name(t, ctx)
+            )
+        except QSyntaxError as exc:
+            raise exc.problem() from exc
+        if not EntityQuery(types=types).matches(doc):
+            raise NgsiLdError(
+                404, "ResourceNotFound", "Entity not found", f"{entity_id} is not of that type"
+            )
+    return out.response(out.entity(doc, attrs))
+
+
+# --- discovery (5.7.5 - 5.7.10) --------------------------------------------------------------
+
+
+def _iri(stored: str) -> str:
+    iri = core_context().expand(stored)
+    return stored if iri is None else iri
+
+
+def _sorted_unique(items: Iterable[str]) -> list[str]:
+    return sorted(set(items))
+
+
+async def _discovery(
+    request: Request,
+) -> tuple[list[TypeAttributeCount], ActiveContext, str | None, bool]:
+    _check_params(request, _DISCOVERY_PARAMS)
+    details = _flag(request, "details")
+    formats.negotiate_read(request)
+    ctx, url = await _context(request)
+    rows = await _store(request).type_attribute_counts()
+    return rows, ctx, url, details
+
+
+def _json_out(request: Request, payload: Any, url: str | None) -> Response:
+    media = formats.negotiate_read(request)
+    if media == formats.GEO_JSON:
+        media = JSON
+    return formats.entities_response(payload, media, context=url)
+
+
+async def list_types(request: Request) -> Response:
+    """Available entity types (5.7.5) or their details (5.7.6, ``details=true``)."""
+    rows, ctx, url, details = await _discovery(request)
+    types = _sorted_unique(r.entity_type for r in rows if r.attribute is None)
+    if not details:
+        payload: Any = {
+            "id": f"urn:ngsi-ld:EntityTypeList:{uuid.uuid4()}",
+            "type": "EntityTypeList",
+            "typeList": [ctx.compact(_iri(t)) for t in types],
+        }
+        return _json_out(request, payload, url)
+    payload = [
+        {
+            "id": _iri(t),
+            "type": "EntityType",
+            "typeName": ctx.compact(_iri(t)),
+            "attributeNames": [
+                ctx.compact(_iri(a))
+                for a in _sorted_unique(
+                    r.attribute for r in rows if r.entity_type == t and r.attribute is not None
+                )
+            ],
+        }
+        for t in types
+    ]
+    return _json_out(request, payload, url)
+
+
+async def type_info(request: Request) -> Response:
+    """Details of one entity type (5.7.7); the type may be a term or an IRI."""
+    rows, ctx, url, _ = await _discovery(request)
+    wanted = _name(unquote(request.path_params["type_name"]), ctx)
+    mine = [r for r in rows if r.entity_type == wanted]
+    total = sum(r.entities for r in mine if r.attribute is None)
+    if not total:
+        raise NgsiLdError(404, "ResourceNotFound", "Type not found", f"no entity of type {wanted}")
+    names = _sorted_unique(r.attribute for r in mine if r.attribute is not None)
+    payload = {
+        "id": _iri(wanted),
+        "type": "EntityTypeInfo",
+        "typeName": ctx.compact(_iri(wanted)),
+        "entityCount": total,
+        "attributeDetails": [
+            {
+                "id": _iri(a),
+                "type": "Attribute",
+                "attributeName": ctx.compact(_iri(a)),
+                "attributeTypes": _sorted_unique(
+                    r.attribute_type or "Property" for r in mine if r.attribute == a
+                ),
+            }
+            for a in names
+        ],
+    }
+    return _json_out(request, payload, url)
+
+
+async def list_attributes(request: Request) -> Response:
+    """Available attributes (5.7.8) or their details (5.7.9, ``details=true``)."""
+    rows, ctx, url, details = await _discovery(request)
+    names = _sorted_unique(r.attribute for r in rows if r.attribute is not None)
+    if not details:
+        payload: Any = {
+            "id": f"urn:ngsi-ld:AttributeList:{uuid.uuid4()}",
+            "type": "AttributeList",
+            "attributeList": [ctx.compact(_iri(a)) for a in names],
+        }
+        return _json_out(request, payload, url)
+    payload = [
+        {
+            "id": _iri(a),
+            "type": "Attribute",
+            "attributeName": ctx.compact(_iri(a)),
+            "typeNames": [
+                ctx.compact(_iri(t))
+                for t in _sorted_unique(r.entity_type for r in rows if r.attribute == a)
+            ],
+        }
+        for a in names
+    ]
+    return _json_out(request, payload, url)
+
+
+async def attribute_info(request: Request) -> Response:
+    """Details of one attribute (5.7.10); the name may be a term or an IRI."""
+    rows, ctx, url, _ = await _discovery(request)
+    wanted = _name(unquote(request.path_params["attr_name"]), ctx)
+    mine = [r for r in rows if r.attribute == wanted]
+    if not mine:
+        raise NgsiLdError(
+            404, "ResourceNotFound", "Attribute not found", f"no entity has attribute {wanted}"
+        )
+    payload = {
+        "id": _iri(wanted),
+        "type": "Attribute",
+        "attributeName": ctx.compact(_iri(wanted)),
+        "attributeCount": sum(r.entities for r in mine),
+        "attributeTypes": _sorted_unique(r.attribute_type or "Property" for r in mine),
+        "typeNames": [ctx.compact(_iri(t)) for t in _sorted_unique(r.entity_type for r in mine)],
+    }
+    return _json_out(request, payload, url)
+
+
+routes = [
+    Route("/entities", query_entities, methods=["GET"]),
+    Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
+    Route("/types", list_types, methods=["GET"]),
+    Route("/types/{type_name:path}", type_info, methods=["GET"]),
+    Route("/attributes", list_attributes, methods=["GET"]),
+    Route("/attributes/{attr_name:path}", attribute_info, methods=["GET"]),
+]

@@ -1,0 +1,110 @@
+"""The SQL both stores share for entity queries: what is pushed down, and what is re-checked.
+
+``where`` turns an ``EntityQuery`` into ``WHERE`` fragments over the ``entities`` table
+(columns ``id``, ``type``, ``doc``) for one dialect: ids, type selections and ``attrs`` are
+exact; ``q`` is exact or a superset (``query_sql``); idPattern, scopeQ and geo-queries stay in
+Python (``EntityQuery.matches``). ``paginate`` applies that Python residue to rows streamed in
+id order, so ``limit``/``offset`` and the total count agree with the exact result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ldt.cloud.ngsild.entity_query import EntityQuery, type_sql
+from ldt.cloud.ngsild.query_sql import to_sql
+from ldt.cloud.store.base import Entity
+
+__all__ = ["DISCOVERY_SKIPPED", "Pushdown", "paginate", "where"]
+
+DISCOVERY_SKIPPED = ("id", "type", "scope", "createdAt", "modifiedAt", "deletedAt", "@context")
+"""Entity members that are not attributes (left out of /types and /attributes)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pushdown:
+    """``WHERE`` fragments (joined with AND) and their parameters; ``residual``: re-check rows."""
+
+    clauses: list[str]
+    params: list[Any]
+    residual: bool
+    q_exact: bool
+
+    def sql(self) -> str:
+        """`` WHERE ...`` or ''."""
+        return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+def where(query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"]) -> Pushdown:
+    """The pushdown of ``query`` for ``dialect`` (placeholders ``?`` or ``%s``)."""
+    mark = "?" if dialect == "sqlite" else "%s"
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.ids is not None:
+        if dialect == "sqlite":
+            clauses.append(f"id IN ({','.join(mark * len(query.ids))})")
+            params.extend(query.ids)
+        else:
+            clauses.append("id = ANY(%s::text[])")
+            params.append(list(query.ids))
+    if query.types is not None:
+        text, values = type_sql(query.types, dialect=dialect)
+        clauses.append(text)
+        params.extend(values)
+    attrs_exact = True
+    if query.attrs is not None:
+        if dialect == "sqlite" and any('"' in a or "\\" in a for a in query.attrs):
+            attrs_exact = False  # JSON1 paths cannot quote these; matches() checks them
+        elif dialect == "sqlite":
+            ors = " OR ".join("json_type(doc, ?) IS NOT NULL" for _ in query.attrs)
+            clauses.append(f"({ors})")
+            params.extend(_json_path(a) for a in query.attrs)
+        else:
+            clauses.append("doc ?| %s::text[]")
+            params.append(list(query.attrs))
+    q_exact = True
+    if query.q is not None:
+        compiled = to_sql(query.q, dialect=dialect)
+        if compiled is None:
+            q_exact = False
+        else:
+            clauses.append(f"({compiled.sql})")
+            params.extend(compiled.params)
+            q_exact = compiled.exact
+    residual = query.residual(q_exact=q_exact) or not attrs_exact
+    return Pushdown(clauses, params, residual, q_exact)
+
+
+def _json_path(name: str) -> str:
+    """A JSON1 path selecting the top-level member ``name`` (quoted: IRIs hold ``:`` and ``/``)."""
+    return f'$."{name}"'
+
+
+def paginate(
+    rows: Iterable[Any],
+    load: Callable[[Any], Entity],
+    query: EntityQuery,
+    *,
+    limit: int,
+    offset: int,
+    q_checked: bool,
+    count: bool,
+) -> tuple[list[Entity], int | None]:
+    """Filter streamed rows (in id order) with ``query.matches``; one page and the total.
+
+    Without ``count`` it stops once the page is full (and returns no total).
+    """
+    page: list[Entity] = []
+    total = 0
+    for row in rows:
+        if not count and total >= offset + limit:
+            return page, None
+        entity = load(row)
+        if not query.matches(entity, q=not q_checked):
+            continue
+        if offset <= total < offset + limit:
+            page.append(entity)
+        total += 1
+    return page, total if count else None
