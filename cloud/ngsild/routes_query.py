@@ -435,6 +435,7 @@ async def attribute_info(request: Request) -> Response:
 
 routes = [
     Route("/entities", query_entities, methods=["GET"]),
+    Route("/entities/", query_entities, methods=["GET"]),  # the ETSI suite queries here
     Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
     Route("/types", list_types, methods=["GET"]),
     Route("/types/{type_name:path}", type_info, methods=["GET"]),

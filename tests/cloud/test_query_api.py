@@ -582,3 +582,12 @@ def _python_query(params: dict[str, str]) -> EntityQuery:
         scope=parse_scope_q(params["scopeQ"]) if "scopeQ" in params else None,
         geo=geo,
     )
+
+
+async def test_a_trailing_slash_queries_rather_than_retrieving_an_empty_id(
+    client: httpx.AsyncClient,
+) -> None:
+    """ETSI's conformance suite sends ``GET /entities/?type=...``: a query, not id ''."""
+    resp = await client.get("/ngsi-ld/v1/entities/", params={"type": "Nothing"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == []
