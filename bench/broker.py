@@ -1,0 +1,627 @@
+"""NGSI-LD broker throughput and latency over loopback HTTP, on SQLite and PostgreSQL.
+
+The broker runs as its own process (``ldt cloud serve``), as in production, on
+each store in turn: SQLite in a data folder, then a real PostgreSQL cluster
+(``tests.pg.PostgresServer``: initdb + pg_ctl into a temporary folder, fsync
+on, run as ``nobody`` when we are root). An httpx ``AsyncClient`` drives it
+with a few concurrent requests, as a real client would:
+
+- batch upserts: ``POST /entityOperations/upsert`` with 1,000 WeatherObserved
+  entities (8 attributes, a ``location`` Point within 20 km of a city centre);
+- single updates: ``PATCH /entities/{id}/attrs`` changing ``temperature``;
+- queries: ``GET /entities?type=WeatherObserved&q=temperature>20&limit=100``;
+- near geo-queries: ``georel=near;maxDistance==500`` at random points.
+
+Baselines in the same run, for the ratios: a bare SQLite ``executemany`` of
+the same entity documents (WAL, synchronous=FULL, 1,000 per transaction) and
+one ``UPDATE`` per transaction for the write rows; a single-entity ``GET
+/entities/{id}`` for the query rows. Answers are checked (every write
+acknowledged, queries return only matching entities, near-queries exactly the
+entities within 500 m): a wrong answer or an error status exits non-zero. A
+missed performance target is only reported: benchmark machines are noisy.
+
+    python bench/broker.py            # 100,000 entities
+    python bench/broker.py --quick    # 10,000 entities (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # for tests.pg
+
+import httpx
+import orjson
+from _cloud import free_port
+from _table import print_table
+
+from tests.pg import PostgresServer, find_pg_bin
+
+ENTITY_TYPE = "WeatherObserved"
+BATCH = 1000
+CLIENTS = 4
+"""Concurrent requests in flight: a few, as one real client application would keep."""
+UPDATE_CLIENTS = 8
+CENTRE = (2.3522, 48.8566)  # Paris, lon/lat
+RADIUS_M = 20_000.0
+MAX_DISTANCE_M = 500.0
+EARTH_RADIUS_M = 6_371_008.8
+Q_THRESHOLD = 20.0
+API = "/ngsi-ld/v1"
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+TARGET_UPSERTS_S = 10_000.0
+TARGET_UPDATES_S = 2_000.0
+TARGET_NEAR_P95_MS = 50.0
+
+
+class BenchError(Exception):
+    """The broker answered with an error or a wrong result: the run is invalid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sizes:
+    """How much work each phase does."""
+
+    entities: int
+    updates: int
+    queries: int
+    """At most this many of each kind of query, and for at most ``query_budget_s``."""
+    query_budget_s: float
+    near_checked: int
+    """Near-queries compared with a brute-force answer (untimed)."""
+
+
+QUICK = Sizes(entities=10_000, updates=2_000, queries=500, query_budget_s=2.0, near_checked=3)
+FULL = Sizes(entities=100_000, updates=20_000, queries=3_000, query_budget_s=30.0, near_checked=10)
+
+
+# --- the data ---------------------------------------------------------------------------
+
+
+def _random_point(rng: random.Random) -> tuple[float, float]:
+    """A point uniformly distributed in the disc of RADIUS_M around CENTRE (spherical)."""
+    d = RADIUS_M * math.sqrt(rng.random()) / EARTH_RADIUS_M
+    bearing = rng.uniform(0, 2 * math.pi)
+    lon0, lat0 = math.radians(CENTRE[0]), math.radians(CENTRE[1])
+    lat = math.asin(math.sin(lat0) * math.cos(d) + math.cos(lat0) * math.sin(d) * math.cos(bearing))
+    lon = lon0 + math.atan2(
+        math.sin(bearing) * math.sin(d) * math.cos(lat0),
+        math.cos(d) - math.sin(lat0) * math.sin(lat),
+    )
+    return round(math.degrees(lon), 7), round(math.degrees(lat), 7)
+
+
+def _distance_m(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Haversine distance between two lon/lat points."""
+    lon1, lat1, lon2, lat2 = map(math.radians, (*a, *b))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(h))
+
+
+def entity_id(i: int) -> str:
+    return f"urn:ngsi-ld:{ENTITY_TYPE}:bench-{i:06d}"
+
+
+def make_entities(n: int) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float]]]:
+    """``n`` realistic WeatherObserved entities (normalized) and their locations by id."""
+    rng = random.Random(42)
+    observed = "2024-05-01T12:00:00.000Z"
+    entities, points = [], {}
+    for i in range(n):
+        point = _random_point(rng)
+        eid = entity_id(i)
+        points[eid] = point
+        entities.append(
+            {
+                "id": eid,
+                "type": ENTITY_TYPE,
+                "name": {"type": "Property", "value": f"Station {i}"},
+                "temperature": {
+                    "type": "Property",
+                    "value": round(rng.uniform(5, 35), 2),
+                    "unitCode": "CEL",
+                    "observedAt": observed,
+                },
+                "relativeHumidity": {
+                    "type": "Property",
+                    "value": round(rng.uniform(0.2, 1.0), 3),
+                    "unitCode": "P1",
+                    "observedAt": observed,
+                },
+                "atmosphericPressure": {
+                    "type": "Property",
+                    "value": round(rng.uniform(980, 1040), 1),
+                    "unitCode": "A97",
+                    "observedAt": observed,
+                },
+                "windSpeed": {
+                    "type": "Property",
+                    "value": round(rng.uniform(0, 20), 2),
+                    "unitCode": "MTS",
+                },
+                "windDirection": {
+                    "type": "Property",
+                    "value": round(rng.uniform(0, 360), 1),
+                    "unitCode": "DD",
+                },
+                "precipitation": {
+                    "type": "Property",
+                    "value": round(rng.uniform(0, 5), 2),
+                    "unitCode": "MMT",
+                },
+                "location": {
+                    "type": "GeoProperty",
+                    "value": {"type": "Point", "coordinates": list(point)},
+                },
+            }
+        )
+    return entities, points
+
+
+# --- baselines ---------------------------------------------------------------------------
+
+
+def raw_sqlite_rates(
+    tmp: Path, entities: Sequence[dict[str, Any]], updates: int
+) -> tuple[float, float]:
+    """(documents/s with executemany 1,000 per txn, single UPDATEs/s one per txn)."""
+    docs = [(e["id"], orjson.dumps(e).decode()) for e in entities]
+    con = sqlite3.connect(tmp / "raw.db", isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("CREATE TABLE entities (id TEXT PRIMARY KEY, doc TEXT NOT NULL)")
+        started = time.perf_counter()
+        for start in range(0, len(docs), BATCH):
+            con.execute("BEGIN")
+            con.executemany(
+                "INSERT INTO entities (id, doc) VALUES (?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET doc = excluded.doc",
+                docs[start : start + BATCH],
+            )
+            con.execute("COMMIT")
+        batch_rate = len(docs) / (time.perf_counter() - started)
+        rng = random.Random(3)
+        picks = [docs[rng.randrange(len(docs))] for _ in range(updates)]
+        started = time.perf_counter()
+        for eid, doc in picks:
+            con.execute("BEGIN")
+            con.execute("UPDATE entities SET doc = ? WHERE id = ?", (doc, eid))
+            con.execute("COMMIT")
+        update_rate = updates / (time.perf_counter() - started)
+    finally:
+        con.close()
+    return batch_rate, update_rate
+
+
+# --- the broker --------------------------------------------------------------------------
+
+
+@contextmanager
+def running_broker(data: Path, store: str | None) -> Iterator[str]:
+    """``ldt cloud serve`` as its own process; yields its base URL, stops it after."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "ldt", "cloud", "serve", "--port", str(port)]
+    cmd += ["--data", str(data), "--log-level", "WARNING"]
+    if store is not None:
+        cmd += ["--store", store]
+    log = data.parent / f"broker-{port}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise BenchError(f"broker exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                httpx.get(f"{url}{API}/types", timeout=1)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise BenchError("broker did not start within 30 s") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _check(response: httpx.Response, expected: int, what: str) -> None:
+    if response.status_code != expected:
+        raise BenchError(
+            f"{what}: HTTP {response.status_code} (want {expected}): {response.text[:500]}"
+        )
+
+
+async def _run_clients(
+    jobs: Sequence[Callable[[], Awaitable[None]]], clients: int, budget_s: float = math.inf
+) -> tuple[float, list[float]]:
+    """Run ``jobs`` with ``clients`` in flight, starting none after ``budget_s``.
+
+    Returns (elapsed seconds, per-job latencies in ms): slow queries on a big
+    store are sampled for a bounded time rather than a fixed count.
+    """
+    queue = iter(jobs)
+    latencies: list[float] = []
+    deadline = time.perf_counter() + budget_s
+
+    async def worker() -> None:
+        for job in queue:  # the shared iterator hands each job to exactly one worker
+            if time.perf_counter() > deadline:
+                return
+            started = time.perf_counter()
+            await job()
+            latencies.append((time.perf_counter() - started) * 1000.0)
+
+    started = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(clients):
+            group.create_task(worker())
+    return time.perf_counter() - started, latencies
+
+
+@dataclass(kw_only=True)
+class Result:
+    """One store's measurements."""
+
+    upsert_s: float = 0.0
+    update_s: float = 0.0
+    lookup: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    """(requests/s, p50 ms, p95 ms, requests)."""
+    query: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    near: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    near_hits: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _p(samples: list[float], q: int) -> float:
+    """The q-th percentile (1..99)."""
+    if len(samples) < 2:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
+
+
+def _summary(elapsed: float, latencies: list[float]) -> tuple[float, float, float, int]:
+    return len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95), len(latencies)
+
+
+async def measure(url: str, sizes: Sizes) -> Result:
+    """Every phase against one running broker."""
+    entities, points = make_entities(sizes.entities)
+    result = Result()
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx.AsyncClient(
+        base_url=url + API, headers=JSON_HEADERS, timeout=120, limits=limits
+    ) as client:
+        # batch upserts
+        bodies = [orjson.dumps(entities[i : i + BATCH]) for i in range(0, len(entities), BATCH)]
+
+        def upsert(body: bytes) -> Callable[[], Awaitable[None]]:
+            async def job() -> None:
+                response = await client.post("/entityOperations/upsert", content=body)
+                _check(response, 201, "upsert")  # every entity is new: 201 with all the ids
+                if len(response.json()) != BATCH:
+                    raise BenchError(f"upsert created {len(response.json())} of {BATCH}")
+
+            return job
+
+        await upsert(bodies[0])()  # warms the code paths; not timed
+        elapsed, _ = await _run_clients([upsert(b) for b in bodies[1:]], CLIENTS)
+        result.upsert_s = (len(entities) - BATCH) / elapsed
+        await _check_count(client, len(entities))
+
+        # single updates
+        rng = random.Random(5)
+        expected: dict[str, float] = {}
+        # distinct ids: concurrent updates of one entity could land in either order
+        targets = rng.sample(range(len(entities)), sizes.updates)
+
+        def update(i: int) -> Callable[[], Awaitable[None]]:
+            eid = entity_id(targets[i])
+            value = round(rng.uniform(5, 35), 2)
+            expected[eid] = value
+
+            async def job() -> None:
+                body = orjson.dumps({"temperature": {"type": "Property", "value": value}})
+                _check(await client.patch(f"/entities/{eid}/attrs", content=body), 204, "update")
+
+            return job
+
+        jobs = [update(i) for i in range(sizes.updates)]
+        elapsed, _ = await _run_clients(jobs, UPDATE_CLIENTS)
+        result.update_s = sizes.updates / elapsed
+        for entity in entities:  # keep the local copy in step for the query checks
+            if entity["id"] in expected:
+                entity["temperature"]["value"] = expected[entity["id"]]
+        await _check_updates(client, expected, entities)
+
+        # single lookups (the query baseline)
+        def lookup(i: int) -> Callable[[], Awaitable[None]]:
+            eid = entity_id(rng.randrange(len(entities)))
+
+            async def job() -> None:
+                response = await client.get(f"/entities/{eid}")
+                _check(response, 200, "GET entity")
+                if response.json()["id"] != eid:
+                    raise BenchError(f"GET {eid} returned {response.json()['id']}")
+
+            return job
+
+        await _run_clients([lookup(i) for i in range(50)], CLIENTS)  # warm-up
+        result.lookup = _summary(
+            *await _run_clients(
+                [lookup(i) for i in range(sizes.queries)], CLIENTS, sizes.query_budget_s
+            )
+        )
+
+        # q queries
+        matching = sum(1 for e in entities if e["temperature"]["value"] > Q_THRESHOLD)
+        wanted = min(100, matching)
+
+        def query(i: int) -> Callable[[], Awaitable[None]]:
+            params = {"type": ENTITY_TYPE, "q": f"temperature>{Q_THRESHOLD:g}", "limit": "100"}
+
+            async def job() -> None:
+                response = await client.get("/entities", params=params)
+                _check(response, 200, "query")
+                found = response.json()
+                if len(found) != wanted:
+                    raise BenchError(f"q query returned {len(found)} entities, want {wanted}")
+                for e in found[:: max(1, len(found) // 5)]:  # spot-check a few
+                    if e["type"] != ENTITY_TYPE or not e["temperature"]["value"] > Q_THRESHOLD:
+                        raise BenchError(f"q query returned a non-matching entity: {e}")
+
+            return job
+
+        await _run_clients([query(i) for i in range(CLIENTS)], CLIENTS)  # warm-up
+        result.query = _summary(
+            *await _run_clients(
+                [query(i) for i in range(sizes.queries)], CLIENTS, sizes.query_budget_s
+            )
+        )
+
+        # near geo-queries; the first few are compared with a brute-force answer
+        hits: list[int] = []
+
+        def near(i: int) -> Callable[[], Awaitable[None]]:
+            centre = _random_point(rng)
+            params = {
+                "type": ENTITY_TYPE,
+                "georel": f"near;maxDistance=={MAX_DISTANCE_M:g}",
+                "geometry": "Point",
+                "coordinates": f"[{centre[0]},{centre[1]}]",
+                "limit": "1000",
+            }
+
+            async def job() -> None:
+                response = await client.get("/entities", params=params)
+                _check(response, 200, "near query")
+                found = {e["id"] for e in response.json()}
+                hits.append(len(found))
+                if i < sizes.near_checked:
+                    truth = {
+                        eid for eid, p in points.items() if _distance_m(centre, p) <= MAX_DISTANCE_M
+                    }
+                    # points within a centimetre of the edge may fall either side of it
+                    edge = {
+                        eid
+                        for eid, p in points.items()
+                        if abs(_distance_m(centre, p) - MAX_DISTANCE_M) < 0.01
+                    }
+                    if found ^ truth - edge:
+                        raise BenchError(
+                            f"near query at {centre}: {len(found - truth)} extra,"
+                            f" {len(truth - found)} missing entities"
+                        )
+
+            return job
+
+        # the checked ones double as warm-up
+        await _run_clients([near(i) for i in range(sizes.near_checked)], 1)
+        hits.clear()
+        result.near = _summary(
+            *await _run_clients(
+                [near(i + sizes.near_checked) for i in range(sizes.queries)],
+                CLIENTS,
+                sizes.query_budget_s,
+            )
+        )
+        result.near_hits = statistics.mean(hits) if hits else 0.0
+    return result
+
+
+async def _check_count(client: httpx.AsyncClient, n: int) -> None:
+    response = await client.get(
+        "/entities", params={"type": ENTITY_TYPE, "count": "true", "limit": "1"}
+    )
+    _check(response, 200, "count")
+    count = int(response.headers.get("NGSILD-Results-Count", "-1"))
+    if count != n:
+        raise BenchError(f"the broker holds {count} {ENTITY_TYPE} entities; want {n}")
+
+
+async def _check_updates(
+    client: httpx.AsyncClient, expected: dict[str, float], entities: Sequence[dict[str, Any]]
+) -> None:
+    """A few updated entities hold the last value sent, and their other attributes."""
+    by_id = {e["id"]: e for e in entities}
+    for eid in list(expected)[:10]:
+        response = await client.get(f"/entities/{eid}")
+        _check(response, 200, "GET updated entity")
+        got = response.json()
+        if got["temperature"]["value"] != expected[eid]:
+            raise BenchError(
+                f"{eid}: temperature {got['temperature']['value']}, want {expected[eid]}"
+            )
+        if got["location"]["value"] != by_id[eid]["location"]["value"]:
+            raise BenchError(f"{eid}: the update lost its location")
+
+
+# --- the report --------------------------------------------------------------------------
+
+
+def _rate(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _ratio(x: float, base: float) -> str:
+    return f"{x / base:.2f}" if base else "-"
+
+
+def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: float) -> None:
+    lookup_s, query_s, near_s = r.lookup[0], r.query[0], r.near[0]
+    rows: list[tuple[object, ...]] = [
+        (
+            "raw SQLite executemany, 1,000/txn (write baseline)",
+            _rate(sizes.entities),
+            1,
+            _rate(raw_batch),
+            "-",
+            "-",
+            "1.00",
+        ),
+        (
+            "POST entityOperations/upsert, 1,000/batch",
+            _rate(sizes.entities),
+            CLIENTS,
+            _rate(r.upsert_s),
+            "-",
+            "-",
+            _ratio(r.upsert_s, raw_batch),
+        ),
+        (
+            "raw SQLite 1 UPDATE/txn (update baseline)",
+            _rate(sizes.updates),
+            1,
+            _rate(raw_update),
+            "-",
+            "-",
+            "1.00",
+        ),
+        (
+            "PATCH entities/{id}/attrs, 1 attribute",
+            _rate(sizes.updates),
+            UPDATE_CLIENTS,
+            _rate(r.update_s),
+            "-",
+            "-",
+            _ratio(r.update_s, raw_update),
+        ),
+        (
+            "GET entities/{id} (query baseline)",
+            _rate(r.lookup[3]),
+            CLIENTS,
+            _rate(lookup_s),
+            f"{r.lookup[1]:.1f}",
+            f"{r.lookup[2]:.1f}",
+            "1.00",
+        ),
+        (
+            f"GET entities?type&q=temperature>{Q_THRESHOLD:g}&limit=100",
+            _rate(r.query[3]),
+            CLIENTS,
+            _rate(query_s),
+            f"{r.query[1]:.1f}",
+            f"{r.query[2]:.1f}",
+            _ratio(query_s, lookup_s),
+        ),
+        (
+            f"GET entities?georel=near;maxDistance=={MAX_DISTANCE_M:g}",
+            _rate(r.near[3]),
+            CLIENTS,
+            _rate(near_s),
+            f"{r.near[1]:.1f}",
+            f"{r.near[2]:.1f}",
+            _ratio(near_s, lookup_s),
+        ),
+        ("subscriptions / notifications: not implemented yet", "-", "-", "-", "-", "-", "-"),
+        ("temporal API: not implemented yet", "-", "-", "-", "-", "-", "-"),
+    ]
+    print_table(
+        f"NGSI-LD broker on {name}, {sizes.entities:,} WeatherObserved entities, loopback HTTP"
+        f" ({os.cpu_count()} cores; {r.near_hits:.0f} hits per near-query)",
+        ("operation", "requests", "clients", "per s", "p50 ms", "p95 ms", "ratio to baseline"),
+        rows,
+    )
+    verdicts = [
+        (
+            "batch upserts",
+            r.upsert_s >= TARGET_UPSERTS_S,
+            f"{_rate(r.upsert_s)}/s vs >= {_rate(TARGET_UPSERTS_S)}/s",
+        ),
+        (
+            "single updates",
+            r.update_s >= TARGET_UPDATES_S,
+            f"{_rate(r.update_s)}/s vs >= {_rate(TARGET_UPDATES_S)}/s",
+        ),
+        (
+            "near p95",
+            r.near[2] <= TARGET_NEAR_P95_MS,
+            f"{r.near[2]:.1f} ms vs <= {TARGET_NEAR_P95_MS:g} ms",
+        ),
+    ]
+    print(
+        f"targets ({name}): "
+        + "; ".join(
+            f"{what} {detail} {'met' if ok else 'NOT MET'}" for what, ok, detail in verdicts
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="ldt-bench-broker-") as d:
+        tmp = Path(d)
+        entities, _ = make_entities(sizes.entities)
+        raw_batch, raw_update = raw_sqlite_rates(tmp, entities, sizes.updates)
+        del entities
+        try:
+            (tmp / "sqlite").mkdir()
+            with running_broker(tmp / "sqlite", None) as url:
+                result = asyncio.run(measure(url, sizes))
+            table("SQLite", result, sizes, raw_batch, raw_update)
+            bin_dir = find_pg_bin()
+            if bin_dir is None:
+                print("\nPostgreSQL: not measured (no initdb/pg_ctl installed)")
+                return
+            with PostgresServer(bin_dir=bin_dir) as pg:
+                (tmp / "pg").mkdir()
+                with running_broker(tmp / "pg", pg.dsn(pg.create_database())) as url:
+                    result = asyncio.run(measure(url, sizes))
+            table("PostgreSQL", result, sizes, raw_batch, raw_update)
+        except* BenchError as group:
+            for exc in group.exceptions:
+                print(f"bench/broker.py: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
