@@ -22,6 +22,7 @@ from starlette.routing import Route
 from ldt.cloud.errors import OwnershipError
 from ldt.cloud.gateways import token_sha256
 from ldt.cloud.ngsild.media import JSON, read_body, request_media_type
+from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.store.base import Store
 from ldt.contract import INGEST_PATH, BatchAck, IngestBatch
@@ -109,6 +110,9 @@ async def ingest(request: Request) -> Response:
             "Forbidden",
             f"entity {exc.entity_id} belongs to another gateway; nothing was stored",
         ) from exc
+    if result.accepted:
+        notifier: Notifier = request.app.state.notifier
+        await notifier.ingested(batch)
     ack = BatchAck(
         gateway_id=gateway_id,
         accepted=result.accepted,

@@ -27,9 +27,16 @@ from starlette.routing import Mount
 from ldt.cloud import ingest
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway, ensure_gateway
-from ldt.cloud.ngsild import contexts_api, routes_entities, routes_query
+from ldt.cloud.ngsild import (
+    contexts_api,
+    routes_entities,
+    routes_query,
+    routes_subscriptions,
+    routes_temporal,
+)
 from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
 from ldt.cloud.ngsild.jsonld import ContextError
+from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.locator import store_for
@@ -89,7 +96,13 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
             *ingest.routes,
             Mount(
                 "/ngsi-ld/v1",
-                routes=[*routes_query.routes, *routes_entities.routes, *contexts_api.routes],
+                routes=[
+                    *routes_query.routes,
+                    *routes_entities.routes,
+                    *contexts_api.routes,
+                    *routes_subscriptions.routes,
+                    *routes_temporal.routes,
+                ],
             ),
         ],
         exception_handlers={
@@ -103,6 +116,8 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     app.state.contexts = contexts or ContextStore(
         preload_dir=None, cache_dir=None, allow_network=False
     )
+    # subscription notifications; its tasks start on first use, the caller closes it
+    app.state.notifier = Notifier(store=store, contexts=app.state.contexts)
     return app
 
 
@@ -126,7 +141,10 @@ class CloudHandle:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns TCP_NODELAY on only for sockets that say TCP, and
+    # without it every keep-alive request after the first waits ~40 ms for Nagle/delayed ACK
+    # (measured: single-entity GET 44 ms -> 2.7 ms p50).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -163,8 +181,9 @@ async def running_cloud(
             store_for(store_url, data_dir=data_dir, synchronous=synchronous) as store,
             _context_store(contexts, data_dir) as context_store,
         ):
+            app = build_app(store, context_store)
             config = uvicorn.Config(
-                build_app(store, context_store),
+                app,
                 log_config=None,
                 log_level="warning",
                 access_log=False,
@@ -199,6 +218,8 @@ async def running_cloud(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                finally:
+                    await app.state.notifier.aclose()
     finally:
         sock.close()
 

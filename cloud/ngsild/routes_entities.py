@@ -19,7 +19,7 @@ header with them is refused (6.3.5). Names are stored as ``entity_ops`` says.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from ldt.cloud.ngsild.contexts_api import context_problem
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError, core_context
 from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
@@ -53,6 +54,14 @@ def _store(request: Request) -> Store:
 
 def _now() -> str:
     return iso_ms(time.time_ns() // 1_000_000)
+
+
+async def _write(
+    request: Request, changes: Sequence[tuple[str, EntityChange]]
+) -> list[WriteOutcome | NgsiLdError]:
+    """Every entity write: the store's transaction, then subscription notifications."""
+    notifier: Notifier = request.app.state.notifier
+    return await notifier.write_entities(changes)
 
 
 def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
@@ -156,7 +165,7 @@ def _options(request: Request, allowed: set[str]) -> set[str]:
 
 
 async def _write_one(request: Request, entity_id: str, change: EntityChange) -> WriteOutcome:
-    (result,) = await _store(request).write_entities([(entity_id, change)])
+    (result,) = await _write(request, [(entity_id, change)])
     if isinstance(result, NgsiLdError):
         raise result
     return result
@@ -333,9 +342,7 @@ async def _batch(
                     bad_id if needs_context is False or isinstance(item, dict) else None, exc
                 )
             )
-    results: list[WriteOutcome | NgsiLdError] = (
-        await _store(request).write_entities(changes) if changes else []
-    )
+    results: list[WriteOutcome | NgsiLdError] = await _write(request, changes) if changes else []
     success: list[str] = []
     created: list[str] = []
     for index, ((entity_id, _), result) in enumerate(zip(changes, results, strict=True)):

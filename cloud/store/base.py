@@ -20,6 +20,7 @@ from ldt.contract import IngestBatch
 if TYPE_CHECKING:
     from ldt.cloud.ngsild.entity_query import EntityQuery
     from ldt.cloud.ngsild.problems import NgsiLdError
+    from ldt.cloud.ngsild.temporal import AttrInstance, Window
 
 __all__ = [
     "Entity",
@@ -28,6 +29,7 @@ __all__ = [
     "HistoryRow",
     "IngestResult",
     "Store",
+    "SubscriptionRecord",
     "TypeAttributeCount",
     "WriteOutcome",
 ]
@@ -82,6 +84,22 @@ class TypeAttributeCount:
     attribute: str | None
     attribute_type: str | None
     entities: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A stored NGSI-LD subscription (``ldt.cloud.ngsild.subscriptions``) and its counters.
+
+    Counters are kept apart from the document so that a delivery never rewrites (and never
+    races with) a client's PATCH; times are ISO 8601 UTC.
+    """
+
+    doc: dict[str, Any]
+    times_sent: int = 0
+    times_failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
 
 
 class Store(abc.ABC):
@@ -207,3 +225,81 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def type_attribute_counts(self) -> list[TypeAttributeCount]:
         """Per entity type: its entity count and, per attribute name and type, how many have it."""
+
+    # subscriptions --------------------------------------------------------
+    @abc.abstractmethod
+    async def create_subscription(self, doc: dict[str, Any]) -> bool:
+        """Store a new subscription (``doc["id"]``); False (nothing written) if the id exists."""
+
+    @abc.abstractmethod
+    async def replace_subscription(self, doc: dict[str, Any]) -> bool:
+        """Replace an existing subscription's document (counters kept); False if absent."""
+
+    @abc.abstractmethod
+    async def delete_subscription(self, sub_id: str) -> bool:
+        """Delete a subscription; False if absent."""
+
+    @abc.abstractmethod
+    async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
+        """One subscription, or None."""
+
+    @abc.abstractmethod
+    async def list_subscriptions(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[SubscriptionRecord], int]:
+        """One page of subscriptions by id (``limit`` None: all) and their total number."""
+
+    @abc.abstractmethod
+    async def record_notification(self, sub_id: str, *, ok: bool | None, at: str) -> None:
+        """Count a notification attempt: ``ok`` None when it is sent (``timesSent``,
+        ``lastNotification``), then True (``lastSuccess``) or False (``timesFailed``,
+        ``lastFailure``) once its outcome is known."""
+
+    # temporal representation (ldt.cloud.ngsild.temporal) ---------------------
+    @abc.abstractmethod
+    async def add_temporal(
+        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
+    ) -> bool:
+        """Create or update a temporal entity and add ``instances``; True if it was created.
+
+        Entity writes record their history themselves (same transaction);
+        this is for the temporal API's own provision (5.6.11, 5.6.12).
+        """
+
+    @abc.abstractmethod
+    async def get_temporal(self, entity_id: str) -> Entity | None:
+        """A temporal entity's header (id, type, createdAt, modifiedAt), or None."""
+
+    @abc.abstractmethod
+    async def query_temporal(
+        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+    ) -> tuple[list[Entity], int]:
+        """Headers of temporal entities of any of ``types``/``ids`` (None: all) by id; total."""
+
+    @abc.abstractmethod
+    async def temporal_instances(
+        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
+    ) -> list[AttrInstance]:
+        """The instances of these entities (and attributes) in ``window`` (lastN per attribute)."""
+
+    @abc.abstractmethod
+    async def delete_temporal(
+        self,
+        entity_id: str,
+        *,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        all_datasets: bool = False,
+    ) -> bool:
+        """Delete a temporal entity, or one attribute's instances (of one datasetId or all).
+
+        False if there was nothing to delete.
+        """
+
+    @abc.abstractmethod
+    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
+        """Delete one attribute instance; False if absent."""
+
+    @abc.abstractmethod
+    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
+        """Replace instance ``row.instance_id`` of ``row``'s entity and attribute; False: absent."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -44,7 +45,9 @@ from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
 from ldt.cloud.ngsild.device_model import apply_update, summarize
 from ldt.cloud.ngsild.entity_query import EntityQuery
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.store import entity_search
+from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
+from ldt.cloud.ngsild.timestamps import iso_ms
+from ldt.cloud.store import entity_search, pg_temporal
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
@@ -52,6 +55,7 @@ from ldt.cloud.store.base import (
     HistoryRow,
     IngestResult,
     Store,
+    SubscriptionRecord,
     TypeAttributeCount,
     WriteOutcome,
 )
@@ -92,6 +96,20 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX entities_by_type ON entities (type, id);
     """,
+    # 2: NGSI-LD subscriptions (document and delivery counters)
+    """
+    CREATE TABLE subscriptions (
+        id text PRIMARY KEY,
+        doc jsonb NOT NULL,
+        times_sent bigint NOT NULL DEFAULT 0,
+        times_failed bigint NOT NULL DEFAULT 0,
+        last_notification text,
+        last_success text,
+        last_failure text
+    );
+    """,
+    # 3: temporal representation: attribute-instance history
+    pg_temporal.SCHEMA,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The schema this code writes; ``open()`` migrates older databases up to it."""
@@ -499,6 +517,7 @@ class PostgresStore(Store):
                     raise pg_errors.SerializationFailure("an entity was created concurrently")
             if updated:
                 await conn.execute(_UPDATE_WRITTEN, _write_params(updated))
+            await _record_history(conn, [(e, before[e], current[e]) for e in ids])
             return results
 
         return await self._call(apply, transaction=True)
@@ -566,6 +585,158 @@ class PostgresStore(Store):
 
         return await self._call(read, transaction=False)
 
+    # subscriptions --------------------------------------------------------
+    async def create_subscription(self, doc: dict[str, Any]) -> bool:
+        """See ``Store.create_subscription``."""
+
+        async def insert(conn: _Conn) -> bool:
+            cur = await conn.execute(
+                "INSERT INTO subscriptions (id, doc) VALUES (%s, %s::jsonb)"
+                " ON CONFLICT (id) DO NOTHING",
+                (doc["id"], _dumps(doc)),
+            )
+            return cur.rowcount == 1
+
+        return await self._call(insert, transaction=False)
+
+    async def replace_subscription(self, doc: dict[str, Any]) -> bool:
+        """See ``Store.replace_subscription``."""
+
+        async def update(conn: _Conn) -> bool:
+            cur = await conn.execute(
+                "UPDATE subscriptions SET doc = %s::jsonb WHERE id = %s", (_dumps(doc), doc["id"])
+            )
+            return cur.rowcount == 1
+
+        return await self._call(update, transaction=False)
+
+    async def delete_subscription(self, sub_id: str) -> bool:
+        """See ``Store.delete_subscription``."""
+
+        async def delete(conn: _Conn) -> bool:
+            cur = await conn.execute("DELETE FROM subscriptions WHERE id = %s", (sub_id,))
+            return cur.rowcount == 1
+
+        return await self._call(delete, transaction=False)
+
+    async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
+        """See ``Store.get_subscription``."""
+
+        async def read(conn: _Conn) -> SubscriptionRecord | None:
+            cur = await conn.execute(f"{_SELECT_SUBSCRIPTION} WHERE id = %s", (sub_id,))
+            row = await cur.fetchone()
+            return None if row is None else _subscription(row)
+
+        return await self._call(read, transaction=False)
+
+    async def list_subscriptions(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[SubscriptionRecord], int]:
+        """See ``Store.list_subscriptions``."""
+
+        async def read(conn: _Conn) -> tuple[list[SubscriptionRecord], int]:
+            cur = await conn.execute("SELECT count(*) FROM subscriptions")
+            row = await cur.fetchone()
+            total = 0 if row is None else int(row[0])
+            cur = await conn.execute(
+                f"{_SELECT_SUBSCRIPTION} ORDER BY id LIMIT %s OFFSET %s", (limit, offset)
+            )
+            return [_subscription(r) for r in await cur.fetchall()], total
+
+        return await self._call(read, transaction=True)
+
+    async def record_notification(self, sub_id: str, *, ok: bool | None, at: str) -> None:
+        """See ``Store.record_notification``."""
+
+        async def update(conn: _Conn) -> None:
+            await conn.execute(_RECORD_NOTIFICATION[ok], (at, sub_id))
+
+        await self._call(update, transaction=False)
+
+    # temporal ---------------------------------------------------------------
+    async def add_temporal(
+        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
+    ) -> bool:
+        """See ``Store.add_temporal``."""
+
+        async def write(conn: _Conn) -> bool:
+            created = not await pg_temporal.exists(conn, entity_id)
+            await pg_temporal.drop_same_time(conn, instances)
+            await pg_temporal.record(conn, {entity_id: (etype, now)}, instances)
+            return created
+
+        return await self._call(write, transaction=True)
+
+    async def get_temporal(self, entity_id: str) -> Entity | None:
+        """See ``Store.get_temporal``."""
+        return await self._call(lambda c: pg_temporal.header(c, entity_id), transaction=False)
+
+    async def query_temporal(
+        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+    ) -> tuple[list[Entity], int]:
+        """See ``Store.query_temporal``."""
+        return await self._call(
+            lambda c: pg_temporal.query(c, types, ids, limit, offset), transaction=True
+        )
+
+    async def temporal_instances(
+        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
+    ) -> list[AttrInstance]:
+        """See ``Store.temporal_instances``."""
+        return await self._call(
+            lambda c: pg_temporal.instances(c, entity_ids, attrs, window), transaction=False
+        )
+
+    async def delete_temporal(
+        self,
+        entity_id: str,
+        *,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        all_datasets: bool = False,
+    ) -> bool:
+        """See ``Store.delete_temporal``."""
+        return await self._call(
+            lambda c: pg_temporal.delete(c, entity_id, attr, dataset_id, all_datasets),
+            transaction=True,
+        )
+
+    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
+        """See ``Store.delete_temporal_instance``."""
+        return await self._call(
+            lambda c: pg_temporal.delete_instance(c, entity_id, attr, instance_id),
+            transaction=True,
+        )
+
+    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
+        """See ``Store.replace_temporal_instance``."""
+        return await self._call(lambda c: pg_temporal.replace_instance(c, row), transaction=True)
+
+
+_SELECT_SUBSCRIPTION: Final = (
+    "SELECT doc::text, times_sent, times_failed, last_notification, last_success, last_failure"
+    " FROM subscriptions"
+)
+_RECORD_NOTIFICATION: Final[dict[bool | None, str]] = {
+    None: "UPDATE subscriptions SET times_sent = times_sent + 1, last_notification = %s"
+    " WHERE id = %s",
+    True: "UPDATE subscriptions SET last_success = %s WHERE id = %s",
+    False: "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = %s"
+    " WHERE id = %s",
+}
+
+
+def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
+    loaded: dict[str, Any] = orjson.loads(row[0])
+    return SubscriptionRecord(
+        doc=loaded,
+        times_sent=int(row[1]),
+        times_failed=int(row[2]),
+        last_notification=row[3],
+        last_success=row[4],
+        last_failure=row[5],
+    )
+
 
 async def _write_entities(
     conn: _Conn,
@@ -623,6 +794,29 @@ async def _write_entities(
                 [_dumps(d) for d in changed.values()],
             ),
         )
+    olds = {eid: doc for eid, (_own, doc) in found.items()}
+    history = [(eid, olds.get(eid), new) for eid, new in changed.items()]
+    if missing:
+        history += [(e, None, d) for e, d in zip(missing, fresh, strict=True) if e not in changed]
+    await _record_history(conn, history)
+
+
+async def _record_history(
+    conn: _Conn, docs: Sequence[tuple[str, Entity | None, Entity | None]]
+) -> None:
+    """Add what changed in each (id, old, new) to the temporal history (same transaction)."""
+    now_ms = time.time_ns() // 1_000_000
+    now = iso_ms(now_ms)
+    headers: dict[str, tuple[Any, str]] = {}
+    rows: list[AttrInstance] = []
+    for eid, old, new in docs:
+        if new is None or new is old:
+            continue
+        added = history_of(eid, old, new, now_ms)
+        if added:
+            headers[eid] = (new["type"], now)
+            rows.extend(added)
+    await pg_temporal.record(conn, headers, rows)
 
 
 async def _migrate(conn: _Conn) -> None:

@@ -31,7 +31,9 @@ from ldt.cloud.ngsild.device_model import apply_update, summarize
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.store import entity_search, sqlite_geo
+from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
+from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.store import entity_search, sqlite_geo, sqlite_temporal
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
@@ -39,6 +41,7 @@ from ldt.cloud.store.base import (
     HistoryRow,
     IngestResult,
     Store,
+    SubscriptionRecord,
     TypeAttributeCount,
     WriteOutcome,
 )
@@ -77,6 +80,15 @@ CREATE TABLE IF NOT EXISTS entities (
     modified_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entities_by_type ON entities (type, id);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,       -- ldt.cloud.ngsild.subscriptions.validate's document
+    times_sent INTEGER NOT NULL DEFAULT 0,
+    times_failed INTEGER NOT NULL DEFAULT 0,
+    last_notification TEXT,
+    last_success TEXT,
+    last_failure TEXT
+);
 """
 
 _INSERT_READING = (
@@ -112,6 +124,7 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
         con.execute("PRAGMA busy_timeout=10000")
         con.execute("PRAGMA foreign_keys=OFF")
         con.executescript(_SCHEMA)
+        con.executescript(sqlite_temporal.SCHEMA)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the cloud database {path}: {exc}") from exc
     return con
@@ -382,6 +395,159 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
+    # subscriptions --------------------------------------------------------
+    async def create_subscription(self, doc: dict[str, Any]) -> bool:
+        """See ``Store.create_subscription``."""
+        text = orjson.dumps(doc).decode()
+
+        def insert(con: sqlite3.Connection) -> bool:
+            cur = con.execute(
+                "INSERT INTO subscriptions (id, doc) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                (doc["id"], text),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(insert)
+
+    async def replace_subscription(self, doc: dict[str, Any]) -> bool:
+        """See ``Store.replace_subscription``."""
+        text = orjson.dumps(doc).decode()
+        return await self._run(
+            lambda con: (
+                con.execute(
+                    "UPDATE subscriptions SET doc = ? WHERE id = ?", (text, doc["id"])
+                ).rowcount
+                == 1
+            )
+        )
+
+    async def delete_subscription(self, sub_id: str) -> bool:
+        """See ``Store.delete_subscription``."""
+        return await self._run(
+            lambda con: (
+                con.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount == 1
+            )
+        )
+
+    async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
+        """See ``Store.get_subscription``."""
+
+        def read(con: sqlite3.Connection) -> SubscriptionRecord | None:
+            row = con.execute(f"{_SELECT_SUBSCRIPTION} WHERE id = ?", (sub_id,)).fetchone()
+            return None if row is None else _subscription(row)
+
+        return await self._run(read)
+
+    async def list_subscriptions(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[SubscriptionRecord], int]:
+        """See ``Store.list_subscriptions``."""
+
+        def read(con: sqlite3.Connection) -> tuple[list[SubscriptionRecord], int]:
+            total = int(con.execute("SELECT count(*) FROM subscriptions").fetchone()[0])
+            rows = con.execute(
+                f"{_SELECT_SUBSCRIPTION} ORDER BY id LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
+            )
+            return [_subscription(r) for r in rows], total
+
+        return await self._run(read)
+
+    async def record_notification(self, sub_id: str, *, ok: bool | None, at: str) -> None:
+        """See ``Store.record_notification``."""
+        await self._run(lambda con: con.execute(_RECORD_NOTIFICATION[ok], (at, sub_id)))
+
+    # temporal ---------------------------------------------------------------
+    async def add_temporal(
+        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
+    ) -> bool:
+        """See ``Store.add_temporal``."""
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                created = not sqlite_temporal.exists(con, entity_id)
+                sqlite_temporal.drop_same_time(con, instances)
+                sqlite_temporal.record(con, {entity_id: (etype, now)}, instances)
+            return created
+
+        return await self._run(write)
+
+    async def get_temporal(self, entity_id: str) -> Entity | None:
+        """See ``Store.get_temporal``."""
+        return await self._run(lambda con: sqlite_temporal.header(con, entity_id))
+
+    async def query_temporal(
+        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+    ) -> tuple[list[Entity], int]:
+        """See ``Store.query_temporal``."""
+        return await self._run(lambda con: sqlite_temporal.query(con, types, ids, limit, offset))
+
+    async def temporal_instances(
+        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
+    ) -> list[AttrInstance]:
+        """See ``Store.temporal_instances``."""
+        return await self._run(
+            lambda con: sqlite_temporal.instances(con, entity_ids, attrs, window)
+        )
+
+    async def delete_temporal(
+        self,
+        entity_id: str,
+        *,
+        attr: str | None = None,
+        dataset_id: str | None = None,
+        all_datasets: bool = False,
+    ) -> bool:
+        """See ``Store.delete_temporal``."""
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                return sqlite_temporal.delete(con, entity_id, attr, dataset_id, all_datasets)
+
+        return await self._run(write)
+
+    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
+        """See ``Store.delete_temporal_instance``."""
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                return sqlite_temporal.delete_instance(con, entity_id, attr, instance_id)
+
+        return await self._run(write)
+
+    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
+        """See ``Store.replace_temporal_instance``."""
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                return sqlite_temporal.replace_instance(con, row)
+
+        return await self._run(write)
+
+
+_SELECT_SUBSCRIPTION = (
+    "SELECT doc, times_sent, times_failed, last_notification, last_success, last_failure"
+    " FROM subscriptions"
+)
+_RECORD_NOTIFICATION: dict[bool | None, str] = {
+    None: "UPDATE subscriptions SET times_sent = times_sent + 1, last_notification = ?"
+    " WHERE id = ?",
+    True: "UPDATE subscriptions SET last_success = ? WHERE id = ?",
+    False: "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = ?"
+    " WHERE id = ?",
+}
+
+
+def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
+    return SubscriptionRecord(
+        doc=_load(row[0]),
+        times_sent=int(row[1]),
+        times_failed=int(row[2]),
+        last_notification=row[3],
+        last_success=row[4],
+        last_failure=row[5],
+    )
+
 
 @contextlib.contextmanager
 def _transaction(con: sqlite3.Connection) -> Iterator[None]:
@@ -460,14 +626,17 @@ def _ingest(con: sqlite3.Connection, gateway_id: str, batch: IngestBatch) -> Ing
         cur = con.executemany(_INSERT_READING, rows)
         inserted = max(cur.rowcount, 0)
         writes = []
+        changed: list[tuple[str, Entity | None, Entity | None]] = []
         for eid, upd in updates.items():
             before = current.get(eid)
             doc = apply_update(None if before is None else before[1], eid, upd)
             if before is not None and doc == before[1]:
                 continue
             writes.append((eid, doc["type"], orjson.dumps(doc).decode(), gateway_id, now, now))
+            changed.append((eid, None if before is None else before[1], doc))
         if writes:
             con.executemany(_UPSERT_ENTITY, writes)
+            _record_history(con, changed, now)
     return IngestResult(
         accepted=inserted,
         duplicates=len(rows) - inserted,
@@ -552,7 +721,25 @@ def _write_entities(
             con.executemany("DELETE FROM entities WHERE id = ?", deletes)
         if writes:
             con.executemany(_WRITE_ENTITY, writes)
+            _record_history(con, [(eid, before[eid], current[eid]) for eid in ids], now)
     return results
+
+
+def _record_history(
+    con: sqlite3.Connection, docs: Sequence[tuple[str, Entity | None, Entity | None]], now: str
+) -> None:
+    """Add what changed in each (id, old, new) to the temporal history (same transaction)."""
+    now_ms = parse_iso_ms(now) or 0
+    headers: dict[str, tuple[Any, str]] = {}
+    rows: list[AttrInstance] = []
+    for eid, old, new in docs:
+        if new is None or new is old:
+            continue
+        added = history_of(eid, old, new, now_ms)
+        if added:
+            headers[eid] = (new["type"], now)
+            rows.extend(added)
+    sqlite_temporal.record(con, headers, rows)
 
 
 def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:

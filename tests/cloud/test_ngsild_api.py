@@ -277,7 +277,7 @@ async def test_a_page_above_the_maximum_is_403_too_many_results(client: httpx.As
 
 
 async def test_unknown_path_is_404_and_wrong_method_is_405(client: httpx.AsyncClient) -> None:
-    _problem(await client.get(f"{API}/subscriptions"), 404, "ResourceNotFound")
+    _problem(await client.get(f"{API}/noSuchThing"), 404, "ResourceNotFound")
     _problem(await client.get("/"), 404, "ResourceNotFound")
     resp = await client.post(f"{API}/entities/urn:ngsi-ld:Sensor:001")
     _problem(resp, 405, None)

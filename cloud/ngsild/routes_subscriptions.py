@@ -1,0 +1,270 @@
+"""The NGSI-LD subscription API (GS CIM 009 v1.9 clauses 5.8.1-5.8.5, 6.10, 6.11).
+
+- ``POST /subscriptions``: 201 + Location; 409 AlreadyExists; 400 BadRequestData;
+- ``GET /subscriptions`` (``limit``/``offset``/``count``), ``GET /subscriptions/{id}``;
+- ``PATCH /subscriptions/{id}`` (each member of the fragment replaces the stored one
+  whole, ``null`` removes it): 204 / 404;
+- ``DELETE /subscriptions/{id}``: 204 / 404.
+
+Names are read with the request's @context (Link header for ``application/json``, the body's
+``@context`` for ``application/ld+json``) and shown back with the reader's. Every change
+tells the app's ``Notifier`` to reload its subscriptions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.ngsild import formats, subscriptions
+from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.contexts_api import context_problem
+from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError
+from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.notifier import Notifier
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.timestamps import iso_ms
+from ldt.cloud.store.base import Store, SubscriptionRecord
+
+__all__ = ["routes"]
+
+MAX_SUBSCRIPTION_BYTES: Final = 1 << 20
+DEFAULT_LIMIT: Final = 20
+MAX_LIMIT: Final = 1000
+_API: Final = "/ngsi-ld/v1"
+_LIST_PARAMS: Final = frozenset({"limit", "offset", "count", "local", "via"})
+
+
+def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
+    return NgsiLdError(400, "BadRequestData", title, detail)
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.notifier
+    return notifier
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _resolve(request: Request, context: Any) -> ActiveContext:
+    contexts: ContextStore = request.app.state.contexts
+    try:
+        return await contexts.resolve(context, tenant=request.headers.get("ngsild-tenant"))
+    except ContextError as exc:
+        raise context_problem(exc) from None
+
+
+async def _body(request: Request) -> tuple[dict[str, Any], ActiveContext, Any]:
+    """The JSON object of the request, its active context and the @context value."""
+    media = request_media_type(request)
+    if media not in (JSON, JSON_LD):
+        raise NgsiLdError(
+            415, None, "Unsupported Media Type", f"send {JSON} or {JSON_LD}, not {media or 'none'}"
+        )
+    raw = await read_body(request, limit=MAX_SUBSCRIPTION_BYTES)
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError(400, "InvalidRequest", "Invalid JSON", str(exc)) from exc
+    if not isinstance(value, dict):
+        raise NgsiLdError(400, "InvalidRequest", "Invalid request", "the body must be an object")
+    link = formats.link_context(request)
+    if media == JSON_LD:
+        if link is not None:
+            raise _bad("application/ld+json takes its @context from the body, not a Link header")
+        if "@context" not in value:
+            raise _bad("an application/ld+json body needs @context")
+        context = value["@context"]
+    else:
+        if "@context" in value:
+            raise _bad("@context in an application/json body: send application/ld+json")
+        context = link
+    return value, await _resolve(request, context), context
+
+
+async def _check_jsonld_context(request: Request, doc: dict[str, Any]) -> None:
+    """A ``jsonldContext`` must be fetchable now: notifications are compacted with it."""
+    if "jsonldContext" in doc:
+        await _resolve(request, doc["jsonldContext"])
+
+
+def _sub_id(request: Request) -> str:
+    sub_id: str = request.path_params["sub_id"]
+    if not sub_id:
+        raise NgsiLdError(
+            405,
+            None,
+            "Method Not Allowed",
+            f"{request.method} needs a subscription id",
+            headers={"Allow": "GET, POST"},
+        )
+    if not is_uri(sub_id):
+        raise _bad(f"{sub_id!r} is not a URI", "Invalid subscription id")
+    return sub_id
+
+
+def _not_found(sub_id: str) -> NgsiLdError:
+    return NgsiLdError(404, "ResourceNotFound", "Not found", f"no subscription {sub_id}")
+
+
+def _counters(record: SubscriptionRecord) -> dict[str, Any]:
+    return {
+        "timesSent": record.times_sent,
+        "timesFailed": record.times_failed,
+        "lastNotification": record.last_notification,
+        "lastSuccess": record.last_success,
+        "lastFailure": record.last_failure,
+    }
+
+
+def _int(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise _bad(f"{name} must not be negative")
+    return value
+
+
+async def create_subscription(request: Request) -> Response:
+    """Create subscription (5.8.1): 201 + Location, 409 if the id exists."""
+    value, ctx, context = await _body(request)
+    now = iso_ms(_now_ms())
+    doc = subscriptions.validate(value, ctx, context=context, now=now)
+    await _check_jsonld_context(request, doc)
+    if not await _store(request).create_subscription(doc):
+        raise NgsiLdError(
+            409, "AlreadyExists", "Already exists", f"subscription {doc['id']} already exists"
+        )
+    _notifier(request).invalidate()
+    return Response(status_code=201, headers={"Location": f"{_API}/subscriptions/{doc['id']}"})
+
+
+async def query_subscriptions(request: Request) -> Response:
+    """Query subscriptions (5.8.4): one page by id, ``count=true`` adds the total."""
+    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
+    if unknown:
+        raise NgsiLdError(
+            400, "InvalidRequest", "Unknown query parameter", f"{', '.join(unknown)} not known"
+        )
+    limit = _int(request, "limit", DEFAULT_LIMIT)
+    offset = _int(request, "offset", 0)
+    count = request.query_params.get("count", "false")
+    if count not in ("true", "false"):
+        raise _bad("count must be true or false")
+    if limit > MAX_LIMIT:
+        raise NgsiLdError(
+            403, "TooManyResults", "Too many results", f"limit is at most {MAX_LIMIT}"
+        )
+    if limit == 0 and count != "true":
+        raise _bad("limit=0 is only allowed with count=true")
+    media = formats.negotiate_read(request)
+    url = formats.link_context(request)
+    ctx = await _resolve(request, url)
+    records, total = await _store(request).list_subscriptions(limit=limit, offset=offset)
+    now = _now_ms()
+    payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
+    headers = {"NGSILD-Results-Count": str(total)} if count == "true" else None
+    response = formats.entities_response(
+        payload, JSON if media == formats.GEO_JSON else media, context=url, headers=headers
+    )
+    pages = _page_links(limit, offset, total)
+    if pages:
+        existing = response.headers.get("link")
+        response.headers["Link"] = ",".join([*pages, *([existing] if existing else [])])
+    return response
+
+
+def _page_links(limit: int, offset: int, total: int) -> list[str]:
+    """The ``prev``/``next`` Link header values of one page (6.3.13)."""
+    links: list[str] = []
+    page = f'<{_API}/subscriptions?limit={limit}&offset={{}}>;rel="{{}}";type="{JSON_LD}"'
+    if limit and offset > 0:
+        links.append(page.format(max(0, offset - limit), "prev"))
+    if limit and offset + limit < total:
+        links.append(page.format(offset + limit, "next"))
+    return links
+
+
+async def retrieve_subscription(request: Request) -> Response:
+    """Retrieve subscription (5.8.3): 200, 404."""
+    sub_id = _sub_id(request)
+    media = formats.negotiate_read(request)
+    url = formats.link_context(request)
+    ctx = await _resolve(request, url)
+    record = await _store(request).get_subscription(sub_id)
+    if record is None:
+        raise _not_found(sub_id)
+    payload = subscriptions.present(record.doc, _counters(record), ctx, now_ms=_now_ms())
+    return formats.entities_response(
+        payload, JSON if media == formats.GEO_JSON else media, context=url
+    )
+
+
+async def update_subscription(request: Request) -> Response:
+    """Update subscription (5.8.2): each member replaces the stored one (null removes it)."""
+    sub_id = _sub_id(request)
+    fragment, ctx, context = await _body(request)
+    fragment.pop("@context", None)
+    if not fragment:
+        raise _bad("the fragment is empty")
+    if fragment.get("id", sub_id) != sub_id:
+        raise _bad(f"the fragment's id is not {sub_id}")
+    if fragment.get("type", "Subscription") != "Subscription":
+        raise _bad("type must be 'Subscription'")
+    store = _store(request)
+    record = await store.get_subscription(sub_id)
+    if record is None:
+        raise _not_found(sub_id)
+    # the stored names shown in the fragment's @context, so the merge is in one vocabulary
+    merged = subscriptions.present(record.doc, {}, ctx, now_ms=_now_ms())
+    merged.pop("status", None)
+    for key, value in fragment.items():  # each member replaces the stored one whole
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    doc = subscriptions.validate(merged, ctx, context=context, now=iso_ms(_now_ms()))
+    await _check_jsonld_context(request, doc)
+    doc["createdAt"] = record.doc.get("createdAt", doc["createdAt"])
+    if not await store.replace_subscription(doc):
+        raise _not_found(sub_id)
+    _notifier(request).invalidate()
+    return Response(status_code=204)
+
+
+async def delete_subscription(request: Request) -> Response:
+    """Delete subscription (5.8.5): 204, 404."""
+    sub_id = _sub_id(request)
+    if not await _store(request).delete_subscription(sub_id):
+        raise _not_found(sub_id)
+    _notifier(request).invalidate()
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/subscriptions", create_subscription, methods=["POST"]),
+    Route("/subscriptions/", create_subscription, methods=["POST"]),
+    Route("/subscriptions", query_subscriptions, methods=["GET"]),
+    Route("/subscriptions/", query_subscriptions, methods=["GET"]),
+    Route("/subscriptions/{sub_id:path}", retrieve_subscription, methods=["GET"]),
+    Route("/subscriptions/{sub_id:path}", update_subscription, methods=["PATCH"]),
+    Route("/subscriptions/{sub_id:path}", delete_subscription, methods=["DELETE"]),
+]

@@ -1,0 +1,520 @@
+"""The NGSI-LD temporal API (GS CIM 009 v1.9 clauses 5.6.11-5.6.16 and 5.7.3-5.7.4).
+
+- ``POST /temporal/entities`` (create 201 + Location, or add instances 204);
+- ``GET /temporal/entities`` (type/id/attrs, timerel/timeAt/endTimeAt, timeproperty,
+  lastN, options=temporalValues|sysAttrs, limit/offset/count) and ``GET
+  /temporal/entities/{id}``;
+- ``DELETE /temporal/entities/{id}``, ``POST /temporal/entities/{id}/attrs``,
+  ``DELETE /temporal/entities/{id}/attrs/{attr}`` (datasetId/deleteAll), ``PATCH``/``DELETE
+  /temporal/entities/{id}/attrs/{attr}/{instanceId}``.
+
+History also grows by itself: every entity write and gateway ingest records the
+instances it changed (the stores' write paths, ``temporal.history_of``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.ngsild import entity_ops as ops
+from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.query import QSyntaxError, parse_projection, project
+from ldt.cloud.ngsild.routes_entities import (
+    MAX_ENTITY_BYTES,
+    _context_of,
+    _object,
+    _read,
+    _resolve,
+)
+from ldt.cloud.ngsild.routes_entities import _entity_id as _path_entity_id
+from ldt.cloud.ngsild.temporal import (
+    AttrInstance,
+    Window,
+    instance_row,
+    paginate,
+    parse_aggregation,
+    parse_window,
+    temporal_entity,
+)
+from ldt.cloud.ngsild.timestamps import iso_ms
+from ldt.cloud.store.base import Store
+
+__all__ = ["DEFAULT_INSTANCE_LIMIT", "routes"]
+
+_API = "/ngsi-ld/v1"
+_JSON = "application/json"
+_JSON_LD = "application/ld+json"
+_ATTR_NAME = re.compile(r"^[A-Za-z_][^\s<>\"'=;()\\/]*$")
+_DEFAULT_LIMIT = 20
+DEFAULT_INSTANCE_LIMIT = int(os.environ.get("LDT_TEMPORAL_INSTANCE_LIMIT", "10000"))
+"""Instances per temporal answer unless ``app.state.temporal_instance_limit`` says otherwise."""
+_MAX_LIMIT = 1000
+_OPTIONS = frozenset(
+    {"temporalValues", "sysAttrs", "normalized", "keyValues", "concise", "aggregatedValues"}
+)
+_FORMATS = frozenset({"temporalValues", "normalized", "simplified", "aggregatedValues"})
+
+
+def _entity_id(request: Request) -> str:
+    """The URL's entity id: a URI, and not a mangled attribute path (``.../attrs//x``)."""
+    entity_id = _path_entity_id(request)
+    if "/attrs/" in entity_id or entity_id.endswith("/attrs"):
+        raise _bad(f"{entity_id!r} is not an entity id: an attribute name is missing")
+    return entity_id
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _bad(detail: str) -> NgsiLdError:
+    return NgsiLdError(400, "BadRequestData", "Invalid request", detail)
+
+
+def _invalid(detail: str) -> NgsiLdError:
+    return NgsiLdError(400, "InvalidRequest", "Invalid request", detail)
+
+
+def _not_found(detail: str) -> NgsiLdError:
+    return NgsiLdError(404, "ResourceNotFound", "Not found", detail)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _instances(
+    raw: dict[str, Any], ctx: ActiveContext, now_ms: int
+) -> tuple[Any, list[AttrInstance]]:
+    """A temporal entity body's stored type and one history row per attribute instance."""
+    entity_id = raw.get("id")
+    head = ops.entity_fragment(
+        {k: v for k, v in raw.items() if k in ("id", "type")}, ctx, need_id=True, need_type=True
+    )
+    now = iso_ms(now_ms)
+    rows: list[AttrInstance] = []
+    for name, value in raw.items():
+        if name in ("id", "type", "@context", "scope", "createdAt", "modifiedAt"):
+            continue
+        for instance in value if isinstance(value, list) else [value]:
+            one = ops.entity_fragment(
+                {"id": entity_id, "type": raw.get("type"), name: instance},
+                ctx,
+                need_id=True,
+                need_type=True,
+            )
+            ((attr, normalized),) = [(k, v) for k, v in one.items() if k not in ("id", "type")]
+            doc = {**normalized, "createdAt": now, "modifiedAt": now}
+            rows.append(instance_row(str(entity_id), attr, doc, now_ms))
+    return head["type"], rows
+
+
+async def create_or_update(request: Request) -> Response:
+    """Create or update temporal representation (5.6.11): 201 + Location, or 204."""
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    raw = _object(body)
+    ctx = await _context_of(request, body, raw)
+    now_ms = _now_ms()
+    etype, rows = _instances(raw, ctx, now_ms)
+    entity_id = str(raw["id"])
+    created = await _store(request).add_temporal(entity_id, etype, rows, now=iso_ms(now_ms))
+    if created:
+        return Response(
+            status_code=201, headers={"Location": f"{_API}/temporal/entities/{entity_id}"}
+        )
+    return Response(status_code=204)
+
+
+async def add_attrs(request: Request) -> Response:
+    """Add attributes to temporal representation (5.6.12): 204, 404."""
+    entity_id = _entity_id(request)
+    store = _store(request)
+    header = await store.get_temporal(entity_id)
+    if header is None:
+        raise _not_found(f"no temporal entity {entity_id}")
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    raw = _object(body)
+    ctx = await _context_of(request, body, raw)
+    if raw.get("id", entity_id) != entity_id:
+        raise _bad(f"the body's id {raw['id']} is not the URL's {entity_id}")
+    stored_type = header["type"]
+    client_type = _client_name(
+        stored_type[0] if isinstance(stored_type, list) else stored_type, ctx
+    )
+    now_ms = _now_ms()
+    _, rows = _instances({**raw, "id": entity_id, "type": client_type}, ctx, now_ms)
+    await store.add_temporal(entity_id, stored_type, rows, now=iso_ms(now_ms))
+    return Response(status_code=204)
+
+
+async def delete_entity(request: Request) -> Response:
+    """Delete temporal representation of an entity (5.6.16): 204, 404."""
+    if not request.path_params["entity_id"]:
+        raise NgsiLdError(
+            405,
+            None,
+            "Method Not Allowed",
+            "DELETE needs an entity id",
+            headers={"Allow": "POST, GET"},
+        )
+    entity_id = _entity_id(request)
+    if not await _store(request).delete_temporal(entity_id):
+        raise _not_found(f"no temporal entity {entity_id}")
+    return Response(status_code=204)
+
+
+async def _link_ctx(request: Request) -> tuple[ActiveContext, str | None]:
+    url = formats.link_context(request)
+    return await _resolve(request, url), url
+
+
+def _attr_name(request: Request, ctx: ActiveContext) -> str:
+    term: str = request.path_params["attr"]
+    if not _ATTR_NAME.match(term):
+        raise _bad(f"{term!r} is not a valid attribute name")
+    name = ops.stored_name(term, ctx)
+    if name is None:
+        raise _bad(f"attribute {request.path_params['attr']!r} maps to nothing")
+    return name
+
+
+async def delete_attr(request: Request) -> Response:
+    """Delete attribute from temporal representation (5.6.13): 204, 404."""
+    entity_id = _entity_id(request)
+    ctx, _ = await _link_ctx(request)
+    attr = _attr_name(request, ctx)
+    params = request.query_params
+    delete_all = params.get("deleteAll", "false") == "true"
+    store = _store(request)
+    if await store.get_temporal(entity_id) is None:
+        raise _not_found(f"no temporal entity {entity_id}")
+    found = await store.delete_temporal(
+        entity_id, attr=attr, dataset_id=params.get("datasetId"), all_datasets=delete_all
+    )
+    if not found:
+        raise _not_found(f"temporal entity {entity_id} has no attribute {attr}")
+    return Response(status_code=204)
+
+
+async def _instance(request: Request, ctx: ActiveContext) -> tuple[str, str, AttrInstance]:
+    entity_id = _entity_id(request)
+    attr = _attr_name(request, ctx)
+    instance_id: str = request.path_params["instance_id"]
+    if not is_uri(instance_id):
+        raise _bad(f"instanceId {instance_id!r} is not a URI")
+    rows = await _store(request).temporal_instances(
+        [entity_id], [attr], Window(time_property="modifiedAt")
+    )
+    for row in rows:
+        if row.instance_id == instance_id:
+            return entity_id, attr, row
+    raise _not_found(f"no instance {instance_id} of {attr} in temporal entity {entity_id}")
+
+
+async def patch_instance(request: Request) -> Response:
+    """Modify attribute instance in temporal representation (5.6.14): 204, 404."""
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    raw = _object(body)
+    ctx = await _context_of(request, body, raw)
+    entity_id, attr, row = await _instance(request, ctx)
+    client_attr = request.path_params["attr"]
+    if client_attr in raw:  # { attr: instance } or the bare instance
+        raw = raw[client_attr]
+        if isinstance(raw, list):
+            raw = raw[0] if raw else {}
+    raw = {k: v for k, v in raw.items() if k != "@context"}
+    if "type" not in raw:
+        raw = {**raw, "type": row.doc.get("type", "Property")}
+    fragment = ops.attribute_fragment(raw, client_attr, ctx, partial=True)
+    patch = next(iter(fragment.values()))
+    now_ms = _now_ms()
+    doc = {**row.doc, **patch, "modifiedAt": iso_ms(now_ms)}
+    new = instance_row(entity_id, attr, {**doc, "instanceId": row.instance_id}, now_ms)
+    if not await _store(request).replace_temporal_instance(new):
+        raise _not_found(f"no instance {row.instance_id}")
+    return Response(status_code=204)
+
+
+async def delete_instance(request: Request) -> Response:
+    """Delete attribute instance from temporal representation (5.6.15): 204, 404."""
+    ctx, _ = await _link_ctx(request)
+    entity_id, attr, row = await _instance(request, ctx)
+    if not await _store(request).delete_temporal_instance(entity_id, attr, row.instance_id):
+        raise _not_found(f"no instance {row.instance_id}")
+    return Response(status_code=204)
+
+
+# --- consumption --------------------------------------------------------------------------
+
+
+def _client_name(stored: str, ctx: ActiveContext) -> str:
+    iri = core_context().expand(stored)
+    return stored if iri is None else ctx.compact(iri)
+
+
+def _compact(doc: dict[str, Any], ctx: ActiveContext) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "type":
+            types = value if isinstance(value, list) else [value]
+            names = [_client_name(t, ctx) for t in types]
+            out[key] = names[0] if len(names) == 1 else names
+        elif key in ("id", "scope", "createdAt", "modifiedAt"):
+            out[key] = value
+        else:
+            out[_client_name(key, ctx)] = value
+    return out
+
+
+class _Read:
+    """What a temporal read asks for: names, window, representation."""
+
+    def __init__(self, params: Mapping[str, str], ctx: ActiveContext) -> None:
+        self.window = parse_window(params)
+        raw_options = params.get("options")
+        options = set() if raw_options is None else {o.strip() for o in raw_options.split(",")}
+        unknown = options - _OPTIONS
+        if unknown:
+            raise _invalid(f"unknown options {sorted(unknown)}")
+        fmt = params.get("format")
+        if fmt is not None and fmt not in _FORMATS:
+            raise _invalid(f"unknown format {fmt!r}")
+        if fmt is not None:  # format wins over options (6.3.7)
+            self.temporal_values = fmt == "temporalValues"
+            aggregated = fmt == "aggregatedValues"
+        else:
+            self.temporal_values = "temporalValues" in options
+            aggregated = "aggregatedValues" in options and not self.temporal_values
+        self.aggregation = parse_aggregation(params) if aggregated else None
+        self.sys_attrs = "sysAttrs" in options
+        pick_raw, omit_raw = params.get("pick"), params.get("omit")
+        if pick_raw is not None and omit_raw is not None:
+            raise _bad("pick and omit cannot be used together")
+        if (pick_raw is not None or omit_raw is not None) and "attrs" in params:
+            raise _bad("attrs cannot be used with pick or omit")
+        try:
+            self.pick = None if pick_raw is None else parse_projection(pick_raw, parameter="pick")
+            self.omit = None if omit_raw is None else parse_projection(omit_raw, parameter="omit")
+        except QSyntaxError as exc:
+            raise exc.problem() from exc
+        attrs = params.get("attrs")
+        self.attrs: list[str] | None = None
+        if attrs is not None:
+            self.attrs = []
+            for term in attrs.split(","):
+                name = ops.stored_name(term.strip(), ctx)
+                self.attrs.append(term.strip() if name is None else name)
+
+    def render(
+        self,
+        header: dict[str, Any],
+        rows: list[AttrInstance],
+        ctx: ActiveContext,
+        empty_attrs: Iterable[str] = (),
+    ) -> dict[str, Any]:
+        doc = temporal_entity(
+            header,
+            rows,
+            temporal_values=self.temporal_values,
+            sys_attrs=self.sys_attrs,
+            time_property=self.window.time_property,
+            empty_attrs=empty_attrs,
+            aggregation=self.aggregation,
+            origin_ms=self.window.start_ms,
+        )
+        shown = _compact(doc, ctx)
+        if self.pick is None and self.omit is None:
+            return shown
+        return project(shown, pick=self.pick, omit=self.omit)
+
+
+def _respond(
+    request: Request,
+    payload: Any,
+    url: str | None,
+    headers: dict[str, str] | None = None,
+    content_range: str | None = None,
+) -> Response:
+    accept = request.headers.get("accept", "")
+    context = url or "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
+    out_headers = dict(headers or {})
+    if _JSON_LD in accept:
+        if isinstance(payload, list):
+            payload = [{**p, "@context": context} for p in payload]
+        else:
+            payload = {**payload, "@context": context}
+        media = _JSON_LD
+    else:
+        media = _JSON
+        out_headers["Link"] = (
+            f'<{context}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+        )
+    if content_range is not None:
+        out_headers["Content-Range"] = content_range
+    status = 200 if content_range is None else 206
+    return Response(orjson.dumps(payload), status, media_type=media, headers=out_headers)
+
+
+def _instance_limit(request: Request) -> int:
+    """Most instances one answer holds (6.3.10); more: 206 and a Content-Range."""
+    limit = getattr(request.app.state, "temporal_instance_limit", None)
+    return DEFAULT_INSTANCE_LIMIT if limit is None else int(limit)
+
+
+async def retrieve(request: Request) -> Response:
+    """Retrieve temporal evolution of an entity (5.7.3): 200, 404."""
+    entity_id = _entity_id(request)
+    ctx, url = await _link_ctx(request)
+    read = _Read(request.query_params, ctx)
+    store = _store(request)
+    header = await store.get_temporal(entity_id)
+    if header is None:
+        raise _not_found(f"no temporal entity {entity_id}")
+    found = await store.temporal_instances([entity_id], read.attrs, read.window)
+    if read.attrs is not None and not found:
+        raise _not_found(f"temporal entity {entity_id} has none of the attributes asked for")
+    rows, content_range = paginate(found, read.window, _instance_limit(request))
+    body = read.render(header, rows, ctx, {r.attr for r in found})
+    if not body:
+        raise _not_found(f"nothing of temporal entity {entity_id} is left to show")
+    return _respond(request, body, url, None, content_range)
+
+
+def _page_param(params: Mapping[str, str], name: str, default: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0 or (name == "limit" and value > _MAX_LIMIT):
+        raise NgsiLdError(
+            400 if value < 0 else 403,
+            "BadRequestData" if value < 0 else "TooManyResults",
+            "Invalid request",
+            f"{name} out of range: {value}",
+        )
+    return value
+
+
+async def query(request: Request) -> Response:
+    """Query temporal evolution of entities (5.7.4): 200 with an array."""
+    ctx, url = await _link_ctx(request)
+    return await _query(request, request.query_params, ctx, url)
+
+
+def _query_params(body: Any, url_params: Mapping[str, str]) -> dict[str, str]:
+    """A Query body (5.2.23) as the GET parameters it stands for (the URL's are kept)."""
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise _bad('the body must be a Query object ({"type": "Query", ...})')
+    params = dict(url_params)
+    entities = body.get("entities", [])
+    if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+        raise _bad("entities must be an array of EntitySelectors")
+    types = [str(e["type"]) for e in entities if "type" in e]
+    ids = [str(e["id"]) for e in entities if "id" in e]
+    if types:
+        params["type"] = ",".join(types)
+    if ids:
+        params["id"] = ",".join(ids)
+    attrs = body.get("attrs")
+    if attrs is not None:
+        if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
+            raise _bad("attrs must be an array of names")
+        params["attrs"] = ",".join(attrs)
+    if isinstance(body.get("q"), str):
+        params["q"] = body["q"]
+    temporal_q = body.get("temporalQ", {})
+    if not isinstance(temporal_q, dict):
+        raise _bad("temporalQ must be an object")
+    for key in ("timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"):
+        if key in temporal_q:
+            params[key] = str(temporal_q[key])
+    return params
+
+
+async def query_post(request: Request) -> Response:
+    """Query temporal evolution of entities via POST (5.7.5): the body is a Query."""
+    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    ctx = await _context_of(request, body, body.value)
+    params = _query_params(body.value, request.query_params)
+    return await _query(request, params, ctx, body.link)
+
+
+async def _query(
+    request: Request, params: Mapping[str, str], ctx: ActiveContext, url: str | None
+) -> Response:
+    read = _Read(params, ctx)
+    types: list[str] | None = None
+    if "type" in params:
+        types = []
+        for term in params["type"].split(","):
+            name = ops.stored_name(term.strip(), ctx)
+            types.append(term.strip() if name is None else name)
+    ids = None if "id" not in params else [i.strip() for i in params["id"].split(",")]
+    if (
+        types is None
+        and read.attrs is None
+        and "q" not in params
+        and "georel" not in params
+        and params.get("local") != "true"
+    ):
+        raise _bad("give at least one of type, attrs, q or georel")
+    limit = _page_param(params, "limit", _DEFAULT_LIMIT)
+    offset = _page_param(params, "offset", 0)
+    store = _store(request)
+    headers, total = await store.query_temporal(types=types, ids=ids, limit=limit, offset=offset)
+    found = await store.temporal_instances([h["id"] for h in headers], read.attrs, read.window)
+    rows, content_range = paginate(found, read.window, _instance_limit(request))
+    by_entity: dict[str, list[AttrInstance]] = {}
+    attrs_of: dict[str, set[str]] = {}
+    for row in found:
+        attrs_of.setdefault(row.entity_id, set()).add(row.attr)
+    for row in rows:
+        by_entity.setdefault(row.entity_id, []).append(row)
+    payload = []
+    for header in headers:
+        if header["id"] not in attrs_of:  # nothing in the window: not part of the answer
+            continue
+        mine = by_entity.get(header["id"], [])
+        payload.append(read.render(header, mine, ctx, attrs_of.get(header["id"], ())))
+    extra = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else None
+    return _respond(request, payload, url, extra, content_range)
+
+
+routes = [
+    Route("/temporal/entityOperations/query", query_post, methods=["POST"]),
+    Route("/temporal/entities", create_or_update, methods=["POST"]),
+    Route("/temporal/entities/", create_or_update, methods=["POST"]),
+    Route("/temporal/entities", query, methods=["GET"]),
+    Route("/temporal/entities/", query, methods=["GET"]),
+    Route(
+        "/temporal/entities/{entity_id:path}/attrs/{attr}/{instance_id}",
+        patch_instance,
+        methods=["PATCH"],
+    ),
+    Route(
+        "/temporal/entities/{entity_id:path}/attrs/{attr}/{instance_id}",
+        delete_instance,
+        methods=["DELETE"],
+    ),
+    Route("/temporal/entities/{entity_id:path}/attrs", add_attrs, methods=["POST"]),
+    Route("/temporal/entities/{entity_id:path}/attrs/", add_attrs, methods=["POST"]),
+    Route("/temporal/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),
+    Route("/temporal/entities/{entity_id:path}", retrieve, methods=["GET"]),
+    Route("/temporal/entities/{entity_id:path}", delete_entity, methods=["DELETE"]),
+]

@@ -1,0 +1,283 @@
+"""PostgreSQL side of the temporal representation: attribute-instance history (``ngsild.temporal``).
+
+Async functions on a psycopg connection, called inside the caller's transaction
+where they write. ``attr_instances`` is indexed
+on (entity_id, attr, observed_at_ms): a window over one attribute is a range scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import psycopg
+
+from ldt.cloud.ngsild.temporal import AttrInstance, Window
+from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+
+_Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+__all__ = [
+    "SCHEMA",
+    "delete",
+    "delete_instance",
+    "drop_same_time",
+    "header",
+    "instances",
+    "query",
+    "record",
+    "replace_instance",
+]
+
+SCHEMA = """
+CREATE TABLE temporal_entities (
+    id text PRIMARY KEY,
+    type text NOT NULL,      -- main type (first), for type= filters
+    types text NOT NULL,     -- JSON: the type as written (a name or a list)
+    created_at_ms bigint NOT NULL,
+    modified_at_ms bigint NOT NULL
+);
+CREATE INDEX temporal_entities_by_type ON temporal_entities (type, id);
+CREATE TABLE attr_instances (
+    instance_id text PRIMARY KEY,
+    entity_id text NOT NULL,
+    attr text NOT NULL,      -- stored spelling (entity_ops)
+    dataset_id text,
+    observed_at_ms bigint,
+    created_at_ms bigint NOT NULL,
+    modified_at_ms bigint NOT NULL,
+    doc jsonb NOT NULL        -- the normalized instance JSON, without instanceId
+);
+CREATE INDEX attr_instances_by_observed
+    ON attr_instances (entity_id, attr, observed_at_ms);
+CREATE INDEX attr_instances_by_modified
+    ON attr_instances (entity_id, attr, modified_at_ms);
+"""
+
+_COLUMNS = {
+    "observedAt": "observed_at_ms",
+    "createdAt": "created_at_ms",
+    "modifiedAt": "modified_at_ms",
+}
+_UPSERT_HEADER = (
+    "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
+    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
+    " types = excluded.types, modified_at_ms = excluded.modified_at_ms"
+)
+_INSERT_INSTANCE = (
+    "INSERT INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
+    " observed_at_ms, created_at_ms, modified_at_ms, doc)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    " ON CONFLICT (instance_id) DO NOTHING"
+)
+
+
+def _main(etype: Any) -> str:
+    return str(etype[0] if isinstance(etype, list) else etype)
+
+
+async def record(
+    con: _Conn, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]
+) -> None:
+    """Upsert temporal entity headers (id -> (type, now)) and insert instances (in a txn)."""
+    if headers:
+        await con.cursor().executemany(
+            _UPSERT_HEADER,
+            [
+                (eid, _main(t), orjson.dumps(t).decode(), *(2 * [parse_iso_ms(now) or 0]))
+                for eid, (t, now) in headers.items()
+            ],
+        )
+    if rows:
+        await con.cursor().executemany(
+            _INSERT_INSTANCE,
+            [
+                (
+                    r.instance_id,
+                    r.entity_id,
+                    r.attr,
+                    r.dataset_id,
+                    r.observed_at_ms,
+                    r.created_at_ms,
+                    r.modified_at_ms,
+                    orjson.dumps(r.doc).decode(),
+                )
+                for r in rows
+            ],
+        )
+
+
+async def drop_same_time(con: _Conn, rows: Sequence[AttrInstance]) -> None:
+    """Delete stored instances that ``rows`` replace: same attribute, datasetId and observedAt."""
+    params = [
+        (r.entity_id, r.attr, r.dataset_id, r.observed_at_ms)
+        for r in rows
+        if r.observed_at_ms is not None
+    ]
+    if params:
+        await con.cursor().executemany(
+            "DELETE FROM attr_instances WHERE entity_id = %s AND attr = %s"
+            " AND dataset_id IS NOT DISTINCT FROM %s::text AND observed_at_ms = %s",
+            params,
+        )
+
+
+def _header(row: Sequence[Any]) -> dict[str, Any]:
+    return {
+        "id": row[0],
+        "type": orjson.loads(row[1]),
+        "createdAt": iso_ms(int(row[2])),
+        "modifiedAt": iso_ms(int(row[3])),
+    }
+
+
+_SELECT_HEADER = "SELECT id, types, created_at_ms, modified_at_ms FROM temporal_entities"
+
+
+async def header(con: _Conn, entity_id: str) -> dict[str, Any] | None:
+    """One temporal entity's header, or None."""
+    cur = await con.execute(f"{_SELECT_HEADER} WHERE id = %s", (entity_id,))
+    row = await cur.fetchone()
+    return None if row is None else _header(row)
+
+
+async def exists(con: _Conn, entity_id: str) -> bool:
+    """Whether the temporal entity exists."""
+    cur = await con.execute("SELECT 1 FROM temporal_entities WHERE id = %s", (entity_id,))
+    return await cur.fetchone() is not None
+
+
+async def query(
+    con: _Conn,
+    types: Sequence[str] | None,
+    ids: Sequence[str] | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of headers by id, and the total."""
+    where: list[str] = []
+    params: list[Any] = []
+    for column, values in (("type", types), ("id", ids)):
+        if values is not None:
+            where.append(f"{column} = ANY(%s::text[])")
+            params.append(list(values))
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    cur = await con.execute(f"SELECT count(*) FROM temporal_entities{clause}", params)  # noqa: S608
+    found = await cur.fetchone()
+    total = 0 if found is None else int(found[0])
+    cur = await con.execute(
+        f"{_SELECT_HEADER}{clause} ORDER BY id LIMIT %s OFFSET %s",
+        [*params, limit, offset],
+    )
+    rows = await cur.fetchall()
+    return [_header(r) for r in rows], total
+
+
+async def instances(
+    con: _Conn,
+    entity_ids: Sequence[str],
+    attrs: Sequence[str] | None,
+    window: Window,
+) -> list[AttrInstance]:
+    """Instances of ``entity_ids`` (and ``attrs``) in ``window``; lastN per attribute."""
+    if not entity_ids:
+        return []
+    column = _COLUMNS[window.time_property]
+    where = ["entity_id = ANY(%s::text[])"]
+    params: list[Any] = [list(entity_ids)]
+    if attrs is not None:
+        where.append("attr = ANY(%s::text[])")
+        params.append(list(attrs))
+    if window.start_ms is not None:
+        where.append(f"{column} >= %s")
+        params.append(window.start_ms)
+    if window.end_ms is not None:
+        where.append(f"{column} < %s")
+        params.append(window.end_ms)
+    clause = " AND ".join(where)
+    if window.last_n is None:
+        cur = await con.execute(f"{_SELECT_INSTANCES} WHERE {clause}".encode(), params)
+        return [_instance(r) for r in await cur.fetchall()]
+    # lastN: one LIMITed index scan per (entity, attribute), newest first; instances
+    # without the time property count as the oldest
+    keys = where[: 2 if attrs is not None else 1]
+    ranges = where[len(keys) :]
+    sql = (
+        f"SELECT i.* FROM (SELECT DISTINCT entity_id, attr FROM attr_instances"  # noqa: S608
+        f" WHERE {' AND '.join(keys)}) AS k CROSS JOIN LATERAL ("
+        f"{_SELECT_INSTANCES} AS a WHERE a.entity_id = k.entity_id AND a.attr = k.attr"
+        + "".join(f" AND a.{r}" for r in ranges)
+        + f" ORDER BY a.{column} DESC NULLS LAST, a.instance_id DESC LIMIT %s) AS i"
+    )
+    cur = await con.execute(sql.encode(), [*params, window.last_n])
+    return [_instance(r) for r in await cur.fetchall()]
+
+
+_SELECT_INSTANCES = (
+    "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"
+    " modified_at_ms, doc::text FROM attr_instances"
+)
+
+
+def _instance(r: Sequence[Any]) -> AttrInstance:
+    return AttrInstance(
+        entity_id=r[0],
+        attr=r[1],
+        instance_id=r[2],
+        dataset_id=r[3],
+        observed_at_ms=r[4],
+        created_at_ms=r[5],
+        modified_at_ms=r[6],
+        doc=orjson.loads(r[7]),
+    )
+
+
+async def delete(
+    con: _Conn,
+    entity_id: str,
+    attr: str | None,
+    dataset_id: str | None,
+    all_datasets: bool,
+) -> bool:
+    """Delete the temporal entity (``attr`` None) or one attribute's instances."""
+    if attr is None:
+        cur = await con.execute("DELETE FROM temporal_entities WHERE id = %s", (entity_id,))
+        gone = cur.rowcount
+        await con.execute("DELETE FROM attr_instances WHERE entity_id = %s", (entity_id,))
+        return gone > 0
+    sql = "DELETE FROM attr_instances WHERE entity_id = %s AND attr = %s"
+    params: list[Any] = [entity_id, attr]
+    if not all_datasets:
+        sql += " AND dataset_id IS NOT DISTINCT FROM %s::text"
+        params.append(dataset_id)
+    return (await con.execute(sql.encode(), params)).rowcount > 0
+
+
+async def delete_instance(con: _Conn, entity_id: str, attr: str, instance_id: str) -> bool:
+    """Delete one instance."""
+    return (
+        await con.execute(
+            "DELETE FROM attr_instances WHERE entity_id = %s AND attr = %s AND instance_id = %s",
+            (entity_id, attr, instance_id),
+        )
+    ).rowcount > 0
+
+
+async def replace_instance(con: _Conn, row: AttrInstance) -> bool:
+    """Replace one instance in place (same instanceId)."""
+    return (
+        await con.execute(
+            "UPDATE attr_instances SET dataset_id = %s, observed_at_ms = %s, modified_at_ms = %s,"
+            " doc = %s::jsonb WHERE entity_id = %s AND attr = %s AND instance_id = %s",
+            (
+                row.dataset_id,
+                row.observed_at_ms,
+                row.modified_at_ms,
+                orjson.dumps(row.doc).decode(),
+                row.entity_id,
+                row.attr,
+                row.instance_id,
+            ),
+        )
+    ).rowcount > 0
