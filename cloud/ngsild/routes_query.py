@@ -438,7 +438,9 @@ routes = [
     Route("/entities/", query_entities, methods=["GET"]),  # the ETSI suite queries here
     Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
     Route("/types", list_types, methods=["GET"]),
+    Route("/types/", list_types, methods=["GET"]),  # the ETSI suite lists types here
     Route("/types/{type_name:path}", type_info, methods=["GET"]),
     Route("/attributes", list_attributes, methods=["GET"]),
+    Route("/attributes/", list_attributes, methods=["GET"]),
     Route("/attributes/{attr_name:path}", attribute_info, methods=["GET"]),
 ]

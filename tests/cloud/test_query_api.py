@@ -591,3 +591,12 @@ async def test_a_trailing_slash_queries_rather_than_retrieving_an_empty_id(
     resp = await client.get("/ngsi-ld/v1/entities/", params={"type": "Nothing"})
     assert resp.status_code == 200, resp.text
     assert resp.json() == []
+
+
+@pytest.mark.parametrize("path", ["/ngsi-ld/v1/types/", "/ngsi-ld/v1/attributes/"])
+async def test_discovery_lists_answer_with_a_trailing_slash(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """ETSI's suite sends ``GET /types/``: the list, not the type named ''."""
+    resp = await client.get(path)
+    assert resp.status_code == 200, resp.text
