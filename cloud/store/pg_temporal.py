@@ -14,7 +14,12 @@ import orjson
 import psycopg
 
 from ldt.cloud.ngsild.temporal import AttrInstance, Window
-from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.store.temporal_rows import (
+    header_doc,
+    header_params,
+    instance_from_row,
+    instance_params,
+)
 
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -73,10 +78,6 @@ _INSERT_INSTANCE = (
 )
 
 
-def _main(etype: Any) -> str:
-    return str(etype[0] if isinstance(etype, list) else etype)
-
-
 async def record(
     con: _Conn, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]
 ) -> None:
@@ -84,27 +85,12 @@ async def record(
     if headers:
         await con.cursor().executemany(
             _UPSERT_HEADER,
-            [
-                (eid, _main(t), orjson.dumps(t).decode(), *(2 * [parse_iso_ms(now) or 0]))
-                for eid, (t, now) in headers.items()
-            ],
+            header_params(headers),
         )
     if rows:
         await con.cursor().executemany(
             _INSERT_INSTANCE,
-            [
-                (
-                    r.instance_id,
-                    r.entity_id,
-                    r.attr,
-                    r.dataset_id,
-                    r.observed_at_ms,
-                    r.created_at_ms,
-                    r.modified_at_ms,
-                    orjson.dumps(r.doc).decode(),
-                )
-                for r in rows
-            ],
+            instance_params(rows),
         )
 
 
@@ -123,15 +109,6 @@ async def drop_same_time(con: _Conn, rows: Sequence[AttrInstance]) -> None:
         )
 
 
-def _header(row: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "id": row[0],
-        "type": orjson.loads(row[1]),
-        "createdAt": iso_ms(int(row[2])),
-        "modifiedAt": iso_ms(int(row[3])),
-    }
-
-
 _SELECT_HEADER = "SELECT id, types, created_at_ms, modified_at_ms FROM temporal_entities"
 
 
@@ -139,7 +116,7 @@ async def header(con: _Conn, entity_id: str) -> dict[str, Any] | None:
     """One temporal entity's header, or None."""
     cur = await con.execute(f"{_SELECT_HEADER} WHERE id = %s", (entity_id,))
     row = await cur.fetchone()
-    return None if row is None else _header(row)
+    return None if row is None else header_doc(row)
 
 
 async def exists(con: _Conn, entity_id: str) -> bool:
@@ -171,7 +148,7 @@ async def query(
         [*params, limit, offset],
     )
     rows = await cur.fetchall()
-    return [_header(r) for r in rows], total
+    return [header_doc(r) for r in rows], total
 
 
 async def instances(
@@ -198,7 +175,7 @@ async def instances(
     clause = " AND ".join(where)
     if window.last_n is None:
         cur = await con.execute(f"{_SELECT_INSTANCES} WHERE {clause}".encode(), params)
-        return [_instance(r) for r in await cur.fetchall()]
+        return [instance_from_row(r) for r in await cur.fetchall()]
     # lastN: one LIMITed index scan per (entity, attribute), newest first; instances
     # without the time property count as the oldest
     keys = where[: 2 if attrs is not None else 1]
@@ -211,26 +188,13 @@ async def instances(
         + f" ORDER BY a.{column} DESC NULLS LAST, a.instance_id DESC LIMIT %s) AS i"
     )
     cur = await con.execute(sql.encode(), [*params, window.last_n])
-    return [_instance(r) for r in await cur.fetchall()]
+    return [instance_from_row(r) for r in await cur.fetchall()]
 
 
 _SELECT_INSTANCES = (
     "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"
     " modified_at_ms, doc::text FROM attr_instances"
 )
-
-
-def _instance(r: Sequence[Any]) -> AttrInstance:
-    return AttrInstance(
-        entity_id=r[0],
-        attr=r[1],
-        instance_id=r[2],
-        dataset_id=r[3],
-        observed_at_ms=r[4],
-        created_at_ms=r[5],
-        modified_at_ms=r[6],
-        doc=orjson.loads(r[7]),
-    )
 
 
 async def delete(

@@ -14,7 +14,12 @@ from typing import Any
 import orjson
 
 from ldt.cloud.ngsild.temporal import AttrInstance, Window
-from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.store.temporal_rows import (
+    header_doc,
+    header_params,
+    instance_from_row,
+    instance_params,
+)
 
 __all__ = [
     "SCHEMA",
@@ -69,10 +74,6 @@ _INSERT_INSTANCE = (
 )
 
 
-def _main(etype: Any) -> str:
-    return str(etype[0] if isinstance(etype, list) else etype)
-
-
 def record(
     con: sqlite3.Connection, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]
 ) -> None:
@@ -80,27 +81,12 @@ def record(
     if headers:
         con.executemany(
             _UPSERT_HEADER,
-            [
-                (eid, _main(t), orjson.dumps(t).decode(), *(2 * [parse_iso_ms(now) or 0]))
-                for eid, (t, now) in headers.items()
-            ],
+            header_params(headers),
         )
     if rows:
         con.executemany(
             _INSERT_INSTANCE,
-            [
-                (
-                    r.instance_id,
-                    r.entity_id,
-                    r.attr,
-                    r.dataset_id,
-                    r.observed_at_ms,
-                    r.created_at_ms,
-                    r.modified_at_ms,
-                    orjson.dumps(r.doc).decode(),
-                )
-                for r in rows
-            ],
+            instance_params(rows),
         )
 
 
@@ -117,22 +103,13 @@ def drop_same_time(con: sqlite3.Connection, rows: Sequence[AttrInstance]) -> Non
     )
 
 
-def _header(row: Sequence[Any]) -> dict[str, Any]:
-    return {
-        "id": row[0],
-        "type": orjson.loads(row[1]),
-        "createdAt": iso_ms(int(row[2])),
-        "modifiedAt": iso_ms(int(row[3])),
-    }
-
-
 _SELECT_HEADER = "SELECT id, types, created_at_ms, modified_at_ms FROM temporal_entities"
 
 
 def header(con: sqlite3.Connection, entity_id: str) -> dict[str, Any] | None:
     """One temporal entity's header, or None."""
     row = con.execute(f"{_SELECT_HEADER} WHERE id = ?", (entity_id,)).fetchone()
-    return None if row is None else _header(row)
+    return None if row is None else header_doc(row)
 
 
 def exists(con: sqlite3.Connection, entity_id: str) -> bool:
@@ -165,7 +142,7 @@ def query(
         f"{_SELECT_HEADER}{clause} ORDER BY id LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
-    return [_header(r) for r in rows], total
+    return [header_doc(r) for r in rows], total
 
 
 def instances(
@@ -192,7 +169,7 @@ def instances(
     clause = " AND ".join(where)
     if window.last_n is None:
         found = con.execute(f"{_SELECT_INSTANCES} WHERE {clause}", params).fetchall()
-        return [_instance(r) for r in found]
+        return [instance_from_row(r) for r in found]
     # lastN: one indexed, LIMITed scan per (entity, attribute), newest first; instances
     # without the time property count as the oldest
     pairs = con.execute(
@@ -207,7 +184,7 @@ def instances(
     out: list[AttrInstance] = []
     for entity_id, attr in pairs:
         rows = con.execute(sql, [entity_id, attr, *range_params, window.last_n])
-        out.extend(_instance(r) for r in rows)
+        out.extend(instance_from_row(r) for r in rows)
     return out
 
 
@@ -215,19 +192,6 @@ _SELECT_INSTANCES = (
     "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"
     " modified_at_ms, doc FROM attr_instances"
 )
-
-
-def _instance(r: Sequence[Any]) -> AttrInstance:
-    return AttrInstance(
-        entity_id=r[0],
-        attr=r[1],
-        instance_id=r[2],
-        dataset_id=r[3],
-        observed_at_ms=r[4],
-        created_at_ms=r[5],
-        modified_at_ms=r[6],
-        doc=orjson.loads(r[7]),
-    )
 
 
 def delete(
