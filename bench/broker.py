@@ -10,15 +10,27 @@ with a few concurrent requests, as a real client would:
   entities (8 attributes, a ``location`` Point within 20 km of a city centre);
 - single updates: ``PATCH /entities/{id}/attrs`` changing ``temperature``;
 - queries: ``GET /entities?type=WeatherObserved&q=temperature>20&limit=100``;
-- near geo-queries: ``georel=near;maxDistance==500`` at random points.
+- near geo-queries: ``georel=near;maxDistance==500`` at random points;
+- notifications: a subscription to every WeatherObserved's ``temperature``
+  notifies a local HTTP receiver (a bare asyncio server in this process) while
+  single updates run; counted end to end (first PATCH sent to last entity
+  received);
+- temporal queries: one entity whose ``temperature`` has one instance a second
+  for a day (86,400; ``--quick``: one every 10 s), then ``GET
+  /temporal/entities/{id}`` with ``timerel=between`` over a random hour and
+  over the whole day (the broker answers at most 10,000 instances: 206 and a
+  Content-Range), and ``lastN=100``.
 
 Baselines in the same run, for the ratios: a bare SQLite ``executemany`` of
 the same entity documents (WAL, synchronous=FULL, 1,000 per transaction) and
-one ``UPDATE`` per transaction for the write rows; a single-entity ``GET
-/entities/{id}`` for the query rows. Answers are checked (every write
-acknowledged, queries return only matching entities, near-queries exactly the
-entities within 500 m): a wrong answer or an error status exits non-zero. A
-missed performance target is only reported: benchmark machines are noisy.
+one ``UPDATE`` of a changed document per transaction for the write rows; a
+single-entity ``GET /entities/{id}`` for the query rows; the single updates
+without a subscription for the notification row. Answers are checked (every
+write acknowledged, queries return only matching entities, near-queries
+exactly the entities within 500 m, every update notified, temporal answers
+hold exactly the instances of their window): a wrong answer or an error status
+exits non-zero. A missed performance target is only reported: benchmark
+machines are noisy.
 
     python bench/broker.py            # 100,000 entities
     python bench/broker.py --quick    # 10,000 entities (CI)
@@ -86,10 +98,37 @@ class Sizes:
     query_budget_s: float
     near_checked: int
     """Near-queries compared with a brute-force answer (untimed)."""
+    instance_step_s: int
+    """Seconds between two temporal instances (over one day)."""
 
 
-QUICK = Sizes(entities=10_000, updates=2_000, queries=500, query_budget_s=2.0, near_checked=3)
-FULL = Sizes(entities=100_000, updates=20_000, queries=3_000, query_budget_s=30.0, near_checked=10)
+QUICK = Sizes(
+    entities=10_000,
+    updates=2_000,
+    queries=500,
+    query_budget_s=2.0,
+    near_checked=3,
+    instance_step_s=10,
+)
+FULL = Sizes(
+    entities=100_000,
+    updates=20_000,
+    queries=3_000,
+    query_budget_s=30.0,
+    near_checked=10,
+    instance_step_s=1,
+)
+DAY_S = 86_400
+DAY_START = "2024-05-01T00:00:00.000Z"
+DAY_START_S = 1_714_521_600  # DAY_START as Unix seconds
+TEMPORAL_ID = "urn:ngsi-ld:WeatherObserved:bench-temporal"
+TEMPORAL_CHUNK = 3_600
+"""Instances per POST (one hour at 1 Hz, ~250 kB)."""
+LAST_N = 100
+INSTANCE_LIMIT = 10_000
+"""The broker's most instances per temporal answer (``LDT_TEMPORAL_INSTANCE_LIMIT``)."""
+NOTIFY_STALL_S = 2.0
+"""The notification phase ends when every update arrived or none did for this long."""
 
 
 # --- the data ---------------------------------------------------------------------------
@@ -202,7 +241,11 @@ def raw_sqlite_rates(
             con.execute("COMMIT")
         batch_rate = len(docs) / (time.perf_counter() - started)
         rng = random.Random(3)
-        picks = [docs[rng.randrange(len(docs))] for _ in range(updates)]
+        picks = []  # a changed document each time, as a PATCH writes (SQLite skips no-ops)
+        for _ in range(updates):
+            entity = entities[rng.randrange(len(entities))]
+            changed = {**entity["temperature"], "value": round(rng.uniform(5, 35), 2)}
+            picks.append((entity["id"], orjson.dumps({**entity, "temperature": changed}).decode()))
         started = time.perf_counter()
         for eid, doc in picks:
             con.execute("BEGIN")
@@ -296,6 +339,13 @@ class Result:
     query: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
     near: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
     near_hits: float = 0.0
+    notify_s: float = 0.0
+    """Updates notified per second, end to end."""
+    notifications: int = 0
+    dropped: int = 0
+    """Notifications the broker dropped (its endpoint queue was full): its timesFailed."""
+    """Notification requests the receiver got (several entities may share one)."""
+    temporal: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -452,7 +502,212 @@ async def measure(url: str, sizes: Sizes) -> Result:
             )
         )
         result.near_hits = statistics.mean(hits) if hits else 0.0
+
+        await measure_notifications(client, sizes, result, rng)
+        await measure_temporal(client, sizes, result, rng)
     return result
+
+
+class Receiver:
+    """A local HTTP/1.1 notification endpoint: counts POSTs and the entities they carry.
+
+    A bare asyncio server (keep-alive, Content-Length bodies, 204 answers): cheaper
+    than any framework, so the receiver does not limit what is measured.
+    """
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.seen: dict[str, float] = {}
+        """Entity id -> the last temperature notified."""
+        self.changed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/notify"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in self._writers:  # the broker keeps its connections alive
+                writer.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                self.requests += 1
+                for entity in orjson.loads(body)["data"]:
+                    self.seen[entity["id"]] = entity["temperature"]["value"]
+                self.changed.set()
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+
+async def measure_notifications(
+    client: httpx.AsyncClient, sizes: Sizes, result: Result, rng: random.Random
+) -> None:
+    """Single updates under a subscription to them; notified updates/s, end to end."""
+    receiver = Receiver()
+    uri = await receiver.start()
+    sub_id = "urn:ngsi-ld:Subscription:bench-notify"
+    subscription = {
+        "id": sub_id,
+        "type": "Subscription",
+        "entities": [{"type": ENTITY_TYPE}],
+        "watchedAttributes": ["temperature"],
+        "notification": {
+            "attributes": ["temperature"],
+            "format": "normalized",
+            "endpoint": {"uri": uri, "accept": "application/json"},
+        },
+    }
+    try:
+        _check(
+            await client.post("/subscriptions", content=orjson.dumps(subscription)),
+            201,
+            "create subscription",
+        )
+        targets = rng.sample(range(sizes.entities), sizes.updates)
+        expected = {entity_id(t): round(rng.uniform(40, 60), 2) for t in targets}
+
+        def update(eid: str, value: float) -> Callable[[], Awaitable[None]]:
+            async def job() -> None:
+                body = orjson.dumps({"temperature": {"type": "Property", "value": value}})
+                _check(await client.patch(f"/entities/{eid}/attrs", content=body), 204, "update")
+
+            return job
+
+        started = time.perf_counter()
+        await _run_clients([update(e, v) for e, v in expected.items()], UPDATE_CLIENTS)
+        last = time.perf_counter()
+        while True:  # until every update is notified, or nothing arrives for a while
+            receiver.changed.clear()
+            delivered = sum(1 for e, v in expected.items() if receiver.seen.get(e) == v)
+            if delivered == len(expected):
+                break
+            try:
+                await asyncio.wait_for(receiver.changed.wait(), NOTIFY_STALL_S)
+            except TimeoutError:
+                break
+            last = time.perf_counter()
+        result.notify_s = delivered / (last - started)
+        response = await client.get(f"/subscriptions/{sub_id}")
+        _check(response, 200, "read subscription")
+        got = response.json()
+        result.dropped = int(
+            got.get("timesFailed", got.get("notification", {}).get("timesFailed", 0))
+        )
+        if delivered + result.dropped != len(expected):
+            raise BenchError(
+                f"{len(expected)} updates: {delivered} notified, {result.dropped} counted as"
+                " failed; the rest vanished"
+            )
+        result.notifications = receiver.requests
+    finally:
+        await client.delete(f"/subscriptions/{sub_id}")
+        await receiver.stop()
+
+
+def _instances(start_s: int, count: int, step_s: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "Property",
+            "value": round(20 + 5 * math.sin(t / 3_600), 2),
+            "observedAt": _iso(DAY_START_S + t),
+        }
+        for t in range(start_s, start_s + count * step_s, step_s)
+    ]
+
+
+def _iso(unix_s: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(unix_s))
+
+
+async def measure_temporal(
+    client: httpx.AsyncClient, sizes: Sizes, result: Result, rng: random.Random
+) -> None:
+    """Load one day of ``temperature`` instances, then time three kinds of temporal query."""
+    step = sizes.instance_step_s
+    total = DAY_S // step
+    per_post = TEMPORAL_CHUNK // step
+    url = f"/temporal/entities/{TEMPORAL_ID}"
+    for i, start in enumerate(range(0, DAY_S, per_post * step)):
+        chunk = _instances(start, min(per_post, (DAY_S - start) // step), step)
+        if i == 0:
+            body = {"id": TEMPORAL_ID, "type": ENTITY_TYPE, "temperature": chunk}
+            _check(
+                await client.post("/temporal/entities", content=orjson.dumps(body)),
+                201,
+                "create temporal entity",
+            )
+        else:
+            response = await client.post(
+                f"{url}/attrs", content=orjson.dumps({"temperature": chunk})
+            )
+            _check(response, 204, "add temporal instances")
+
+    def between(
+        start_s: int, length_s: int, want: int, status: int
+    ) -> Callable[[], Awaitable[None]]:
+        params = {
+            "attrs": "temperature",
+            "timerel": "between",
+            "timeAt": _iso(DAY_START_S + start_s),
+            "endTimeAt": _iso(DAY_START_S + start_s + length_s),
+        }
+
+        async def job() -> None:
+            response = await client.get(url, params=params)
+            _check(response, status, "temporal query")
+            got = response.json()["temperature"]
+            if len(got) != want:
+                raise BenchError(f"temporal query {params}: {len(got)} instances, want {want}")
+
+        return job
+
+    def last_n() -> Callable[[], Awaitable[None]]:
+        params = {"attrs": "temperature", "lastN": str(LAST_N)}
+
+        async def job() -> None:
+            response = await client.get(url, params=params)
+            _check(response, 200, "temporal lastN query")
+            got = response.json()["temperature"]
+            newest = _iso(DAY_START_S + DAY_S - step)
+            if len(got) != LAST_N or newest not in {g["observedAt"] for g in got}:
+                raise BenchError(f"lastN={LAST_N}: {len(got)} instances, newest missing")
+
+        return job
+
+    hour = 3_600 // step
+    day_status = 206 if total > INSTANCE_LIMIT else 200
+    kinds: dict[str, Callable[[int], Callable[[], Awaitable[None]]]] = {
+        "hour": lambda _: between(rng.randrange(0, DAY_S - 3_600, step), 3_600, hour, 200),
+        "day": lambda _: between(0, DAY_S, min(total, INSTANCE_LIMIT), day_status),
+        "lastN": lambda _: last_n(),
+    }
+    for name, make in kinds.items():
+        await _run_clients([make(i) for i in range(CLIENTS)], CLIENTS)  # warm-up, checked
+        result.temporal[name] = _summary(
+            *await _run_clients(
+                [make(i) for i in range(sizes.queries)], CLIENTS, sizes.query_budget_s
+            )
+        )
 
 
 async def _check_count(client: httpx.AsyncClient, n: int) -> None:
@@ -559,12 +814,41 @@ def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: floa
             f"{r.near[2]:.1f}",
             _ratio(near_s, lookup_s),
         ),
-        ("subscriptions / notifications: not implemented yet", "-", "-", "-", "-", "-", "-"),
-        ("temporal API: not implemented yet", "-", "-", "-", "-", "-", "-"),
+        (
+            "PATCH under a subscription, notified to a local receiver (end to end;"
+            f" {r.dropped:,} dropped)",
+            _rate(sizes.updates),
+            UPDATE_CLIENTS,
+            _rate(r.notify_s),
+            "-",
+            "-",
+            f"{_ratio(r.notify_s, r.update_s)} of PATCH",
+        ),
     ]
+    day = DAY_S // sizes.instance_step_s
+    labels = {
+        "hour": f"GET temporal/entities/{{id}} timerel=between, 1 hour of {day:,} instances",
+        "day": f"GET temporal/entities/{{id}} timerel=between, the day"
+        f" (<= {INSTANCE_LIMIT:,} per answer)",
+        "lastN": f"GET temporal/entities/{{id}} lastN={LAST_N}",
+    }
+    for kind, label in labels.items():
+        t = r.temporal[kind]
+        rows.append(
+            (
+                label,
+                _rate(t[3]),
+                CLIENTS,
+                _rate(t[0]),
+                f"{t[1]:.1f}",
+                f"{t[2]:.1f}",
+                _ratio(t[0], lookup_s),
+            )
+        )
     print_table(
         f"NGSI-LD broker on {name}, {sizes.entities:,} WeatherObserved entities, loopback HTTP"
-        f" ({os.cpu_count()} cores; {r.near_hits:.0f} hits per near-query)",
+        f" ({os.cpu_count()} cores; {r.near_hits:.0f} hits per near-query;"
+        f" {r.notifications:,} notification requests for {sizes.updates:,} updates)",
         ("operation", "requests", "clients", "per s", "p50 ms", "p95 ms", "ratio to baseline"),
         rows,
     )

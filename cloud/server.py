@@ -20,6 +20,7 @@ from typing import Literal
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -31,6 +32,8 @@ from ldt.cloud.ngsild import (
     contexts_api,
     routes_entities,
     routes_query,
+    routes_query_post,
+    routes_registrations,
     routes_subscriptions,
     routes_temporal,
 )
@@ -38,8 +41,10 @@ from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
 from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
+from ldt.cloud.ngsild.tenant_routing import TenantMiddleware
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.locator import store_for
+from ldt.cloud.tenancy import TenantRegistry, backend_for
 
 __all__ = ["CloudHandle", "add_gateway", "build_app", "ensure_gateway", "running_cloud", "serve"]
 
@@ -98,11 +103,14 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
                 "/ngsi-ld/v1",
                 routes=[
                     *routes_query.routes,
+                    *routes_query_post.routes,
                     *routes_entities.routes,
                     *contexts_api.routes,
                     *routes_subscriptions.routes,
                     *routes_temporal.routes,
+                    *routes_registrations.routes,
                 ],
+                middleware=[Middleware(TenantMiddleware)],
             ),
         ],
         exception_handlers={
@@ -118,6 +126,11 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     )
     # subscription notifications; its tasks start on first use, the caller closes it
     app.state.notifier = Notifier(store=store, contexts=app.state.contexts)
+    # NGSILD-Tenant: other tenants' stores and notifiers, opened on first use; caller closes
+    app.state.tenants = TenantRegistry(
+        backend_for(store),
+        lambda s, name: Notifier(store=s, contexts=app.state.contexts, tenant=name),
+    )
     return app
 
 
@@ -220,6 +233,7 @@ async def running_cloud(
                         await task
                 finally:
                     await app.state.notifier.aclose()
+                    await app.state.tenants.aclose()
     finally:
         sock.close()
 

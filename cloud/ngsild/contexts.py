@@ -150,6 +150,14 @@ def _parse_document(raw: bytes, source: str) -> Mapping[str, Any]:
     return doc
 
 
+def _is_core_url(url: str) -> bool:
+    """ETSI's core @context, any version: never deletable, even when given as a preload."""
+    parts = urlsplit(url)
+    return parts.hostname == "uri.etsi.org" and parts.path.startswith(
+        "/ngsi-ld/v1/ngsi-ld-core-context"
+    )
+
+
 def _load_preload(folder: Path) -> dict[str, Mapping[str, Any]]:
     """``folder/index.json`` (URL -> file name) and its files, all validated now."""
     index_path = folder / "index.json"
@@ -396,7 +404,19 @@ class ContextStore:
         try:
             async with lock:
                 entry = self._by_url.get(url)
-                if entry is None:
+                if entry is None and url in self._preloaded:
+                    # deleted by a client earlier: the preload folder is its origin, no network
+                    entry = ContextEntry(
+                        f"preload-{uuid.uuid4().hex}",
+                        url,
+                        "Cached",
+                        "",
+                        self._preloaded[url],
+                        _now_ms(),
+                        "preload",
+                    )
+                    self._add(entry)
+                elif entry is None:
                     doc = await self._fetch(url)
                     entry = ContextEntry(
                         uuid.uuid4().hex, url, "Cached", "", doc, _now_ms(), "remote"
@@ -446,7 +466,7 @@ class ContextStore:
             raise ContextError(
                 "LdContextNotAvailable", f"@context {url} did not arrive within {self._timeout:g} s"
             ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: e.g. a bad port
             raise ContextError(
                 "LdContextNotAvailable", f"cannot fetch @context {url}: {exc}"
             ) from exc
@@ -564,13 +584,22 @@ class ContextStore:
             entry.dirty = True
         return entry
 
+    def forget(self, context_id: str, *, tenant: str | None = None) -> None:
+        """Delete a Hosted or ImplicitlyCreated @context now (no checks beyond existence).
+
+        Raises ``ContextError`` (ResourceNotFound).
+        """
+        entry = self.get(context_id, tenant=tenant)
+        if entry.origin == "hosted":
+            self._forget(entry)
+
     async def delete(
         self, context_id: str, *, tenant: str | None = None, reload: bool = False
     ) -> None:
         """Delete a @context, or with ``reload`` fetch a Cached one again (5.13.5).
 
         Raises ``ContextError``: ResourceNotFound; BadRequestData for deleting
-        the core or a preloaded context, or reloading one that is not Cached;
+        the core context, or reloading one that is not Cached;
         LdContextNotAvailable if the reload fails (the cached copy is kept).
         """
         try:
@@ -581,14 +610,24 @@ class ContextStore:
                     "BadRequestData", f"no Cached @context {context_id} to reload"
                 ) from None
             raise
-        if entry.origin in {"core", "preload"}:
+        if entry.origin == "core" or _is_core_url(entry.url):
             if not reload:
-                where = "shipped with ldt" if entry.origin == "core" else "preloaded (--contexts)"
                 raise ContextError(
-                    "BadRequestData", f"@context {entry.url} is {where} and cannot be deleted"
+                    "BadRequestData",
+                    f"@context {entry.url} is shipped with ldt and cannot be deleted",
                 )
-            if entry.origin == "preload" and self._preload_dir is not None:
-                entry.body = _load_preload(self._preload_dir).get(entry.url, entry.body)
+            self._active.clear()
+            return
+        if entry.origin == "preload":
+            # A preloaded context is Cached with the preload folder as its origin: deleting
+            # drops it from the cache (the next use loads it from the folder again, never
+            # from the network); reloading re-reads the folder.
+            if not reload:
+                self._forget(entry)
+                return
+            if self._preload_dir is not None:
+                self._preloaded = _load_preload(self._preload_dir)
+                entry.body = self._preloaded.get(entry.url, entry.body)
             self._active.clear()
             return
         if entry.origin == "hosted":

@@ -13,6 +13,7 @@ Hosted contexts belong to the ``NGSILD-Tenant`` that posted them. The
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -26,12 +27,21 @@ from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
 from ldt.cloud.ngsild.problems import ERROR_BASE, NgsiLdError
 from ldt.cloud.ngsild.timestamps import iso_ms
 
-__all__ = ["MAX_CONTEXT_BODY", "ContextProblemError", "context_problem", "routes"]
+__all__ = [
+    "MAX_CONTEXT_BODY",
+    "ContextProblemError",
+    "context_problem",
+    "drop_context",
+    "implicit_context",
+    "routes",
+]
 
 MAX_CONTEXT_BODY = 1 << 20
 _KINDS: frozenset[str] = frozenset({"Hosted", "Cached", "ImplicitlyCreated"})
 _STATUS = {
-    "LdContextNotAvailable": 504,  # v1.9 table 5.5.1 (503 in versions before 1.6)
+    # 503 as the ETSI conformance suite (v1.9 cases 043_01, 028_07_02, 053_05_01) expects:
+    # the @context server is unavailable, a condition of a dependency, not a gateway timeout
+    "LdContextNotAvailable": 503,
     "InvalidRequest": 400,
     "BadRequestData": 400,
     "ResourceNotFound": 404,
@@ -58,8 +68,34 @@ class ContextProblemError(NgsiLdError):
 
 
 def context_problem(err: ContextError) -> NgsiLdError:
-    """The ProblemDetails for a failed @context: 504 LdContextNotAvailable, 400, 404 or 500."""
+    """The ProblemDetails for a failed @context: 503 LdContextNotAvailable, 400, 404 or 500."""
     return ContextProblemError(err.problem, _STATUS[err.problem], _TITLES[err.problem], err.detail)
+
+
+def implicit_context(request: Request, context: Any) -> str | None:
+    """Keep a request's inline or array ``@context`` as an ImplicitlyCreated one; its URL.
+
+    A subscription must compact its notifications with the @context it was
+    created in long after the request, and a Link header carries one URL, not an
+    array or an object: the broker hosts that value (5.13, kind
+    ``ImplicitlyCreated``) and the subscription names it as its
+    ``jsonldContext``. None for a single URL (nothing to keep: it is Cached) or
+    no @context. Entity writes do not call this: their @context serves only the
+    request, and a copy per write would grow without bound.
+    """
+    if context is None or isinstance(context, str):
+        return None
+    try:
+        entry = _contexts(request).add(context, tenant=_tenant(request), kind="ImplicitlyCreated")
+    except ContextError as exc:
+        raise context_problem(exc) from None
+    return _url(request, entry)
+
+
+def drop_context(request: Request, url: str) -> None:
+    """Delete a @context ``implicit_context`` made for a request that then failed."""
+    with contextlib.suppress(ContextError):
+        _contexts(request).forget(url, tenant=_tenant(request))
 
 
 def _contexts(request: Request) -> ContextStore:
@@ -138,9 +174,21 @@ async def _add(request: Request) -> Response:
         raise NgsiLdError(
             400, "InvalidRequest", "Invalid request", 'the body must be {"@context": ...}'
         )
+    contexts, tenant = _contexts(request), _tenant(request)
+    members = body["@context"] if isinstance(body["@context"], list) else [body["@context"]]
     try:
-        entry = _contexts(request).add(body["@context"], tenant=_tenant(request))
+        entry = contexts.add(body["@context"], tenant=tenant)  # validates the body first
     except ContextError as exc:
+        raise context_problem(exc) from None
+    try:
+        # The remote contexts a hosted one names become Cached now (5.13.2, as ETSI's suite
+        # checks): a hosted context whose references cannot be had is refused up front
+        # (503 LdContextNotAvailable) instead of failing on every later use.
+        for member in members:
+            if isinstance(member, str):
+                await contexts.resolve(member, tenant=tenant)
+    except ContextError as exc:
+        await contexts.delete(entry.local_id, tenant=tenant)
         raise context_problem(exc) from None
     return Response(status_code=201, headers={"Location": entry.url})
 

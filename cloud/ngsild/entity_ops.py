@@ -93,6 +93,7 @@ _GEO_ATTRS = frozenset({"location", "observationSpace", "operationSpace"})
 _TYPE_NAME = re.compile(r"^[^\s<>\"'=;()\\]+$")
 _ATTR_NAME = re.compile(r"^[A-Za-z_][^\s<>\"'=;()\\]*$")
 _MAX_DEPTH = 4
+_NOT_ATTRIBUTES = frozenset({"id", "type", "scope", "@id", "@type", "@context"}) | _SYS
 
 
 def _bad(detail: str) -> NgsiLdError:
@@ -321,6 +322,8 @@ def attribute_fragment(raw: Any, name: str, ctx: ActiveContext, *, partial: bool
     """
     if not isinstance(raw, dict):
         raise _bad(f"attribute {name}: the body must be a JSON object")
+    if name in _NOT_ATTRIBUTES:  # scope has no instances to patch or replace (055_03_05)
+        raise _bad(f"{name} is not an attribute")
     if "@context" in raw:
         raw = {k: v for k, v in raw.items() if k != "@context"}
     if name in _GEO_ATTRS and _is_geometry(raw):
@@ -416,7 +419,19 @@ def _attrs(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _is_null(instance: Mapping[str, Any]) -> bool:
-    return any(instance.get(m) == NULL for m in _KIND_OF_MEMBER)
+    """Whether ``instance`` is the NGSI-LD null of its kind (4.5.0), i.e. says "delete me".
+
+    Besides ``"urn:ngsi-ld:null"`` as the value member, each kind has its own null shape:
+    a LanguageProperty ``{"@none": NULL}``, a ListProperty ``[NULL]``, a ListRelationship
+    ``[{"object": NULL}]`` (suite cases 056_03_04, 011_07_04, 012_05_04...).
+    """
+    if any(instance.get(m) == NULL for m in _KIND_OF_MEMBER):
+        return True
+    return (
+        instance.get("languageMap") == {"@none": NULL}
+        or instance.get("valueList") == [NULL]
+        or instance.get("objectList") in ([NULL], [{"object": NULL}])
+    )
 
 
 # --- operations ----------------------------------------------------------------------------
@@ -493,6 +508,14 @@ def _put_instance(instances: list[Entity], new: Entity) -> list[Entity]:
     return [*kept, new]
 
 
+def _scopes(value: Any) -> list[str]:
+    return [] if value is None else list(value) if isinstance(value, list) else [value]
+
+
+def _packed_scope(scopes: list[str]) -> str | list[str]:
+    return scopes[0] if len(scopes) == 1 else scopes
+
+
 def append_attrs(
     entity_id: str, fragment: Entity, now: str, *, no_overwrite: bool, report: UpdateReport
 ) -> Change:
@@ -500,6 +523,8 @@ def append_attrs(
 
     ``no_overwrite``: an existing attribute (same datasetId) is left alone
     and listed in ``report.not_updated``. A type in the fragment is added.
+    ``scope`` (4.18) is a list, not an attribute with instances: it replaces the
+    entity's scopes, or with ``no_overwrite`` is added to them (suite case 010_07_01).
     """
 
     def change(current: Entity | None) -> Entity:
@@ -509,6 +534,11 @@ def append_attrs(
         report.not_updated.clear()
         new = dict(current)
         new["type"] = _merge_types(current["type"], fragment.get("type"))
+        if "scope" in fragment:
+            scopes = _scopes(fragment["scope"])
+            if no_overwrite:
+                scopes = [*_scopes(current.get("scope")), *scopes]
+            new["scope"] = _packed_scope(list(dict.fromkeys(scopes)))
         for name, value in _attrs(fragment).items():
             instances = _instances(new.get(name))
             for instance in _instances(value):
@@ -528,10 +558,15 @@ def append_attrs(
 
 
 def update_attrs(entity_id: str, fragment: Entity, now: str, *, report: UpdateReport) -> Change:
-    """``PATCH /entities/{id}/attrs`` and batch update (5.6.2): existing attributes only.
+    """``PATCH /entities/{id}/attrs`` and batch update (5.6.2).
 
-    An attribute (or datasetId) the entity lacks is listed in
-    ``report.not_updated``; a value of ``urn:ngsi-ld:null`` deletes the instance.
+    An attribute instance is replaced; one the entity lacks is added: ETSI's suite
+    (v1.6.1 onwards: 011_01_03 "Update Existing Attributes And Append Non-existing
+    Attributes", 046_23..046_30, 046_41) expects 204 and the attribute stored, so a
+    missing attribute is not reported as ``notUpdated``. An instance whose value is the
+    NGSI-LD null deletes that instance; one that names nothing to delete is reported.
+    A type in the fragment is added (011_06). ``scope`` replaces the entity's scopes if it
+    has some, and is reported as not updated if it has none (011_05_02).
     """
 
     def change(current: Entity | None) -> Entity:
@@ -542,15 +577,22 @@ def update_attrs(entity_id: str, fragment: Entity, now: str, *, report: UpdateRe
         new = dict(current)
         if "type" in fragment:
             new["type"] = _merge_types(current["type"], fragment["type"])
+        if "scope" in fragment:
+            if current.get("scope") is None:
+                report.not_updated["scope"] = "the entity has no scope to update"
+            else:
+                new["scope"] = fragment["scope"]
+                report.updated.append("scope")
         for name, value in _attrs(fragment).items():
             instances = _instances(new.get(name))
             for instance in _instances(value):
                 dataset = instance.get("datasetId")
-                if not any(i.get("datasetId") == dataset for i in instances):
-                    why = "no such attribute" if not instances else f"no instance {dataset}"
-                    report.not_updated[name] = why
-                    continue
+                exists = any(i.get("datasetId") == dataset for i in instances)
                 if _is_null(instance):
+                    if not exists:
+                        why = "no such attribute" if not instances else f"no instance {dataset}"
+                        report.not_updated[name] = why
+                        continue
                     instances = [i for i in instances if i.get("datasetId") != dataset]
                 else:
                     instances = _put_instance(instances, instance)
@@ -645,6 +687,11 @@ def patch_attr(entity_id: str, fragment: Entity, now: str) -> Change:
                 f"entity {entity_id} has no attribute {name}"
                 + (f" with datasetId {dataset}" if dataset else "")
             )
+        kind = patch.get("type")
+        if kind is not None and kind != old.get("type", "Property") and not _is_null(patch):
+            raise _bad(  # 5.6.4: a partial update keeps the attribute's type (012_02_03)
+                f"attribute {name} is a {old.get('type', 'Property')}, not a {kind}"
+            )
         merged = _merge_instance(old, patch)
         rest = [i for i in instances if i.get("datasetId") != dataset]
         packed = _pack(rest if merged is None else [*rest, merged])
@@ -682,6 +729,8 @@ def delete_attr(
     def change(current: Entity | None) -> Entity:
         if current is None:
             raise _not_found(f"no entity with id {entity_id}")
+        if name == "scope" and current.get("scope") is not None:  # 4.18: a list, no instances
+            return _stamp({k: v for k, v in current.items() if k != "scope"}, current, now)
         instances = _instances(current.get(name))
         if delete_all:
             rest: list[Entity] = []

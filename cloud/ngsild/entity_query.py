@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
 from ldt.cloud.ngsild import geo
+from ldt.cloud.ngsild.order_by import OrderKey
 from ldt.cloud.ngsild.query import (
     AttrPath,
     LinkedPath,
@@ -246,7 +247,8 @@ class EntityQuery:
     """A query in storage terms: every name is as stored (the API expanded them).
 
     ``None`` means "no filter". ``attrs``: the entity has at least one of them. ``geo_names``:
-    the stored names of the geo-query's ``geoproperty`` (the first present is used).
+    the stored names of the geo-query's ``geoproperty`` (the first present is used). ``order``:
+    the ``orderBy`` keys (``order_by``; empty: by id), applied by the store's SQL.
     """
 
     types: TypeExpr | None = None
@@ -257,6 +259,7 @@ class EntityQuery:
     scope: ScopeExpr | None = None
     geo: geo.GeoQuery | None = None
     geo_names: tuple[str, ...] = field(default=LOCATION_NAMES)
+    order: tuple[OrderKey, ...] = ()
 
     def matches(self, entity: Mapping[str, Any], *, q: bool = True) -> bool:
         """Whether ``entity`` (a stored document) satisfies every filter.

@@ -188,6 +188,8 @@ def _strip_system(value: Any) -> Any:
 
 def _attribute(value: Any, form: Form) -> Any:
     if isinstance(value, list):
+        if form == "simplified" and value and all(_is_attribute(v) for v in value):
+            return _simplified_dataset(value)
         return [_attribute(v, form) for v in value]
     if not isinstance(value, dict) or form == "normalized":
         return value
@@ -208,6 +210,27 @@ def _attribute(value: Any, form: Form) -> Any:
     if kind == "GeoProperty" and list(rest) == ["value"]:
         return rest["value"]  # a GeoJSON geometry: its own "type" marks it
     return rest
+
+
+def _is_attribute(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("type"), str)
+        and (value["type"] in _VALUE_MEMBERS)
+    )
+
+
+def _simplified_dataset(instances: list[Any]) -> dict[str, Any]:
+    """Several instances of one attribute, simplified: ``{"dataset": {datasetId: value}}``.
+
+    GS CIM 009 v1.8+ (4.5.4) keys each instance's value by its ``datasetId`` (``@none``
+    for the default instance) rather than a bare list, so a client can tell the values apart.
+    """
+    dataset: dict[str, Any] = {}
+    for instance in instances:
+        key = instance.get("datasetId")
+        dataset[key if isinstance(key, str) else "@none"] = _attribute(instance, "simplified")
+    return {"dataset": dataset}
 
 
 def render(entity: Mapping[str, Any], rep: Representation) -> dict[str, Any]:

@@ -28,6 +28,12 @@ Topological relations (``within``, ``contains``, ``intersects``, ``disjoint``,
 geometry, which is what RFC 7946 says an edge is (a straight line in
 longitude/latitude); geometries crossing the antimeridian must be cut there
 (RFC 7946 clause 3.1.9).
+
+Self-intersecting polygons: RFC 7946 does not forbid them and ETSI's suite queries with them
+(019_11_01 ``equals`` and 019_11_06 ``within`` send bow-tied rings and expect 200, and its
+stored polygons are bow-tied too), so a polygon that is not OGC-valid is not refused but
+evaluated as its repair (``_shape``: ``shapely.make_valid`` by structure, the area its rings
+enclose), on both sides of every relation.
 """
 
 from __future__ import annotations
@@ -223,9 +229,9 @@ def validate_geometry(value: object) -> Mapping[str, Any]:
 
     Checks the type, the nesting, every position (2 or 3 finite numbers,
     longitude in [-180, 180], latitude in [-90, 90]), closed rings of at least
-    4 positions, and that polygons are valid (no self-intersection), since
-    the spatial predicates are undefined on invalid ones. Foreign members
-    (``bbox`` and others) are allowed, as RFC 7946 allows them.
+    4 positions, and rings that enclose an area. A self-intersecting polygon
+    passes: the predicates use its repair (``_shape``, module docstring).
+    Foreign members (``bbox`` and others) are allowed, as RFC 7946 allows them.
 
     Raises ``GeometryError`` whose message is the reason.
     """
@@ -247,11 +253,15 @@ def validate_geometry(value: object) -> Mapping[str, Any]:
     if "coordinates" not in value:
         raise GeometryError(f"the {kind} has no 'coordinates' member")
     _coordinates(kind, value["coordinates"])
-    if kind in ("Polygon", "MultiPolygon"):
-        geom = _shapely_shape(value)
-        if not shapely.is_valid(geom):
-            raise GeometryError(f"the {kind} is invalid: {shapely.is_valid_reason(geom)}")
     return value
+
+
+def _shape(value: Mapping[str, Any]) -> Any:
+    """The shapely geometry of checked GeoJSON; an invalid polygon as its repaired area."""
+    geom = _shapely_shape(value)
+    if value.get("type") in ("Polygon", "MultiPolygon") and not shapely.is_valid(geom):
+        geom = shapely.make_valid(geom, method="structure", keep_collapsed=False)
+    return geom
 
 
 # --- distances -------------------------------------------------------------------------------
@@ -311,7 +321,7 @@ def distance_m(reference: Mapping[str, Any], target: Mapping[str, Any]) -> float
     ref_points, tgt_points = _point_lists(reference), _point_lists(target)
     if ref_points is not None and tgt_points is not None:
         return min(haversine_m(a, b, c, d) for a, b in ref_points for c, d in tgt_points)
-    return _projected_distance(_shapely_shape(reference), _shapely_shape(target))
+    return _projected_distance(_shape(reference), _shape(target))
 
 
 # --- bounding boxes of geometries ------------------------------------------------------------
@@ -420,7 +430,7 @@ class GeoQuery:
             raise GeoQueryError(
                 f"maxDistance and minDistance apply to near only, not to {self.georel}"
             )
-        shape = _shapely_shape(self.geometry)
+        shape = _shape(self.geometry)
         shapely.prepare(shape)
         object.__setattr__(self, "_shape", shape)
 
@@ -537,7 +547,7 @@ def _valid_points(geometry: object) -> list[tuple[float, float]] | None:
 
 def _shape_of(geometry: object) -> Any | None:
     try:
-        return _shapely_shape(validate_geometry(geometry))
+        return _shape(validate_geometry(geometry))
     except (GeometryError, GEOSException, ValueError, TypeError, IndexError):
         return None
 

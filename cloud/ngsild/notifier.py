@@ -5,18 +5,23 @@ The hook: every entity write of the API goes through ``Notifier.write_entities``
 matches them once the transaction has committed); gateway ingest calls
 ``Notifier.ingested`` after its commit. Matching is in memory against compiled
 subscriptions (reloaded after a subscription changes here, and every ``refresh_s`` for
-changes made by other broker processes).
+changes made by other broker processes: ``Store.subscriptions_generation`` is checked
+before every match, so a change made through another process sharing the database is in
+force at once).
 
 Delivery: one asyncio task per endpoint URI with its own bounded queue, so a slow or dead
 receiver only ever delays its own notifications. Each notification is POSTed up to
 ``attempts`` times with capped, jittered backoff (at-least-once while the broker runs; a
 full queue drops the notification and counts it as failed). Every attempt is counted in
 the store (``timesSent``, ``timesFailed``, ``lastNotification``/``lastSuccess``/
-``lastFailure``). MQTT endpoints are not supported yet: their notifications count as failed.
+``lastFailure``). ``mqtt://``/``mqtts://`` endpoints go through the same queues and
+counters and are published by ``notify_mqtt.MqttPublisher`` (one connection per broker).
 
 Periodic (``timeInterval``) subscriptions: a ticker task, started when a subscription is
-created or changed here, queries their entities every ``timeInterval`` seconds. (After a
-restart it starts with the first subscription change.)
+created or changed here or a periodic one is loaded, queries their entities every
+``timeInterval`` seconds. Periodic and throttled notifications take the subscription's slot
+in the store first (``Store.claim_notification_slot``), so several broker processes on one
+database send one per period between them, not one each.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -37,7 +43,10 @@ from ldt.backoff import Backoff
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.contexts import ContextStore
 from ldt.cloud.ngsild.jsonld import CORE_CONTEXT_URL, ContextError
+from ldt.cloud.ngsild.linked import fetch_from
 from ldt.cloud.ngsild.media import JSON, JSON_LD
+from ldt.cloud.ngsild.mqtt_endpoint import MQTT_SCHEMES
+from ldt.cloud.ngsild.notify_mqtt import MqttPublisher
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.subscriptions import (
     Change,
@@ -65,6 +74,20 @@ class _Job:
     body: bytes
     headers: dict[str, str]
     timeout_s: float
+    options: tuple[tuple[str, str], ...] = ()  # notifierInfo (MQTT-Version, MQTT-QoS)
+
+
+def redacted(uri: str) -> str:
+    """``uri`` fit for logs and task names: a password in its userinfo becomes ``***``."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _now_iso() -> str:
@@ -85,7 +108,9 @@ class _Endpoint:
 
     def __init__(self, notifier: Notifier, uri: str, queue_size: int) -> None:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
-        self.task = asyncio.create_task(notifier._drain(self.queue), name=f"ldt-notify {uri}")
+        self.task = asyncio.create_task(
+            notifier._drain(self.queue), name=f"ldt-notify {redacted(uri)}"
+        )
 
 
 class Notifier:
@@ -106,10 +131,13 @@ class Notifier:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 5.0,
         refresh_s: float = 5.0,
+        tenant: str | None = None,
     ) -> None:
         if attempts < 1 or queue_size < 1:
             raise ValueError("attempts and queue_size must be at least 1")
         self._store = store
+        self._tenant = tenant
+        """The NGSILD-Tenant its subscriptions belong to (None: the default tenant)."""
         self._contexts = contexts
         self._timeout_s = timeout_s
         self._queue_size = queue_size
@@ -118,13 +146,15 @@ class Notifier:
         self._refresh_s = refresh_s
         self._matchers: list[Matcher] | None = None
         self._loaded_at = 0.0
+        self._generation: int | None = None
         self._load_lock = asyncio.Lock()
-        self._last_sent: dict[str, float] = {}
+        self._generation_read: asyncio.Future[int] | None = None
+        self._slot_due: dict[str, int] = {}  # epoch ms a periodic/throttled slot is next free
         self._endpoints: dict[str, _Endpoint] = {}
         self._client: httpx.AsyncClient | None = None
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
-        self._next_due: dict[str, float] = {}
+        self._mqtt = MqttPublisher(backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
 
     async def __aenter__(self) -> Self:
         return self
@@ -154,10 +184,14 @@ class Notifier:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        await self._mqtt.aclose()
 
     def invalidate(self) -> None:
         """Subscriptions changed: reload them before the next match."""
         self._matchers = None
+        self._start_ticker()
+
+    def _start_ticker(self) -> None:
         if self._ticker is None and not self._closed:
             self._ticker = asyncio.create_task(self._tick(), name="ldt-notify-periodic")
 
@@ -217,20 +251,67 @@ class Notifier:
             matched = [c for c in changes if matcher.matches(c, now_ms)]
             if not matched:
                 continue
-            if matcher.throttling_s:
-                last = self._last_sent.get(matcher.id)
-                if last is not None and time.monotonic() - last < matcher.throttling_s:
-                    continue
-                self._last_sent[matcher.id] = time.monotonic()
+            if matcher.throttling_s and not await self._claim(matcher, matcher.throttling_s):
+                continue
             await self._enqueue(matcher, matched)
 
+    async def _claim(self, matcher: Matcher, period_s: float) -> bool:
+        """Take the subscription's slot for this period (shared by every broker process)."""
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms < self._slot_due.get(matcher.id, 0):
+            return False  # known taken: no store round trip
+        try:
+            claimed, due = await self._store.claim_notification_slot(
+                matcher.id, now_ms=now_ms, period_ms=max(1, round(period_s * 1000))
+            )
+        except StoreError as exc:
+            _log.warning("notification slot not taken", extra={"error": str(exc)})
+            return False
+        self._slot_due[matcher.id] = due
+        return claimed
+
     # --- subscriptions -------------------------------------------------------------------
-    async def _current(self) -> list[Matcher]:
+    def _fresh(self, generation: int) -> list[Matcher] | None:
         matchers = self._matchers
-        if matchers is not None and time.monotonic() - self._loaded_at < self._refresh_s:
+        if (
+            matchers is not None
+            and generation == self._generation
+            and time.monotonic() - self._loaded_at < self._refresh_s
+        ):
             return matchers
+        return None
+
+    async def _shared_generation(self) -> int:
+        """``Store.subscriptions_generation``, one read shared by the writes asking meanwhile.
+
+        Every committed write checks the generation before matching; under load that was
+        one store round trip per write, queued behind the writes themselves. Writes that
+        ask while a read is in flight take its answer: it began at most one round trip
+        earlier, and another process's subscription change can race a fresh read as well.
+        """
+        loop = asyncio.get_running_loop()
+        pending = self._generation_read
+        if pending is None or pending.done() or pending.get_loop() is not loop:
+            pending = self._generation_read = loop.create_task(
+                self._store.subscriptions_generation()
+            )
+        return await asyncio.shield(pending)
+
+    async def _current(self) -> list[Matcher]:
+        try:
+            fresh = self._fresh(await self._shared_generation())
+        except StoreError as exc:
+            if self._matchers is None:
+                raise
+            # the write has committed: notify with what is known rather than fail it
+            _log.warning("subscriptions not rechecked", extra={"error": str(exc)})
+            return self._matchers
+        if fresh is not None:
+            return fresh
         async with self._load_lock:
-            if self._matchers is None or time.monotonic() - self._loaded_at >= self._refresh_s:
+            generation = await self._store.subscriptions_generation()  # read before the list
+            fresh = self._fresh(generation)
+            if fresh is None:
                 records, _ = await self._store.list_subscriptions()
                 loaded: list[Matcher] = []
                 for record in records:
@@ -244,9 +325,13 @@ class Notifier:
                         _log.warning(
                             "subscription skipped", extra={"id": doc.get("id"), "error": str(exc)}
                         )
-                self._matchers = loaded
+                self._matchers = fresh = loaded
                 self._loaded_at = time.monotonic()
-            return self._matchers
+                self._generation = generation
+                self._slot_due.clear()  # a changed subscription's slot was freed
+                if any(m.interval_s is not None for m in loaded):
+                    self._start_ticker()
+            return fresh
 
     # --- periodic (timeInterval) subscriptions -------------------------------------------
     async def _tick(self) -> None:
@@ -259,10 +344,7 @@ class Notifier:
                 for matcher in matchers:
                     if matcher.interval_s is None or status_of(matcher.doc, now_ms) != "active":
                         continue
-                    now = time.monotonic()
-                    due = self._next_due.setdefault(matcher.id, now)
-                    if now >= due:
-                        self._next_due[matcher.id] = now + matcher.interval_s
+                    if await self._claim(matcher, matcher.interval_s):
                         await self._periodic(matcher)
             except StoreError as exc:
                 _log.warning("periodic notifications skipped", extra={"error": str(exc)})
@@ -278,11 +360,24 @@ class Notifier:
             await self._enqueue(matcher, [(doc, doc) for doc in found.values()])
 
     # --- delivery --------------------------------------------------------------------
+    async def _joined(self, matcher: Matcher, changes: Sequence[Change]) -> list[Any] | None:
+        """The data with linked entities (``notification.join``); None: shown without them."""
+        if matcher.join is None:
+            return None
+        try:
+            return await matcher.joined(changes, fetch_from(self._store))
+        except (StoreError, NgsiLdError) as exc:
+            _log.warning("notification sent without linked entities", extra={"error": str(exc)})
+            return None
+
     async def _enqueue(self, matcher: Matcher, changes: Sequence[Change]) -> None:
         delivery = matcher.delivery
-        payload = notification(matcher, changes, notified_at=_now_iso())
+        data = await self._joined(matcher, changes)
+        payload = notification(matcher, changes, notified_at=_now_iso(), data=data)
         context = matcher.doc.get("jsonldContext") or matcher.doc.get("@context")
         headers = dict(delivery.headers)
+        if self._tenant is not None:
+            headers["NGSILD-Tenant"] = self._tenant  # clause 6.3.14: receivers see the tenant
         if delivery.accept == JSON_LD:
             payload["@context"] = context if context else CORE_CONTEXT_URL
             payload["data"] = [{**e, "@context": payload["@context"]} for e in payload["data"]]
@@ -296,6 +391,7 @@ class Notifier:
             body=orjson.dumps(payload),
             headers=headers,
             timeout_s=delivery.timeout_s or self._timeout_s,
+            options=delivery.options,
         )
         endpoint = self._endpoints.get(delivery.uri)
         if endpoint is None:
@@ -305,7 +401,9 @@ class Notifier:
         try:
             endpoint.queue.put_nowait(job)
         except asyncio.QueueFull:
-            _log.warning("notification dropped: queue full", extra={"endpoint": delivery.uri})
+            _log.warning(
+                "notification dropped: queue full", extra={"endpoint": redacted(delivery.uri)}
+            )
             await self._record(job.subscription_id, ok=None)
             await self._record(job.subscription_id, ok=False)
 
@@ -326,12 +424,16 @@ class Notifier:
                 await asyncio.sleep(backoff.next_delay())
         _log.warning(
             "notification not delivered",
-            extra={"subscription": job.subscription_id, "endpoint": job.uri},
+            extra={"subscription": job.subscription_id, "endpoint": redacted(job.uri)},
         )
 
     async def _post(self, job: _Job) -> bool:
+        if job.uri.startswith(MQTT_SCHEMES):
+            return await self._mqtt.publish(
+                job.uri, job.options, headers=job.headers, body=job.body, timeout_s=job.timeout_s
+            )
         if not job.uri.startswith(("http://", "https://")):
-            return False  # MQTT is not supported yet
+            return False
         if self._client is None:
             self._client = httpx.AsyncClient(follow_redirects=False)
         try:
@@ -340,7 +442,9 @@ class Notifier:
                     job.uri, content=job.body, headers=job.headers, timeout=job.timeout_s
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
-            _log.info("notification failed", extra={"endpoint": job.uri, "error": str(exc)})
+            _log.info(
+                "notification failed", extra={"endpoint": redacted(job.uri), "error": str(exc)}
+            )
             return False
         return 200 <= response.status_code < 300
 

@@ -3,7 +3,9 @@
 - ``POST /entities`` (201 + Location; 409 AlreadyExists), ``PUT``/``PATCH``/``DELETE
   /entities/{id}`` (replace, merge-patch, delete: 204 / 404);
 - ``POST /entities/{id}/attrs`` (append, ``options=noOverwrite``) and ``PATCH
-  /entities/{id}/attrs`` (update existing): 204, or 207 with an UpdateResult;
+  /entities/{id}/attrs`` (update; ``entity_ops.update_attrs`` says what the suite expects):
+  204, or 207 with an UpdateResult (names as expanded IRIs); ``DELETE`` there is 405;
+- ``DELETE /entities`` (purge by type/id/idPattern/q/scopeQ, ``keep``/``drop``): ``purge``;
 - ``PATCH``/``PUT``/``DELETE /entities/{id}/attrs/{attr}`` (partial update,
   replace, delete with ``datasetId``/``deleteAll``): 204 / 404;
 - ``POST /entityOperations/{create,upsert,update,delete,merge}``: 201/204, or
@@ -28,6 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.ngsild import entity_ops as ops
+from ldt.cloud.ngsild import purge
 from ldt.cloud.ngsild.contexts import ContextStore
 from ldt.cloud.ngsild.contexts_api import context_problem
 from ldt.cloud.ngsild.entities import is_uri
@@ -35,6 +38,7 @@ from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError, core_context
 from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
 
@@ -48,8 +52,7 @@ _API = "/ngsi-ld/v1"
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+    return store_of(request)  # the NGSILD-Tenant's store (tenant_routing)
 
 
 def _now() -> str:
@@ -60,7 +63,7 @@ async def _write(
     request: Request, changes: Sequence[tuple[str, EntityChange]]
 ) -> list[WriteOutcome | NgsiLdError]:
     """Every entity write: the store's transaction, then subscription notifications."""
-    notifier: Notifier = request.app.state.notifier
+    notifier: Notifier = notifier_of(request)
     return await notifier.write_entities(changes)
 
 
@@ -171,18 +174,23 @@ async def _write_one(request: Request, entity_id: str, change: EntityChange) -> 
     return result
 
 
-def _client_name(stored: str, ctx: ActiveContext) -> str:
+def _expanded_name(stored: str) -> str:
     iri = core_context().expand(stored)
-    return stored if iri is None else ctx.compact(iri)
+    return stored if iri is None else iri
 
 
-def _update_result(report: ops.UpdateReport, ctx: ActiveContext) -> Response:
+def _update_result(report: ops.UpdateReport) -> Response:
+    """204, or 207 with an UpdateResult (5.2.18) naming attributes by their expanded IRI.
+
+    Expanded, not compacted with the request's @context: ETSI's suite compares them with
+    IRIs (010_04_01), and an IRI names the attribute whatever context the client holds.
+    """
     if not report.not_updated:
         return Response(status_code=204)
     body = {
-        "updated": [_client_name(n, ctx) for n in report.updated],
+        "updated": [_expanded_name(n) for n in report.updated],
         "notUpdated": [
-            {"attributeName": _client_name(n, ctx), "reason": why}
+            {"attributeName": _expanded_name(n), "reason": why}
             for n, why in report.not_updated.items()
         ],
     }
@@ -236,41 +244,42 @@ async def merge_entity(request: Request) -> Response:
     return Response(status_code=204)
 
 
-async def _attrs_fragment(request: Request, entity_id: str) -> tuple[Entity, ActiveContext]:
+async def _attrs_fragment(request: Request, entity_id: str) -> Entity:
     body = await _read(request, limit=MAX_ENTITY_BYTES)
     ctx = await _context_of(request, body, _object(body))
     fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=False)
     _no_id_mismatch(fragment, entity_id)
-    if not any(k not in {"id", "type"} for k in fragment):
-        raise _bad("the body names no attribute")
-    return fragment, ctx
+    if not any(k != "id" for k in fragment):  # a type or scope alone is a change (011_06)
+        raise _bad("the body names no attribute, type or scope")
+    return fragment
 
 
 async def append_attrs(request: Request) -> Response:
     """Append entity attributes (5.6.3): 204, or 207 with what ``noOverwrite`` kept."""
     entity_id = _entity_id(request)
     no_overwrite = "noOverwrite" in _options(request, {"noOverwrite"})
-    fragment, ctx = await _attrs_fragment(request, entity_id)
+    fragment = await _attrs_fragment(request, entity_id)
     report = ops.UpdateReport()
     change = ops.append_attrs(entity_id, fragment, _now(), no_overwrite=no_overwrite, report=report)
     await _write_one(request, entity_id, change)
-    return _update_result(report, ctx)
+    return _update_result(report)
 
 
 async def update_attrs(request: Request) -> Response:
-    """Update entity attributes (5.6.2): existing ones only; 204, or 207 listing the others."""
+    """Update entity attributes (5.6.2): 204, or 207 listing what was not updated."""
     entity_id = _entity_id(request)
-    fragment, ctx = await _attrs_fragment(request, entity_id)
+    fragment = await _attrs_fragment(request, entity_id)
     report = ops.UpdateReport()
     await _write_one(
         request, entity_id, ops.update_attrs(entity_id, fragment, _now(), report=report)
     )
-    return _update_result(report, ctx)
+    return _update_result(report)
 
 
 async def _one_attr(request: Request, *, partial: bool) -> tuple[str, Entity]:
     entity_id = _entity_id(request)
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
+    # a PATCH may also come as application/merge-patch+json (6.3.4; suite case 044_01_01)
+    body = await _read(request, limit=MAX_ENTITY_BYTES, merge_patch=partial)
     ctx = await _context_of(request, body, _object(body))
     name = request.path_params["attr"]
     return entity_id, ops.attribute_fragment(_object(body), name, ctx, partial=partial)
@@ -308,6 +317,21 @@ async def delete_attr(request: Request) -> Response:
     )
     await _write_one(request, entity_id, change)
     return Response(status_code=204)
+
+
+async def no_attribute_named(request: Request) -> Response:
+    """``DELETE /entities/{id}/attrs`` names no attribute: 405, the path only takes POST/PATCH.
+
+    Without this route the path would reach ``DELETE /entities/{id}`` with ``{id}/attrs`` as
+    the id and answer 404; the suite expects 405 (013_02_03).
+    """
+    raise NgsiLdError(
+        405,
+        None,
+        "Method Not Allowed",
+        "DELETE needs an attribute name: /entities/{entityId}/attrs/{attrId}",
+        headers={"Allow": "POST, PATCH"},
+    )
 
 
 # --- /entityOperations ------------------------------------------------------------------------
@@ -438,6 +462,7 @@ async def batch_delete(request: Request) -> Response:
 
 
 routes = [
+    *purge.routes,  # DELETE /entities (before the {entity_id} routes: "/entities/" is a purge)
     Route("/entities", create_entity, methods=["POST"]),
     Route("/entities/", create_entity, methods=["POST"]),  # the ETSI suite posts here
     # ":path" ids: an empty or odd id reaches the handler and gets its 400
@@ -445,6 +470,8 @@ routes = [
     Route("/entities/{entity_id:path}/attrs/", append_attrs, methods=["POST"]),
     Route("/entities/{entity_id:path}/attrs", update_attrs, methods=["PATCH"]),
     Route("/entities/{entity_id:path}/attrs/", update_attrs, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs", no_attribute_named, methods=["DELETE"]),
+    Route("/entities/{entity_id:path}/attrs/", no_attribute_named, methods=["DELETE"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", patch_attr, methods=["PATCH"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", replace_attr, methods=["PUT"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),

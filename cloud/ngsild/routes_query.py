@@ -17,7 +17,7 @@ from the request are expanded with its ``Link`` @context and spelled as stored
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -25,8 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild import formats, linked
 from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.datasets import keep_datasets, parse_dataset_ids
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.entity_ops import present, stored_name
 from ldt.cloud.ngsild.entity_query import (
@@ -38,7 +39,10 @@ from ldt.cloud.ngsild.entity_query import (
 )
 from ldt.cloud.ngsild.geo import GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
+from ldt.cloud.ngsild.languages import parse_lang, select_languages
+from ldt.cloud.ngsild.linked import Join, Projection
 from ldt.cloud.ngsild.media import JSON
+from ldt.cloud.ngsild.order_by import OrderKey, map_order_names, parse_order_by
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import (
     ProjectionTerm,
@@ -51,6 +55,7 @@ from ldt.cloud.ngsild.query import (
     project,
 )
 from ldt.cloud.ngsild.safe_regex import SafeRegex
+from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.store.base import Entity, Store, TypeAttributeCount
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "routes"]
@@ -59,15 +64,15 @@ DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 1000
 MAX_OFFSET: Final = 2**31 - 1
 
-# parameters of the spec this broker accepts; the distributed ones (local, via, csf, join...)
-# are accepted and have no effect (there are no registrations)
+# parameters of the spec this broker accepts; the distributed ones (local, via, csf...) are
+# accepted and have no effect (there are no registrations); join/joinLevel: ``linked``
 _COMMON: Final = frozenset(
     {"options", "format", "lang", "local", "via", "csf", "join", "joinLevel", "containedBy",
      "entityMap", "datasetId", "geometryProperty", "attrs", "pick", "omit"}
 )  # fmt: skip
 _QUERY_PARAMS: Final = _COMMON | {
     "id", "idPattern", "type", "q", "scopeQ", "georel", "geometry", "coordinates",
-    "geoproperty", "limit", "offset", "count",
+    "geoproperty", "limit", "offset", "count", "orderBy",
 }  # fmt: skip
 _RETRIEVE_PARAMS: Final = _COMMON | {"type"}
 _DISCOVERY_PARAMS: Final = frozenset({"details", "local", "via"})
@@ -95,8 +100,7 @@ def _check_params(request: Request, allowed: frozenset[str]) -> None:
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+    return store_of(request)  # the NGSILD-Tenant's store (tenant_routing)
 
 
 async def _context(request: Request) -> tuple[ActiveContext, str | None]:
@@ -135,6 +139,8 @@ def _projection(request: Request) -> tuple[tuple[ProjectionTerm, ...] | None, ..
     pick_raw, omit_raw = request.query_params.get("pick"), request.query_params.get("omit")
     if pick_raw is not None and omit_raw is not None:
         raise _bad("pick and omit cannot be used together")
+    if (pick_raw is not None or omit_raw is not None) and "attrs" in request.query_params:
+        raise _bad("attrs cannot be used with pick or omit (pick replaces it)")
     try:
         pick = None if pick_raw is None else parse_projection(pick_raw, parameter="pick")
         omit = None if omit_raw is None else parse_projection(omit_raw, parameter="omit")
@@ -157,6 +163,16 @@ def _attrs(request: Request, ctx: ActiveContext) -> tuple[str, ...] | None:
     return tuple(_name(n, ctx) for n in names)
 
 
+def _order(raw: str | None, name: Callable[[str], str]) -> tuple[OrderKey, ...]:
+    """``orderBy`` (``order_by``), attribute names expanded as stored; () when absent."""
+    if raw is None:
+        return ()
+    try:
+        return map_order_names(parse_order_by(raw), name, text=raw)
+    except QSyntaxError as exc:
+        raise exc.problem() from exc
+
+
 class _Output:
     """Turns stored documents into the response: names, projection, form, media."""
 
@@ -167,24 +183,74 @@ class _Output:
         self.context_url = context_url
         self.pick, self.omit = _projection(request)
         self.geometry_property = request.query_params.get("geometryProperty", "location")
+        lang = request.query_params.get("lang")
+        self.lang = None if lang is None else parse_lang(lang)
+        datasets = request.query_params.get("datasetId")
+        self.datasets = None if datasets is None else parse_dataset_ids(datasets)
+        self.join: Join | None = linked.parse_join(
+            request.query_params.get("join"), request.query_params.get("joinLevel")
+        )
 
-    def entity(self, doc: Entity, attrs: tuple[str, ...] | None) -> dict[str, Any]:
+    def entity(self, doc: Entity, attrs: tuple[str, ...] | None) -> dict[str, Any] | None:
+        """The entity as answered; None when pick/omit leave nothing of it (4.21: then a
+        query leaves it out and a retrieval answers 404, as ETSI's 018_19 and 019_17 want)."""
+        views = self.view(doc, attrs, Projection(self.pick, self.omit))
+        return None if views is None else self.wrap(views[0], formats.render(views[1], self.rep))
+
+    def view(
+        self, doc: Entity, attrs: tuple[str, ...] | None, projection: Projection
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The entity presented, then also projected (normalized); None: nothing is left."""
         if attrs is not None:
             keep = set(attrs)
             doc = {k: v for k, v in doc.items() if k in ("id", "type", "scope") or k in keep}
+        if self.datasets is not None:
+            doc = keep_datasets(doc, self.datasets)
         shown = present(doc, self.ctx, sys_attrs=self.rep.sys_attrs)
+        if self.lang is not None:
+            shown = select_languages(shown, self.lang)
         geometry_source = shown
-        if self.pick is not None or self.omit is not None:
+        if projection.pick is not None or projection.omit is not None:
             try:
-                shown = project(shown, pick=self.pick, omit=self.omit)
+                shown = project(shown, pick=projection.pick, omit=projection.omit)
             except QueryError as exc:
                 raise _bad(str(exc)) from exc
-        rendered = formats.render(shown, self.rep)
+            if not any(k != "@context" for k in shown):
+                return None
+        return geometry_source, shown
+
+    def wrap(self, geometry_source: dict[str, Any], rendered: dict[str, Any]) -> dict[str, Any]:
+        """A rendered entity as the media type wants it (a GeoJSON Feature or as is)."""
         if self.media == formats.GEO_JSON:
             return formats.feature(
                 geometry_source, rendered, geometry_property=self.geometry_property
             )
         return rendered
+
+    async def joined(
+        self, docs: Sequence[Entity], attrs: tuple[str, ...] | None, join: Join, store: Store
+    ) -> list[dict[str, Any]]:
+        """The entities with their linked entities (``linked``: inline or flat, 4.5.23).
+
+        Flat: the entities, then the linked ones; inline: one per entity asked for.
+        """
+        projection = Projection(self.pick, self.omit)
+        views = [v for v in (self.view(d, attrs, projection) for d in docs) if v is not None]
+
+        def show(doc: Entity, projection: Projection) -> dict[str, Any] | None:
+            views = self.view(doc, None, projection)
+            return None if views is None else views[1]
+
+        pairs = await linked.expand(
+            [v[1] for v in views],
+            join,
+            projection=projection,
+            form=self.rep.form,
+            fetch=linked.fetch_from(store),
+            show=show,
+            render=lambda shown: formats.render(shown, self.rep),
+        )
+        return [self.wrap(shown, rendered) for shown, rendered in pairs]
 
     def response(self, payload: Any, headers: dict[str, str] | None = None) -> Response:
         if self.media == formats.GEO_JSON and isinstance(payload, list):
@@ -230,10 +296,11 @@ async def query_entities(request: Request) -> Response:
         )
     except GeoQueryError as exc:
         raise _bad(str(exc), "Invalid geo-query") from None
-    if types is None and attrs is None and q is None and geoquery is None:
+    local = _flag(request, "local")
+    if types is None and attrs is None and q is None and geoquery is None and not local:
         raise _bad(
             "give at least one of type, attrs, q or a geo-query (a query for every entity is"
-            " too broad)"
+            " too broad), or local=true for every entity of this broker (6.4.3.2)"
         )
     count = _flag(request, "count")
     limit = _int(request, "limit", DEFAULT_LIMIT)
@@ -263,12 +330,16 @@ async def query_entities(request: Request) -> Response:
         scope=scope,
         geo=geoquery,
         geo_names=geo_names,
+        order=_order(params.get("orderBy"), name),
     )
     page, total = await _store(request).search_entities(
         query, limit=limit, offset=offset, count=count
     )
     headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
-    return out.response([out.entity(doc, attrs) for doc in page], headers)
+    if out.join is not None:
+        return out.response(await out.joined(page, attrs, out.join, _store(request)), headers)
+    shown = [out.entity(doc, attrs) for doc in page]
+    return out.response([e for e in shown if e is not None], headers)
 
 
 async def retrieve_entity(request: Request) -> Response:
@@ -297,7 +368,20 @@ async def retrieve_entity(request: Request) -> Response:
             raise NgsiLdError(
                 404, "ResourceNotFound", "Entity not found", f"{entity_id} is not of that type"
             )
-    return out.response(out.entity(doc, attrs))
+    if attrs is not None and not any(a in doc for a in attrs):
+        raise NgsiLdError(
+            404, "ResourceNotFound", "Attribute not found", f"{entity_id} has none of attrs"
+        )
+    if out.join is not None:
+        answer = await out.joined([doc], attrs, out.join, _store(request))
+        if answer:  # else pick/omit left nothing: 404 below; flat with no link: one entity
+            return out.response(answer if len(answer) > 1 else answer[0])
+    shown = out.entity(doc, attrs)
+    if shown is None:
+        raise NgsiLdError(
+            404, "ResourceNotFound", "Entity not found", f"pick/omit leave nothing of {entity_id}"
+        )
+    return out.response(shown)
 
 
 # --- discovery (5.7.5 - 5.7.10) --------------------------------------------------------------

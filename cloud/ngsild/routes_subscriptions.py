@@ -23,12 +23,13 @@ from starlette.routing import Route
 
 from ldt.cloud.ngsild import formats, subscriptions
 from ldt.cloud.ngsild.contexts import ContextStore
-from ldt.cloud.ngsild.contexts_api import context_problem
+from ldt.cloud.ngsild.contexts_api import context_problem, drop_context, implicit_context
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError
-from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.media import JSON, JSON_LD, negotiate, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store, SubscriptionRecord
 
@@ -38,6 +39,7 @@ MAX_SUBSCRIPTION_BYTES: Final = 1 << 20
 DEFAULT_LIMIT: Final = 20
 MAX_LIMIT: Final = 1000
 _API: Final = "/ngsi-ld/v1"
+_MERGE_PATCH: Final = "application/merge-patch+json"
 _LIST_PARAMS: Final = frozenset({"limit", "offset", "count", "local", "via"})
 
 
@@ -46,13 +48,11 @@ def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
 
 
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+    return store_of(request)  # the NGSILD-Tenant's store (tenant_routing)
 
 
 def _notifier(request: Request) -> Notifier:
-    notifier: Notifier = request.app.state.notifier
-    return notifier
+    return notifier_of(request)
 
 
 def _now_ms() -> int:
@@ -70,6 +70,8 @@ async def _resolve(request: Request, context: Any) -> ActiveContext:
 async def _body(request: Request) -> tuple[dict[str, Any], ActiveContext, Any]:
     """The JSON object of the request, its active context and the @context value."""
     media = request_media_type(request)
+    if media == _MERGE_PATCH and request.method == "PATCH":  # 6.3.4: like JSON (Link header)
+        media = JSON
     if media not in (JSON, JSON_LD):
         raise NgsiLdError(
             415, None, "Unsupported Media Type", f"send {JSON} or {JSON_LD}, not {media or 'none'}"
@@ -149,7 +151,15 @@ async def create_subscription(request: Request) -> Response:
     now = iso_ms(_now_ms())
     doc = subscriptions.validate(value, ctx, context=context, now=now)
     await _check_jsonld_context(request, doc)
+    # a one-URL array is that URL: notifications then link it as given, and nothing is
+    # hosted or shown back as jsonldContext (suite cases 028_06, 046_10_01, 046_19)
+    single = context[0] if isinstance(context, list) and len(context) == 1 else context
+    implicit = None if "jsonldContext" in doc else implicit_context(request, single)
+    if implicit is not None:  # notifications are compacted with it (contexts_api)
+        doc["jsonldContext"] = implicit
     if not await _store(request).create_subscription(doc):
+        if implicit is not None:
+            drop_context(request, implicit)
         raise NgsiLdError(
             409, "AlreadyExists", "Already exists", f"subscription {doc['id']} already exists"
         )
@@ -175,16 +185,14 @@ async def query_subscriptions(request: Request) -> Response:
         )
     if limit == 0 and count != "true":
         raise _bad("limit=0 is only allowed with count=true")
-    media = formats.negotiate_read(request)
+    media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
     ctx = await _resolve(request, url)
     records, total = await _store(request).list_subscriptions(limit=limit, offset=offset)
     now = _now_ms()
     payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
     headers = {"NGSILD-Results-Count": str(total)} if count == "true" else None
-    response = formats.entities_response(
-        payload, JSON if media == formats.GEO_JSON else media, context=url, headers=headers
-    )
+    response = formats.entities_response(payload, media, context=url, headers=headers)
     pages = _page_links(limit, offset, total)
     if pages:
         existing = response.headers.get("link")
@@ -206,16 +214,14 @@ def _page_links(limit: int, offset: int, total: int) -> list[str]:
 async def retrieve_subscription(request: Request) -> Response:
     """Retrieve subscription (5.8.3): 200, 404."""
     sub_id = _sub_id(request)
-    media = formats.negotiate_read(request)
+    media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
     ctx = await _resolve(request, url)
     record = await _store(request).get_subscription(sub_id)
     if record is None:
         raise _not_found(sub_id)
     payload = subscriptions.present(record.doc, _counters(record), ctx, now_ms=_now_ms())
-    return formats.entities_response(
-        payload, JSON if media == formats.GEO_JSON else media, context=url
-    )
+    return formats.entities_response(payload, media, context=url)
 
 
 async def update_subscription(request: Request) -> Response:

@@ -27,8 +27,12 @@ from starlette.routing import Route
 
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild.datasets import parse_dataset_ids
 from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.geo import GeoQuery, GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
+from ldt.cloud.ngsild.media import negotiate
+from ldt.cloud.ngsild.order_by import OrderKey, map_order_names, parse_order_by
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import QSyntaxError, parse_projection, project
 from ldt.cloud.ngsild.routes_entities import (
@@ -37,6 +41,7 @@ from ldt.cloud.ngsild.routes_entities import (
     _object,
     _read,
     _resolve,
+    _write,
 )
 from ldt.cloud.ngsild.routes_entities import _entity_id as _path_entity_id
 from ldt.cloud.ngsild.temporal import (
@@ -46,8 +51,11 @@ from ldt.cloud.ngsild.temporal import (
     paginate,
     parse_aggregation,
     parse_window,
+    split_latest,
     temporal_entity,
 )
+from ldt.cloud.ngsild.temporal_geo import matching_ids
+from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store
 
@@ -65,6 +73,17 @@ _OPTIONS = frozenset(
     {"temporalValues", "sysAttrs", "normalized", "keyValues", "concise", "aggregatedValues"}
 )
 _FORMATS = frozenset({"temporalValues", "normalized", "simplified", "aggregatedValues"})
+_READ_PARAMS = frozenset(
+    {"attrs", "options", "format", "lang", "timerel", "timeAt", "endTimeAt", "timeproperty",
+     "lastN", "aggrMethods", "aggrPeriodDuration", "pick", "omit", "datasetId", "local", "via",
+     "csf", "join", "joinLevel", "expandValues", "containedBy", "entityMap", "geometryProperty",
+     "type", "orderBy"}
+)  # fmt: skip
+"""Parameters of retrieve (5.7.3); query (5.7.4) adds ``_QUERY_ONLY``; others: 400."""
+_QUERY_ONLY = frozenset(
+    {"id", "idPattern", "q", "scopeQ", "georel", "geometry", "coordinates", "geoproperty",
+     "limit", "offset", "count"}
+)  # fmt: skip
 
 
 def _entity_id(request: Request) -> str:
@@ -75,9 +94,16 @@ def _entity_id(request: Request) -> str:
     return entity_id
 
 
+def _check_read(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse what a read cannot answer before any work: unknown parameters, Accept (406)."""
+    unknown = sorted(k for k in request.query_params if k not in allowed)
+    if unknown:
+        raise _invalid(f"{', '.join(unknown)} is not a parameter of {request.url.path}")
+    negotiate(request)  # GeoJSON or anything else but JSON(-LD): 406 (6.3.4)
+
+
 def _store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+    return store_of(request)  # the NGSILD-Tenant's store (tenant_routing)
 
 
 def _bad(detail: str) -> NgsiLdError:
@@ -98,11 +124,14 @@ def _now_ms() -> int:
 
 def _instances(
     raw: dict[str, Any], ctx: ActiveContext, now_ms: int
-) -> tuple[Any, list[AttrInstance]]:
-    """A temporal entity body's stored type and one history row per attribute instance."""
+) -> tuple[dict[str, Any], list[AttrInstance]]:
+    """A temporal entity body's head (id, stored type, scope) and one row per instance."""
     entity_id = raw.get("id")
     head = ops.entity_fragment(
-        {k: v for k, v in raw.items() if k in ("id", "type")}, ctx, need_id=True, need_type=True
+        {k: v for k, v in raw.items() if k in ("id", "type", "scope")},
+        ctx,
+        need_id=True,
+        need_type=True,
     )
     now = iso_ms(now_ms)
     rows: list[AttrInstance] = []
@@ -119,7 +148,7 @@ def _instances(
             ((attr, normalized),) = [(k, v) for k, v in one.items() if k not in ("id", "type")]
             doc = {**normalized, "createdAt": now, "modifiedAt": now}
             rows.append(instance_row(str(entity_id), attr, doc, now_ms))
-    return head["type"], rows
+    return head, rows
 
 
 async def create_or_update(request: Request) -> Response:
@@ -128,14 +157,34 @@ async def create_or_update(request: Request) -> Response:
     raw = _object(body)
     ctx = await _context_of(request, body, raw)
     now_ms = _now_ms()
-    etype, rows = _instances(raw, ctx, now_ms)
+    head, rows = _instances(raw, ctx, now_ms)
     entity_id = str(raw["id"])
-    created = await _store(request).add_temporal(entity_id, etype, rows, now=iso_ms(now_ms))
-    if created:
+    store = _store(request)
+    new = await store.get_temporal(entity_id) is None
+    if new and await store.get_entity(entity_id) is None:
+        rows = await _create_current(request, head, rows, iso_ms(now_ms))
+    created = await store.add_temporal(entity_id, head["type"], rows, now=iso_ms(now_ms))
+    if created or new:
         return Response(
             status_code=201, headers={"Location": f"{_API}/temporal/entities/{entity_id}"}
         )
     return Response(status_code=204)
+
+
+async def _create_current(
+    request: Request, head: dict[str, Any], rows: list[AttrInstance], now: str
+) -> list[AttrInstance]:
+    """Create the entity a new temporal representation stands for; the rows left to add.
+
+    The temporal and the current representation are views of one entity (4.5.7):
+    the entity API can then change or delete it (its deletions are recorded in
+    this history, what the ETSI suite's 020_17-020_20 read back). The write
+    records the newest instances itself; if it is refused (the entity appeared
+    meanwhile), every row is added as given.
+    """
+    state, rest = split_latest(head, rows)
+    (outcome,) = await _write(request, [(str(head["id"]), ops.create(state, now))])
+    return rows if isinstance(outcome, NgsiLdError) else rest
 
 
 async def add_attrs(request: Request) -> Response:
@@ -171,7 +220,12 @@ async def delete_entity(request: Request) -> Response:
             headers={"Allow": "POST, GET"},
         )
     entity_id = _entity_id(request)
-    if not await _store(request).delete_temporal(entity_id):
+    store = _store(request)
+    if await store.get_temporal(entity_id) is None:
+        raise _not_found(f"no temporal entity {entity_id}")
+    # the entity goes with its history (one entity, two views: see _create_current)
+    await _write(request, [(entity_id, ops.delete_entity(entity_id))])
+    if not await store.delete_temporal(entity_id):
         raise _not_found(f"no temporal entity {entity_id}")
     return Response(status_code=204)
 
@@ -317,6 +371,14 @@ class _Read:
             for term in attrs.split(","):
                 name = ops.stored_name(term.strip(), ctx)
                 self.attrs.append(term.strip() if name is None else name)
+        datasets = params.get("datasetId")
+        self.datasets = None if datasets is None else parse_dataset_ids(datasets)
+
+    def keep(self, rows: list[AttrInstance]) -> list[AttrInstance]:
+        """The instances of the asked datasetIds (``datasets``: None asks for all)."""
+        if self.datasets is None:
+            return rows
+        return [r for r in rows if r.dataset_id in self.datasets]
 
     def render(
         self,
@@ -377,13 +439,14 @@ def _instance_limit(request: Request) -> int:
 async def retrieve(request: Request) -> Response:
     """Retrieve temporal evolution of an entity (5.7.3): 200, 404."""
     entity_id = _entity_id(request)
+    _check_read(request, _READ_PARAMS)
     ctx, url = await _link_ctx(request)
     read = _Read(request.query_params, ctx)
     store = _store(request)
     header = await store.get_temporal(entity_id)
     if header is None:
         raise _not_found(f"no temporal entity {entity_id}")
-    found = await store.temporal_instances([entity_id], read.attrs, read.window)
+    found = read.keep(await store.temporal_instances([entity_id], read.attrs, read.window))
     if read.attrs is not None and not found:
         raise _not_found(f"temporal entity {entity_id} has none of the attributes asked for")
     rows, content_range = paginate(found, read.window, _instance_limit(request))
@@ -413,6 +476,7 @@ def _page_param(params: Mapping[str, str], name: str, default: int) -> int:
 
 async def query(request: Request) -> Response:
     """Query temporal evolution of entities (5.7.4): 200 with an array."""
+    _check_read(request, _READ_PARAMS | _QUERY_ONLY)
     ctx, url = await _link_ctx(request)
     return await _query(request, request.query_params, ctx, url)
 
@@ -455,6 +519,34 @@ async def query_post(request: Request) -> Response:
     return await _query(request, params, ctx, body.link)
 
 
+def _geoquery(params: Mapping[str, str]) -> GeoQuery | None:
+    """The geo-query of a temporal query (``temporal_geo``), or None; 400 if malformed."""
+    try:
+        return parse_geoquery(
+            georel=params.get("georel"),
+            geometry=params.get("geometry"),
+            coordinates=params.get("coordinates"),
+            geoproperty=params.get("geoproperty"),
+        )
+    except GeoQueryError as exc:
+        raise NgsiLdError(400, "BadRequestData", "Invalid geo-query", str(exc)) from None
+
+
+def _order(raw: str | None, ctx: ActiveContext) -> tuple[OrderKey, ...]:
+    """``orderBy`` (``order_by``) with attribute names as stored; () when absent."""
+    if raw is None:
+        return ()
+
+    def name(term: str) -> str:
+        stored = ops.stored_name(term, ctx)
+        return term if stored is None else stored
+
+    try:
+        return map_order_names(parse_order_by(raw), name, text=raw)
+    except QSyntaxError as exc:
+        raise exc.problem() from exc
+
+
 async def _query(
     request: Request, params: Mapping[str, str], ctx: ActiveContext, url: str | None
 ) -> Response:
@@ -476,9 +568,21 @@ async def _query(
         raise _bad("give at least one of type, attrs, q or georel")
     limit = _page_param(params, "limit", _DEFAULT_LIMIT)
     offset = _page_param(params, "offset", 0)
+    order = _order(params.get("orderBy"), ctx)
     store = _store(request)
-    headers, total = await store.query_temporal(types=types, ids=ids, limit=limit, offset=offset)
-    found = await store.temporal_instances([h["id"] for h in headers], read.attrs, read.window)
+    geoquery = _geoquery(params)
+    if geoquery is not None:  # the selection narrows to the entities that were there
+        geoproperty = ops.stored_name(geoquery.geoproperty, ctx) or geoquery.geoproperty
+        ids = await matching_ids(store, geoquery, geoproperty, read.window, types=types, ids=ids)
+        if not ids:
+            extra = {"NGSILD-Results-Count": "0"} if params.get("count") == "true" else None
+            return _respond(request, [], url, extra)
+    headers, total = await store.query_temporal(
+        types=types, ids=ids, limit=limit, offset=offset, order=order
+    )
+    found = read.keep(
+        await store.temporal_instances([h["id"] for h in headers], read.attrs, read.window)
+    )
     rows, content_range = paginate(found, read.window, _instance_limit(request))
     by_entity: dict[str, list[AttrInstance]] = {}
     attrs_of: dict[str, set[str]] = {}

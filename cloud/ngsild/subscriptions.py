@@ -24,8 +24,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
+from urllib.parse import unquote
 
-from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild import formats, linked
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.entity_ops import present as present_entity
 from ldt.cloud.ngsild.entity_ops import stored_name
@@ -33,6 +34,7 @@ from ldt.cloud.ngsild.entity_query import EntityQuery, map_q_names, map_type_nam
 from ldt.cloud.ngsild.geo import GeoQuery, GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.media import JSON, JSON_LD
+from ldt.cloud.ngsild.mqtt_endpoint import MQTT_SCHEMES, parse_endpoint
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import QExpr, QSyntaxError, QueryError, parse_projection, parse_q
 from ldt.cloud.ngsild.query import project as project_entity
@@ -215,6 +217,11 @@ def _notification(value: Any, ctx: ActiveContext) -> dict[str, Any]:
                 for kv in info
             ):
                 raise _bad(f"notification.endpoint.{key} must be an array of {{key, value}}")
+    if uri.startswith(MQTT_SCHEMES):  # topic, MQTT-Version, MQTT-QoS: refused now, not later
+        try:
+            parse_endpoint(uri, endpoint.get("notifierInfo", ()))
+        except ValueError as exc:
+            raise _bad(f"notification.endpoint: {exc}") from None
     fmt = params.get("format", "normalized")
     if fmt not in _FORMATS:
         raise _bad(f"notification.format must be one of {', '.join(_FORMATS)}, got {fmt!r}")
@@ -237,6 +244,7 @@ def _notification(value: Any, ctx: ActiveContext) -> dict[str, Any]:
             picked[key] = {str(getattr(t, "name", t)) for t in terms}
     if "pick" in picked and "omit" in picked and picked["pick"] & picked["omit"]:
         raise _bad("notification.pick and omit name the same member")
+    linked.parse_join(params.get("join"), params.get("joinLevel"))  # 400 for bad values
     return params
 
 
@@ -281,7 +289,7 @@ def validate(body: Any, ctx: ActiveContext, *, context: Any, now: str) -> dict[s
         raise _bad(f"notificationTrigger must be a non-empty array of {sorted(TRIGGERS)}")
     if "q" in doc:
         try:
-            parse_q(doc["q"])
+            parse_q(_q_text(doc["q"]))
         except QSyntaxError as exc:
             raise _bad(f"q: {exc}") from None
     if "geoQ" in doc:
@@ -313,6 +321,15 @@ def validate(body: Any, ctx: ActiveContext, *, context: Any, now: str) -> dict[s
     return doc
 
 
+def _q_text(q: Any) -> Any:
+    """A subscription's ``q`` as the query language reads it: percent-decoded.
+
+    Clients write ``q`` as they would in a URL, so ETSI's suite sends
+    ``name=="Eiffel%20Tower"`` (046_05_01); the stored text is kept as given.
+    """
+    return unquote(q) if isinstance(q, str) else q
+
+
 def status_of(doc: Mapping[str, Any], now_ms: int) -> str:
     """``active``, ``paused`` (isActive false) or ``expired`` (expiresAt passed)."""
     expires = parse_iso_ms(doc.get("expiresAt"))
@@ -331,6 +348,8 @@ def present(
 ) -> dict[str, Any]:
     """A stored subscription as a client with ``ctx`` sees it, with status and counters."""
     out = {k: v for k, v in doc.items() if k not in ("@context", "createdAt", "modifiedAt")}
+    # the default is shown: the suite's expected subscriptions all carry it (028_06, 031_01)
+    out.setdefault("notificationTrigger", list(DEFAULT_TRIGGERS))
     if "entities" in out:
         out["entities"] = [{**s, "type": _client_name(s["type"], ctx)} for s in out["entities"]]
     if "watchedAttributes" in out:
@@ -359,6 +378,8 @@ class Delivery:
     accept: str
     headers: tuple[tuple[str, str], ...]
     timeout_s: float | None
+    options: tuple[tuple[str, str], ...] = ()
+    """``notifierInfo`` pairs (``MQTT-Version``, ``MQTT-QoS``)."""
 
 
 class Matcher:
@@ -391,7 +412,7 @@ class Matcher:
             pattern = SafeRegex(sel["idPattern"]) if "idPattern" in sel else None
             ids = (sel["id"],) if "id" in sel else None
             self._selectors.append(EntityQuery(types=types, ids=ids, id_pattern=pattern))
-        q: QExpr | None = map_q_names(parse_q(doc["q"]), name) if "q" in doc else None
+        q: QExpr | None = map_q_names(parse_q(_q_text(doc["q"])), name) if "q" in doc else None
         geo: GeoQuery | None = None
         geo_names: tuple[str, ...] = ("location",)
         if "geoQ" in doc:
@@ -410,6 +431,7 @@ class Matcher:
             accept=endpoint.get("accept", JSON),
             headers=tuple((kv["key"], kv["value"]) for kv in endpoint.get("receiverInfo", ())),
             timeout_s=endpoint["timeout"] / 1000 if "timeout" in endpoint else None,
+            options=tuple((kv["key"], kv["value"]) for kv in endpoint.get("notifierInfo", ())),
         )
         self._rep = formats.Representation(
             form=_FORMATS[params.get("format", "normalized")],
@@ -421,6 +443,10 @@ class Matcher:
         self._show_changes = bool(params.get("showChanges", False))
         datasets = doc.get("datasetId")
         self._datasets: frozenset[str] | None = None if datasets is None else frozenset(datasets)
+        try:  # validated when stored; a document from an older broker may still be wrong
+            self.join = linked.parse_join(params.get("join"), params.get("joinLevel"))
+        except NgsiLdError:
+            self.join = None
 
     def _triggered(self, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
         if old is None and new is None:
@@ -434,10 +460,13 @@ class Matcher:
         elif new is None:
             fired = {"entityDeleted"} if "entityDeleted" in self._triggers else set()
             changed = {k for k in old if k not in _NOT_ATTRS}
+            # an entity's deletion deletes its attributes too (046_22_12)
+            if "attributeDeleted" in self._triggers and (
+                changed & self._watched if self._watched else changed
+            ):
+                fired.add("attributeDeleted")
         else:
-            created = {k for k in new if k not in _NOT_ATTRS and k not in old}
-            deleted = {k for k in old if k not in _NOT_ATTRS and k not in new}
-            updated = {k for k in new if k not in _NOT_ATTRS and k in old and old[k] != new[k]}
+            created, deleted, updated = _attribute_changes(old, new)
             changed = created | deleted | updated
             fired = set()
             for trigger, names in (
@@ -484,22 +513,25 @@ class Matcher:
         """
         old, new = change
         now = iso_ms(time.time_ns() // 1_000_000)
-        if new is None:
+        if new is None and "entityDeleted" in self._triggers:
             assert old is not None
-            base = {"id": old["id"], "type": old["type"]}
-            if self._rep.sys_attrs:
-                base.update({k: old[k] for k in ("createdAt", "modifiedAt") if k in old})
-            if self._show_changes:  # every attribute, null now, with its previous value
-                for key, before in old.items():
-                    if key not in _NOT_ATTRS and isinstance(before, dict):
-                        base[key] = _previous(_nulled(before, now), before)
-            shown: dict[str, Any] = present_entity(base, self.ctx, sys_attrs=self._rep.sys_attrs)
-            return {"id": shown["id"], "type": shown["type"], "deletedAt": now, **shown}
-        doc = dict(new)
-        if old is not None and "attributeDeleted" in self._triggers:
+            return self._render_deleted(old, now)
+        return self.finish(self.presented(change, now), deleted_at=now if new is None else None)
+
+    def presented(self, change: Change, now: str) -> dict[str, Any]:
+        """The entity of ``change`` (not an ``entityDeleted`` one) compacted and projected,
+        before ``finish`` renders it: linked entity retrieval (``linked``) starts from this."""
+        old, new = change
+        if new is None:  # attributeDeleted: the entity's (watched) attributes, null now
+            assert old is not None
+            doc = {k: v for k, v in old.items() if k in _NOT_ATTRS}
             for key, before in old.items():
-                if key not in _NOT_ATTRS and key not in new and isinstance(before, dict):
-                    doc[key] = _nulled(before, now)
+                if key not in _NOT_ATTRS and (not self._watched or key in self._watched):
+                    doc[key] = _nulled_attribute(_attr_instances(before), now)
+        else:
+            doc = dict(new)
+            if old is not None and "attributeDeleted" in self._triggers:
+                doc.update(_deleted_instances(old, new, now))
         if self._attributes is not None:
             keep = set(self._attributes)
             doc = {k: v for k, v in doc.items() if k in _NOT_ATTRS or k in keep}
@@ -516,17 +548,134 @@ class Matcher:
         if self._pick is not None or self._omit is not None:
             with contextlib.suppress(QueryError):  # a projection of absent members
                 shown = project_entity(shown, pick=self._pick, omit=self._omit)
+        return shown
+
+    def finish(self, shown: dict[str, Any], *, deleted_at: str | None = None) -> dict[str, Any]:
+        """A presented entity in the notification's format (``notification.format``)."""
         rendered: dict[str, Any] = formats.render(shown, self._rep)
         if self._rep.sys_attrs and self._rep.form == "simplified":
             rendered.update({k: shown[k] for k in ("createdAt", "modifiedAt") if k in shown})
+        if deleted_at is not None:
+            rendered["deletedAt"] = deleted_at
         return rendered
 
+    async def joined(self, changes: Sequence[Change], fetch: linked.Fetch) -> list[dict[str, Any]]:
+        """The ``data`` of a notification with ``notification.join`` (4.5.23, 5.8.6).
 
-def _nulled(before: Mapping[str, Any], now: str) -> dict[str, Any]:
-    """A deleted attribute as a notification shows it: NGSI-LD null, ``deletedAt``."""
+        ``notification.attributes``/``pick``/``omit`` shape the notified entities; their
+        linked entities are shown whole unless ``pick``/``omit`` nest (``rel{...}``), as ETSI's
+        046_26 and 046_30 expect. Changes that deleted the entity are notified as without a
+        join (there is nothing left to follow).
+        """
+        assert self.join is not None
+        now = iso_ms(time.time_ns() // 1_000_000)
+        deleted = [c for c in changes if c[1] is None]
+        kept = [c for c in changes if c[1] is not None]
+
+        def show(doc: Mapping[str, Any], projection: linked.Projection) -> dict[str, Any] | None:
+            shown = present_entity(doc, self.ctx, sys_attrs=self._rep.sys_attrs)
+            if projection.pick is None and projection.omit is None:
+                return shown
+            with contextlib.suppress(QueryError):
+                shown = project_entity(shown, pick=projection.pick, omit=projection.omit)
+            return shown if any(k != "@context" for k in shown) else None
+
+        pairs = await linked.expand(
+            [self.presented(c, now) for c in kept],
+            self.join,
+            projection=linked.Projection(self._pick, self._omit),
+            form=self._rep.form,
+            fetch=fetch,
+            show=show,
+            render=self.finish,
+        )
+        return [self.render(c) for c in deleted] + [rendered for _, rendered in pairs]
+
+    def _render_deleted(self, old: Mapping[str, Any], now: str) -> dict[str, Any]:
+        """A deleted entity (``entityDeleted``): its id, type and ``deletedAt``.
+
+        With ``showChanges`` every attribute is added, null now, with its previous value; a
+        LanguageProperty's null is then the plain ``urn:ngsi-ld:null`` (suite case 046_37_01),
+        not the ``{"@none": ...}`` map an attribute deletion shows (046_22_11).
+        """
+        base = {"id": old["id"], "type": old["type"]}
+        if self._rep.sys_attrs:
+            base.update({k: old[k] for k in ("createdAt", "modifiedAt") if k in old})
+        if self._show_changes:
+            for key, before in old.items():
+                if key not in _NOT_ATTRS and isinstance(before, dict):
+                    base[key] = _previous(_nulled(before, now, plain=True), before)
+        shown: dict[str, Any] = present_entity(base, self.ctx, sys_attrs=self._rep.sys_attrs)
+        return {"id": shown["id"], "type": shown["type"], "deletedAt": now, **shown}
+
+
+def _nulled(before: Mapping[str, Any], now: str, *, plain: bool = False) -> dict[str, Any]:
+    """A deleted attribute instance as a notification shows it: the NGSI-LD null of its
+    kind (``plain``: ``urn:ngsi-ld:null`` whatever the kind), its ``datasetId`` and system
+    attributes, and ``deletedAt``."""
     kind = before.get("type", "Property")
     member, null = _NULL_MEMBERS.get(kind, ("value", NULL))
-    return {"type": kind, member: null, "deletedAt": now}
+    out: dict[str, Any] = {"type": kind, member: NULL if plain else null}
+    out.update({k: before[k] for k in ("datasetId", "createdAt", "modifiedAt") if k in before})
+    out["deletedAt"] = now
+    return out
+
+
+def _attr_instances(value: Any) -> list[Mapping[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    return [i for i in items if isinstance(i, Mapping)]
+
+
+def _by_dataset(value: Any) -> dict[Any, Mapping[str, Any]]:
+    return {i.get("datasetId"): i for i in _attr_instances(value)}
+
+
+def _attribute_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[set[str], set[str], set[str]]:
+    """The attributes with an instance (a datasetId) created, deleted and updated.
+
+    Instances count, not just names: deleting one datasetId of a multi-attribute is an
+    ``attributeDeleted`` (suite cases 046_22_06/07).
+    """
+    created: set[str] = set()
+    deleted: set[str] = set()
+    updated: set[str] = set()
+    for key in {*old, *new} - _NOT_ATTRS:
+        before, after = _by_dataset(old.get(key)), _by_dataset(new.get(key))
+        if after.keys() - before.keys():
+            created.add(key)
+        if before.keys() - after.keys():
+            deleted.add(key)
+        if any(before[d] != after[d] for d in before.keys() & after.keys()):
+            updated.add(key)
+    return created, deleted, updated
+
+
+def _nulled_attribute(gone: list[Mapping[str, Any]], now: str) -> dict[str, Any]:
+    """An attribute deleted whole: one null instance (the suite reads ``name.value``, 046_22_08);
+    one deleted instance keeps its datasetId, several are shown as the attribute's null."""
+    if len(gone) == 1:
+        return _nulled(gone[0], now)
+    return _nulled({"type": gone[0].get("type", "Property")} if gone else {}, now)
+
+
+def _deleted_instances(old: Mapping[str, Any], new: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The attributes of ``new`` that lost instances, with those instances shown null."""
+    out: dict[str, Any] = {}
+    for key, value in old.items():
+        if key in _NOT_ATTRS:
+            continue
+        left = _attr_instances(new.get(key))
+        kept = {i.get("datasetId") for i in left}
+        gone = [i for i in _attr_instances(value) if i.get("datasetId") not in kept]
+        if not gone:
+            continue
+        if not left:
+            out[key] = _nulled_attribute(gone, now)
+        else:
+            out[key] = [*left, *(_nulled(i, now) for i in gone)]
+    return out
 
 
 def _previous(value: Mapping[str, Any], before: Mapping[str, Any]) -> dict[str, Any]:
@@ -567,13 +716,18 @@ def compile_subscription(
 
 
 def notification(
-    matcher: Matcher, changes: Sequence[Change], *, notified_at: str
+    matcher: Matcher,
+    changes: Sequence[Change],
+    *,
+    notified_at: str,
+    data: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The Notification (5.3.1) of ``changes`` for one subscription."""
+    """The Notification (5.3.1) of ``changes`` for one subscription (``data``: already shown,
+    e.g. with linked entities by ``Matcher.joined``)."""
     return {
         "id": f"urn:ngsi-ld:Notification:{uuid.uuid4()}",
         "type": "Notification",
         "subscriptionId": matcher.id,
         "notifiedAt": notified_at,
-        "data": [matcher.render(c) for c in changes],
+        "data": [matcher.render(c) for c in changes] if data is None else data,
     }

@@ -25,17 +25,20 @@ __all__ = [
     "AttrInstance",
     "TimeProperty",
     "Window",
+    "deletion_row",
     "history_of",
     "instance_row",
     "new_instance_id",
     "paginate",
     "parse_aggregation",
     "parse_window",
+    "split_latest",
     "temporal_entity",
 ]
 
-TimeProperty = Literal["observedAt", "createdAt", "modifiedAt"]
+TimeProperty = Literal["observedAt", "createdAt", "modifiedAt", "deletedAt"]
 _SYS = frozenset({"createdAt", "modifiedAt", "deletedAt"})
+_HIDDEN = frozenset({"createdAt", "modifiedAt"})
 _NOT_ATTRS = frozenset({"id", "type", "scope", "@context"}) | _SYS
 _VALUES_OF_KIND = {
     "Property": ("value", "values"),
@@ -48,6 +51,19 @@ _VALUES_OF_KIND = {
     "ListRelationship": ("objectList", "objectLists"),
 }
 
+
+NULL = "urn:ngsi-ld:null"
+_NULL_OF: dict[str, tuple[str, Any]] = {
+    "Property": ("value", NULL),
+    "GeoProperty": ("value", NULL),
+    "Relationship": ("object", NULL),
+    "LanguageProperty": ("languageMap", {"@none": NULL}),
+    "VocabProperty": ("vocab", NULL),
+    "JsonProperty": ("json", NULL),
+    "ListProperty": ("valueList", [NULL]),
+    "ListRelationship": ("objectList", [{"object": NULL}]),
+}
+"""What a deleted instance holds: its kind's value member set to the NGSI-LD null (4.5.7)."""
 
 _WRAPPED = frozenset({"languageMap", "json", "vocab"})
 """Members whose simplified temporal values keep their name (4.5.9: ``[{"vocab": v}, t]``)."""
@@ -65,6 +81,8 @@ class AttrInstance:
     created_at_ms: int
     modified_at_ms: int
     doc: dict[str, Any]
+    deleted_at_ms: int | None = None
+    """Set on a deletion record only: the instance it stands for was deleted then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +133,55 @@ def _instances(value: Any) -> list[Mapping[str, Any]]:
     return [value] if isinstance(value, dict) else []
 
 
+def deletion_row(
+    entity_id: str, attr: str, instance: Mapping[str, Any], now_ms: int
+) -> AttrInstance:
+    """The record of deleting ``instance``: same kind and datasetId, NGSI-LD null, deletedAt.
+
+    Deleting keeps the history and adds this instance (GS CIM 009 4.5.7, and the
+    ETSI suite's 020_17-020_20 expectations); it has no observedAt/createdAt/
+    modifiedAt of its own, so only ``timeproperty=deletedAt`` reads it.
+    """
+    kind = str(instance.get("type", "Property"))
+    member, null = _NULL_OF.get(kind, ("value", NULL))
+    dataset = instance.get("datasetId")
+    doc: dict[str, Any] = {"type": kind, member: null}
+    if isinstance(dataset, str):
+        doc["datasetId"] = dataset
+    doc["deletedAt"] = iso_ms(now_ms)
+    return AttrInstance(
+        entity_id=entity_id,
+        attr=attr,
+        instance_id=new_instance_id(),
+        dataset_id=dataset if isinstance(dataset, str) else None,
+        observed_at_ms=None,
+        created_at_ms=now_ms,
+        modified_at_ms=now_ms,
+        doc=doc,
+        deleted_at_ms=now_ms,
+    )
+
+
+def _deletions(
+    entity_id: str, old: Mapping[str, Any], new: Mapping[str, Any], now_ms: int
+) -> list[AttrInstance]:
+    """Deletion records of the instances (and the scope) of ``old`` that ``new`` lacks."""
+    rows: list[AttrInstance] = []
+    if old.get("scope") is not None and new.get("scope") is None:
+        rows.append(deletion_row(entity_id, "scope", {"type": "Property"}, now_ms))
+        rows[-1].doc["value"] = []  # a scope is a list: deleted, it is the empty one
+    for attr, value in old.items():
+        if attr in _NOT_ATTRS:
+            continue
+        kept = {i.get("datasetId") for i in _instances(new.get(attr))}
+        rows.extend(
+            deletion_row(entity_id, attr, i, now_ms)
+            for i in _instances(value)
+            if i.get("datasetId") not in kept
+        )
+    return rows
+
+
 def history_of(
     entity_id: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None, now_ms: int
 ) -> list[AttrInstance]:
@@ -123,11 +190,16 @@ def history_of(
     An instance counts as changed when its ``modifiedAt`` (stamped by
     ``entity_ops`` on every real change) or, for gateway documents without
     system attributes, its content differs from the old document's instance of
-    the same datasetId. Deletions add nothing: history is kept.
+    the same datasetId. A deleted instance, attribute, scope or entity (``new``
+    None) adds a deletion record (``deletion_row``): history is kept.
     """
+    if old is not None:
+        deleted = _deletions(entity_id, old, {} if new is None else new, now_ms)
+    else:
+        deleted = []
     if new is None:
-        return []
-    rows: list[AttrInstance] = []
+        return deleted
+    rows: list[AttrInstance] = deleted
     for attr, value in new.items():
         if attr in _NOT_ATTRS:
             continue
@@ -138,6 +210,33 @@ def history_of(
                 continue
             rows.append(instance_row(entity_id, attr, instance, now_ms))
     return rows
+
+
+def split_latest(
+    head: Mapping[str, Any], rows: Sequence[AttrInstance]
+) -> tuple[dict[str, Any], list[AttrInstance]]:
+    """An entity's current state from temporal instances, and the instances it leaves out.
+
+    The newest instance of each attribute and datasetId (by observedAt; without
+    one, the last given) is the current value. ``head`` holds id, type (and
+    scope). The entity write that creates this state records its instances in
+    the history itself, so only the others are to be added as they are.
+    """
+    latest: dict[tuple[str, str | None], AttrInstance] = {}
+    for row in rows:
+        key = (row.attr, row.dataset_id)
+        prior = latest.get(key)
+        if prior is None or (row.observed_at_ms or 0) >= (prior.observed_at_ms or 0):
+            latest[key] = row
+    state: dict[str, Any] = dict(head)
+    for (attr, _), row in latest.items():
+        doc = {k: v for k, v in row.doc.items() if k not in _SYS}
+        state.setdefault(attr, []).append(doc)
+    for attr in {a for a, _ in latest}:
+        if len(state[attr]) == 1:
+            state[attr] = state[attr][0]
+    kept = {id(r) for r in latest.values()}
+    return state, [r for r in rows if id(r) not in kept]
 
 
 def _int(value: str, name: str) -> int:
@@ -164,8 +263,10 @@ def parse_window(params: Mapping[str, str]) -> Window:
     time < endTimeAt. Raises ``NgsiLdError`` 400 BadRequestData.
     """
     prop = params.get("timeproperty", "observedAt")
-    if prop not in ("observedAt", "createdAt", "modifiedAt"):
-        raise _bad(f"timeproperty must be observedAt, createdAt or modifiedAt, not {prop!r}")
+    if prop not in ("observedAt", "createdAt", "modifiedAt", "deletedAt"):
+        raise _bad(
+            f"timeproperty must be observedAt, createdAt, modifiedAt or deletedAt, not {prop!r}"
+        )
     last_n = None if params.get("lastN") is None else _int(params["lastN"], "lastN")
     timerel = params.get("timerel")
     start = end = None
@@ -301,6 +402,7 @@ def _time_of(row: AttrInstance, prop: TimeProperty) -> int:
         "observedAt": row.observed_at_ms,
         "createdAt": row.created_at_ms,
         "modifiedAt": row.modified_at_ms,
+        "deletedAt": row.deleted_at_ms,
     }[prop]
     return row.modified_at_ms if ms is None else ms
 
@@ -368,7 +470,8 @@ def temporal_entity(
 
 
 def _full(row: AttrInstance, sys_attrs: bool) -> dict[str, Any]:
-    doc = row.doc if sys_attrs else {k: v for k, v in row.doc.items() if k not in _SYS}
+    # deletedAt stays: it is a deletion record's only time, what the record says
+    doc = row.doc if sys_attrs else {k: v for k, v in row.doc.items() if k not in _HIDDEN}
     return {**doc, "instanceId": row.instance_id}
 
 

@@ -19,8 +19,10 @@ from ldt.contract import IngestBatch
 
 if TYPE_CHECKING:
     from ldt.cloud.ngsild.entity_query import EntityQuery
+    from ldt.cloud.ngsild.order_by import OrderKey
     from ldt.cloud.ngsild.problems import NgsiLdError
     from ldt.cloud.ngsild.temporal import AttrInstance, Window
+    from ldt.cloud.store.purge_sql import Purge
 
 __all__ = [
     "Entity",
@@ -223,6 +225,19 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def purge_entities(
+        self, query: EntityQuery, purge: Purge
+    ) -> list[tuple[Entity, Entity | None]]:
+        """Purge entities (5.6.21): every entity matching ``query``, in one transaction.
+
+        ``purge`` says whether each is deleted whole or loses attributes (``keep``/``drop``,
+        ``purge_sql``); entities it would not change are left alone. Set-based: one
+        statement changes every chosen row. Returns (document before, after; None: deleted)
+        per changed entity, for notifications; the temporal history records the change as
+        for ``write_entities``.
+        """
+
+    @abc.abstractmethod
     async def type_attribute_counts(self) -> list[TypeAttributeCount]:
         """Per entity type: its entity count and, per attribute name and type, how many have it."""
 
@@ -255,6 +270,46 @@ class Store(abc.ABC):
         ``lastNotification``), then True (``lastSuccess``) or False (``timesFailed``,
         ``lastFailure``) once its outcome is known."""
 
+    @abc.abstractmethod
+    async def subscriptions_generation(self) -> int:
+        """A number that changes whenever a subscription is created, replaced or deleted.
+
+        Broker processes sharing one database match subscriptions in memory; each reloads
+        them when this number has moved, so a change made through one process is in force
+        in the others at their next write (not only after a refresh period).
+        """
+
+    @abc.abstractmethod
+    async def claim_notification_slot(
+        self, sub_id: str, *, now_ms: int, period_ms: int
+    ) -> tuple[bool, int]:
+        """Take a subscription's notification slot if it is free at ``now_ms`` (epoch ms).
+
+        Returns ``(claimed, due_ms)``: claimed, the caller alone sends this period's
+        notification (a ``timeInterval`` one, or a throttled one) and the slot is next free
+        at ``due_ms = now_ms + period_ms``; not claimed, someone else holds it until
+        ``due_ms``. Atomic across every process sharing the database, so two brokers never
+        both notify within one period. Deleting or replacing the subscription frees it.
+        """
+
+    # context source registrations (ldt.cloud.ngsild.registrations) ----------
+    @abc.abstractmethod
+    async def put_registration(self, doc: dict[str, Any], *, create: bool) -> bool:
+        """Store a registration (``doc["id"]``): ``create`` a new one (False if the id
+        exists) or replace an existing one (False if absent); nothing written on False."""
+
+    @abc.abstractmethod
+    async def delete_registration(self, reg_id: str) -> bool:
+        """Delete a registration; False if absent."""
+
+    @abc.abstractmethod
+    async def get_registration(self, reg_id: str) -> dict[str, Any] | None:
+        """One registration's document, or None."""
+
+    @abc.abstractmethod
+    async def list_registrations(self) -> list[dict[str, Any]]:
+        """Every registration's document, by id (the API filters and pages them)."""
+
     # temporal representation (ldt.cloud.ngsild.temporal) ---------------------
     @abc.abstractmethod
     async def add_temporal(
@@ -272,9 +327,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def query_temporal(
-        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+        order: Sequence[OrderKey] = (),
     ) -> tuple[list[Entity], int]:
-        """Headers of temporal entities of any of ``types``/``ids`` (None: all) by id; total."""
+        """Headers of temporal entities of any of ``types``/``ids`` (None: all); total.
+
+        In ``order`` (``order_by.temporal_order``; empty: by id), ties by id.
+        """
 
     @abc.abstractmethod
     async def temporal_instances(

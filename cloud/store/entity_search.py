@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ldt.cloud.ngsild.entity_query import EntityQuery, type_sql
+from ldt.cloud.ngsild.entity_query import EntityQuery, TypeAnd, TypeExpr, type_sql
 from ldt.cloud.ngsild.query_sql import to_sql
 from ldt.cloud.store.base import Entity
 
@@ -37,8 +37,18 @@ class Pushdown:
         return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
 
 
-def where(query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"]) -> Pushdown:
-    """The pushdown of ``query`` for ``dialect`` (placeholders ``?`` or ``%s``)."""
+def where(
+    query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"], multi_typed: bool = True
+) -> Pushdown:
+    """The pushdown of ``query`` for ``dialect`` (placeholders ``?`` or ``%s``).
+
+    ``multi_typed=False`` promises that no stored entity has a list of types (the store
+    checked, in the snapshot it then queries): a type selection is then a plain test of the
+    ``type`` column, which the database walks in id order on ``entities_by_type (type, id)``
+    and stops at the page's end. The general form (``type_sql``) ORs in the multi-typed
+    entities, and that OR makes both SQLite and PostgreSQL collect and sort every row of
+    the type (and evaluate ``q`` on each) before returning the first page.
+    """
     mark = "?" if dialect == "sqlite" else "%s"
     clauses: list[str] = []
     params: list[Any] = []
@@ -50,7 +60,10 @@ def where(query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"]) -> Pu
             clauses.append("id = ANY(%s::text[])")
             params.append(list(query.ids))
     if query.types is not None:
-        text, values = type_sql(query.types, dialect=dialect)
+        if multi_typed:
+            text, values = type_sql(query.types, dialect=dialect)
+        else:
+            text, values = _column_type_sql(query.types, mark)
         clauses.append(text)
         params.extend(values)
     attrs_exact = True
@@ -75,6 +88,15 @@ def where(query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"]) -> Pu
             q_exact = compiled.exact
     residual = query.residual(q_exact=q_exact) or not attrs_exact
     return Pushdown(clauses, params, residual, q_exact)
+
+
+def _column_type_sql(expr: TypeExpr, mark: str) -> tuple[str, list[Any]]:
+    """A type selection over the ``type`` column alone (exact when no entity is multi-typed)."""
+    if isinstance(expr, str):
+        return f"type = {mark}", [expr]
+    parts = [_column_type_sql(i, mark) for i in expr.items]
+    joiner = " AND " if isinstance(expr, TypeAnd) else " OR "
+    return "(" + joiner.join(p[0] for p in parts) + ")", [v for p in parts for v in p[1]]
 
 
 def _json_path(name: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import psycopg
 
+from ldt.cloud.ngsild.order_by import OrderKey, ordered_select, temporal_order
 from ldt.cloud.ngsild.temporal import AttrInstance, Window
 from ldt.cloud.store.temporal_rows import (
     header_doc,
@@ -24,6 +25,7 @@ from ldt.cloud.store.temporal_rows import (
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 __all__ = [
+    "DELETED_AT",
     "SCHEMA",
     "delete",
     "delete_instance",
@@ -60,10 +62,17 @@ CREATE INDEX attr_instances_by_modified
     ON attr_instances (entity_id, attr, modified_at_ms);
 """
 
+DELETED_AT = """
+ALTER TABLE attr_instances ADD COLUMN deleted_at_ms bigint;
+CREATE INDEX attr_instances_by_deleted ON attr_instances (entity_id, attr, deleted_at_ms);
+"""
+"""Migration after ``SCHEMA``: deletion records (``temporal.deletion_row``) carry deletedAt."""
+
 _COLUMNS = {
     "observedAt": "observed_at_ms",
     "createdAt": "created_at_ms",
     "modifiedAt": "modified_at_ms",
+    "deletedAt": "deleted_at_ms",
 }
 _UPSERT_HEADER = (
     "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
@@ -72,8 +81,8 @@ _UPSERT_HEADER = (
 )
 _INSERT_INSTANCE = (
     "INSERT INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
-    " observed_at_ms, created_at_ms, modified_at_ms, doc)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+    " observed_at_ms, created_at_ms, modified_at_ms, doc, deleted_at_ms)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
     " ON CONFLICT (instance_id) DO NOTHING"
 )
 
@@ -96,20 +105,23 @@ async def record(
 
 async def drop_same_time(con: _Conn, rows: Sequence[AttrInstance]) -> None:
     """Delete stored instances that ``rows`` replace: same attribute, datasetId and observedAt."""
-    params = [
-        (r.entity_id, r.attr, r.dataset_id, r.observed_at_ms)
-        for r in rows
-        if r.observed_at_ms is not None
-    ]
-    if params:
-        await con.cursor().executemany(
+    times: dict[tuple[str, str, str | None], list[int]] = {}
+    for r in rows:
+        if r.observed_at_ms is not None:
+            times.setdefault((r.entity_id, r.attr, r.dataset_id), []).append(r.observed_at_ms)
+    # one statement per attribute, an index range of (entity_id, attr, observed_at_ms) = ANY:
+    # a DELETE per instance (3,600 in a POST) or a join with unnest() was planned as a scan
+    # of the table per instance until autovacuum analyzed it, seconds per POST
+    for (entity_id, attr, dataset_id), observed in times.items():
+        await con.execute(
             "DELETE FROM attr_instances WHERE entity_id = %s AND attr = %s"
-            " AND dataset_id IS NOT DISTINCT FROM %s::text AND observed_at_ms = %s",
-            params,
+            " AND observed_at_ms = ANY(%s::bigint[]) AND dataset_id IS NOT DISTINCT FROM %s::text",
+            (entity_id, attr, observed, dataset_id),
         )
 
 
-_SELECT_HEADER = "SELECT id, types, created_at_ms, modified_at_ms FROM temporal_entities"
+_HEADER_COLUMNS = "id, types, created_at_ms, modified_at_ms"
+_SELECT_HEADER = f"SELECT {_HEADER_COLUMNS} FROM temporal_entities"  # noqa: S608
 
 
 async def header(con: _Conn, entity_id: str) -> dict[str, Any] | None:
@@ -131,8 +143,10 @@ async def query(
     ids: Sequence[str] | None,
     limit: int,
     offset: int,
+    *,
+    order: Sequence[OrderKey] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of headers by id, and the total."""
+    """One page of headers in ``order`` (``order_by``; empty: by id), and the total."""
     where: list[str] = []
     params: list[Any] = []
     for column, values in (("type", types), ("id", ids)):
@@ -143,9 +157,11 @@ async def query(
     cur = await con.execute(f"SELECT count(*) FROM temporal_entities{clause}", params)  # noqa: S608
     found = await cur.fetchone()
     total = 0 if found is None else int(found[0])
+    keys = temporal_order(order, dialect="postgresql")
+    select = ordered_select(_HEADER_COLUMNS, f"temporal_entities{clause}", keys)
     cur = await con.execute(
-        f"{_SELECT_HEADER}{clause} ORDER BY id LIMIT %s OFFSET %s",
-        [*params, limit, offset],
+        f"{select} LIMIT %s OFFSET %s",
+        [*(keys.params if keys is not None else ()), *params, limit, offset],
     )
     rows = await cur.fetchall()
     return [header_doc(r) for r in rows], total
@@ -166,6 +182,8 @@ async def instances(
     if attrs is not None:
         where.append("attr = ANY(%s::text[])")
         params.append(list(attrs))
+    # deletion records have only deletedAt: they answer that time property and no other
+    where.append(f"deleted_at_ms IS {'NOT ' if window.time_property == 'deletedAt' else ''}NULL")
     if window.start_ms is not None:
         where.append(f"{column} >= %s")
         params.append(window.start_ms)
@@ -193,7 +211,7 @@ async def instances(
 
 _SELECT_INSTANCES = (
     "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"
-    " modified_at_ms, doc::text FROM attr_instances"
+    " modified_at_ms, doc::text, deleted_at_ms FROM attr_instances"
 )
 
 

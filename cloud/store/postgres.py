@@ -42,12 +42,14 @@ from psycopg import errors as pg_errors
 
 from ldt.backoff import Backoff
 from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.device_model import apply_update, summarize
-from ldt.cloud.ngsild.entity_query import EntityQuery
+from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
+from ldt.cloud.ngsild.geo import search_bbox
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store import entity_search, pg_temporal
+from ldt.cloud.store import entity_search, pg_geo, pg_temporal, registration_sql
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
@@ -59,6 +61,8 @@ from ldt.cloud.store.base import (
     TypeAttributeCount,
     WriteOutcome,
 )
+from ldt.cloud.store.coalesce import Coalescer
+from ldt.cloud.store.purge_sql import Purge
 from ldt.contract import IngestBatch
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
@@ -110,12 +114,32 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     """,
     # 3: temporal representation: attribute-instance history
     pg_temporal.SCHEMA,
+    # 4: location boxes under GiST, multi-typed entities (pg_geo; boxes backfilled by _migrate)
+    pg_geo.MIGRATION,
+    # 5: deletion records in the temporal history (deletedAt)
+    pg_temporal.DELETED_AT,
+    # 6: context source registrations
+    registration_sql.PG_SCHEMA,
+    # 7: several brokers on one database: subscription generation, notification slots
+    """
+    CREATE TABLE subscription_generation (
+        one boolean PRIMARY KEY DEFAULT true CHECK (one),
+        n bigint NOT NULL
+    );
+    INSERT INTO subscription_generation (one, n) VALUES (true, 0);
+    CREATE TABLE subscription_slots (
+        id text PRIMARY KEY,
+        due_ms bigint NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The schema this code writes; ``open()`` migrates older databases up to it."""
 
 _MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
 _RETRIES: Final = 5
+_GROUP_COMMIT_ITEMS: Final = 2000
+"""At most this many changes in one shared write transaction (a bigger batch runs alone)."""
 _ISO_UTC: Final = """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 _INSERT_READINGS: Final = (
@@ -129,20 +153,29 @@ _INSERT_READINGS: Final = (
     " JOIN unnest(%s::integer[], %s::text[], %s::text[]) AS s (sid, entity_id, attr) USING (sid)"
     " ON CONFLICT (gateway_id, seq) DO NOTHING"
 )
+_ANY_MULTI_TYPED: Final = (  # answered from the partial index entities_multi_typed (pg_geo)
+    "SELECT 1 FROM entities WHERE jsonb_typeof(doc->'type') = 'array' LIMIT 1"
+)
 _LOCK_ENTITIES: Final = (
     "SELECT id, gateway_id, doc::text FROM entities WHERE id = ANY(%s::text[])"
     " ORDER BY id FOR UPDATE"
 )
 _CREATE_ENTITIES: Final = (
-    "INSERT INTO entities (id, type, doc, gateway_id)"
-    " SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[])"
+    "INSERT INTO entities (id, type, doc, gateway_id, location_box)"
+    # the last four arrays are pg_geo.box_params (the location box)
+    " SELECT id, type, doc, gw, box(point(x0, y0), point(x1, y1))"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::text[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
+    " AS u (id, type, doc, gw, x0, y0, x1, y1)"
     " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _UPDATE_ENTITIES: Final = (
     "UPDATE entities AS e SET type = u.type, doc = u.doc, modified_at = now(),"
-    " gateway_id = coalesce(e.gateway_id, %s::text)"
-    " FROM unnest(%s::text[], %s::text[], %s::jsonb[]) AS u (id, type, doc)"
-    " WHERE e.id = u.id"
+    " gateway_id = coalesce(e.gateway_id, %s::text),"
+    " location_box = box(point(x0, y0), point(x1, y1))"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
+    " AS u (id, type, doc, x0, y0, x1, y1) WHERE e.id = u.id"
 )
 
 
@@ -187,6 +220,14 @@ class PostgresStore(Store):
         self._timeout_s = timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._pool: psycopg_pool.AsyncConnectionPool[_Conn] | None = None
+        self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
+            self._write_now, max_items=_GROUP_COMMIT_ITEMS
+        )
+
+    @property
+    def dsn(self) -> str:
+        """The connection URL (tenant stores derive theirs from it; may hold a password)."""
+        return self._dsn
 
     # lifecycle ------------------------------------------------------------
     async def open(self) -> None:
@@ -232,6 +273,7 @@ class PostgresStore(Store):
 
     async def close(self) -> None:
         """Close every connection (waits for calls in progress to return them)."""
+        await self._writes.drain()
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close(timeout=self._timeout_s)
@@ -475,8 +517,14 @@ class PostgresStore(Store):
 
         The rows are locked (``FOR UPDATE``, by id) before the changes run; an
         entity another process creates meanwhile makes the INSERT conflict,
-        and the whole call is retried (the changes are pure).
+        and the whole call is retried (the changes are pure). Calls that arrive
+        while a write runs share the next transaction (``Coalescer``: group commit).
         """
+        return await self._writes.submit(changes)
+
+    async def _write_now(
+        self, changes: list[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
         ids = sorted({eid for eid, _ in changes})
 
         async def apply(conn: _Conn) -> list[WriteOutcome | NgsiLdError]:
@@ -525,18 +573,42 @@ class PostgresStore(Store):
     async def search_entities(
         self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
     ) -> tuple[list[Entity], int | None]:
-        """See ``Store.search_entities``; geo-queries are checked in Python (no PostGIS)."""
-        push = entity_search.where(query, dialect="postgresql")
-        clause, params = push.sql(), push.params
+        """See ``Store.search_entities``; geo-queries are checked in Python (no PostGIS).
+
+        A ``location`` geo-query reads only the entities whose box meets the query's
+        (``pg_geo``, GiST); the type test is the plain column one when no entity is
+        multi-typed, asked in the same snapshot (``entity_search.where``).
+        """
+        geo: tuple[str, list[float]] | None = None
+        if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
+            boxes = search_bbox(query.geo)
+            if boxes is not None:
+                geo = pg_geo.search_clause(boxes)
 
         async def read(conn: _Conn) -> tuple[list[Entity], int | None]:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            multi = False
+            if query.types is not None:
+                cur = await conn.execute(_ANY_MULTI_TYPED)
+                multi = await cur.fetchone() is not None
+            push = entity_search.where(query, dialect="postgresql", multi_typed=multi)
+            clauses, params = list(push.clauses), list(push.params)
+            if geo is not None:
+                clauses.append(geo[0])
+                params.extend(geo[1])
+            clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            order = order_by.entity_order(query.order, dialect="postgresql")
+            select = order_by.ordered_select("doc::text", f"entities{clause}", order)
+            ordered = [*(order.params if order is not None else ()), *params]
             if push.residual:
                 page: list[Entity] = []
                 total = 0
-                sql = f"SELECT doc::text FROM entities{clause} ORDER BY id"  # noqa: S608
+                if geo is not None:
+                    # a cursor is planned for its first 10 % of rows, which picks a walk of the
+                    # whole table in id order over the GiST index's few candidates and a sort
+                    await conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
                 async with conn.cursor(name="ldt_search") as stream:  # server-side cursor
-                    await stream.execute(sql, params)
+                    await stream.execute(select, ordered)
                     async for (text,) in stream:
                         if not count and total >= offset + limit:
                             break
@@ -554,13 +626,21 @@ class PostgresStore(Store):
                 counted = 0 if row is None else int(row[0])
                 if limit == 0 or counted <= offset:
                     return [], counted
-            cur = await conn.execute(
-                f"SELECT doc::text FROM entities{clause} ORDER BY id LIMIT %s OFFSET %s",  # noqa: S608
-                [*params, limit, offset],
-            )
+            cur = await conn.execute(f"{select} LIMIT %s OFFSET %s", [*ordered, limit, offset])
             return [_load(r[0]) for r in await cur.fetchall()], counted
 
         return await self._call(read, transaction=True)
+
+    async def purge_entities(
+        self, query: EntityQuery, purge: Purge
+    ) -> list[tuple[Entity, Entity | None]]:
+        """See ``Store.purge_entities``: the matching rows locked, then one ``DELETE``/``UPDATE``
+        over the array of their ids (and one more for the location boxes a purge changed)."""
+
+        async def apply(conn: _Conn) -> list[tuple[Entity, Entity | None]]:
+            return await _purge(conn, query, purge)
+
+        return await self._call(apply, transaction=True)
 
     async def type_attribute_counts(self) -> list[TypeAttributeCount]:
         """See ``Store.type_attribute_counts``."""
@@ -595,9 +675,9 @@ class PostgresStore(Store):
                 " ON CONFLICT (id) DO NOTHING",
                 (doc["id"], _dumps(doc)),
             )
-            return cur.rowcount == 1
+            return await _subscription_changed(conn, doc["id"], cur.rowcount == 1)
 
-        return await self._call(insert, transaction=False)
+        return await self._call(insert, transaction=True)
 
     async def replace_subscription(self, doc: dict[str, Any]) -> bool:
         """See ``Store.replace_subscription``."""
@@ -606,18 +686,58 @@ class PostgresStore(Store):
             cur = await conn.execute(
                 "UPDATE subscriptions SET doc = %s::jsonb WHERE id = %s", (_dumps(doc), doc["id"])
             )
-            return cur.rowcount == 1
+            return await _subscription_changed(conn, doc["id"], cur.rowcount == 1)
 
-        return await self._call(update, transaction=False)
+        return await self._call(update, transaction=True)
 
     async def delete_subscription(self, sub_id: str) -> bool:
         """See ``Store.delete_subscription``."""
 
         async def delete(conn: _Conn) -> bool:
             cur = await conn.execute("DELETE FROM subscriptions WHERE id = %s", (sub_id,))
-            return cur.rowcount == 1
+            return await _subscription_changed(conn, sub_id, cur.rowcount == 1)
 
-        return await self._call(delete, transaction=False)
+        return await self._call(delete, transaction=True)
+
+    async def put_registration(self, doc: dict[str, Any], *, create: bool) -> bool:
+        """See ``Store.put_registration``."""
+        if create:
+            sql, params = registration_sql.sql("create", postgres=True), (doc["id"], _dumps(doc))
+        else:
+            sql, params = registration_sql.sql("replace", postgres=True), (_dumps(doc), doc["id"])
+
+        async def write(conn: _Conn) -> bool:
+            return (await conn.execute(sql.encode(), params)).rowcount == 1
+
+        return await self._call(write, transaction=True)
+
+    async def delete_registration(self, reg_id: str) -> bool:
+        """See ``Store.delete_registration``."""
+        sql = registration_sql.sql("delete", postgres=True)
+
+        async def write(conn: _Conn) -> bool:
+            return (await conn.execute(sql.encode(), (reg_id,))).rowcount == 1
+
+        return await self._call(write, transaction=True)
+
+    async def get_registration(self, reg_id: str) -> dict[str, Any] | None:
+        """See ``Store.get_registration``."""
+        sql = registration_sql.sql("get", postgres=True)
+
+        async def read(conn: _Conn) -> dict[str, Any] | None:
+            row = await (await conn.execute(sql.encode(), (reg_id,))).fetchone()
+            return None if row is None else _load(row[0])
+
+        return await self._call(read, transaction=False)
+
+    async def list_registrations(self) -> list[dict[str, Any]]:
+        """See ``Store.list_registrations``."""
+        sql = registration_sql.sql("list", postgres=True)
+
+        async def read(conn: _Conn) -> list[dict[str, Any]]:
+            return [_load(r[0]) for r in await (await conn.execute(sql.encode())).fetchall()]
+
+        return await self._call(read, transaction=False)
 
     async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
         """See ``Store.get_subscription``."""
@@ -653,6 +773,34 @@ class PostgresStore(Store):
 
         await self._call(update, transaction=False)
 
+    async def subscriptions_generation(self) -> int:
+        """See ``Store.subscriptions_generation``."""
+
+        async def read(conn: _Conn) -> int:
+            cur = await conn.execute("SELECT n FROM subscription_generation")
+            row = await cur.fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._call(read, transaction=False)
+
+    async def claim_notification_slot(
+        self, sub_id: str, *, now_ms: int, period_ms: int
+    ) -> tuple[bool, int]:
+        """See ``Store.claim_notification_slot``: one upsert, so only one broker wins."""
+
+        async def claim(conn: _Conn) -> tuple[bool, int]:
+            cur = await conn.execute(_CLAIM_SLOT, (sub_id, now_ms + period_ms, now_ms))
+            row = await cur.fetchone()
+            if row is not None:
+                return True, int(row[0])
+            cur = await conn.execute(
+                "SELECT due_ms FROM subscription_slots WHERE id = %s", (sub_id,)
+            )
+            row = await cur.fetchone()
+            return False, now_ms if row is None else int(row[0])
+
+        return await self._call(claim, transaction=False)
+
     # temporal ---------------------------------------------------------------
     async def add_temporal(
         self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
@@ -672,11 +820,17 @@ class PostgresStore(Store):
         return await self._call(lambda c: pg_temporal.header(c, entity_id), transaction=False)
 
     async def query_temporal(
-        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+        order: Sequence[order_by.OrderKey] = (),
     ) -> tuple[list[Entity], int]:
         """See ``Store.query_temporal``."""
         return await self._call(
-            lambda c: pg_temporal.query(c, types, ids, limit, offset), transaction=True
+            lambda c: pg_temporal.query(c, types, ids, limit, offset, order=order), transaction=True
         )
 
     async def temporal_instances(
@@ -726,6 +880,21 @@ _RECORD_NOTIFICATION: Final[dict[bool | None, str]] = {
 }
 
 
+_CLAIM_SLOT: Final = (
+    "INSERT INTO subscription_slots AS s (id, due_ms) VALUES (%s, %s)"
+    " ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms WHERE s.due_ms <= %s"
+    " RETURNING due_ms"
+)
+
+
+async def _subscription_changed(conn: _Conn, sub_id: str, changed: bool) -> bool:
+    """After a subscription write (in its transaction): move the generation, free its slot."""
+    if changed:
+        await conn.execute("UPDATE subscription_generation SET n = n + 1")
+        await conn.execute("DELETE FROM subscription_slots WHERE id = %s", (sub_id,))
+    return changed
+
+
 def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
     loaded: dict[str, Any] = orjson.loads(row[0])
     return SubscriptionRecord(
@@ -773,6 +942,7 @@ async def _write_entities(
                 [d["type"] for d in fresh],
                 [_dumps(d) for d in fresh],
                 [owner] * len(missing),
+                *pg_geo.box_params(fresh),
             ),
         )
         inserted = {r[0] for r in await cur.fetchall()}
@@ -792,6 +962,7 @@ async def _write_entities(
                 list(changed),
                 [d["type"] for d in changed.values()],
                 [_dumps(d) for d in changed.values()],
+                *pg_geo.box_params(changed.values()),
             ),
         )
     olds = {eid: doc for eid, (_own, doc) in found.items()}
@@ -799,6 +970,51 @@ async def _write_entities(
     if missing:
         history += [(e, None, d) for e, d in zip(missing, fresh, strict=True) if e not in changed]
     await _record_history(conn, history)
+
+
+async def _purge(
+    conn: _Conn, query: EntityQuery, purge: Purge
+) -> list[tuple[Entity, Entity | None]]:
+    """``PostgresStore.purge_entities`` inside the caller's transaction."""
+    multi = False
+    if query.types is not None:
+        cur = await conn.execute(_ANY_MULTI_TYPED)
+        multi = await cur.fetchone() is not None
+    push = entity_search.where(query, dialect="postgresql", multi_typed=multi)
+    cur = await conn.execute(
+        f"SELECT id, doc::text FROM entities{push.sql()} ORDER BY id FOR UPDATE",  # noqa: S608
+        push.params,
+    )
+    before: dict[str, Entity] = {}
+    for eid, text in await cur.fetchall():
+        doc = _load(text)
+        matched = not push.residual or query.matches(doc, q=not push.q_exact)
+        if matched and purge.changes(doc):
+            before[eid] = doc
+    if not before:
+        return []
+    after: dict[str, Entity | None] = dict.fromkeys(before)
+    if purge.whole:
+        await conn.execute("DELETE FROM entities WHERE id = ANY(%s::text[])", (list(before),))
+    else:
+        sql, params = purge.postgres_update(list(before), iso_ms(time.time_ns() // 1_000_000))
+        cur = await conn.execute(sql, params)
+        fresh = {eid: _load(text) for eid, text in await cur.fetchall()}
+        after.update(fresh)
+        moved = [  # location boxes are computed in Python (pg_geo): redo the ones that lost one
+            (eid, doc)
+            for eid, doc in fresh.items()
+            if any(n in before[eid] and n not in doc for n in LOCATION_NAMES)
+        ]
+        if moved:
+            await conn.execute(
+                "UPDATE entities AS e SET location_box = box(point(x0, y0), point(x1, y1))"
+                " FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[],"
+                " %s::float8[]) AS u (id, x0, y0, x1, y1) WHERE e.id = u.id",
+                ([eid for eid, _ in moved], *pg_geo.box_params(doc for _, doc in moved)),
+            )
+    await _record_history(conn, [(eid, before[eid], after[eid]) for eid in before])
+    return [(before[eid], after[eid]) for eid in before]
 
 
 async def _record_history(
@@ -810,11 +1026,12 @@ async def _record_history(
     headers: dict[str, tuple[Any, str]] = {}
     rows: list[AttrInstance] = []
     for eid, old, new in docs:
-        if new is None or new is old:
+        doc = new if new is not None else old
+        if new is old or doc is None:
             continue
         added = history_of(eid, old, new, now_ms)
         if added:
-            headers[eid] = (new["type"], now)
+            headers[eid] = (doc["type"], now)
             rows.extend(added)
     await pg_temporal.record(conn, headers, rows)
 
@@ -841,20 +1058,28 @@ async def _migrate(conn: _Conn) -> None:
             )
         for version in range(current + 1, SCHEMA_VERSION + 1):
             await conn.execute(_MIGRATIONS[version - 1].encode())
+            if _MIGRATIONS[version - 1] is pg_geo.MIGRATION:
+                await pg_geo.backfill(conn)
             await conn.execute("INSERT INTO ldt_schema_version (version) VALUES (%s)", (version,))
 
 
 _CREATE_WRITTEN: Final = (
-    "INSERT INTO entities (id, type, doc, created_at, modified_at)"
-    " SELECT id, type, doc, coalesce(c, now()), coalesce(m, now())"
-    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[])"
-    " AS u (id, type, doc, c, m) ON CONFLICT (id) DO NOTHING RETURNING id"
+    "INSERT INTO entities (id, type, doc, created_at, modified_at, location_box)"
+    " SELECT id, type, doc, coalesce(c, now()), coalesce(m, now()),"
+    " box(point(x0, y0), point(x1, y1))"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
+    " AS u (id, type, doc, c, m, x0, y0, x1, y1)"
+    " ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 _UPDATE_WRITTEN: Final = (
     "UPDATE entities AS e SET type = u.type, doc = u.doc,"
-    " modified_at = coalesce(u.modified_at, now())"
-    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[])"
-    " AS u (id, type, doc, created_at, modified_at) WHERE e.id = u.id"
+    " modified_at = coalesce(u.modified_at, now()),"
+    " location_box = box(point(x0, y0), point(x1, y1))"
+    " FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[], %s::timestamptz[],"
+    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
+    " AS u (id, type, doc, created_at, modified_at, x0, y0, x1, y1)"
+    " WHERE e.id = u.id"
 )
 
 
@@ -866,6 +1091,7 @@ def _write_params(rows: list[tuple[str, Entity]]) -> tuple[list[Any], ...]:
         [_dumps(d) for _, d in rows],
         [d.get("createdAt") for _, d in rows],
         [d.get("modifiedAt") for _, d in rows],
+        *pg_geo.box_params(d for _, d in rows),
     )
 
 

@@ -27,13 +27,14 @@ from typing import Any, Literal, TypeVar
 import orjson
 
 from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.device_model import apply_update, summarize
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
-from ldt.cloud.store import entity_search, sqlite_geo, sqlite_temporal
+from ldt.cloud.store import entity_search, registration_sql, sqlite_geo, sqlite_temporal
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
@@ -45,6 +46,8 @@ from ldt.cloud.store.base import (
     TypeAttributeCount,
     WriteOutcome,
 )
+from ldt.cloud.store.coalesce import Coalescer
+from ldt.cloud.store.purge_sql import Purge
 from ldt.contract import IngestBatch
 
 __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
@@ -52,6 +55,8 @@ __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
 DB_FILENAME = "cloud.db"
 
 _T = TypeVar("_T")
+_GROUP_COMMIT_ITEMS = 2000
+"""At most this many changes in one shared write transaction (a bigger batch runs alone)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -89,6 +94,15 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     last_success TEXT,
     last_failure TEXT
 );
+CREATE TABLE IF NOT EXISTS subscription_generation (  -- Store.subscriptions_generation
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    n INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO subscription_generation (one, n) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS subscription_slots (  -- Store.claim_notification_slot
+    id TEXT PRIMARY KEY,
+    due_ms INTEGER NOT NULL
+);
 """
 
 _INSERT_READING = (
@@ -125,6 +139,8 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
         con.execute("PRAGMA foreign_keys=OFF")
         con.executescript(_SCHEMA)
         con.executescript(sqlite_temporal.SCHEMA)
+        sqlite_temporal.migrate(con)
+        con.executescript(registration_sql.SQLITE_SCHEMA)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the cloud database {path}: {exc}") from exc
     return con
@@ -146,11 +162,19 @@ class SqliteStore(Store):
         self._con: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._geo_indexed = False
+        self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
+            self._write_now, max_items=_GROUP_COMMIT_ITEMS
+        )
 
     @property
     def path(self) -> Path:
         """The database file."""
         return self._path
+
+    @property
+    def synchronous(self) -> Literal["FULL", "NORMAL"]:
+        """The sync policy (tenant databases beside this one open with the same)."""
+        return self._synchronous
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         executor, con = self._executor, self._con
@@ -190,6 +214,7 @@ class SqliteStore(Store):
 
     async def close(self) -> None:
         """Close the connection and stop the thread (waits for the running call)."""
+        await self._writes.drain()
         executor, con = self._executor, self._con
         self._executor = self._con = None
         if executor is None:
@@ -319,15 +344,23 @@ class SqliteStore(Store):
     async def write_entities(
         self, changes: Sequence[tuple[str, EntityChange]]
     ) -> list[WriteOutcome | NgsiLdError]:
-        """See ``Store.write_entities``: one ``BEGIN IMMEDIATE`` transaction."""
+        """See ``Store.write_entities``: one ``BEGIN IMMEDIATE`` transaction.
+
+        Calls that arrive while a write runs share the next transaction (``Coalescer``:
+        group commit, one fsync for many single-entity writes).
+        """
+        return await self._writes.submit(changes)
+
+    async def _write_now(
+        self, changes: list[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
         return await self._run(lambda con: _write_entities(con, changes))
 
     async def search_entities(
         self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
     ) -> tuple[list[Entity], int | None]:
         """See ``Store.search_entities``; a ``location`` geo-query uses the R*Tree."""
-        push = entity_search.where(query, dialect="sqlite")
-        clauses, params = list(push.clauses), list(push.params)
+        geo_clause: tuple[str, list[float]] | None = None
         if (
             query.geo is not None
             and self._geo_indexed
@@ -335,14 +368,26 @@ class SqliteStore(Store):
         ):
             boxes = search_bbox(query.geo)
             if boxes is not None:
-                text, values = sqlite_geo.search_clause(boxes)
-                clauses.append(text)
-                params.extend(values)
-        clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+                geo_clause = sqlite_geo.search_clause(boxes)
 
         def read(con: sqlite3.Connection) -> tuple[list[Entity], int | None]:
+            # this thread is the only writer: the answer holds for the statements below. With
+            # a geo clause the general (OR) form stays: a plain type test would make SQLite
+            # walk the type index in id order instead of starting from the R*Tree's few rows
+            multi = query.types is not None and (
+                geo_clause is not None or bool(con.execute(_ANY_MULTI_TYPED).fetchone())
+            )
+            push = entity_search.where(query, dialect="sqlite", multi_typed=multi)
+            clauses, params = list(push.clauses), list(push.params)
+            if geo_clause is not None:
+                clauses.append(geo_clause[0])
+                params.extend(geo_clause[1])
+            clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            order = order_by.entity_order(query.order, dialect="sqlite")
+            select = order_by.ordered_select("doc", f"entities{clause}", order)
+            ordered = [*(order.params if order is not None else ()), *params]
             if push.residual:
-                rows = con.execute(f"SELECT doc FROM entities{clause} ORDER BY id", params)  # noqa: S608
+                rows = con.execute(select, ordered)
                 return entity_search.paginate(
                     rows,
                     lambda r: _load(r[0]),
@@ -361,15 +406,18 @@ class SqliteStore(Store):
                     )
                     if limit == 0 or total <= offset:
                         return [], total
-                rows = con.execute(
-                    f"SELECT doc FROM entities{clause} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
-                    [*params, limit, offset],
-                )
+                rows = con.execute(f"{select} LIMIT ? OFFSET ?", [*ordered, limit, offset])
                 return [_load(r[0]) for r in rows], total
             finally:
                 con.execute("COMMIT")
 
         return await self._run(read)
+
+    async def purge_entities(
+        self, query: EntityQuery, purge: Purge
+    ) -> list[tuple[Entity, Entity | None]]:
+        """See ``Store.purge_entities``: one ``DELETE``/``UPDATE`` over a JSON array of ids."""
+        return await self._run(lambda con: _purge(con, query, purge))
 
     async def type_attribute_counts(self) -> list[TypeAttributeCount]:
         """See ``Store.type_attribute_counts``."""
@@ -401,33 +449,37 @@ class SqliteStore(Store):
         text = orjson.dumps(doc).decode()
 
         def insert(con: sqlite3.Connection) -> bool:
-            cur = con.execute(
-                "INSERT INTO subscriptions (id, doc) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                (doc["id"], text),
-            )
-            return cur.rowcount == 1
+            with _transaction(con):
+                cur = con.execute(
+                    "INSERT INTO subscriptions (id, doc) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                    (doc["id"], text),
+                )
+                return _subscription_changed(con, doc["id"], cur.rowcount == 1)
 
         return await self._run(insert)
 
     async def replace_subscription(self, doc: dict[str, Any]) -> bool:
         """See ``Store.replace_subscription``."""
         text = orjson.dumps(doc).decode()
-        return await self._run(
-            lambda con: (
-                con.execute(
+
+        def update(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                cur = con.execute(
                     "UPDATE subscriptions SET doc = ? WHERE id = ?", (text, doc["id"])
-                ).rowcount
-                == 1
-            )
-        )
+                )
+                return _subscription_changed(con, doc["id"], cur.rowcount == 1)
+
+        return await self._run(update)
 
     async def delete_subscription(self, sub_id: str) -> bool:
         """See ``Store.delete_subscription``."""
-        return await self._run(
-            lambda con: (
-                con.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,)).rowcount == 1
-            )
-        )
+
+        def delete(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                cur = con.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+                return _subscription_changed(con, sub_id, cur.rowcount == 1)
+
+        return await self._run(delete)
 
     async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
         """See ``Store.get_subscription``."""
@@ -457,6 +509,71 @@ class SqliteStore(Store):
         """See ``Store.record_notification``."""
         await self._run(lambda con: con.execute(_RECORD_NOTIFICATION[ok], (at, sub_id)))
 
+    async def subscriptions_generation(self) -> int:
+        """See ``Store.subscriptions_generation``."""
+        return await self._run(
+            lambda con: int(con.execute("SELECT n FROM subscription_generation").fetchone()[0])
+        )
+
+    async def claim_notification_slot(
+        self, sub_id: str, *, now_ms: int, period_ms: int
+    ) -> tuple[bool, int]:
+        """See ``Store.claim_notification_slot``."""
+
+        def claim(con: sqlite3.Connection) -> tuple[bool, int]:
+            with _transaction(con):  # BEGIN IMMEDIATE: the read and the write are one step
+                row = con.execute(
+                    "SELECT due_ms FROM subscription_slots WHERE id = ?", (sub_id,)
+                ).fetchone()
+                if row is not None and int(row[0]) > now_ms:
+                    return False, int(row[0])
+                due = now_ms + period_ms
+                con.execute(
+                    "INSERT INTO subscription_slots (id, due_ms) VALUES (?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms",
+                    (sub_id, due),
+                )
+                return True, due
+
+        return await self._run(claim)
+
+    # context source registrations -------------------------------------------
+    async def put_registration(self, doc: dict[str, Any], *, create: bool) -> bool:
+        """See ``Store.put_registration``."""
+        text = orjson.dumps(doc).decode()
+        if create:
+            sql, params = registration_sql.sql("create", postgres=False), (doc["id"], text)
+        else:
+            sql, params = registration_sql.sql("replace", postgres=False), (text, doc["id"])
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                return con.execute(sql, params).rowcount == 1
+
+        return await self._run(write)
+
+    async def delete_registration(self, reg_id: str) -> bool:
+        """See ``Store.delete_registration``."""
+
+        def write(con: sqlite3.Connection) -> bool:
+            with _transaction(con):
+                sql = registration_sql.sql("delete", postgres=False)
+                return con.execute(sql, (reg_id,)).rowcount == 1
+
+        return await self._run(write)
+
+    async def get_registration(self, reg_id: str) -> dict[str, Any] | None:
+        """See ``Store.get_registration``."""
+        sql = registration_sql.sql("get", postgres=False)
+        row = await self._run(lambda con: con.execute(sql, (reg_id,)).fetchone())
+        return None if row is None else _load(row[0])
+
+    async def list_registrations(self) -> list[dict[str, Any]]:
+        """See ``Store.list_registrations``."""
+        sql = registration_sql.sql("list", postgres=False)
+        rows = await self._run(lambda con: con.execute(sql).fetchall())
+        return [_load(r[0]) for r in rows]
+
     # temporal ---------------------------------------------------------------
     async def add_temporal(
         self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
@@ -477,10 +594,18 @@ class SqliteStore(Store):
         return await self._run(lambda con: sqlite_temporal.header(con, entity_id))
 
     async def query_temporal(
-        self, *, types: Sequence[str] | None, ids: Sequence[str] | None, limit: int, offset: int
+        self,
+        *,
+        types: Sequence[str] | None,
+        ids: Sequence[str] | None,
+        limit: int,
+        offset: int,
+        order: Sequence[order_by.OrderKey] = (),
     ) -> tuple[list[Entity], int]:
         """See ``Store.query_temporal``."""
-        return await self._run(lambda con: sqlite_temporal.query(con, types, ids, limit, offset))
+        return await self._run(
+            lambda con: sqlite_temporal.query(con, types, ids, limit, offset, order=order)
+        )
 
     async def temporal_instances(
         self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
@@ -536,6 +661,14 @@ _RECORD_NOTIFICATION: dict[bool | None, str] = {
     False: "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = ?"
     " WHERE id = ?",
 }
+
+
+def _subscription_changed(con: sqlite3.Connection, sub_id: str, changed: bool) -> bool:
+    """After a subscription write (in its transaction): move the generation, free its slot."""
+    if changed:
+        con.execute("UPDATE subscription_generation SET n = n + 1")
+        con.execute("DELETE FROM subscription_slots WHERE id = ?", (sub_id,))
+    return changed
 
 
 def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
@@ -673,6 +806,9 @@ _WRITE_ENTITY = (
     " modified_at = excluded.modified_at"
 )
 _ID_CHUNK = 500  # ids per "IN (...)": well under SQLite's 32,766 parameters
+_ANY_MULTI_TYPED = (  # answered from the partial index entities_multi_typed (sqlite_geo.install)
+    "SELECT 1 FROM entities WHERE json_type(doc, '$.type') = 'array' LIMIT 1"
+)
 
 
 def _main_type(doc: Entity) -> str:
@@ -721,8 +857,37 @@ def _write_entities(
             con.executemany("DELETE FROM entities WHERE id = ?", deletes)
         if writes:
             con.executemany(_WRITE_ENTITY, writes)
+        if writes or deletes:  # deletions leave records in the history too
             _record_history(con, [(eid, before[eid], current[eid]) for eid in ids], now)
     return results
+
+
+def _purge(
+    con: sqlite3.Connection, query: EntityQuery, purge: Purge
+) -> list[tuple[Entity, Entity | None]]:
+    """``SqliteStore.purge_entities`` on the store thread (one ``BEGIN IMMEDIATE``)."""
+    now = _now()
+    with _transaction(con):
+        multi = query.types is not None and bool(con.execute(_ANY_MULTI_TYPED).fetchone())
+        push = entity_search.where(query, dialect="sqlite", multi_typed=multi)
+        rows = con.execute(f"SELECT id, doc FROM entities{push.sql()}", push.params)  # noqa: S608
+        before: dict[str, Entity] = {}
+        for eid, text in rows:
+            doc = _load(text)
+            matched = not push.residual or query.matches(doc, q=not push.q_exact)
+            if matched and purge.changes(doc):
+                before[eid] = doc
+        if not before:
+            return []
+        ids = orjson.dumps(list(before)).decode()
+        after: dict[str, Entity | None] = dict.fromkeys(before)
+        if purge.whole:
+            con.execute("DELETE FROM entities WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+        else:
+            sql, params = purge.sqlite_update(list(before), now)
+            after.update((eid, _load(text)) for eid, text in con.execute(sql, params))
+        _record_history(con, [(eid, before[eid], after[eid]) for eid in before], now)
+    return [(before[eid], after[eid]) for eid in before]
 
 
 def _record_history(
@@ -733,11 +898,12 @@ def _record_history(
     headers: dict[str, tuple[Any, str]] = {}
     rows: list[AttrInstance] = []
     for eid, old, new in docs:
-        if new is None or new is old:
+        doc = new if new is not None else old
+        if new is old or doc is None:
             continue
         added = history_of(eid, old, new, now_ms)
         if added:
-            headers[eid] = (new["type"], now)
+            headers[eid] = (doc["type"], now)
             rows.extend(added)
     sqlite_temporal.record(con, headers, rows)
 

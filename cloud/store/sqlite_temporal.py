@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ldt.cloud.ngsild.order_by import OrderKey, ordered_select, temporal_order
 from ldt.cloud.ngsild.temporal import AttrInstance, Window
 from ldt.cloud.store.temporal_rows import (
     header_doc,
@@ -28,6 +29,7 @@ __all__ = [
     "drop_same_time",
     "header",
     "instances",
+    "migrate",
     "query",
     "record",
     "replace_instance",
@@ -50,7 +52,8 @@ CREATE TABLE IF NOT EXISTS attr_instances (
     observed_at_ms INTEGER,
     created_at_ms INTEGER NOT NULL,
     modified_at_ms INTEGER NOT NULL,
-    doc TEXT NOT NULL        -- the normalized instance JSON, without instanceId
+    doc TEXT NOT NULL,       -- the normalized instance JSON, without instanceId
+    deleted_at_ms INTEGER    -- deletion records only (temporal.deletion_row)
 );
 CREATE INDEX IF NOT EXISTS attr_instances_by_observed
     ON attr_instances (entity_id, attr, observed_at_ms);
@@ -58,10 +61,27 @@ CREATE INDEX IF NOT EXISTS attr_instances_by_modified
     ON attr_instances (entity_id, attr, modified_at_ms);
 """
 
+
+def migrate(con: sqlite3.Connection) -> None:
+    """Bring an older ``attr_instances`` up to ``SCHEMA`` (run after it, idempotent).
+
+    Files written before deletion records existed lack ``deleted_at_ms``; the
+    column is added (NULL: an ordinary instance) and indexed like the other times.
+    """
+    columns = {r[1] for r in con.execute("PRAGMA table_info(attr_instances)")}
+    if "deleted_at_ms" not in columns:
+        con.execute("ALTER TABLE attr_instances ADD COLUMN deleted_at_ms INTEGER")
+    con.execute(
+        "CREATE INDEX IF NOT EXISTS attr_instances_by_deleted"
+        " ON attr_instances (entity_id, attr, deleted_at_ms)"
+    )
+
+
 _COLUMNS = {
     "observedAt": "observed_at_ms",
     "createdAt": "created_at_ms",
     "modifiedAt": "modified_at_ms",
+    "deletedAt": "deleted_at_ms",
 }
 _UPSERT_HEADER = (
     "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
@@ -70,7 +90,8 @@ _UPSERT_HEADER = (
 )
 _INSERT_INSTANCE = (
     "INSERT OR REPLACE INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
-    " observed_at_ms, created_at_ms, modified_at_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " observed_at_ms, created_at_ms, modified_at_ms, doc, deleted_at_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -103,7 +124,8 @@ def drop_same_time(con: sqlite3.Connection, rows: Sequence[AttrInstance]) -> Non
     )
 
 
-_SELECT_HEADER = "SELECT id, types, created_at_ms, modified_at_ms FROM temporal_entities"
+_HEADER_COLUMNS = "id, types, created_at_ms, modified_at_ms"
+_SELECT_HEADER = f"SELECT {_HEADER_COLUMNS} FROM temporal_entities"  # noqa: S608
 
 
 def header(con: sqlite3.Connection, entity_id: str) -> dict[str, Any] | None:
@@ -126,8 +148,10 @@ def query(
     ids: Sequence[str] | None,
     limit: int,
     offset: int,
+    *,
+    order: Sequence[OrderKey] = (),
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of headers by id, and the total."""
+    """One page of headers in ``order`` (``order_by``; empty: by id), and the total."""
     where: list[str] = []
     params: list[Any] = []
     for column, values in (("type", types), ("id", ids)):
@@ -138,9 +162,11 @@ def query(
     total = int(
         con.execute(f"SELECT count(*) FROM temporal_entities{clause}", params).fetchone()[0]  # noqa: S608
     )
+    keys = temporal_order(order, dialect="sqlite")
+    select = ordered_select(_HEADER_COLUMNS, f"temporal_entities{clause}", keys)
     rows = con.execute(
-        f"{_SELECT_HEADER}{clause} ORDER BY id LIMIT ? OFFSET ?",
-        [*params, limit, offset],
+        f"{select} LIMIT ? OFFSET ?",
+        [*(keys.params if keys is not None else ()), *params, limit, offset],
     ).fetchall()
     return [header_doc(r) for r in rows], total
 
@@ -160,6 +186,8 @@ def instances(
     if attrs is not None:
         where.append(f"attr IN ({','.join('?' * len(attrs))})")
         params.extend(attrs)
+    # deletion records have only deletedAt: they answer that time property and no other
+    where.append(f"deleted_at_ms IS {'NOT ' if window.time_property == 'deletedAt' else ''}NULL")
     if window.start_ms is not None:
         where.append(f"{column} >= ?")
         params.append(window.start_ms)
@@ -190,7 +218,7 @@ def instances(
 
 _SELECT_INSTANCES = (
     "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"
-    " modified_at_ms, doc FROM attr_instances"
+    " modified_at_ms, doc, deleted_at_ms FROM attr_instances"
 )
 
 

@@ -41,6 +41,7 @@ def instance_params(rows: Sequence[AttrInstance]) -> list[tuple[Any, ...]]:
             r.created_at_ms,
             r.modified_at_ms,
             orjson.dumps(r.doc).decode(),
+            r.deleted_at_ms,
         )
         for r in rows
     ]
@@ -67,4 +68,5 @@ def instance_from_row(r: Sequence[Any]) -> AttrInstance:
         created_at_ms=r[5],
         modified_at_ms=r[6],
         doc=orjson.loads(r[7]),
+        deleted_at_ms=r[8],
     )

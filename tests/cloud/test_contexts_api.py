@@ -121,6 +121,24 @@ async def test_core_and_preloaded_contexts_resolve_without_any_fetch(tmp_path: P
     assert offline.calls == ["https://example.org/unknown.jsonld"]
 
 
+async def test_a_deleted_preloaded_context_comes_back_from_the_folder_not_the_network(
+    tmp_path: Path,
+) -> None:
+    url = "https://smartdatamodels.org/context.jsonld"
+    preload = write_preload(
+        tmp_path / "ctx", {url: "sdm.jsonld"}, {"sdm.jsonld": json.dumps(USER_CTX)}
+    )
+    offline = _NoNetwork()
+    async with ContextStore(preload_dir=preload, cache_dir=None, transport=offline) as store:
+        (entry,) = [e for e in store.entries(tenant=None, kind="Cached") if e.url == url]
+        await store.delete(entry.local_id)
+        assert url not in [e.url for e in store.entries(tenant=None, kind="Cached")]
+        ctx = await store.resolve(url)  # used again: loaded from the folder
+        assert expand_term("speed", ctx) == "http://example.org/speed"
+        assert url in [e.url for e in store.entries(tenant=None, kind="Cached")]
+    assert offline.calls == []
+
+
 @pytest.mark.parametrize(
     ("index", "files", "fragment"),
     [
@@ -191,7 +209,7 @@ async def test_network_disabled_unknown_context_is_ld_context_not_available() ->
     with pytest.raises(ContextError) as err:
         await store.resolve(["https://example.org/ctx.jsonld"])
     problem = context_problem(err.value)
-    assert problem.status == 504
+    assert problem.status == 503
     assert problem.body()["type"] == ERR + "LdContextNotAvailable"
     assert "fetching is disabled" in str(problem.body()["detail"])
     with pytest.raises(ContextError) as bad:
@@ -331,3 +349,34 @@ async def test_hosted_contexts_belong_to_their_tenant_and_survive_a_restart(
         assert (entry.kind, entry.body, entry.hits) == ("Hosted", USER_CTX, 1)
         ctx = await reopened.resolve(f"http://elsewhere{location}", tenant="city-a")
         assert expand_term("speed", ctx) == "http://example.org/speed"
+
+
+async def test_a_hosted_context_naming_an_unavailable_url_is_refused_and_not_kept(
+    ctx_client: tuple[httpx.AsyncClient, ContextStore],
+) -> None:
+    client, _ = ctx_client
+    body = {"@context": ["https://example.org/nowhere.jsonld", {"x": "http://example.org/x"}]}
+    refused = await client.post(BASE, json=body)
+    assert refused.status_code == 503
+    assert refused.json()["type"] == ERR + "LdContextNotAvailable"
+    assert (await client.get(BASE, params={"kind": "Hosted"})).json() == []
+
+
+async def test_the_urls_a_hosted_context_names_become_cached(tmp_path: Path) -> None:
+    url = "https://smartdatamodels.org/context.jsonld"
+    preload = write_preload(
+        tmp_path / "pre", {url: "sdm.jsonld"}, {"sdm.jsonld": json.dumps(USER_CTX)}
+    )
+    async with (
+        SqliteStore(path=tmp_path / "cloud.db") as store,
+        ContextStore(preload_dir=preload, cache_dir=None, allow_network=False) as contexts,
+    ):
+        transport = httpx.ASGITransport(app=build_app(store, contexts))
+        async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
+            listed = (await client.get(BASE, params={"details": "true"})).json()
+            (local_id,) = [e["localId"] for e in listed if e["URL"] == url]
+            assert (await client.delete(f"{BASE}/{local_id}")).status_code == 204
+            assert url not in (await client.get(BASE, params={"kind": "Cached"})).json()
+            created = await client.post(BASE, json={"@context": [url]})
+            assert created.status_code == 201, created.text
+            assert url in (await client.get(BASE, params={"kind": "Cached"})).json()

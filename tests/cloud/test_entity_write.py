@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from ldt.cloud.ngsild.entity_ops import present
+from ldt.cloud.ngsild.entity_ops import NULL, present
 from ldt.cloud.ngsild.jsonld import DEFAULT_VOCAB, ActiveContext, core_context
 from ldt.cloud.ngsild.media import CORE_CONTEXT
 from ldt.cloud.ngsild.routes_entities import MAX_ENTITY_BYTES
@@ -237,15 +237,15 @@ async def test_context_placement_errors_are_400(client: httpx.AsyncClient) -> No
     _problem(await _send(client, "POST", "/entities", with_ctx, both), 400, "BadRequestData")
 
 
-async def test_unknown_context_without_network_is_504(
+async def test_unknown_context_without_network_is_503(
     client: httpx.AsyncClient, store: Store
 ) -> None:
     url = "https://nowhere.example/ctx.jsonld"
     body = {**_entity(), "@context": url}
-    _problem(await _send(client, "POST", "/entities", body, LD), 504, "LdContextNotAvailable")
+    _problem(await _send(client, "POST", "/entities", body, LD), 503, "LdContextNotAvailable")
     _problem(
         await _send(client, "POST", "/entities", _entity(), _link(url)),
-        504,
+        503,
         "LdContextNotAvailable",
     )
     assert await store.get_entity(EID) is None
@@ -308,10 +308,13 @@ async def test_append_attrs_and_no_overwrite(client: httpx.AsyncClient, store: S
     again = {"humidity": {"type": "Property", "value": 99}, "co2": {"type": "Property", "value": 3}}
     resp = await _send(client, "POST", path, again, params={"options": "noOverwrite"})
     assert resp.status_code == 207
-    assert resp.json() == {
-        "updated": ["co2"],
+    assert resp.json() == {  # names are expanded IRIs (suite case 010_04_01)
+        "updated": [f"{DEFAULT_VOCAB}co2"],
         "notUpdated": [
-            {"attributeName": "humidity", "reason": "attribute exists and noOverwrite was given"}
+            {
+                "attributeName": f"{DEFAULT_VOCAB}humidity",
+                "reason": "attribute exists and noOverwrite was given",
+            }
         ],
     }
     doc = await _stored(store)
@@ -329,7 +332,7 @@ async def test_append_attrs_and_no_overwrite(client: httpx.AsyncClient, store: S
     _problem(await _send(client, "POST", "/entities//attrs/", first), 400, "BadRequestData")
 
 
-async def test_update_attrs_only_touches_existing(client: httpx.AsyncClient, store: Store) -> None:
+async def test_update_attrs_replaces_and_adds(client: httpx.AsyncClient, store: Store) -> None:
     await _create(client)
     before = await _stored(store)
     path = f"/entities/{EID}/attrs"
@@ -338,9 +341,14 @@ async def test_update_attrs_only_touches_existing(client: httpx.AsyncClient, sto
     doc = await _stored(store)
     assert doc["temperature"]["value"] == 30
     assert doc["temperature"]["createdAt"] == before["temperature"]["createdAt"]
-    resp = await _send(client, "PATCH", path, {"missing": {"type": "Property", "value": 1}})
+    # an attribute the entity lacks is added (suite cases 011_01_03, 046_23, 046_41)
+    added = {"extra": {"type": "Property", "value": 1}}
+    assert (await _send(client, "PATCH", path, added)).status_code == 204
+    assert (await _stored(store))["extra"]["value"] == 1
+    # the NGSI-LD null of something absent deletes nothing: reported as not updated
+    resp = await _send(client, "PATCH", path, {"missing": {"type": "Property", "value": NULL}})
     assert resp.status_code == 207
-    assert resp.json()["notUpdated"][0]["attributeName"] == "missing"
+    assert resp.json()["notUpdated"][0]["attributeName"] == f"{DEFAULT_VOCAB}missing"
     assert "missing" not in await _stored(store)
     _problem(
         await _send(client, "PATCH", "/entities/urn:x:none/attrs", body), 404, "ResourceNotFound"

@@ -122,7 +122,7 @@ def test_simplified() -> None:
         "color": "red",
         "raw": {"x": [1]},
         "fleet": [{"object": "urn:a:1"}],
-        "multi": [1, 2],
+        "multi": {"dataset": {"urn:d:1": 1, "urn:d:2": 2}},
     }
 
 

@@ -20,9 +20,9 @@ import pytest
 from starlette.applications import Starlette
 
 from ldt.cloud.ngsild.jsonld import core_context
-from ldt.cloud.ngsild.notifier import Notifier
+from ldt.cloud.ngsild.notifier import Notifier, redacted
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.ngsild.subscriptions import compile_subscription, validate
+from ldt.cloud.ngsild.subscriptions import Matcher, compile_subscription, present, validate
 from ldt.cloud.server import build_app
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
 from tests.cloud import batches
@@ -479,3 +479,105 @@ def test_dataset_id_and_deleted_attributes_in_notifications() -> None:
     assert "r" not in shown  # the deleted relationship has no instance of urn:ds:1
     with pytest.raises(NgsiLdError):
         validate({**doc, "datasetId": ["not a uri"]}, ctx, context=None, now="x")
+
+
+def _matcher(**extra: Any) -> Matcher:
+    ctx = core_context()
+    body = {
+        "type": "Subscription",
+        "entities": [{"type": "T"}],
+        "notification": {"endpoint": {"uri": "http://h/n"}},
+        **extra,
+    }
+    return compile_subscription(validate(body, ctx, context=None, now="2026-01-01T00:00:00Z"), ctx)
+
+
+NOW_MS = 1_795_780_800_000
+NAMES = [
+    {"type": "Property", "value": "Eiffel Tower"},
+    {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:ds:fr"},
+    {"type": "Property", "value": "Eiffelturm", "datasetId": "urn:ds:de"},
+]
+
+
+def test_deleting_one_instance_is_an_attribute_deletion() -> None:
+    m = _matcher(notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    old = {"id": "urn:a:1", "type": "T", "name": NAMES}
+    new = {"id": "urn:a:1", "type": "T", "name": [NAMES[0], NAMES[2]]}
+    assert m.matches((old, new), NOW_MS)  # suite cases 046_22_06/07
+    shown = m.render((old, new))
+    assert shown["name"] == [
+        NAMES[0],
+        NAMES[2],
+        {"type": "Property", "value": "urn:ngsi-ld:null", "datasetId": "urn:ds:fr"},
+    ]
+    # every instance gone (deleteAll): one null attribute (046_22_08)
+    gone = m.render((old, {"id": "urn:a:1", "type": "T"}))
+    assert gone["name"] == {"type": "Property", "value": "urn:ngsi-ld:null"}
+    # a new instance is no deletion
+    assert not m.matches((new, old), NOW_MS)
+    assert _matcher(notificationTrigger=["attributeCreated"]).matches((new, old), NOW_MS)
+
+
+def test_entity_deletion_fires_attribute_deleted() -> None:
+    m = _matcher(notificationTrigger=["attributeDeleted"], watchedAttributes=["name"])
+    old = {
+        "id": "urn:a:1",
+        "type": "T",
+        "name": {"type": "Property", "value": "n"},
+        "other": {"type": "Property", "value": 1},
+    }
+    assert m.matches((old, None), NOW_MS)  # 046_22_12
+    shown = m.render((old, None))
+    assert shown.pop("deletedAt").endswith("Z")
+    assert shown == {
+        "id": "urn:a:1",
+        "type": "T",
+        "name": {"type": "Property", "value": "urn:ngsi-ld:null"},
+    }
+    assert not _matcher(notificationTrigger=["attributeUpdated"]).matches((old, None), NOW_MS)
+
+
+def test_deleted_entity_previous_values_and_language_map() -> None:
+    m = _matcher(
+        notificationTrigger=["entityDeleted"],
+        notification={"endpoint": {"uri": "http://h/n"}, "showChanges": True},
+    )
+    street = {"type": "LanguageProperty", "languageMap": {"fr": "Grand Place"}}
+    shown = m.render(({"id": "urn:a:1", "type": "T", "street": street}, None))
+    assert shown["street"] == {  # 046_37_01: the plain null, the previous map
+        "type": "LanguageProperty",
+        "languageMap": "urn:ngsi-ld:null",
+        "previousLanguageMap": {"fr": "Grand Place"},
+    }
+    # an attribute deletion keeps the {"@none": null} map (046_22_11)
+    a = _matcher(notificationTrigger=["attributeDeleted"])
+    old = {"id": "urn:a:1", "type": "T", "street": street, "n": {"type": "Property", "value": 1}}
+    shown = a.render((old, {"id": "urn:a:1", "type": "T", "n": old["n"]}))
+    assert shown["street"] == {
+        "type": "LanguageProperty",
+        "languageMap": {"@none": "urn:ngsi-ld:null"},
+    }
+
+
+def test_q_is_percent_decoded_and_default_triggers_are_shown() -> None:
+    m = _matcher(q='name=="Eiffel%20Tower"')  # as the suite writes it (046_05_01)
+    old = {"id": "urn:a:1", "type": "T", "name": {"type": "Property", "value": "Eiffel Tower"}}
+    new = {**old, "h": {"type": "Property", "value": 1}}
+    assert m.matches((old, new), NOW_MS)
+    assert m.doc["q"] == 'name=="Eiffel%20Tower"'  # stored as given
+    shown = present(m.doc, {}, core_context(), now_ms=NOW_MS)
+    assert shown["notificationTrigger"] == ["attributeCreated", "attributeUpdated"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "shown"),
+    [
+        ("http://127.0.0.1:9/n", "http://127.0.0.1:9/n"),
+        ("mqtt://user:secret@broker:1883/t", "mqtt://user:***@broker:1883/t"),
+        ("https://u:p%40ss@[::1]/x?y=1", "https://u:***@[::1]/x?y=1"),
+        ("mqtts://token@broker/t", "mqtts://token@broker/t"),
+    ],
+)
+def test_endpoint_passwords_never_reach_logs(uri: str, shown: str) -> None:
+    assert redacted(uri) == shown

@@ -202,7 +202,7 @@ async def test_bad_requests_are_400(client: httpx.AsyncClient) -> None:
         "timerel=after&timeAt=yesterday",
         "timerel=between&timeAt=2020-09-01T12:00:00Z",
         "lastN=0",
-        "timeproperty=deletedAt",
+        "timeproperty=expiresAt",
     ):
         _problem(await client.get(f"{url}?{query}"), 400, BAD_DATA)
     for query in ("options=bogus", "format=bogus"):

@@ -1,0 +1,122 @@
+"""The stores' search prefilters give the exact answer: the plain type-column test (used while
+no entity is multi-typed) and the location boxes (SQLite R*Tree, PostgreSQL GiST ``box``),
+which must follow every write."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import psycopg
+import pytest
+
+from ldt.cloud.ngsild.entity_ops import delete_entity, upsert
+from ldt.cloud.ngsild.entity_query import EntityQuery, parse_types
+from ldt.cloud.ngsild.geo import parse_geoquery
+from ldt.cloud.store import PostgresStore, Store, pg_geo
+
+NOW = "2024-05-01T12:00:00.000Z"
+TYPES = ("Alpha", "Beta", "Gamma")
+SELECTIONS = ("Alpha", "Alpha,Beta", "Alpha|Gamma", "Alpha;Beta", "Beta,(Alpha;Gamma)", "Delta")
+
+
+async def _put(store: Store, docs: list[dict[str, Any]]) -> None:
+    outcomes = await store.write_entities([(d["id"], upsert(d, NOW, replace=True)) for d in docs])
+    assert all(isinstance(o, str) for o in outcomes), outcomes
+
+
+async def _ids(store: Store, query: EntityQuery) -> list[str]:
+    page, total = await store.search_entities(query, limit=1000, offset=0)
+    assert total == len(page)
+    return [e["id"] for e in page]
+
+
+def _point(lon: float, lat: float, name: str = "location") -> dict[str, Any]:
+    return {name: {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}}
+
+
+def _near(lon: float, lat: float, metres: int = 200) -> EntityQuery:
+    geo = parse_geoquery(
+        georel=f"near;maxDistance=={metres}",
+        geometry="Point",
+        coordinates=f"[{lon},{lat}]",
+        geoproperty=None,
+    )
+    assert geo is not None
+    return EntityQuery(geo=geo)
+
+
+async def test_type_selections_are_exact_with_and_without_multi_typed_entities(
+    store: Store,
+) -> None:
+    rng = random.Random(7)
+    docs: list[dict[str, Any]] = [
+        {"id": f"urn:ngsi-ld:T:{i:03d}", "type": rng.choice(TYPES)} for i in range(40)
+    ]
+    await _put(store, docs)
+
+    async def check() -> None:
+        for selection in SELECTIONS:
+            query = EntityQuery(types=parse_types(selection))
+            want = sorted(d["id"] for d in docs if query.matches(d))
+            assert await _ids(store, query) == want, selection
+
+    await check()  # single-typed only: the type column alone
+    both = {"id": "urn:ngsi-ld:T:100", "type": ["Alpha", "Beta"]}
+    docs.append(both)
+    await _put(store, [both])
+    await check()  # the general form, which also reads the documents' type lists
+    assert both["id"] in await _ids(store, EntityQuery(types=parse_types("Alpha;Beta")))
+    assert both["id"] in await _ids(store, EntityQuery(types=parse_types("Beta")))
+
+
+async def test_location_boxes_follow_every_write(store: Store) -> None:
+    eid = "urn:ngsi-ld:Spot:1"
+    await _put(store, [{"id": eid, "type": "Spot", **_point(2.35, 48.85)}])
+    assert await _ids(store, _near(2.35, 48.85)) == [eid]
+
+    await _put(store, [{"id": eid, "type": "Spot", **_point(13.40, 52.52)}])  # moved
+    assert await _ids(store, _near(2.35, 48.85)) == []
+    assert await _ids(store, _near(13.40, 52.52)) == [eid]
+
+    expanded = _point(11.57, 48.13, name="https://uri.etsi.org/ngsi-ld/location")
+    await _put(store, [{"id": eid, "type": "Spot", **expanded}])
+    assert await _ids(store, _near(13.40, 52.52)) == []
+    assert await _ids(store, _near(11.57, 48.13)) == [eid]
+
+    await _put(store, [{"id": eid, "type": "Spot"}])  # no location any more
+    assert await _ids(store, _near(11.57, 48.13)) == []
+
+    await store.upsert_entities([{"id": eid, "type": "Spot", **_point(4.0, 50.0)}], replace=True)
+    assert await _ids(store, _near(4.0, 50.0)) == [eid]
+
+    (outcome,) = await store.write_entities([(eid, delete_entity(eid))])
+    assert outcome == "deleted"
+    assert await _ids(store, _near(4.0, 50.0)) == []
+
+
+async def test_a_polygon_is_found_by_a_point_inside_it_far_from_its_corners(store: Store) -> None:
+    ring = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]
+    doc = {
+        "id": "urn:ngsi-ld:Area:1",
+        "type": "Area",
+        "location": {"type": "GeoProperty", "value": {"type": "Polygon", "coordinates": [ring]}},
+    }
+    await _put(store, [doc])
+    assert await _ids(store, _near(0.5, 0.5, metres=10)) == [doc["id"]]
+    assert await _ids(store, _near(1.5, 0.5, metres=10)) == []
+
+
+async def test_postgresql_backfill_boxes_rows_written_before_the_column(store: Store) -> None:
+    if not isinstance(store, PostgresStore):
+        pytest.skip("PostgreSQL's migration")
+    await _put(
+        store, [{"id": f"urn:ngsi-ld:Spot:{i}", "type": "Spot", **_point(i, i)} for i in (1, 2)]
+    )
+    async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
+        await conn.execute("UPDATE entities SET location_box = NULL")  # as before schema 4
+        assert await _ids(store, _near(1, 1)) == []
+        async with conn.transaction():
+            await pg_geo.backfill(conn)
+    assert await _ids(store, _near(1, 1)) == ["urn:ngsi-ld:Spot:1"]
+    assert await _ids(store, _near(2, 2)) == ["urn:ngsi-ld:Spot:2"]
