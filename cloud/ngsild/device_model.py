@@ -19,6 +19,7 @@ than once per reading. The rules (docs/smart-data-models.md):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,9 +100,14 @@ def _observed_ms(attr: object) -> int | None:
 
 
 def apply_update(
-    doc: dict[str, Any] | None, entity_id: str, update: EntityUpdate
+    doc: dict[str, Any] | None, entity_id: str, update: EntityUpdate, *, now: str | None = None
 ) -> dict[str, Any]:
-    """The entity after one batch; ``doc`` (the stored entity, or None) is not modified."""
+    """The entity after one batch; ``doc`` (the stored entity, or None) is not modified.
+
+    Changed attributes and the entity get ``createdAt``/``modifiedAt`` (``now``, default the
+    current time) as the NGSI-LD API's writes give them, so a gateway's entity reads like
+    any other with ``options=sysAttrs``; an unchanged entity comes back equal to ``doc``.
+    """
     new: dict[str, Any] = (
         dict(doc) if doc is not None else {"id": entity_id, "type": update.entity_type}
     )
@@ -157,4 +163,24 @@ def apply_update(
         state_ms = _observed_ms(new.get("deviceState"))
         if state_ms is None or newest_ms > state_ms:
             new["deviceState"] = _prop(_DEVICE_STATE[newest_quality], newest_ms)
+    return _stamped(new, doc, now)
+
+
+def _stamped(new: dict[str, Any], doc: dict[str, Any] | None, now: str | None) -> dict[str, Any]:
+    """System attributes on what ``apply_update`` replaced (a changed member is a new object)."""
+    old = doc or {}
+    changed = [
+        k
+        for k, v in new.items()
+        if k not in ("id", "type") and isinstance(v, dict) and v is not old.get(k)
+    ]
+    if not changed and doc is not None:
+        return new
+    stamp = now or iso_ms(time.time_ns() // 1_000_000)
+    for key in changed:
+        prior = old.get(key)
+        created = prior.get("createdAt", stamp) if isinstance(prior, dict) else stamp
+        new[key] = {**new[key], "createdAt": created, "modifiedAt": stamp}
+    new["createdAt"] = old.get("createdAt", stamp)
+    new["modifiedAt"] = stamp
     return new

@@ -288,3 +288,26 @@ async def test_text_with_nul_is_refused_on_every_store(
     body = _problem(resp, 400)
     assert "NUL" in body["detail"]
     assert await store.seqs("gw-1") == []
+
+
+async def test_gateway_entities_carry_system_attributes(
+    client: httpx.AsyncClient, gw1_token: str
+) -> None:
+    """Entities made by ingest go through the same paths as API ones: createdAt/modifiedAt."""
+    assert (await _post(client, gw1_token, batch("gw-1", good_rows(1, 2)))).status_code == 200
+    first = await client.get(
+        "/ngsi-ld/v1/entities/urn:ngsi-ld:Device:gw-1:m0", params={"options": "sysAttrs"}
+    )
+    assert first.status_code == 200, first.text
+    doc = first.json()
+    assert {"createdAt", "modifiedAt"} <= doc.keys()
+    attr = next(v for k, v in doc.items() if isinstance(v, dict) and v.get("type") == "Property")
+    assert {"createdAt", "modifiedAt"} <= attr.keys()
+    assert (await _post(client, gw1_token, batch("gw-1", good_rows(3, 4)))).status_code == 200
+    again = (
+        await client.get(
+            "/ngsi-ld/v1/entities/urn:ngsi-ld:Device:gw-1:m0", params={"options": "sysAttrs"}
+        )
+    ).json()
+    assert again["createdAt"] == doc["createdAt"]
+    assert again["modifiedAt"] >= doc["modifiedAt"]
