@@ -8,7 +8,8 @@
 
 Hosted contexts belong to the ``NGSILD-Tenant`` that posted them. The
 ``ContextStore`` is ``request.app.state.contexts``. ``context_problem`` maps a
-``ContextError`` to the ProblemDetails every other route should answer with.
+``ContextError`` to the ProblemDetails every other route should answer with, and
+``resolve_context`` is how every route turns a request's @context into an active context.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.ngsild.contexts import ContextEntry, ContextKind, ContextStore
-from ldt.cloud.ngsild.jsonld import ContextError
+from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError
 from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.params import flag
 from ldt.cloud.ngsild.problems import ERROR_BASE, NgsiLdError
 from ldt.cloud.ngsild.timestamps import iso_ms
 
@@ -33,6 +35,7 @@ __all__ = [
     "context_problem",
     "drop_context",
     "implicit_context",
+    "resolve_context",
     "routes",
 ]
 
@@ -70,6 +73,16 @@ class ContextProblemError(NgsiLdError):
 def context_problem(err: ContextError) -> NgsiLdError:
     """The ProblemDetails for a failed @context: 503 LdContextNotAvailable, 400, 404 or 500."""
     return ContextProblemError(err.problem, _STATUS[err.problem], _TITLES[err.problem], err.detail)
+
+
+async def resolve_context(request: Request, context: Any) -> ActiveContext:
+    """The active context of a request's @context (a Link URL, a body's value, or None for
+    the core context), seen from the request's ``NGSILD-Tenant`` (its Hosted contexts)."""
+    contexts: ContextStore = request.app.state.contexts
+    try:
+        return await contexts.resolve(context, tenant=request.headers.get("ngsild-tenant"))
+    except ContextError as exc:
+        raise context_problem(exc) from None
 
 
 def implicit_context(request: Request, context: Any) -> str | None:
@@ -111,15 +124,6 @@ def _bad(detail: str) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", "Invalid query parameter", detail)
 
 
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "false":
-        return False
-    if raw == "true":
-        return True
-    raise _bad(f"{name} must be true or false, got {raw!r}")
-
-
 def _kind(request: Request) -> ContextKind | None:
     raw = request.query_params.get("kind")
     if raw is None:
@@ -153,7 +157,7 @@ def _json(payload: Any, status: int = 200) -> Response:
 
 
 async def _list(request: Request) -> Response:
-    details, kind = _flag(request, "details"), _kind(request)
+    details, kind = flag(request.query_params, "details"), _kind(request)
     entries = _contexts(request).entries(tenant=_tenant(request), kind=kind)
     if details:
         return _json([_details(request, e) for e in entries])
@@ -194,7 +198,7 @@ async def _add(request: Request) -> Response:
 
 
 async def _serve(request: Request) -> Response:
-    details = _flag(request, "details")
+    details = flag(request.query_params, "details")
     context_id = request.path_params["context_id"]
     try:
         entry = _contexts(request).get(context_id, tenant=_tenant(request), count=not details)
@@ -204,7 +208,7 @@ async def _serve(request: Request) -> Response:
 
 
 async def _delete(request: Request) -> Response:
-    reload = _flag(request, "reload")
+    reload = flag(request.query_params, "reload")
     context_id = request.path_params["context_id"]
     try:
         await _contexts(request).delete(context_id, tenant=_tenant(request), reload=reload)

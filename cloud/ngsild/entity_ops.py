@@ -36,6 +36,7 @@ from ldt.cloud.ngsild.jsonld import (
     compact_entity,
     core_context,
     expand_entity,
+    stored_entity,
 )
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
@@ -335,12 +336,15 @@ def attribute_fragment(raw: Any, name: str, ctx: ActiveContext, *, partial: bool
 
 
 def _stored(doc: Entity, ctx: ActiveContext) -> Entity:
-    expanded = expand_entity(doc, ctx)
-    etype: Any = expanded.get("type")
+    etype: Any = doc.get("type")
     for name in etype if isinstance(etype, list) else [etype]:
-        if isinstance(name, str) and (name.startswith("@") or ":" not in name):
-            raise _bad(f"entity type {name!r} is not a type name under the @context")
-    return compact_entity(expanded, core_context())
+        if not isinstance(name, str):
+            continue
+        iri = ctx.expand(name)
+        expanded = name if iri is None else iri  # as expand_entity spells the type
+        if expanded.startswith("@") or ":" not in expanded:
+            raise _bad(f"entity type {expanded!r} is not a type name under the @context")
+    return stored_entity(doc, ctx)
 
 
 # --- multi-attributes and system attributes ----------------------------------------------
@@ -358,27 +362,62 @@ def _pack(instances: list[Entity]) -> Entity | list[Entity] | None:
     return instances[0] if len(instances) == 1 else instances
 
 
-def _bare(value: Any) -> Any:
-    """``value`` without system attributes at any depth (for "did anything change")."""
-    if isinstance(value, dict):
-        return {k: _bare(v) for k, v in value.items() if k not in _SYS}
-    if isinstance(value, list):
-        return [_bare(v) for v in value]
-    return value
+def _same(a: Any, b: Any) -> bool:
+    """Whether ``a == b`` once system attributes are dropped at any depth ("did anything change").
+
+    Walks both at once instead of copying them: a write compares the whole old
+    and new documents, whose unchanged attributes are mostly the same objects
+    (``a is b`` answers at once), and stops at the first difference.
+    """
+    if a is b:
+        return True
+    if isinstance(a, dict):
+        if not isinstance(b, dict):
+            return False
+        seen = 0
+        for key, value in a.items():
+            if key in _SYS:
+                continue
+            if key not in b or not _same(value, b[key]):
+                return False
+            seen += 1
+        return seen == sum(1 for key in b if key not in _SYS)
+    if isinstance(a, list):
+        return (
+            isinstance(b, list)
+            and len(a) == len(b)
+            and all(_same(x, y) for x, y in zip(a, b, strict=True))
+        )
+    return bool(a == b)
+
+
+_NOT_STAMPED = _SYS | {"id", "type", "scope"}
 
 
 def _stamp(new: Entity, old: Entity | None, now: str) -> Entity:
     """``new`` with system attributes: kept where nothing changed, ``now`` where it did."""
     out: Entity = {}
     for key, value in new.items():
-        if key in _SYS or key in {"id", "type", "scope"}:
+        if key in _NOT_STAMPED:
             out[key] = value
             continue
-        before = {i.get("datasetId"): i for i in _instances(None if old is None else old.get(key))}
+        prior_attr = None if old is None else old.get(key)
+        if prior_attr is value:  # left alone by the write: its stamps stay
+            out[key] = value
+            continue
+        if prior_attr is None and isinstance(value, dict):  # a new attribute, one instance
+            if _SYS.isdisjoint(value):
+                fresh = dict(value)  # a C-level copy: validated input has no system members
+            else:
+                fresh = {k: v for k, v in value.items() if k not in _SYS}
+            fresh["createdAt"] = fresh["modifiedAt"] = now
+            out[key] = fresh
+            continue
+        before = {i.get("datasetId"): i for i in _instances(prior_attr)}
         stamped: list[Entity] = []
         for instance in _instances(value):
             prior = before.get(instance.get("datasetId"))
-            if prior is not None and _bare(prior) == _bare(instance):
+            if prior is not None and _same(prior, instance):
                 stamped.append(prior)
                 continue
             created = prior.get("createdAt", now) if prior is not None else now
@@ -395,13 +434,9 @@ def _stamp(new: Entity, old: Entity | None, now: str) -> Entity:
 
 def _finish(new: Entity, old: Entity | None, now: str) -> Entity:
     """Stamp ``new``; if it says nothing new, return ``old`` itself (no write, no modifiedAt)."""
-    if old is not None and _bare(_strip_entity_sys(new)) == _bare(_strip_entity_sys(old)):
+    if old is not None and _same(new, old):
         return old
     return _stamp(new, old, now)
-
-
-def _strip_entity_sys(doc: Entity) -> Entity:
-    return {k: v for k, v in doc.items() if k not in _SYS}
 
 
 def _merge_types(old: Any, new: Any) -> Any:

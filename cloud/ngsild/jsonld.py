@@ -57,6 +57,7 @@ __all__ = [
     "expand_entity",
     "expand_term",
     "expand_terms",
+    "stored_entity",
 ]
 
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
@@ -515,6 +516,54 @@ def compact_entity(doc: Mapping[str, Any], ctx: ActiveContext) -> dict[str, Any]
             out["type"] = _types(value, ctx.compact)
         else:
             out[ctx.compact(key)] = _compact_attr(value, ctx)
+    return out
+
+
+_PLAIN_MEMBERS = _ATTRIBUTE_MEMBERS - _VOCAB_MEMBERS - {"@context"}
+
+
+def stored_entity(doc: Mapping[str, Any], ctx: ActiveContext) -> dict[str, Any]:
+    """``compact_entity(expand_entity(doc, ctx), core_context())`` in one pass.
+
+    The spelling entities are stored in (``entity_ops``). Every write goes
+    through it, and nearly every attribute instance is plain: a known type and
+    only core members whose values no context changes. Such an instance comes
+    out equal to itself, so it is kept as it is (not copied twice); anything
+    else (sub-attributes, vocab members, a type to expand) takes the two-step
+    path. Raises ``ContextError`` (BadRequestData) as ``expand_entity`` does.
+    """
+    core = core_context()
+    out: dict[str, Any] = {}
+    iris: set[str] = set()
+    for key, value in doc.items():
+        if key in _ENTITY_KEPT:
+            out[key] = value
+            continue
+        if key == "@context":
+            continue
+        iri = ctx.expand(key)
+        if iri is None:
+            continue
+        if iri == "@id":
+            out["id"] = value
+            continue
+        if iri == "@type":
+            expanded = _types(value, lambda t: _expand_vocab_value(t, ctx))
+            out["type"] = _types(expanded, core.compact)
+            continue
+        if iri in iris:
+            raise ContextError(
+                "BadRequestData", f"attributes {key!r} and another name are both <{iri}>"
+            )
+        iris.add(iri)
+        if (
+            isinstance(value, dict)
+            and value.get("type") in ATTRIBUTE_TYPES
+            and _PLAIN_MEMBERS.issuperset(value)
+        ):
+            out[core.compact(iri)] = value
+        else:
+            out[core.compact(iri)] = _compact_attr(_expand_attr(value, ctx), core)
     return out
 
 

@@ -22,6 +22,7 @@ __all__ = [
     "JSON",
     "JSON_LD",
     "LINK_HEADER",
+    "MERGE_PATCH",
     "entity_response",
     "negotiate",
     "read_body",
@@ -31,6 +32,8 @@ __all__ = [
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 JSON = "application/json"
 JSON_LD = "application/ld+json"
+MERGE_PATCH = "application/merge-patch+json"
+"""PATCH bodies may say this media type (6.3.4); they are read like ``application/json``."""
 LINK_HEADER = (
     f'<{CORE_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 )

@@ -9,13 +9,21 @@ changes made by other broker processes: ``Store.subscriptions_generation`` is ch
 before every match, so a change made through another process sharing the database is in
 force at once).
 
-Delivery: one asyncio task per endpoint URI with its own bounded queue, so a slow or dead
-receiver only ever delays its own notifications. Each notification is POSTed up to
-``attempts`` times with capped, jittered backoff (at-least-once while the broker runs; a
-full queue drops the notification and counts it as failed). Every attempt is counted in
-the store (``timesSent``, ``timesFailed``, ``lastNotification``/``lastSuccess``/
-``lastFailure``). ``mqtt://``/``mqtts://`` endpoints go through the same queues and
-counters and are published by ``notify_mqtt.MqttPublisher`` (one connection per broker).
+Delivery: each endpoint URI has its own bounded queue (``notify_queue.EndpointQueue``) and
+``concurrency`` worker tasks, so a slow or dead receiver only ever delays its own
+notifications while a fast one gets a few requests in flight at once over the keep-alive
+connections of one shared HTTP client (one at a time was bound by the round trip). The
+queue keeps each entity's changes in order per subscription. Each notification is POSTed up
+to ``attempts`` times with capped, jittered backoff: at-least-once while the broker runs. A
+full queue is coalesced, not dropped: the pending notifications of one subscription merge
+into one carrying the latest state of each entity (why coalescing and not backpressure:
+``notify_queue``); what still does not fit is dropped, counted as failed and logged, and so
+are the notifications still queued when the notifier closes. Every attempt is counted
+(``timesSent``, ``timesFailed``, ``lastNotification``/``lastSuccess``/``lastFailure``) in
+memory and flushed to the store in batches (``notify_counts.Counters``: one write per
+delivery queued behind the entity writes was the bottleneck). ``mqtt://``/``mqtts://``
+endpoints go through the same queues and counters and are published by
+``notify_mqtt.MqttPublisher`` (one connection per broker).
 
 Periodic (``timeInterval``) subscriptions: a ticker task, started when a subscription is
 created or changed here or a periodic one is loaded, queries their entities every
@@ -31,7 +39,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -46,7 +53,9 @@ from ldt.cloud.ngsild.jsonld import CORE_CONTEXT_URL, ContextError
 from ldt.cloud.ngsild.linked import fetch_from
 from ldt.cloud.ngsild.media import JSON, JSON_LD
 from ldt.cloud.ngsild.mqtt_endpoint import MQTT_SCHEMES
+from ldt.cloud.ngsild.notify_counts import Counters
 from ldt.cloud.ngsild.notify_mqtt import MqttPublisher
+from ldt.cloud.ngsild.notify_queue import EndpointQueue, Pending, keys_of
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.subscriptions import (
     Change,
@@ -65,16 +74,11 @@ _log = logging.getLogger("ldt.cloud.notifier")
 _TICK_S: Final = 0.5
 _PERIODIC_MAX: Final = 1000  # entities per periodic notification
 _CONTEXT_REL: Final = '; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    subscription_id: str
-    uri: str
-    body: bytes
-    headers: dict[str, str]
-    timeout_s: float
-    options: tuple[tuple[str, str], ...] = ()  # notifierInfo (MQTT-Version, MQTT-QoS)
+_CLOSE_GRACE_S: Final = 1.0
+"""How long ``aclose`` lets the endpoints finish what is queued and in flight."""
+_KEEPALIVE_CONNECTIONS: Final = 100
+"""Idle connections the shared HTTP client keeps (the busy ones are not limited: a
+connection limit would let endpoints that hang hold the connections the others need)."""
 
 
 def redacted(uri: str) -> str:
@@ -104,20 +108,43 @@ def _link_url(context: Any) -> str:
 
 
 class _Endpoint:
-    """One receiver: its queue and the task draining it."""
+    """One receiver: its queue and the workers sending from it."""
 
-    def __init__(self, notifier: Notifier, uri: str, queue_size: int) -> None:
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue(maxsize=queue_size)
-        self.task = asyncio.create_task(
-            notifier._drain(self.queue), name=f"ldt-notify {redacted(uri)}"
-        )
+    def __init__(self, notifier: Notifier, uri: str, queue_size: int, workers: int) -> None:
+        self.queue = EndpointQueue(queue_size)
+        self.ready = asyncio.Event()
+        """Set when something was queued or finished: idle workers look again."""
+        self.closing = False
+        """Set by ``Notifier.aclose``: workers stop when nothing is left to take."""
+        self.tasks = [
+            asyncio.create_task(notifier._work(self), name=f"ldt-notify {redacted(uri)}")
+            for _ in range(workers)
+        ]
+
+    async def next(self) -> Pending | None:
+        """The next notification this endpoint may send (waits until there is one); None
+        once the notifier is closing and none may be sent now."""
+        while (item := self.queue.take()) is None:
+            if self.closing:
+                return None
+            self.ready.clear()
+            await self.ready.wait()
+        return item
+
+    def done(self, item: Pending) -> None:
+        self.queue.done(item)
+        self.ready.set()
 
 
 class Notifier:
     """Matches committed entity changes to subscriptions and delivers notifications.
 
     Keyword-only, no I/O in the constructor; tasks start on first use. ``aclose()`` (or
-    leaving ``async with``) stops every endpoint task; queued notifications are dropped.
+    leaving ``async with``) gives the endpoints a moment to finish what is in flight and
+    queued (without retries), then stops them (what is left is counted as failed and
+    logged) and writes the counters. ``queue_size``: notifications queued per
+    endpoint before they are coalesced; ``concurrency``: requests in flight per endpoint;
+    ``counters_s``: the longest counters wait before they are written.
     """
 
     def __init__(
@@ -126,21 +153,24 @@ class Notifier:
         store: Store,
         contexts: ContextStore,
         timeout_s: float = 10.0,
-        queue_size: int = 1000,
+        queue_size: int = 10_000,
+        concurrency: int = 4,
         attempts: int = 3,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 5.0,
         refresh_s: float = 5.0,
+        counters_s: float = 0.15,
         tenant: str | None = None,
     ) -> None:
-        if attempts < 1 or queue_size < 1:
-            raise ValueError("attempts and queue_size must be at least 1")
+        if attempts < 1 or queue_size < 1 or concurrency < 1:
+            raise ValueError("attempts, queue_size and concurrency must be at least 1")
         self._store = store
         self._tenant = tenant
         """The NGSILD-Tenant its subscriptions belong to (None: the default tenant)."""
         self._contexts = contexts
         self._timeout_s = timeout_s
         self._queue_size = queue_size
+        self._concurrency = concurrency
         self._attempts = attempts
         self._backoff = (backoff_base_s, backoff_cap_s)
         self._refresh_s = refresh_s
@@ -155,6 +185,7 @@ class Notifier:
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
         self._mqtt = MqttPublisher(backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
+        self._counters = Counters(store, interval_s=counters_s)
 
     async def __aenter__(self) -> Self:
         return self
@@ -168,7 +199,7 @@ class Notifier:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop every endpoint task and close the HTTP client."""
+        """Stop every endpoint task, close the clients and write the counters."""
         self._closed = True
         ticker, self._ticker = self._ticker, None
         if ticker is not None:
@@ -177,14 +208,28 @@ class Notifier:
                 await ticker
         endpoints, self._endpoints = list(self._endpoints.values()), {}
         for endpoint in endpoints:
-            endpoint.task.cancel()
-        for endpoint in endpoints:
+            endpoint.closing = True
+            endpoint.ready.set()
+        tasks = [task for endpoint in endpoints for task in endpoint.tasks]
+        if tasks:  # what is in flight (and queued, while time allows) is finished, not retried
+            await asyncio.wait(tasks, timeout=_CLOSE_GRACE_S)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await endpoint.task
+                await task
+        unsent = [item for endpoint in endpoints for item in endpoint.queue.pending]
+        for item in unsent:
+            self._dropped(item)
+        if unsent:
+            _log.warning(
+                "notifications not sent: the notifier stopped", extra={"count": len(unsent)}
+            )
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
         await self._mqtt.aclose()
+        await self._counters.aclose()
 
     def invalidate(self) -> None:
         """Subscriptions changed: reload them before the next match."""
@@ -372,84 +417,130 @@ class Notifier:
 
     async def _enqueue(self, matcher: Matcher, changes: Sequence[Change]) -> None:
         delivery = matcher.delivery
-        data = await self._joined(matcher, changes)
-        payload = notification(matcher, changes, notified_at=_now_iso(), data=data)
+        joined = await self._joined(matcher, changes)
+        data = [matcher.render(c) for c in changes] if joined is None else joined
         context = matcher.doc.get("jsonldContext") or matcher.doc.get("@context")
         headers = dict(delivery.headers)
         if self._tenant is not None:
             headers["NGSILD-Tenant"] = self._tenant  # clause 6.3.14: receivers see the tenant
+        shown_context: Any = None
         if delivery.accept == JSON_LD:
-            payload["@context"] = context if context else CORE_CONTEXT_URL
-            payload["data"] = [{**e, "@context": payload["@context"]} for e in payload["data"]]
+            shown_context = context if context else CORE_CONTEXT_URL
             headers["Content-Type"] = JSON_LD
         else:
             headers["Content-Type"] = JSON
             headers["Link"] = f"<{_link_url(context)}>{_CONTEXT_REL}"
-        job = _Job(
-            subscription_id=matcher.id,
+        item = Pending(
+            matcher=matcher,
             uri=delivery.uri,
-            body=orjson.dumps(payload),
             headers=headers,
             timeout_s=delivery.timeout_s or self._timeout_s,
+            context=shown_context,
+            data=data,
+            keys=keys_of(matcher.id, (_subject_id(c) for c in changes)),
             options=delivery.options,
         )
+        if self._closed:  # closed while rendering
+            self._dropped(item)
+            return
         endpoint = self._endpoints.get(delivery.uri)
         if endpoint is None:
             endpoint = self._endpoints[delivery.uri] = _Endpoint(
-                self, delivery.uri, self._queue_size
+                self, delivery.uri, self._queue_size, self._concurrency
             )
-        try:
-            endpoint.queue.put_nowait(job)
-        except asyncio.QueueFull:
+        queue = endpoint.queue
+        coalescings, coalesced = queue.coalescings, queue.coalesced
+        rejected = queue.put(item)
+        endpoint.ready.set()
+        if queue.coalescings > coalescings:  # at most once per queue_size notifications
+            _log.warning(
+                "notification queue full: notifications coalesced",
+                extra={
+                    "endpoint": redacted(delivery.uri),
+                    "merged": queue.coalesced - coalesced,
+                    "queued": len(queue),
+                },
+            )
+        if rejected is not None:
             _log.warning(
                 "notification dropped: queue full", extra={"endpoint": redacted(delivery.uri)}
             )
-            await self._record(job.subscription_id, ok=None)
-            await self._record(job.subscription_id, ok=False)
+            self._dropped(rejected)
 
-    async def _drain(self, queue: asyncio.Queue[_Job]) -> None:
-        while True:
-            job = await queue.get()
-            await self._deliver(job)
+    def _dropped(self, item: Pending) -> None:
+        """Count a notification that will never be sent as one failed attempt."""
+        self._counters.count(item.subscription_id, ok=None)
+        self._counters.count(item.subscription_id, ok=False)
 
-    async def _deliver(self, job: _Job) -> None:
-        backoff = Backoff(base_s=self._backoff[0], cap_s=self._backoff[1])
+    async def _work(self, endpoint: _Endpoint) -> None:
+        while (item := await endpoint.next()) is not None:
+            try:
+                await self._deliver(item)
+            finally:
+                endpoint.done(item)
+
+    async def _deliver(self, item: Pending) -> None:
+        backoff: Backoff | None = None  # made on the first failure: seeding one costs ~40 µs
         for attempt in range(1, self._attempts + 1):
-            await self._record(job.subscription_id, ok=None)
-            ok = await self._post(job)
-            await self._record(job.subscription_id, ok=ok)
+            self._counters.count(item.subscription_id, ok=None)
+            try:
+                ok = await self._post(item)
+            except asyncio.CancelledError:
+                self._counters.count(item.subscription_id, ok=False)  # not known to have arrived
+                raise
+            self._counters.count(item.subscription_id, ok=ok)
             if ok:
                 return
-            if attempt < self._attempts:
+            if attempt < self._attempts and not self._closed:
+                backoff = backoff or Backoff(base_s=self._backoff[0], cap_s=self._backoff[1])
                 await asyncio.sleep(backoff.next_delay())
+            else:
+                break
         _log.warning(
             "notification not delivered",
-            extra={"subscription": job.subscription_id, "endpoint": redacted(job.uri)},
+            extra={"subscription": item.subscription_id, "endpoint": redacted(item.uri)},
         )
 
-    async def _post(self, job: _Job) -> bool:
-        if job.uri.startswith(MQTT_SCHEMES):
+    @staticmethod
+    def _body(item: Pending) -> bytes:
+        """The notification's JSON, made at its first attempt (``notifiedAt`` is then)."""
+        if item.body is None:
+            payload = notification(item.matcher, (), notified_at=_now_iso(), data=item.data)
+            if item.context is not None:
+                payload["@context"] = item.context
+                payload["data"] = [{**e, "@context": item.context} for e in item.data]
+            item.body = orjson.dumps(payload)
+        return item.body
+
+    async def _post(self, item: Pending) -> bool:
+        body = self._body(item)
+        if item.uri.startswith(MQTT_SCHEMES):
             return await self._mqtt.publish(
-                job.uri, job.options, headers=job.headers, body=job.body, timeout_s=job.timeout_s
+                item.uri, item.options, headers=item.headers, body=body, timeout_s=item.timeout_s
             )
-        if not job.uri.startswith(("http://", "https://")):
+        if not item.uri.startswith(("http://", "https://")):
             return False
         if self._client is None:
-            self._client = httpx.AsyncClient(follow_redirects=False)
+            self._client = httpx.AsyncClient(
+                follow_redirects=False,
+                limits=httpx.Limits(
+                    max_connections=None, max_keepalive_connections=_KEEPALIVE_CONNECTIONS
+                ),
+            )
         try:
-            async with asyncio.timeout(job.timeout_s):
+            async with asyncio.timeout(item.timeout_s):
                 response = await self._client.post(
-                    job.uri, content=job.body, headers=job.headers, timeout=job.timeout_s
+                    item.uri, content=body, headers=item.headers, timeout=item.timeout_s
                 )
         except (httpx.HTTPError, TimeoutError) as exc:
             _log.info(
-                "notification failed", extra={"endpoint": redacted(job.uri), "error": str(exc)}
+                "notification failed", extra={"endpoint": redacted(item.uri), "error": str(exc)}
             )
             return False
         return 200 <= response.status_code < 300
 
-    async def _record(self, subscription_id: str, *, ok: bool | None) -> None:
-        try:
-            await self._store.record_notification(subscription_id, ok=ok, at=_now_iso())
-        except StoreError as exc:
-            _log.warning("notification counters not saved", extra={"error": str(exc)})
+
+def _subject_id(change: Change) -> str:
+    old, new = change
+    subject = new if new is not None else old
+    return str(subject["id"]) if subject is not None else ""

@@ -4,6 +4,9 @@
 ``MqttPublisher.publish``; retries, counters (``timesSent``, ``lastSuccess``,
 ``lastFailure``) and the per-endpoint queues stay in the notifier, so MQTT and HTTP
 endpoints behave the same, and a dead broker only delays the notifications queued for it.
+The notifier has a few publishes to one endpoint in flight at once; they share the
+broker's connection (paho numbers and matches their acknowledgements), and the first to
+find the link broken closes it for all of them, so they fail together and are retried.
 
 Connections: one per broker (scheme, host, port, credentials from the URI's userinfo, MQTT
 version), opened on first use and reused by every subscription and topic on that broker.

@@ -24,7 +24,7 @@ from ldt.cloud.ngsild.entity_ops import stored_name
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.safe_regex import SafeRegex
-from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.ngsild.timestamps import expiry_problem, parse_iso_ms
 
 __all__ = ["MODES", "matches", "merge", "present", "validate"]
 
@@ -146,12 +146,8 @@ def validate(body: Any, ctx: ActiveContext, *, now: str) -> dict[str, Any]:
     for key in _STRINGS:
         if key in doc and not isinstance(doc[key], str):
             raise _bad(f"{key} must be a string")
-    if "expiresAt" in doc:
-        expires = parse_iso_ms(doc["expiresAt"])
-        if expires is None:
-            raise _bad(f"expiresAt {doc['expiresAt']!r} is not a DateTime")
-        if expires <= (parse_iso_ms(now) or 0):
-            raise _bad(f"expiresAt {doc['expiresAt']} is in the past")
+    if "expiresAt" in doc and (why := expiry_problem(doc["expiresAt"], now)) is not None:
+        raise _bad(why)
     if "mode" in doc and doc["mode"] not in MODES:
         raise _bad(f"mode must be one of {sorted(MODES)}")
     operations = doc.get("operations")

@@ -31,13 +31,13 @@ from starlette.routing import Route
 
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild import purge
-from ldt.cloud.ngsild.contexts import ContextStore
-from ldt.cloud.ngsild.contexts_api import context_problem
+from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.entities import is_uri
-from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError, core_context
-from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
+from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
+from ldt.cloud.ngsild.media import JSON, MERGE_PATCH
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.request_body import context_of, json_object, link_context, read_json
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
@@ -46,8 +46,6 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_ENTITY_BYTES", "MERGE_PATCH", "routes"]
 
 MAX_ENTITY_BYTES = 1 << 20
 MAX_BATCH_BYTES = 8 << 20
-MERGE_PATCH = "application/merge-patch+json"
-_CONTEXT_REL = "http://www.w3.org/ns/json-ld#context"
 _API = "/ngsi-ld/v1"
 
 
@@ -69,86 +67,6 @@ async def _write(
 
 def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", title, detail)
-
-
-def _link_context(request: Request) -> str | None:
-    """The URL of the JSON-LD Link header, if any (400 if there are several)."""
-    found: list[str] = []
-    for header in request.headers.getlist("link"):
-        for link in header.split(","):
-            target, _, params = link.partition(";")
-            target = target.strip()
-            if not (target.startswith("<") and target.endswith(">")):
-                continue
-            rels = [
-                p.partition("=")[2].strip().strip('"')
-                for p in params.split(";")
-                if p.strip().lower().startswith("rel")
-            ]
-            if _CONTEXT_REL in rels:
-                found.append(target[1:-1])
-    if len(found) > 1:
-        raise _bad("give at most one JSON-LD @context Link header")
-    return found[0] if found else None
-
-
-class _Body:
-    """A parsed request body, its media type and the Link header's @context."""
-
-    __slots__ = ("link", "media", "value")
-
-    def __init__(self, value: Any, media: str, link: str | None) -> None:
-        self.value = value
-        self.media = media
-        self.link = link
-
-
-async def _read(request: Request, *, limit: int, merge_patch: bool = False) -> _Body:
-    media = request_media_type(request)
-    allowed = (JSON, JSON_LD, MERGE_PATCH) if merge_patch else (JSON, JSON_LD)
-    if media not in allowed:
-        raise NgsiLdError(
-            415,
-            None,
-            "Unsupported Media Type",
-            f"send {' or '.join(allowed)}, not {media or 'no Content-Type'}",
-        )
-    raw = await read_body(request, limit=limit)
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise NgsiLdError(400, "InvalidRequest", "Invalid JSON", str(exc)) from exc
-    link = _link_context(request)
-    if media == JSON_LD and link is not None:
-        raise _bad("application/ld+json takes its @context from the body, not a Link header")
-    return _Body(value, media, link)
-
-
-async def _resolve(request: Request, context: Any) -> ActiveContext:
-    contexts: ContextStore = request.app.state.contexts
-    try:
-        return await contexts.resolve(context, tenant=request.headers.get("ngsild-tenant"))
-    except ContextError as exc:
-        raise context_problem(exc) from None
-
-
-def _object(body: _Body) -> dict[str, Any]:
-    """A single-entity body: anything but a JSON object is 400 InvalidRequest."""
-    if not isinstance(body.value, dict):
-        raise NgsiLdError(400, "InvalidRequest", "Invalid request", "the body must be an object")
-    return body.value
-
-
-async def _context_of(request: Request, body: _Body, item: Any) -> ActiveContext:
-    """The active context of one body (or one batch item), checking where @context is."""
-    has_context = isinstance(item, dict) and "@context" in item
-    if body.media == JSON_LD:
-        if not has_context:
-            raise _bad("an application/ld+json body needs @context")
-        return await _resolve(request, item["@context"])
-    if has_context:
-        raise _bad(f"@context in a {body.media} body: send application/ld+json or a Link header")
-    return await _resolve(request, body.link)
 
 
 def _entity_id(request: Request) -> str:
@@ -207,9 +125,9 @@ def _no_id_mismatch(fragment: Entity, entity_id: str) -> None:
 
 async def create_entity(request: Request) -> Response:
     """Create entity (5.6.1): 201 with Location, 409 if the id exists."""
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    ctx = await _context_of(request, body, _object(body))
-    fragment = ops.entity_fragment(_object(body), ctx, need_id=True, need_type=True)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    ctx = await context_of(request, body, json_object(body))
+    fragment = ops.entity_fragment(json_object(body), ctx, need_id=True, need_type=True)
     await _write_one(request, fragment["id"], ops.create(fragment, _now()))
     return Response(status_code=201, headers={"Location": f"{_API}/entities/{fragment['id']}"})
 
@@ -224,9 +142,9 @@ async def delete_entity(request: Request) -> Response:
 async def replace_entity(request: Request) -> Response:
     """Replace entity (5.6.18): every attribute replaced; 204, 404."""
     entity_id = _entity_id(request)
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    ctx = await _context_of(request, body, _object(body))
-    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=True)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    ctx = await context_of(request, body, json_object(body))
+    fragment = ops.entity_fragment(json_object(body), ctx, need_id=False, need_type=True)
     _no_id_mismatch(fragment, entity_id)
     fragment["id"] = entity_id
     await _write_one(request, entity_id, ops.replace_entity(fragment, _now()))
@@ -236,18 +154,20 @@ async def replace_entity(request: Request) -> Response:
 async def merge_entity(request: Request) -> Response:
     """Merge entity (5.6.17, JSON merge-patch semantics): 204, 404."""
     entity_id = _entity_id(request)
-    body = await _read(request, limit=MAX_ENTITY_BYTES, merge_patch=True)
-    ctx = await _context_of(request, body, _object(body))
-    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=False, partial=True)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES, merge_patch=True)
+    ctx = await context_of(request, body, json_object(body))
+    fragment = ops.entity_fragment(
+        json_object(body), ctx, need_id=False, need_type=False, partial=True
+    )
     _no_id_mismatch(fragment, entity_id)
     await _write_one(request, entity_id, ops.merge_entity(entity_id, fragment, _now()))
     return Response(status_code=204)
 
 
 async def _attrs_fragment(request: Request, entity_id: str) -> Entity:
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    ctx = await _context_of(request, body, _object(body))
-    fragment = ops.entity_fragment(_object(body), ctx, need_id=False, need_type=False)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    ctx = await context_of(request, body, json_object(body))
+    fragment = ops.entity_fragment(json_object(body), ctx, need_id=False, need_type=False)
     _no_id_mismatch(fragment, entity_id)
     if not any(k != "id" for k in fragment):  # a type or scope alone is a change (011_06)
         raise _bad("the body names no attribute, type or scope")
@@ -279,10 +199,10 @@ async def update_attrs(request: Request) -> Response:
 async def _one_attr(request: Request, *, partial: bool) -> tuple[str, Entity]:
     entity_id = _entity_id(request)
     # a PATCH may also come as application/merge-patch+json (6.3.4; suite case 044_01_01)
-    body = await _read(request, limit=MAX_ENTITY_BYTES, merge_patch=partial)
-    ctx = await _context_of(request, body, _object(body))
+    body = await read_json(request, limit=MAX_ENTITY_BYTES, merge_patch=partial)
+    ctx = await context_of(request, body, json_object(body))
     name = request.path_params["attr"]
-    return entity_id, ops.attribute_fragment(_object(body), name, ctx, partial=partial)
+    return entity_id, ops.attribute_fragment(json_object(body), name, ctx, partial=partial)
 
 
 async def patch_attr(request: Request) -> Response:
@@ -302,7 +222,7 @@ async def replace_attr(request: Request) -> Response:
 async def delete_attr(request: Request) -> Response:
     """Delete attribute (5.6.5): ``datasetId=`` one instance, ``deleteAll=true`` every one."""
     entity_id = _entity_id(request)
-    ctx = await _resolve(request, _link_context(request))
+    ctx = await resolve_context(request, link_context(request))
     name = ops.stored_name(request.path_params["attr"], ctx)
     if name is None:
         raise _bad(f"attribute {request.path_params['attr']!r} maps to null in the @context")
@@ -350,14 +270,14 @@ async def _batch(
     check: Callable[[int], NgsiLdError | None] | None = None,
 ) -> Response:
     """Validate every item, write the valid ones in one call, and answer per spec (5.6.7-10)."""
-    body = await _read(request, limit=MAX_BATCH_BYTES)
+    body = await read_json(request, limit=MAX_BATCH_BYTES)
     if not isinstance(body.value, list) or not body.value:
         raise _bad("the body must be a non-empty array")
     errors: list[dict[str, Any]] = []
     changes: list[tuple[str, EntityChange]] = []
     for item in body.value:
         try:
-            ctx = await _context_of(request, body, item) if needs_context else None
+            ctx = await context_of(request, body, item) if needs_context else None
             changes.append(await build(item, ctx))
         except NgsiLdError as exc:
             bad_id = item.get("id") if isinstance(item, dict) else item

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 from urllib.parse import unquote
 
@@ -26,43 +27,39 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.ngsild import formats, linked
-from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.datasets import keep_datasets, parse_dataset_ids
 from ldt.cloud.ngsild.entities import is_uri
-from ldt.cloud.ngsild.entity_ops import present, stored_name
-from ldt.cloud.ngsild.entity_query import (
-    LOCATION_NAMES,
-    EntityQuery,
-    map_q_names,
-    map_type_names,
-    parse_types,
-)
+from ldt.cloud.ngsild.entity_ops import present
+from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery, map_type_names, parse_types
 from ldt.cloud.ngsild.geo import GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.languages import parse_lang, select_languages
 from ldt.cloud.ngsild.linked import Join, Projection
 from ldt.cloud.ngsild.media import JSON
 from ldt.cloud.ngsild.order_by import OrderKey, map_order_names, parse_order_by
+from ldt.cloud.ngsild.params import (
+    Page,
+    bad,
+    check_params,
+    entity_filter,
+    flag,
+    name_as_stored,
+    page,
+)
+from ldt.cloud.ngsild.params import attrs as parse_attrs_param
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import (
     ProjectionTerm,
     QSyntaxError,
     QueryError,
-    parse_attrs,
     parse_projection,
-    parse_q,
-    parse_scope_q,
     project,
 )
-from ldt.cloud.ngsild.safe_regex import SafeRegex
 from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.store.base import Entity, Store, TypeAttributeCount
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "routes"]
-
-DEFAULT_LIMIT: Final = 20
-MAX_LIMIT: Final = 1000
-MAX_OFFSET: Final = 2**31 - 1
+__all__ = ["Output", "routes"]
 
 # parameters of the spec this broker accepts; the distributed ones (local, via, csf...) are
 # accepted and have no effect (there are no registrations); join/joinLevel: ``linked``
@@ -76,27 +73,6 @@ _QUERY_PARAMS: Final = _COMMON | {
 }  # fmt: skip
 _RETRIEVE_PARAMS: Final = _COMMON | {"type"}
 _DISCOVERY_PARAMS: Final = frozenset({"details", "local", "via"})
-_NOT_ATTRIBUTES: Final = frozenset({"id", "type", "@id", "@type", "@context"})
-
-
-def _bad(detail: str, title: str = "Invalid query parameter") -> NgsiLdError:
-    return NgsiLdError(400, "BadRequestData", title, detail)
-
-
-def _check_params(request: Request, allowed: frozenset[str]) -> None:
-    unknown = sorted(k for k in request.query_params if k not in allowed)
-    if unknown:
-        raise NgsiLdError(
-            400,
-            "InvalidRequest",
-            "Unknown query parameter",
-            f"{', '.join(unknown)} is not a parameter of {request.method} {request.url.path}",
-        )
-    for name in request.query_params:
-        if len(request.query_params.getlist(name)) > 1:
-            raise NgsiLdError(
-                400, "InvalidRequest", "Repeated query parameter", f"{name} is given twice"
-            )
 
 
 def _store(request: Request) -> Store:
@@ -105,62 +81,21 @@ def _store(request: Request) -> Store:
 
 async def _context(request: Request) -> tuple[ActiveContext, str | None]:
     url = formats.link_context(request)
-    contexts: ContextStore = request.app.state.contexts
-    ctx = await contexts.resolve(url, tenant=request.headers.get("ngsild-tenant"))
-    return ctx, url
-
-
-def _name(term: str, ctx: ActiveContext) -> str:
-    stored = stored_name(term, ctx)
-    return term if stored is None else stored
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise _bad(f"{name} must not be negative, got {value}")
-    return value
-
-
-def _flag(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false")
-    if raw not in ("true", "false"):
-        raise _bad(f"{name} must be true or false, got {raw!r}")
-    return raw == "true"
+    return await resolve_context(request, url), url
 
 
 def _projection(request: Request) -> tuple[tuple[ProjectionTerm, ...] | None, ...]:
     pick_raw, omit_raw = request.query_params.get("pick"), request.query_params.get("omit")
     if pick_raw is not None and omit_raw is not None:
-        raise _bad("pick and omit cannot be used together")
+        raise bad("pick and omit cannot be used together")
     if (pick_raw is not None or omit_raw is not None) and "attrs" in request.query_params:
-        raise _bad("attrs cannot be used with pick or omit (pick replaces it)")
+        raise bad("attrs cannot be used with pick or omit (pick replaces it)")
     try:
         pick = None if pick_raw is None else parse_projection(pick_raw, parameter="pick")
         omit = None if omit_raw is None else parse_projection(omit_raw, parameter="omit")
     except QSyntaxError as exc:
         raise exc.problem() from exc
     return pick, omit
-
-
-def _attrs(request: Request, ctx: ActiveContext) -> tuple[str, ...] | None:
-    raw = request.query_params.get("attrs")
-    if raw is None:
-        return None
-    try:
-        names = parse_attrs(raw)
-    except QSyntaxError as exc:
-        raise exc.problem() from exc
-    reserved = [n for n in names if n in _NOT_ATTRIBUTES]
-    if reserved:
-        raise _bad(f"attrs lists {', '.join(reserved)}, which are not attributes")
-    return tuple(_name(n, ctx) for n in names)
 
 
 def _order(raw: str | None, name: Callable[[str], str]) -> tuple[OrderKey, ...]:
@@ -173,8 +108,12 @@ def _order(raw: str | None, name: Callable[[str], str]) -> tuple[OrderKey, ...]:
         raise exc.problem() from exc
 
 
-class _Output:
-    """Turns stored documents into the response: names, projection, form, media."""
+class Output:
+    """Turns stored documents into the response: names, projection, form, media.
+
+    Shared with ``POST /entityOperations/query`` (``routes_query_post``), which answers
+    exactly as ``GET /entities`` does.
+    """
 
     def __init__(self, request: Request, ctx: ActiveContext, context_url: str | None) -> None:
         self.rep = formats.parse_representation(request)
@@ -214,7 +153,7 @@ class _Output:
             try:
                 shown = project(shown, pick=projection.pick, omit=projection.omit)
             except QueryError as exc:
-                raise _bad(str(exc)) from exc
+                raise bad(str(exc)) from exc
             if not any(k != "@context" for k in shown):
                 return None
         return geometry_source, shown
@@ -252,6 +191,20 @@ class _Output:
         )
         return [self.wrap(shown, rendered) for shown, rendered in pairs]
 
+    async def matches(
+        self, store: Store, query: EntityQuery, attrs: tuple[str, ...] | None, wanted: Page
+    ) -> Response:
+        """One page of the entities ``query`` selects, as the answer (with
+        ``NGSILD-Results-Count`` when ``count=true``)."""
+        found, total = await store.search_entities(
+            query, limit=wanted.limit, offset=wanted.offset, count=wanted.count
+        )
+        headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
+        if self.join is not None:
+            return self.response(await self.joined(found, attrs, self.join, store), headers)
+        shown = [self.entity(doc, attrs) for doc in found]
+        return self.response([e for e in shown if e is not None], headers)
+
     def response(self, payload: Any, headers: dict[str, str] | None = None) -> Response:
         if self.media == formats.GEO_JSON and isinstance(payload, list):
             payload = formats.feature_collection(payload)
@@ -262,31 +215,14 @@ class _Output:
 
 async def query_entities(request: Request) -> Response:
     """Query entities (5.7.2, 6.4.3.2)."""
-    _check_params(request, _QUERY_PARAMS)
+    check_params(request, _QUERY_PARAMS)
     formats.parse_representation(request)  # 400 InvalidRequest before anything else
     params = request.query_params
     ctx, url = await _context(request)
-    out = _Output(request, ctx, url)
-
-    ids: tuple[str, ...] | None = None
-    if "id" in params:
-        ids = tuple(i.strip() for i in params["id"].split(","))
-        bad = [i for i in ids if not is_uri(i)]
-        if bad:
-            raise _bad(f"id {bad[0]!r} is not a URI")
-    pattern: SafeRegex | None = None
-    if "idPattern" in params:
-        try:
-            pattern = SafeRegex(params["idPattern"])
-        except ValueError as exc:
-            raise _bad(f"idPattern is not a usable regular expression: {exc}") from None
-    try:
-        types = None if "type" not in params else parse_types(params["type"])
-        q = None if "q" not in params else parse_q(params["q"])
-        scope = None if "scopeQ" not in params else parse_scope_q(params["scopeQ"])
-    except QSyntaxError as exc:
-        raise exc.problem() from exc
-    attrs = _attrs(request, ctx)
+    out = Output(request, ctx, url)
+    name: Callable[[str], str] = lambda term: name_as_stored(term, ctx)  # noqa: E731
+    selection = entity_filter(params, name)
+    attrs = parse_attrs_param(params, ctx)
     try:
         geoquery = parse_geoquery(
             georel=params.get("georel"),
@@ -295,63 +231,38 @@ async def query_entities(request: Request) -> Response:
             geoproperty=params.get("geoproperty"),
         )
     except GeoQueryError as exc:
-        raise _bad(str(exc), "Invalid geo-query") from None
-    local = _flag(request, "local")
-    if types is None and attrs is None and q is None and geoquery is None and not local:
-        raise _bad(
+        raise bad(str(exc), "Invalid geo-query") from None
+    local = flag(params, "local")
+    no_filter = selection.types is None and attrs is None and selection.q is None
+    if no_filter and geoquery is None and not local:
+        raise bad(
             "give at least one of type, attrs, q or a geo-query (a query for every entity is"
             " too broad), or local=true for every entity of this broker (6.4.3.2)"
         )
-    count = _flag(request, "count")
-    limit = _int(request, "limit", DEFAULT_LIMIT)
-    offset = _int(request, "offset", 0)
-    if limit > MAX_LIMIT:
-        raise NgsiLdError(
-            403,
-            "TooManyResults",
-            "Too many results",
-            f"limit {limit} is above the maximum of {MAX_LIMIT}; page with offset",
-        )
-    if limit == 0 and not count:
-        raise _bad("limit=0 is only allowed with count=true")
-    if offset > MAX_OFFSET:
-        raise _bad(f"offset must be at most {MAX_OFFSET}")
-
-    name: Callable[[str], str] = lambda term: _name(term, ctx)  # noqa: E731
+    wanted = page(params)
     geo_names: tuple[str, ...] = LOCATION_NAMES
     if geoquery is not None and geoquery.geoproperty != "location":
         geo_names = (name(geoquery.geoproperty),)
-    query = EntityQuery(
-        types=None if types is None else map_type_names(types, name),
-        ids=ids,
-        id_pattern=pattern,
+    query = replace(
+        selection,
         attrs=attrs,
-        q=None if q is None else map_q_names(q, name),
-        scope=scope,
         geo=geoquery,
         geo_names=geo_names,
         order=_order(params.get("orderBy"), name),
     )
-    page, total = await _store(request).search_entities(
-        query, limit=limit, offset=offset, count=count
-    )
-    headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
-    if out.join is not None:
-        return out.response(await out.joined(page, attrs, out.join, _store(request)), headers)
-    shown = [out.entity(doc, attrs) for doc in page]
-    return out.response([e for e in shown if e is not None], headers)
+    return await out.matches(_store(request), query, attrs, wanted)
 
 
 async def retrieve_entity(request: Request) -> Response:
     """Retrieve one entity (5.7.1, 6.5.3.1)."""
-    _check_params(request, _RETRIEVE_PARAMS)
+    check_params(request, _RETRIEVE_PARAMS)
     formats.parse_representation(request)
     entity_id = request.path_params["entity_id"]
     if not is_uri(entity_id):
-        raise _bad(f"{entity_id!r} is not a URI", "Invalid entity id")
+        raise bad(f"{entity_id!r} is not a URI", "Invalid entity id")
     ctx, url = await _context(request)
-    out = _Output(request, ctx, url)
-    attrs = _attrs(request, ctx)
+    out = Output(request, ctx, url)
+    attrs = parse_attrs_param(request.query_params, ctx)
     doc = await _store(request).get_entity(entity_id)
     if doc is None:
         raise NgsiLdError(
@@ -360,7 +271,7 @@ async def retrieve_entity(request: Request) -> Response:
     if "type" in request.query_params:
         try:
             types = map_type_names(
-                parse_types(request.query_params["type"]), lambda t: _name(t, ctx)
+                parse_types(request.query_params["type"]), lambda t: name_as_stored(t, ctx)
             )
         except QSyntaxError as exc:
             raise exc.problem() from exc
@@ -399,8 +310,8 @@ def _sorted_unique(items: Iterable[str]) -> list[str]:
 async def _discovery(
     request: Request,
 ) -> tuple[list[TypeAttributeCount], ActiveContext, str | None, bool]:
-    _check_params(request, _DISCOVERY_PARAMS)
-    details = _flag(request, "details")
+    check_params(request, _DISCOVERY_PARAMS)
+    details = flag(request.query_params, "details")
     formats.negotiate_read(request)
     ctx, url = await _context(request)
     rows = await _store(request).type_attribute_counts()
@@ -445,7 +356,7 @@ async def list_types(request: Request) -> Response:
 async def type_info(request: Request) -> Response:
     """Details of one entity type (5.7.7); the type may be a term or an IRI."""
     rows, ctx, url, _ = await _discovery(request)
-    wanted = _name(unquote(request.path_params["type_name"]), ctx)
+    wanted = name_as_stored(unquote(request.path_params["type_name"]), ctx)
     mine = [r for r in rows if r.entity_type == wanted]
     total = sum(r.entities for r in mine if r.attribute is None)
     if not total:
@@ -500,7 +411,7 @@ async def list_attributes(request: Request) -> Response:
 async def attribute_info(request: Request) -> Response:
     """Details of one attribute (5.7.10); the name may be a term or an IRI."""
     rows, ctx, url, _ = await _discovery(request)
-    wanted = _name(unquote(request.path_params["attr_name"]), ctx)
+    wanted = name_as_stored(unquote(request.path_params["attr_name"]), ctx)
     mine = [r for r in rows if r.attribute == wanted]
     if not mine:
         raise NgsiLdError(

@@ -7,7 +7,7 @@ optional ``id`` or ``idPattern``), ``attrs``, ``q``, ``geoQ``, ``scopeQ``, ``lan
 paging and representation: ``limit``, ``offset``, ``count``, ``options``, ``format`` (and
 ``local``/``via``, no effect here). The answer is exactly the one ``GET /entities`` gives for
 the same query: the body is turned into the GET parameters ``routes_query`` reads for its
-output (``_Output``: forms, projection, languages, joins), and into an ``EntityQuery``.
+output (``Output``: forms, projection, languages, joins), and into an ``EntityQuery``.
 
 Why not GET's ``type``/``id``/``idPattern`` for the selectors: a Query may hold several
 EntitySelectors, each its own (type AND id/idPattern), ORed together, which one set of GET
@@ -47,22 +47,14 @@ from ldt.cloud.ngsild.entity_query import (
 )
 from ldt.cloud.ngsild.geo import GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext
+from ldt.cloud.ngsild.params import attrs as parse_attrs_param
+from ldt.cloud.ngsild.params import check_params, flag, name_as_stored, page
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import QSyntaxError, parse_q, parse_scope_q
-from ldt.cloud.ngsild.routes_entities import _context_of, _read
-from ldt.cloud.ngsild.routes_query import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    _attrs,
-    _check_params,
-    _flag,
-    _int,
-    _name,
-    _Output,
-    _store,
-)
+from ldt.cloud.ngsild.request_body import context_of, read_json
+from ldt.cloud.ngsild.routes_query import Output
 from ldt.cloud.ngsild.safe_regex import SafeRegex
+from ldt.cloud.ngsild.tenant_routing import store_of
 
 __all__ = ["AnyOf", "query_post", "routes"]
 
@@ -113,7 +105,7 @@ def _text_list(value: Any, what: str) -> str:
 
 
 def _as_params(body: Mapping[str, Any], url: Mapping[str, str]) -> dict[str, str]:
-    """The GET parameters ``_Output`` reads (forms, projection, lang, join), from URL and body."""
+    """The GET parameters ``Output`` reads (forms, projection, lang, join), from URL and body."""
     params = dict(url)
     for key in ("attrs", "pick", "omit", "datasetId"):
         if key in body:
@@ -142,7 +134,7 @@ def _selector(raw: Any, ctx: ActiveContext) -> EntityQuery:
     if "id" in raw and "idPattern" in raw:
         raise _bad("an EntitySelector gives id or idPattern, not both")
     try:
-        types = map_type_names(parse_types(raw["type"]), lambda t: _name(t, ctx))
+        types = map_type_names(parse_types(raw["type"]), lambda t: name_as_stored(t, ctx))
     except QSyntaxError as exc:
         raise exc.problem() from exc
     ids: tuple[str, ...] | None = None
@@ -220,17 +212,17 @@ def _check_body(body: Any) -> dict[str, Any]:
 
 async def query_post(request: Request) -> Response:
     """Query entities with a Query in the body (6.23.3.1): as ``GET /entities`` answers."""
-    _check_params(request, _URL_PARAMS)
+    check_params(request, _URL_PARAMS)
     formats.parse_representation(request)  # 400 InvalidRequest before anything else
-    read = await _read(request, limit=MAX_QUERY_BYTES)
+    read = await read_json(request, limit=MAX_QUERY_BYTES)
     body = _check_body(read.value)
-    ctx = await _context_of(request, read, body)
+    ctx = await context_of(request, read, body)
     context = body.get("@context")
     url = context if isinstance(context, str) else read.link
     params = _as_params(body, request.query_params)
     view = Request({**request.scope, "query_string": urlencode(params).encode()})
-    out = _Output(view, ctx, url)
-    attrs = _attrs(view, ctx)
+    out = Output(view, ctx, url)
+    attrs = parse_attrs_param(view.query_params, ctx)
     selection, selectors = _selection(body.get("entities"), ctx)
     try:
         q = None if "q" not in body else parse_q(body["q"])
@@ -245,48 +237,28 @@ async def query_post(request: Request) -> Response:
         and attrs is None
         and q is None
         and geoquery is None
-        and not _flag(view, "local")
+        and not flag(view.query_params, "local")
     ):
         raise _bad(
             "give at least one of entities, attrs, q or geoQ (a query for every entity is too"
             " broad), or local=true for every entity of this broker"
         )
-    count = _flag(view, "count")
-    limit, offset = _int(view, "limit", DEFAULT_LIMIT), _int(view, "offset", 0)
-    if limit > MAX_LIMIT:
-        raise NgsiLdError(
-            403,
-            "TooManyResults",
-            "Too many results",
-            f"limit {limit} is above the maximum of {MAX_LIMIT}; page with offset",
-        )
-    if limit == 0 and not count:
-        raise NgsiLdError(400, "BadRequestData", "Invalid query parameter", "limit=0 needs count")
-    if offset > MAX_OFFSET:
-        raise NgsiLdError(
-            400, "BadRequestData", "Invalid query parameter", f"offset is above {MAX_OFFSET}"
-        )
+    wanted = page(view.query_params)
     geo_names: tuple[str, ...] = LOCATION_NAMES
     if geoquery is not None and geoquery.geoproperty != "location":
-        geo_names = (_name(geoquery.geoproperty, ctx),)
+        geo_names = (name_as_stored(geoquery.geoproperty, ctx),)
     filters: dict[str, Any] = {
         "types": selection.types,
         "ids": selection.ids,
         "id_pattern": selection.id_pattern,
         "attrs": attrs,
-        "q": None if q is None else map_q_names(q, lambda t: _name(t, ctx)),
+        "q": None if q is None else map_q_names(q, lambda t: name_as_stored(t, ctx)),
         "scope": scope,
         "geo": geoquery,
         "geo_names": geo_names,
     }
     query = AnyOf(**filters, selectors=selectors) if selectors else EntityQuery(**filters)
-    store = _store(request)
-    page, total = await store.search_entities(query, limit=limit, offset=offset, count=count)
-    headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
-    if out.join is not None:
-        return out.response(await out.joined(page, attrs, out.join, store), headers)
-    shown = [out.entity(doc, attrs) for doc in page]
-    return out.response([e for e in shown if e is not None], headers)
+    return await out.matches(store_of(request), query, attrs, wanted)
 
 
 routes = [Route("/entityOperations/query", query_post, methods=["POST"])]

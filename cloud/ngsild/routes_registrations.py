@@ -14,7 +14,6 @@ performed (see ``ldt.cloud.ngsild.registrations``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from typing import Final
 
 from starlette.requests import Request
@@ -22,12 +21,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.ngsild import formats, registrations
+from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.entities import is_uri
-from ldt.cloud.ngsild.entity_ops import stored_name
 from ldt.cloud.ngsild.jsonld import ActiveContext
 from ldt.cloud.ngsild.media import negotiate
+from ldt.cloud.ngsild.params import (
+    DEFAULT_LIMIT,
+    name_as_stored,
+    non_negative,
+    page_size,
+    refuse_unknown,
+)
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.ngsild.routes_subscriptions import _body, _resolve
+from ldt.cloud.ngsild.routes_subscriptions import read_document
 from ldt.cloud.ngsild.safe_regex import SafeRegex
 from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
@@ -36,8 +42,7 @@ from ldt.cloud.store.base import Store
 __all__ = ["routes"]
 
 _API: Final = "/ngsi-ld/v1"
-_DEFAULT_LIMIT: Final = 20
-_MAX_LIMIT: Final = 1000
+_TITLE: Final = "Invalid request"
 _QUERY_PARAMS: Final = frozenset(
     {"id", "type", "idPattern", "attrs", "q", "csf", "georel", "geometry", "coordinates",
      "geoproperty", "timeproperty", "timerel", "timeAt", "endTimeAt", "geometryProperty",
@@ -52,7 +57,7 @@ def _store(request: Request) -> Store:
 
 
 def _bad(detail: str) -> NgsiLdError:
-    return NgsiLdError(400, "BadRequestData", "Invalid request", detail)
+    return NgsiLdError(400, "BadRequestData", _TITLE, detail)
 
 
 def _now() -> str:
@@ -72,7 +77,7 @@ def _not_found(reg_id: str) -> NgsiLdError:
 
 async def create(request: Request) -> Response:
     """Register context source (5.9.2): 201 + Location, 409 if the id exists."""
-    value, ctx, _ = await _body(request)
+    value, ctx, _ = await read_document(request)
     doc = registrations.validate(value, ctx, now=_now())
     if not await _store(request).put_registration(doc, create=True):
         raise NgsiLdError(
@@ -88,44 +93,23 @@ async def retrieve(request: Request) -> Response:
     reg_id = _reg_id(request)
     media = negotiate(request)
     url = formats.link_context(request)
-    ctx = await _resolve(request, url)
+    ctx = await resolve_context(request, url)
     doc = await _store(request).get_registration(reg_id)
     if doc is None:
         raise _not_found(reg_id)
     return formats.entities_response(registrations.present(doc, ctx), media, context=url)
 
 
-def _int(params: Mapping[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise _bad(f"{name} must not be negative")
-    if name == "limit" and value > _MAX_LIMIT:
-        raise NgsiLdError(
-            403, "TooManyResults", "Too many results", f"limit is at most {_MAX_LIMIT}"
-        )
-    return value
-
-
 def _names(raw: str | None, ctx: ActiveContext) -> list[str] | None:
     if raw is None:
         return None
-    return [stored_name(t.strip(), ctx) or t.strip() for t in raw.split(",") if t.strip()]
+    return [name_as_stored(t.strip(), ctx) for t in raw.split(",") if t.strip()]
 
 
 async def query(request: Request) -> Response:
     """Query context source registrations (5.10.2): one page by id; ``count=true``: total."""
     params = request.query_params
-    unknown = sorted(k for k in params if k not in _QUERY_PARAMS)
-    if unknown:
-        raise NgsiLdError(
-            400, "InvalidRequest", "Unknown query parameter", f"{', '.join(unknown)} not known"
-        )
+    refuse_unknown(request, _QUERY_PARAMS, detail="not known")
     refused = [k for k in _UNSUPPORTED if k in params]
     if refused:
         raise NgsiLdError(
@@ -135,9 +119,10 @@ async def query(request: Request) -> Response:
             f"{', '.join(refused)} on registrations is not supported by this broker",
         )
     media = negotiate(request)
-    limit, offset = _int(params, "limit", _DEFAULT_LIMIT), _int(params, "offset", 0)
+    size = page_size(params, DEFAULT_LIMIT, title=_TITLE)
+    offset = non_negative(params, "offset", 0, title=_TITLE)
     url = formats.link_context(request)
-    ctx = await _resolve(request, url)
+    ctx = await resolve_context(request, url)
     pattern = None
     if "idPattern" in params:
         try:
@@ -156,7 +141,7 @@ async def query(request: Request) -> Response:
             attrs=_names(params.get("attrs"), ctx),
         )
     ]
-    page = [registrations.present(d, ctx) for d in found[offset : offset + limit]]
+    page = [registrations.present(d, ctx) for d in found[offset : offset + size]]
     headers = {"NGSILD-Results-Count": str(len(found))} if params.get("count") == "true" else None
     return formats.entities_response(page, media, context=url, headers=headers)
 
@@ -164,7 +149,7 @@ async def query(request: Request) -> Response:
 async def update(request: Request) -> Response:
     """Update context source registration (5.9.3): members replace stored ones; 204, 404."""
     reg_id = _reg_id(request)
-    fragment, ctx, _ = await _body(request)
+    fragment, ctx, _ = await read_document(request)
     store = _store(request)
     stored = await store.get_registration(reg_id)
     if stored is None:
@@ -188,8 +173,8 @@ async def delete(request: Request) -> Response:
 async def query_csource_subscriptions(request: Request) -> Response:
     """Query context source registration subscriptions (5.11.5): none exist here."""
     media = negotiate(request)
-    _int(request.query_params, "limit", _DEFAULT_LIMIT)
-    _int(request.query_params, "offset", 0)
+    page_size(request.query_params, DEFAULT_LIMIT, title=_TITLE)
+    non_negative(request.query_params, "offset", 0, title=_TITLE)
     count = request.query_params.get("count") == "true"
     headers = {"NGSILD-Results-Count": "0"} if count else None
     url = formats.link_context(request)

@@ -22,28 +22,33 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.ngsild import formats, subscriptions
-from ldt.cloud.ngsild.contexts import ContextStore
-from ldt.cloud.ngsild.contexts_api import context_problem, drop_context, implicit_context
+from ldt.cloud.ngsild.contexts_api import drop_context, implicit_context, resolve_context
 from ldt.cloud.ngsild.entities import is_uri
-from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError
-from ldt.cloud.ngsild.media import JSON, JSON_LD, negotiate, read_body, request_media_type
+from ldt.cloud.ngsild.jsonld import ActiveContext
+from ldt.cloud.ngsild.media import (
+    JSON,
+    JSON_LD,
+    MERGE_PATCH,
+    negotiate,
+    read_body,
+    request_media_type,
+)
 from ldt.cloud.ngsild.notifier import Notifier
+from ldt.cloud.ngsild.params import DEFAULT_LIMIT, flag, non_negative, page_size, refuse_unknown
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store, SubscriptionRecord
 
-__all__ = ["routes"]
+__all__ = ["read_document", "routes"]
 
 MAX_SUBSCRIPTION_BYTES: Final = 1 << 20
-DEFAULT_LIMIT: Final = 20
-MAX_LIMIT: Final = 1000
+_TITLE: Final = "Invalid request"
 _API: Final = "/ngsi-ld/v1"
-_MERGE_PATCH: Final = "application/merge-patch+json"
 _LIST_PARAMS: Final = frozenset({"limit", "offset", "count", "local", "via"})
 
 
-def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
+def _bad(detail: str, title: str = _TITLE) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", title, detail)
 
 
@@ -59,18 +64,13 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def _resolve(request: Request, context: Any) -> ActiveContext:
-    contexts: ContextStore = request.app.state.contexts
-    try:
-        return await contexts.resolve(context, tenant=request.headers.get("ngsild-tenant"))
-    except ContextError as exc:
-        raise context_problem(exc) from None
+async def read_document(request: Request) -> tuple[dict[str, Any], ActiveContext, Any]:
+    """The JSON object of the request, its active context and the @context value.
 
-
-async def _body(request: Request) -> tuple[dict[str, Any], ActiveContext, Any]:
-    """The JSON object of the request, its active context and the @context value."""
+    Subscriptions and context source registrations (``routes_registrations``) are read
+    alike: one JSON object, merge-patch allowed on PATCH."""
     media = request_media_type(request)
-    if media == _MERGE_PATCH and request.method == "PATCH":  # 6.3.4: like JSON (Link header)
+    if media == MERGE_PATCH and request.method == "PATCH":  # 6.3.4: like JSON (Link header)
         media = JSON
     if media not in (JSON, JSON_LD):
         raise NgsiLdError(
@@ -94,13 +94,13 @@ async def _body(request: Request) -> tuple[dict[str, Any], ActiveContext, Any]:
         if "@context" in value:
             raise _bad("@context in an application/json body: send application/ld+json")
         context = link
-    return value, await _resolve(request, context), context
+    return value, await resolve_context(request, context), context
 
 
 async def _check_jsonld_context(request: Request, doc: dict[str, Any]) -> None:
     """A ``jsonldContext`` must be fetchable now: notifications are compacted with it."""
     if "jsonldContext" in doc:
-        await _resolve(request, doc["jsonldContext"])
+        await resolve_context(request, doc["jsonldContext"])
 
 
 def _sub_id(request: Request) -> str:
@@ -132,22 +132,9 @@ def _counters(record: SubscriptionRecord) -> dict[str, Any]:
     }
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0:
-        raise _bad(f"{name} must not be negative")
-    return value
-
-
 async def create_subscription(request: Request) -> Response:
     """Create subscription (5.8.1): 201 + Location, 409 if the id exists."""
-    value, ctx, context = await _body(request)
+    value, ctx, context = await read_document(request)
     now = iso_ms(_now_ms())
     doc = subscriptions.validate(value, ctx, context=context, now=now)
     await _check_jsonld_context(request, doc)
@@ -169,29 +156,20 @@ async def create_subscription(request: Request) -> Response:
 
 async def query_subscriptions(request: Request) -> Response:
     """Query subscriptions (5.8.4): one page by id, ``count=true`` adds the total."""
-    unknown = sorted(set(request.query_params) - _LIST_PARAMS)
-    if unknown:
-        raise NgsiLdError(
-            400, "InvalidRequest", "Unknown query parameter", f"{', '.join(unknown)} not known"
-        )
-    limit = _int(request, "limit", DEFAULT_LIMIT)
-    offset = _int(request, "offset", 0)
-    count = request.query_params.get("count", "false")
-    if count not in ("true", "false"):
-        raise _bad("count must be true or false")
-    if limit > MAX_LIMIT:
-        raise NgsiLdError(
-            403, "TooManyResults", "Too many results", f"limit is at most {MAX_LIMIT}"
-        )
-    if limit == 0 and count != "true":
+    refuse_unknown(request, _LIST_PARAMS, detail="not known")
+    params = request.query_params
+    limit = page_size(params, DEFAULT_LIMIT, title=_TITLE)
+    offset = non_negative(params, "offset", 0, title=_TITLE)
+    count = flag(params, "count", title=_TITLE)
+    if limit == 0 and not count:
         raise _bad("limit=0 is only allowed with count=true")
     media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
-    ctx = await _resolve(request, url)
+    ctx = await resolve_context(request, url)
     records, total = await _store(request).list_subscriptions(limit=limit, offset=offset)
     now = _now_ms()
     payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
-    headers = {"NGSILD-Results-Count": str(total)} if count == "true" else None
+    headers = {"NGSILD-Results-Count": str(total)} if count else None
     response = formats.entities_response(payload, media, context=url, headers=headers)
     pages = _page_links(limit, offset, total)
     if pages:
@@ -216,7 +194,7 @@ async def retrieve_subscription(request: Request) -> Response:
     sub_id = _sub_id(request)
     media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
-    ctx = await _resolve(request, url)
+    ctx = await resolve_context(request, url)
     record = await _store(request).get_subscription(sub_id)
     if record is None:
         raise _not_found(sub_id)
@@ -227,7 +205,7 @@ async def retrieve_subscription(request: Request) -> Response:
 async def update_subscription(request: Request) -> Response:
     """Update subscription (5.8.2): each member replaces the stored one (null removes it)."""
     sub_id = _sub_id(request)
-    fragment, ctx, context = await _body(request)
+    fragment, ctx, context = await read_document(request)
     fragment.pop("@context", None)
     if not fragment:
         raise _bad("the fragment is empty")

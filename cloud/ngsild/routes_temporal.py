@@ -27,34 +27,30 @@ from starlette.routing import Route
 
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild import formats
+from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.datasets import parse_dataset_ids
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.geo import GeoQuery, GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.media import negotiate
 from ldt.cloud.ngsild.order_by import OrderKey, map_order_names, parse_order_by
+from ldt.cloud.ngsild.params import DEFAULT_LIMIT, name_as_stored, non_negative, page_size
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import QSyntaxError, parse_projection, project
-from ldt.cloud.ngsild.routes_entities import (
-    MAX_ENTITY_BYTES,
-    _context_of,
-    _object,
-    _read,
-    _resolve,
-    _write,
-)
+from ldt.cloud.ngsild.request_body import context_of, json_object, read_json
+from ldt.cloud.ngsild.routes_entities import MAX_ENTITY_BYTES, _write
 from ldt.cloud.ngsild.routes_entities import _entity_id as _path_entity_id
 from ldt.cloud.ngsild.temporal import (
     AttrInstance,
     Window,
     instance_row,
-    paginate,
     parse_aggregation,
     parse_window,
     split_latest,
     temporal_entity,
 )
 from ldt.cloud.ngsild.temporal_geo import matching_ids
+from ldt.cloud.ngsild.temporal_page import Render, TemporalPage, attribute_values, present_pairs
 from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store
@@ -65,10 +61,9 @@ _API = "/ngsi-ld/v1"
 _JSON = "application/json"
 _JSON_LD = "application/ld+json"
 _ATTR_NAME = re.compile(r"^[A-Za-z_][^\s<>\"'=;()\\/]*$")
-_DEFAULT_LIMIT = 20
+_TITLE = "Invalid request"
 DEFAULT_INSTANCE_LIMIT = int(os.environ.get("LDT_TEMPORAL_INSTANCE_LIMIT", "10000"))
 """Instances per temporal answer unless ``app.state.temporal_instance_limit`` says otherwise."""
-_MAX_LIMIT = 1000
 _OPTIONS = frozenset(
     {"temporalValues", "sysAttrs", "normalized", "keyValues", "concise", "aggregatedValues"}
 )
@@ -107,7 +102,7 @@ def _store(request: Request) -> Store:
 
 
 def _bad(detail: str) -> NgsiLdError:
-    return NgsiLdError(400, "BadRequestData", "Invalid request", detail)
+    return NgsiLdError(400, "BadRequestData", _TITLE, detail)
 
 
 def _invalid(detail: str) -> NgsiLdError:
@@ -153,9 +148,9 @@ def _instances(
 
 async def create_or_update(request: Request) -> Response:
     """Create or update temporal representation (5.6.11): 201 + Location, or 204."""
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    raw = _object(body)
-    ctx = await _context_of(request, body, raw)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    raw = json_object(body)
+    ctx = await context_of(request, body, raw)
     now_ms = _now_ms()
     head, rows = _instances(raw, ctx, now_ms)
     entity_id = str(raw["id"])
@@ -194,9 +189,9 @@ async def add_attrs(request: Request) -> Response:
     header = await store.get_temporal(entity_id)
     if header is None:
         raise _not_found(f"no temporal entity {entity_id}")
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    raw = _object(body)
-    ctx = await _context_of(request, body, raw)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    raw = json_object(body)
+    ctx = await context_of(request, body, raw)
     if raw.get("id", entity_id) != entity_id:
         raise _bad(f"the body's id {raw['id']} is not the URL's {entity_id}")
     stored_type = header["type"]
@@ -232,7 +227,7 @@ async def delete_entity(request: Request) -> Response:
 
 async def _link_ctx(request: Request) -> tuple[ActiveContext, str | None]:
     url = formats.link_context(request)
-    return await _resolve(request, url), url
+    return await resolve_context(request, url), url
 
 
 def _attr_name(request: Request, ctx: ActiveContext) -> str:
@@ -280,9 +275,9 @@ async def _instance(request: Request, ctx: ActiveContext) -> tuple[str, str, Att
 
 async def patch_instance(request: Request) -> Response:
     """Modify attribute instance in temporal representation (5.6.14): 204, 404."""
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    raw = _object(body)
-    ctx = await _context_of(request, body, raw)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    raw = json_object(body)
+    ctx = await context_of(request, body, raw)
     entity_id, attr, row = await _instance(request, ctx)
     client_attr = request.path_params["attr"]
     if client_attr in raw:  # { attr: instance } or the bare instance
@@ -374,11 +369,61 @@ class _Read:
         datasets = params.get("datasetId")
         self.datasets = None if datasets is None else parse_dataset_ids(datasets)
 
-    def keep(self, rows: list[AttrInstance]) -> list[AttrInstance]:
-        """The instances of the asked datasetIds (``datasets``: None asks for all)."""
-        if self.datasets is None:
-            return rows
-        return [r for r in rows if r.dataset_id in self.datasets]
+    @property
+    def render_mode(self) -> Render | None:
+        """How the store can render the instances itself; None: they are parsed and rendered here.
+
+        Aggregation is computed over parsed instances; pick/omit project parsed documents.
+        """
+        if self.aggregation is not None or self.pick is not None or self.omit is not None:
+            return None
+        if self.temporal_values:
+            return "values"
+        return "full_sys" if self.sys_attrs else "full"
+
+    async def page(self, store: Store, entity_ids: list[str], limit: int) -> TemporalPage:
+        """The instances to show, at most ``limit`` (the rest: 206), chosen in SQL."""
+        return await store.temporal_page(
+            entity_ids,
+            self.attrs,
+            self.window,
+            datasets=self.datasets,
+            limit=limit,
+            render=self.render_mode,
+        )
+
+    def show(
+        self,
+        headers: Iterable[dict[str, Any]],
+        page: TemporalPage,
+        ctx: ActiveContext,
+        *,
+        every: bool,
+    ) -> list[dict[str, Any]]:
+        """The temporal entities of ``headers`` (``every`` False: those with instances)."""
+        attrs_of = present_pairs(page)
+        mode = self.render_mode
+        values = (
+            {}
+            if page.texts is None or mode is None
+            else attribute_values(page.texts, page.present, mode)
+        )
+        by_entity: dict[str, list[AttrInstance]] = {}
+        for row in page.rows:
+            by_entity.setdefault(row.entity_id, []).append(row)
+        out = []
+        for header in headers:
+            entity_id = header["id"]
+            if not every and entity_id not in attrs_of:  # nothing in the window
+                continue
+            if page.texts is None:
+                mine = by_entity.get(entity_id, [])
+                out.append(self.render(header, mine, ctx, attrs_of.get(entity_id, ())))
+            else:
+                doc = temporal_entity(header, [], sys_attrs=self.sys_attrs)
+                doc.update(values.get(entity_id, {}))
+                out.append(_compact(doc, ctx))
+        return out
 
     def render(
         self,
@@ -446,32 +491,14 @@ async def retrieve(request: Request) -> Response:
     header = await store.get_temporal(entity_id)
     if header is None:
         raise _not_found(f"no temporal entity {entity_id}")
-    found = read.keep(await store.temporal_instances([entity_id], read.attrs, read.window))
-    if read.attrs is not None and not found:
+    page = await read.page(store, [entity_id], _instance_limit(request))
+    if read.attrs is not None and not page.present:
         raise _not_found(f"temporal entity {entity_id} has none of the attributes asked for")
-    rows, content_range = paginate(found, read.window, _instance_limit(request))
-    body = read.render(header, rows, ctx, {r.attr for r in found})
+    content_range = page.content_range(read.window)
+    (body,) = read.show([header], page, ctx, every=True)
     if not body:
         raise _not_found(f"nothing of temporal entity {entity_id} is left to show")
     return _respond(request, body, url, None, content_range)
-
-
-def _page_param(params: Mapping[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _bad(f"{name} must be an integer, got {raw!r}") from None
-    if value < 0 or (name == "limit" and value > _MAX_LIMIT):
-        raise NgsiLdError(
-            400 if value < 0 else 403,
-            "BadRequestData" if value < 0 else "TooManyResults",
-            "Invalid request",
-            f"{name} out of range: {value}",
-        )
-    return value
 
 
 async def query(request: Request) -> Response:
@@ -513,8 +540,8 @@ def _query_params(body: Any, url_params: Mapping[str, str]) -> dict[str, str]:
 
 async def query_post(request: Request) -> Response:
     """Query temporal evolution of entities via POST (5.7.5): the body is a Query."""
-    body = await _read(request, limit=MAX_ENTITY_BYTES)
-    ctx = await _context_of(request, body, body.value)
+    body = await read_json(request, limit=MAX_ENTITY_BYTES)
+    ctx = await context_of(request, body, body.value)
     params = _query_params(body.value, request.query_params)
     return await _query(request, params, ctx, body.link)
 
@@ -555,8 +582,7 @@ async def _query(
     if "type" in params:
         types = []
         for term in params["type"].split(","):
-            name = ops.stored_name(term.strip(), ctx)
-            types.append(term.strip() if name is None else name)
+            types.append(name_as_stored(term.strip(), ctx))
     ids = None if "id" not in params else [i.strip() for i in params["id"].split(",")]
     if (
         types is None
@@ -566,13 +592,13 @@ async def _query(
         and params.get("local") != "true"
     ):
         raise _bad("give at least one of type, attrs, q or georel")
-    limit = _page_param(params, "limit", _DEFAULT_LIMIT)
-    offset = _page_param(params, "offset", 0)
+    limit = page_size(params, DEFAULT_LIMIT, title=_TITLE)
+    offset = non_negative(params, "offset", 0, title=_TITLE)
     order = _order(params.get("orderBy"), ctx)
     store = _store(request)
     geoquery = _geoquery(params)
     if geoquery is not None:  # the selection narrows to the entities that were there
-        geoproperty = ops.stored_name(geoquery.geoproperty, ctx) or geoquery.geoproperty
+        geoproperty = name_as_stored(geoquery.geoproperty, ctx)
         ids = await matching_ids(store, geoquery, geoproperty, read.window, types=types, ids=ids)
         if not ids:
             extra = {"NGSILD-Results-Count": "0"} if params.get("count") == "true" else None
@@ -580,22 +606,9 @@ async def _query(
     headers, total = await store.query_temporal(
         types=types, ids=ids, limit=limit, offset=offset, order=order
     )
-    found = read.keep(
-        await store.temporal_instances([h["id"] for h in headers], read.attrs, read.window)
-    )
-    rows, content_range = paginate(found, read.window, _instance_limit(request))
-    by_entity: dict[str, list[AttrInstance]] = {}
-    attrs_of: dict[str, set[str]] = {}
-    for row in found:
-        attrs_of.setdefault(row.entity_id, set()).add(row.attr)
-    for row in rows:
-        by_entity.setdefault(row.entity_id, []).append(row)
-    payload = []
-    for header in headers:
-        if header["id"] not in attrs_of:  # nothing in the window: not part of the answer
-            continue
-        mine = by_entity.get(header["id"], [])
-        payload.append(read.render(header, mine, ctx, attrs_of.get(header["id"], ())))
+    page = await read.page(store, [h["id"] for h in headers], _instance_limit(request))
+    content_range = page.content_range(read.window)
+    payload = read.show(headers, page, ctx, every=False)
     extra = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else None
     return _respond(request, payload, url, extra, content_range)
 

@@ -39,7 +39,7 @@ from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import QExpr, QSyntaxError, QueryError, parse_projection, parse_q
 from ldt.cloud.ngsild.query import project as project_entity
 from ldt.cloud.ngsild.safe_regex import SafeRegex
-from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.ngsild.timestamps import expiry_problem, iso_ms, parse_iso_ms
 
 __all__ = [
     "DEFAULT_TRIGGERS",
@@ -296,12 +296,8 @@ def validate(body: Any, ctx: ActiveContext, *, context: Any, now: str) -> dict[s
         _geo(doc["geoQ"])
     if "isActive" in doc and not isinstance(doc["isActive"], bool):
         raise _bad("isActive must be true or false")
-    if "expiresAt" in doc:
-        expires = parse_iso_ms(doc["expiresAt"])
-        if expires is None:
-            raise _bad(f"expiresAt {doc['expiresAt']!r} is not a DateTime")
-        if expires <= (parse_iso_ms(now) or 0):
-            raise _bad(f"expiresAt {doc['expiresAt']} is in the past")
+    if "expiresAt" in doc and (why := expiry_problem(doc["expiresAt"], now)) is not None:
+        raise _bad(why)
     if "datasetId" in doc:
         ids = doc["datasetId"] if isinstance(doc["datasetId"], list) else [doc["datasetId"]]
         if not ids or not all(i == "@none" or is_uri(i) for i in ids):

@@ -8,12 +8,16 @@ Names are as stored (``entity_ops``); ``present`` translates for a client.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import re
-import uuid
+import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from ldt.cloud.ngsild.problems import NgsiLdError
@@ -21,6 +25,8 @@ from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
 
 __all__ = [
     "AGGREGATION_METHODS",
+    "VALUE_MEMBERS",
+    "WRAPPED_MEMBERS",
     "Aggregation",
     "AttrInstance",
     "TimeProperty",
@@ -66,6 +72,9 @@ _NULL_OF: dict[str, tuple[str, Any]] = {
 """What a deleted instance holds: its kind's value member set to the NGSI-LD null (4.5.7)."""
 
 _WRAPPED = frozenset({"languageMap", "json", "vocab"})
+VALUE_MEMBERS: Mapping[str, tuple[str, str]] = _VALUES_OF_KIND
+"""Each attribute kind's value member and its simplified plural (for SQL that renders them)."""
+WRAPPED_MEMBERS = _WRAPPED
 """Members whose simplified temporal values keep their name (4.5.9: ``[{"vocab": v}, t]``)."""
 
 
@@ -99,28 +108,67 @@ def _bad(detail: str) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", "Invalid temporal query", detail)
 
 
+def _id_prefix() -> str:
+    return (
+        f"urn:ngsi-ld:attribute:instance:{time.time_ns() // 1_000_000:012x}-{secrets.token_hex(4)}-"
+    )
+
+
+_ID_PREFIX = [_id_prefix()]  # one slot, replaced in a forked child
+_ID_COUNTER = itertools.count()
+
+
+def _reseed_ids() -> None:
+    """A forked child gets its own prefix: it would otherwise repeat its parent's ids."""
+    _ID_PREFIX[0] = _id_prefix()
+
+
+os.register_at_fork(after_in_child=_reseed_ids)
+
+
 def new_instance_id() -> str:
-    """A fresh instanceId (a URI, as 4.5.7 asks)."""
-    return f"urn:ngsi-ld:attribute:instance:{uuid.uuid4()}"
+    """A fresh instanceId (a URI, as 4.5.7 asks): this process's prefix and a counter.
+
+    Not a uuid4: every entity write adds several instances, and random ids cost
+    a urandom call each and land all over the ``instance_id`` primary-key
+    B-tree (a page read and split per row). The prefix (process start in ms,
+    then 32 random bits) keeps ids unique across processes and restarts; the
+    zero-padded counter makes one process's ids ascend, so new rows append to
+    the index and instances of one instant tie-break in write order.
+    """
+    return f"{_ID_PREFIX[0]}{next(_ID_COUNTER):012x}"
+
+
+@lru_cache(maxsize=4096)
+def _ms_of_text(text: str) -> int | None:
+    return parse_iso_ms(text)
+
+
+def _ms(value: Any) -> int | None:
+    """``parse_iso_ms`` memoized for strings: one write stamps the same few times on every row."""
+    return _ms_of_text(value) if isinstance(value, str) else None
 
 
 def instance_row(
     entity_id: str, attr: str, instance: Mapping[str, Any], now_ms: int
 ) -> AttrInstance:
     """A history row for ``instance`` (a normalized instance, stored names)."""
-    created = parse_iso_ms(instance.get("createdAt"))
-    modified = parse_iso_ms(instance.get("modifiedAt"))
+    created = _ms(instance.get("createdAt"))
+    modified = _ms(instance.get("modifiedAt"))
     instance_id = instance.get("instanceId")
     if not isinstance(instance_id, str):
         instance_id = new_instance_id()
     dataset = instance.get("datasetId")
-    doc = {k: v for k, v in instance.items() if k != "instanceId"}
+    if "instanceId" in instance or not isinstance(instance, dict):
+        doc = {k: v for k, v in instance.items() if k != "instanceId"}
+    else:  # shared with the entity document, not copied: rows are written, never changed
+        doc = instance
     return AttrInstance(
         entity_id=entity_id,
         attr=attr,
         instance_id=instance_id,
         dataset_id=dataset if isinstance(dataset, str) else None,
-        observed_at_ms=parse_iso_ms(instance.get("observedAt")),
+        observed_at_ms=_ms(instance.get("observedAt")),
         created_at_ms=now_ms if created is None else created,
         modified_at_ms=now_ms if modified is None else modified,
         doc=doc,
@@ -171,7 +219,7 @@ def _deletions(
         rows.append(deletion_row(entity_id, "scope", {"type": "Property"}, now_ms))
         rows[-1].doc["value"] = []  # a scope is a list: deleted, it is the empty one
     for attr, value in old.items():
-        if attr in _NOT_ATTRS:
+        if attr in _NOT_ATTRS or new.get(attr) is value:  # the same object: kept whole
             continue
         kept = {i.get("datasetId") for i in _instances(new.get(attr))}
         rows.extend(
@@ -203,7 +251,10 @@ def history_of(
     for attr, value in new.items():
         if attr in _NOT_ATTRS:
             continue
-        before = {i.get("datasetId"): i for i in _instances(None if old is None else old.get(attr))}
+        prior_value = None if old is None else old.get(attr)
+        if prior_value is value:  # an attribute the write left alone (the same object)
+            continue
+        before = {i.get("datasetId"): i for i in _instances(prior_value)}
         for instance in _instances(value):
             prior = before.get(instance.get("datasetId"))
             if prior is not None and prior == instance:

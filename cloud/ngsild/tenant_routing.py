@@ -37,21 +37,23 @@ _NOT_CREATING: Final = ("/entityOperations/query", "/entityOperations/delete")
 _CONTEXTS: Final = "/jsonldContexts"
 
 
+def _tenant(request: Request) -> Tenant | None:
+    """The tenant ``TenantMiddleware`` opened for the request; None for the default tenant."""
+    tenant: Tenant | None = request.scope.get(SCOPE_KEY)
+    return tenant
+
+
 def store_of(request: Request) -> Store:
     """The store of the request's tenant (the broker's own for the default tenant)."""
-    tenant: Tenant | None = request.scope.get(SCOPE_KEY)
-    if tenant is not None:
-        return tenant.store
-    store: Store = request.app.state.store
+    tenant = _tenant(request)
+    store: Store = request.app.state.store if tenant is None else tenant.store
     return store
 
 
 def notifier_of(request: Request) -> Notifier:
     """The notifier of the request's tenant: it sees only that tenant's subscriptions."""
-    tenant: Tenant | None = request.scope.get(SCOPE_KEY)
-    if tenant is not None:
-        return tenant.notifier
-    notifier: Notifier = request.app.state.notifier
+    tenant = _tenant(request)
+    notifier: Notifier = request.app.state.notifier if tenant is None else tenant.notifier
     return notifier
 
 

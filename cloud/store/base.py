@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from ldt.cloud.ngsild.order_by import OrderKey
     from ldt.cloud.ngsild.problems import NgsiLdError
     from ldt.cloud.ngsild.temporal import AttrInstance, Window
+    from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
     from ldt.cloud.store.purge_sql import Purge
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayRecord",
     "HistoryRow",
     "IngestResult",
+    "NotificationCounts",
     "Store",
     "SubscriptionRecord",
     "TypeAttributeCount",
@@ -99,6 +101,25 @@ class SubscriptionRecord:
     doc: dict[str, Any]
     times_sent: int = 0
     times_failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationCounts:
+    """What one broker process counted for one subscription since its last flush.
+
+    ``Store.record_notifications`` adds the counts to the stored ones and keeps the later
+    of each time (ISO 8601 UTC, so later sorts higher), so several processes sharing one
+    database add up instead of overwriting each other.
+    """
+
+    sub_id: str
+    sent: int = 0
+    """Attempts made (``timesSent``; ``last_notification`` is the last one's time)."""
+    failed: int = 0
+    """Attempts that failed or notifications dropped (``timesFailed``)."""
     last_notification: str | None = None
     last_success: str | None = None
     last_failure: str | None = None
@@ -265,10 +286,13 @@ class Store(abc.ABC):
         """One page of subscriptions by id (``limit`` None: all) and their total number."""
 
     @abc.abstractmethod
-    async def record_notification(self, sub_id: str, *, ok: bool | None, at: str) -> None:
-        """Count a notification attempt: ``ok`` None when it is sent (``timesSent``,
-        ``lastNotification``), then True (``lastSuccess``) or False (``timesFailed``,
-        ``lastFailure``) once its outcome is known."""
+    async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
+        """Add notification counters, several subscriptions in one statement.
+
+        The notifier counts attempts in memory and flushes them every few hundred
+        milliseconds: one write per delivery, queued behind the entity writes, was what
+        limited notification throughput. Subscriptions that no longer exist are skipped.
+        """
 
     @abc.abstractmethod
     async def subscriptions_generation(self) -> int:
@@ -345,6 +369,25 @@ class Store(abc.ABC):
         self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
     ) -> list[AttrInstance]:
         """The instances of these entities (and attributes) in ``window`` (lastN per attribute)."""
+
+    @abc.abstractmethod
+    async def temporal_page(
+        self,
+        entity_ids: Sequence[str],
+        attrs: Sequence[str] | None,
+        window: Window,
+        *,
+        datasets: frozenset[str | None] | None,
+        limit: int,
+        render: Render | None = None,
+    ) -> TemporalPage:
+        """What a temporal answer shows: at most ``limit`` instances, cut in SQL.
+
+        As ``temporal_instances`` of the ``datasets`` (None: all) then
+        ``temporal.paginate``, without reading the instances past the cut
+        (``temporal_read``); ``render``: the instances as JSON the store wrote
+        (``temporal_page``), not parsed.
+        """
 
     @abc.abstractmethod
     async def delete_temporal(

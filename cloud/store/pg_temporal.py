@@ -26,6 +26,7 @@ _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 __all__ = [
     "DELETED_AT",
+    "PARTIAL_DELETED_INDEX",
     "SCHEMA",
     "delete",
     "delete_instance",
@@ -68,39 +69,64 @@ CREATE INDEX attr_instances_by_deleted ON attr_instances (entity_id, attr, delet
 """
 """Migration after ``SCHEMA``: deletion records (``temporal.deletion_row``) carry deletedAt."""
 
+PARTIAL_DELETED_INDEX = """
+DROP INDEX attr_instances_by_deleted;
+CREATE INDEX attr_instances_by_deleted ON attr_instances (entity_id, attr, deleted_at_ms)
+    WHERE deleted_at_ms IS NOT NULL;
+"""
+"""Migration after ``DELETED_AT``: only deletion records have deletedAt, so only they are indexed.
+
+Every entity write adds instances; with the index whole, each paid an insert
+into it for a NULL. A ``deleted_at_ms IS NOT NULL`` query (``timeproperty=
+deletedAt``) is still answered from the partial index.
+"""
+
 _COLUMNS = {
     "observedAt": "observed_at_ms",
     "createdAt": "created_at_ms",
     "modifiedAt": "modified_at_ms",
     "deletedAt": "deleted_at_ms",
 }
-_UPSERT_HEADER = (
+_UPSERT_HEADERS = (
     "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
-    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
+    " SELECT r->>0, r->>1, r->>2, (r->>3)::bigint, (r->>4)::bigint"
+    " FROM jsonb_array_elements(%s::jsonb) AS r"
+    " ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
     " types = excluded.types, modified_at_ms = excluded.modified_at_ms"
 )
-_INSERT_INSTANCE = (
+_INSERT_INSTANCES = (
     "INSERT INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
     " observed_at_ms, created_at_ms, modified_at_ms, doc, deleted_at_ms)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+    " SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, (r->>5)::bigint, (r->>6)::bigint,"
+    " r->7, (r->>8)::bigint FROM jsonb_array_elements(%s::jsonb) AS r"
     " ON CONFLICT (instance_id) DO NOTHING"
 )
+_RECORD_BOTH = f"WITH headers AS ({_UPSERT_HEADERS}) {_INSERT_INSTANCES}"
 
 
 async def record(
     con: _Conn, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]
 ) -> None:
-    """Upsert temporal entity headers (id -> (type, now)) and insert instances (in a txn)."""
-    if headers:
-        await con.cursor().executemany(
-            _UPSERT_HEADER,
-            header_params(headers),
-        )
-    if rows:
-        await con.cursor().executemany(
-            _INSERT_INSTANCE,
-            instance_params(rows),
-        )
+    """Upsert temporal entity headers (id -> (type, now)) and insert instances (in a txn).
+
+    One statement for both (the header upsert in a CTE: one round trip) over a JSON
+    array of the rows each, not ``executemany``: an upsert of 1,000 entities adds
+    ~8,000 instances, and a statement per row cost the server a parse and
+    execution each. Not ``unnest`` of text arrays either:
+    psycopg escapes every quote of every document in an array with a regex
+    substitution (most of the time of a batch). orjson writes the whole array
+    at once, documents included, and PostgreSQL parses it in C.
+    """
+    header_array = orjson.dumps(header_params(headers)).decode() if headers else None
+    if not rows:
+        if header_array is not None:
+            await con.execute(_UPSERT_HEADERS, (header_array,))
+        return
+    instances = orjson.dumps(instance_params(rows, doc_text=False)).decode()
+    if header_array is None:
+        await con.execute(_INSERT_INSTANCES, (instances,))
+    else:  # one round trip for both (a PATCH's transaction is mostly round trips)
+        await con.execute(_RECORD_BOTH, (header_array, instances))
 
 
 async def drop_same_time(con: _Conn, rows: Sequence[AttrInstance]) -> None:

@@ -33,14 +33,22 @@ from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
+from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
-from ldt.cloud.store import entity_search, registration_sql, sqlite_geo, sqlite_temporal
+from ldt.cloud.store import (
+    entity_search,
+    registration_sql,
+    sqlite_geo,
+    sqlite_temporal,
+    temporal_read,
+)
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
     GatewayRecord,
     HistoryRow,
     IngestResult,
+    NotificationCounts,
     Store,
     SubscriptionRecord,
     TypeAttributeCount,
@@ -505,9 +513,17 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
-    async def record_notification(self, sub_id: str, *, ok: bool | None, at: str) -> None:
-        """See ``Store.record_notification``."""
-        await self._run(lambda con: con.execute(_RECORD_NOTIFICATION[ok], (at, sub_id)))
+    async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
+        """See ``Store.record_notifications``: one UPDATE over a JSON array of the counts."""
+        if not counts:
+            return
+        rows = orjson.dumps(
+            [
+                [c.sub_id, c.sent, c.failed, c.last_notification, c.last_success, c.last_failure]
+                for c in counts
+            ]
+        ).decode()
+        await self._run(lambda con: con.execute(_RECORD_NOTIFICATIONS, (rows,)))
 
     async def subscriptions_generation(self) -> int:
         """See ``Store.subscriptions_generation``."""
@@ -615,6 +631,30 @@ class SqliteStore(Store):
             lambda con: sqlite_temporal.instances(con, entity_ids, attrs, window)
         )
 
+    async def temporal_page(
+        self,
+        entity_ids: Sequence[str],
+        attrs: Sequence[str] | None,
+        window: Window,
+        *,
+        datasets: frozenset[str | None] | None,
+        limit: int,
+        render: Render | None = None,
+    ) -> TemporalPage:
+        """See ``Store.temporal_page``."""
+
+        def read(con: sqlite3.Connection) -> TemporalPage:
+            async def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                return con.execute(sql, params).fetchall()
+
+            page = temporal_read.read_page(
+                fetch, temporal_read.SQLITE, entity_ids, attrs, window,
+                datasets=datasets, limit=limit, render=render,
+            )  # fmt: skip
+            return temporal_read.run_sync(page)
+
+        return await self._run(read)
+
     async def delete_temporal(
         self,
         entity_id: str,
@@ -654,13 +694,21 @@ _SELECT_SUBSCRIPTION = (
     "SELECT doc, times_sent, times_failed, last_notification, last_success, last_failure"
     " FROM subscriptions"
 )
-_RECORD_NOTIFICATION: dict[bool | None, str] = {
-    None: "UPDATE subscriptions SET times_sent = times_sent + 1, last_notification = ?"
-    " WHERE id = ?",
-    True: "UPDATE subscriptions SET last_success = ? WHERE id = ?",
-    False: "UPDATE subscriptions SET times_failed = times_failed + 1, last_failure = ?"
-    " WHERE id = ?",
-}
+# Store.record_notifications: add the counts and keep the later of each time (ISO strings).
+# Rows of one id are summed first (UPDATE .. FROM applies one source row per target row);
+# SQLite's two-argument max() is NULL when either side is, hence the coalesce() pairs.
+_RECORD_NOTIFICATIONS = (
+    "UPDATE subscriptions SET times_sent = times_sent + u.sent,"
+    " times_failed = times_failed + u.failed,"
+    " last_notification ="
+    " max(coalesce(last_notification, u.ln), coalesce(u.ln, last_notification)),"
+    " last_success = max(coalesce(last_success, u.ls), coalesce(u.ls, last_success)),"
+    " last_failure = max(coalesce(last_failure, u.lf), coalesce(u.lf, last_failure))"
+    " FROM (SELECT value ->> 0 AS id, sum(value ->> 1) AS sent, sum(value ->> 2) AS failed,"
+    " max(value ->> 3) AS ln, max(value ->> 4) AS ls, max(value ->> 5) AS lf"
+    " FROM json_each(?) GROUP BY 1) AS u"
+    " WHERE subscriptions.id = u.id"
+)
 
 
 def _subscription_changed(con: sqlite3.Connection, sub_id: str, changed: bool) -> bool:

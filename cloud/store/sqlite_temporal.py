@@ -66,14 +66,22 @@ def migrate(con: sqlite3.Connection) -> None:
     """Bring an older ``attr_instances`` up to ``SCHEMA`` (run after it, idempotent).
 
     Files written before deletion records existed lack ``deleted_at_ms``; the
-    column is added (NULL: an ordinary instance) and indexed like the other times.
+    column is added (NULL: an ordinary instance). Its index is partial: only
+    deletion records have the time, so ordinary instances (nearly every row)
+    cost no index insert; a ``deleted_at_ms IS NOT NULL`` query still uses it.
+    Files whose index was created whole get it rebuilt partial.
     """
     columns = {r[1] for r in con.execute("PRAGMA table_info(attr_instances)")}
     if "deleted_at_ms" not in columns:
         con.execute("ALTER TABLE attr_instances ADD COLUMN deleted_at_ms INTEGER")
+    found = con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'attr_instances_by_deleted'"
+    ).fetchone()
+    if found is not None and "WHERE" not in str(found[0]).upper():
+        con.execute("DROP INDEX attr_instances_by_deleted")
     con.execute(
         "CREATE INDEX IF NOT EXISTS attr_instances_by_deleted"
-        " ON attr_instances (entity_id, attr, deleted_at_ms)"
+        " ON attr_instances (entity_id, attr, deleted_at_ms) WHERE deleted_at_ms IS NOT NULL"
     )
 
 

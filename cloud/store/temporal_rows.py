@@ -29,8 +29,14 @@ def header_params(headers: dict[str, tuple[Any, str]]) -> list[tuple[Any, ...]]:
     ]
 
 
-def instance_params(rows: Sequence[AttrInstance]) -> list[tuple[Any, ...]]:
-    """The ``attr_instances`` columns of each instance, in table order."""
+def instance_params(
+    rows: Sequence[AttrInstance], *, doc_text: bool = True
+) -> list[tuple[Any, ...]]:
+    """The ``attr_instances`` columns of each instance, in table order.
+
+    ``doc_text``: the document as JSON text (a statement parameter); False keeps it
+    as it is, for rows that are serialized together (PostgreSQL's one JSON array).
+    """
     return [
         (
             r.instance_id,
@@ -40,7 +46,7 @@ def instance_params(rows: Sequence[AttrInstance]) -> list[tuple[Any, ...]]:
             r.observed_at_ms,
             r.created_at_ms,
             r.modified_at_ms,
-            orjson.dumps(r.doc).decode(),
+            orjson.dumps(r.doc).decode() if doc_text else r.doc,
             r.deleted_at_ms,
         )
         for r in rows

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from ldt.cloud.gateways import new_token, token_sha256
 from ldt.cloud.server import build_app
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
+from tests.cloud.helpers import asgi_client
 from tests.pg import postgres_dsn, postgres_server
 
 __all__ = ["AddGateway", "postgres_dsn", "postgres_server", "register"]
@@ -38,8 +40,14 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 @pytest.fixture
 async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=build_app(store))
-    async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
+    async with asgi_client(build_app(store)) as c:
+        yield c
+
+
+@pytest.fixture
+async def api(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the test module's own ``app`` fixture (a broker set up for that module)."""
+    async with asgi_client(app) as c:
         yield c
 
 

@@ -25,7 +25,7 @@ from ldt.cloud.ngsild.query import parse_projection, project
 from ldt.cloud.server import build_app
 from ldt.cloud.store import Store
 from ldt.cloud.store.base import Entity
-from tests.cloud.test_subscriptions import receiver
+from tests.cloud.helpers import receiver
 
 API = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"

@@ -26,14 +26,12 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
-from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
-from ldt.cloud.server import build_app
 from ldt.cloud.store import PostgresStore
+from tests.cloud.helpers import Receiver, asgi_client, notifying_app, serving
 from tests.cloud.test_subscriptions import (
     API,
     LD,
-    Receiver,
     building,
     create,
     patch_attrs,
@@ -58,30 +56,19 @@ class TimedReceiver(Receiver):
 
 @pytest.fixture
 async def rec() -> AsyncIterator[TimedReceiver]:
-    receiver = TimedReceiver()
-    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
-    receiver.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/notify"
-    try:
+    async with serving(TimedReceiver()) as receiver:
         yield receiver
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @contextlib.asynccontextmanager
 async def broker(dsn: str) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     """One broker process: its own pool, app and notifier (default ``refresh_s`` of 5 s)."""
-    async with PostgresStore(dsn=dsn, pool_size=2) as store:
-        app = build_app(store)
-        app.state.notifier = Notifier(
-            store=store, contexts=app.state.contexts, backoff_base_s=0.05, backoff_cap_s=0.1
-        )
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
-                yield app, c
-        finally:
-            await app.state.notifier.aclose()
+    async with (
+        PostgresStore(dsn=dsn, pool_size=2) as store,
+        notifying_app(store, backoff_base_s=0.05, backoff_cap_s=0.1) as app,
+        asgi_client(app) as c,
+    ):
+        yield app, c
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ import pytest
 from starlette.applications import Starlette
 
 from ldt.cloud.ngsild.mqtt_endpoint import envelope, parse_endpoint
-from ldt.cloud.ngsild.notifier import Notifier
-from ldt.cloud.server import build_app
 from ldt.cloud.store import Store
+from tests.cloud.helpers import notifying_app
 from tests.cloud.test_subscriptions import API, CORE, LD, building, counted, create, patch_attrs
 from tests.mosquitto import Mosquitto, mosquitto_broker, mosquitto_module
 
@@ -88,24 +87,9 @@ async def listening(broker: Mosquitto, topic: str, *, v5: bool = True) -> AsyncI
 
 @pytest.fixture
 async def app(store: Store) -> AsyncIterator[Starlette]:
-    built = build_app(store)
-    built.state.notifier = Notifier(
-        store=store,
-        contexts=built.state.contexts,
-        attempts=4,
-        backoff_base_s=0.1,
-        backoff_cap_s=0.3,
-        timeout_s=3.0,
-    )
-    yield built
-    await built.state.notifier.aclose()
-
-
-@pytest.fixture
-async def api(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
-        yield c
+    settings = {"attempts": 4, "backoff_base_s": 0.1, "backoff_cap_s": 0.3, "timeout_s": 3.0}
+    async with notifying_app(store, **settings) as built:
+        yield built
 
 
 def mqtt_subscription(

@@ -15,7 +15,8 @@ import orjson
 from ldt.cloud.ngsild.entity_query import EntityQuery
 from ldt.cloud.store import Store
 from ldt.cloud.store.purge_sql import Purge
-from tests.cloud.test_subscriptions import CORE, LD, receiver, subscription
+from tests.cloud.helpers import receiver
+from tests.cloud.test_subscriptions import CORE, LD, subscription
 
 API = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"

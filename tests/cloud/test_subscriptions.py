@@ -8,10 +8,8 @@ delay, so delivery, retries and isolation between endpoints are observed, not as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -20,93 +18,24 @@ import pytest
 from starlette.applications import Starlette
 
 from ldt.cloud.ngsild.jsonld import core_context
-from ldt.cloud.ngsild.notifier import Notifier, redacted
+from ldt.cloud.ngsild.notifier import redacted
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.subscriptions import Matcher, compile_subscription, present, validate
-from ldt.cloud.server import build_app
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
 from tests.cloud import batches
 from tests.cloud.conftest import register
+from tests.cloud.helpers import notifying_app, receiver
 
 API = "/ngsi-ld/v1"
 LD = {"Content-Type": "application/ld+json"}
 CORE = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 
 
-@dataclass
-class Receiver:
-    """A loopback HTTP server recording POSTs; answers ``statuses`` in turn (then 204)."""
-
-    delay_s: float = 0.0
-    statuses: list[int] = field(default_factory=list)
-    received: list[tuple[dict[str, str], Any]] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    url: str = ""
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines[1:] if line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            await asyncio.sleep(self.delay_s)
-            self.received.append((headers, orjson.loads(body)))
-            self.arrived.set()
-            status = self.statuses.pop(0) if self.statuses else 204
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def wait(self, n: int, timeout_s: float = 5.0) -> list[Any]:
-        """The bodies once ``n`` have arrived."""
-        async with asyncio.timeout(timeout_s):
-            while len(self.received) < n:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return [body for _, body in self.received]
-
-
-@contextlib.asynccontextmanager
-async def receiver(**kwargs: Any) -> AsyncIterator[Receiver]:
-    rec = Receiver(**kwargs)
-    server = await asyncio.start_server(rec.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    rec.url = f"http://127.0.0.1:{port}/notify"
-    try:
-        yield rec
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 @pytest.fixture
 async def app(store: Store) -> AsyncIterator[Starlette]:
-    built = build_app(store)
-    built.state.notifier = Notifier(
-        store=store,
-        contexts=built.state.contexts,
-        attempts=3,
-        backoff_base_s=0.05,
-        backoff_cap_s=0.1,
-        timeout_s=5.0,
-    )
-    yield built
-    await built.state.notifier.aclose()
-
-
-@pytest.fixture
-async def api(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
-        yield c
+    settings = {"attempts": 3, "backoff_base_s": 0.05, "backoff_cap_s": 0.1, "timeout_s": 5.0}
+    async with notifying_app(store, **settings) as built:
+        yield built
 
 
 def subscription(uri: str, **extra: Any) -> dict[str, Any]:

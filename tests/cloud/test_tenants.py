@@ -10,7 +10,6 @@ create nothing; tenants outlive the broker and are shared by brokers on one data
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from ldt.cloud.tenancy import TENANTS_DIRNAME, tenant_key, validate_tenant
 from ldt.contract import INGEST_PATH
 from tests.cloud.batches import batch, encode, good_rows
 from tests.cloud.conftest import register
-from tests.cloud.test_subscriptions import receiver
+from tests.cloud.helpers import asgi_client, receiver
 
 API = "/ngsi-ld/v1"
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
@@ -89,13 +88,6 @@ async def close_app(app: Starlette) -> None:
     await app.state.notifier.aclose()
 
 
-@contextlib.asynccontextmanager
-async def client_for(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
-        yield c
-
-
 @pytest.fixture
 async def app(store: Store) -> AsyncIterator[Starlette]:
     built = build_app(store)
@@ -104,12 +96,6 @@ async def app(store: Store) -> AsyncIterator[Starlette]:
     finally:
         await close_app(built)
         await drop_tenant_schemas(store)
-
-
-@pytest.fixture
-async def api(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 async def post_entity(api: httpx.AsyncClient, doc: dict[str, Any], tenant: dict[str, str]) -> None:
@@ -308,13 +294,13 @@ def _reopened(store: Store) -> Store:
 
 
 async def test_tenants_survive_a_broker_restart(app: Starlette, store: Store) -> None:
-    async with client_for(app) as first:
+    async with asgi_client(app) as first:
         await post_entity(first, building(1, height=5), A)
     await close_app(app)
     async with _reopened(store) as again:
         restarted = build_app(again)
         try:
-            async with client_for(restarted) as api:
+            async with asgi_client(restarted) as api:
                 got = await api.get(f"{API}/entities/urn:ngsi-ld:Building:b1", headers=A)
                 assert got.status_code == 200, got.text
                 assert got.json()["height"]["value"] == 5
@@ -334,7 +320,7 @@ async def test_postgres_brokers_on_one_database_share_tenants(postgres_dsn: str)
     ):
         app_one, app_two = build_app(one), build_app(two)
         try:
-            async with client_for(app_one) as api_one, client_for(app_two) as api_two:
+            async with asgi_client(app_one) as api_one, asgi_client(app_two) as api_two:
                 await post_entity(api_one, building(1), A)
                 assert await ids(api_two, A) == ["urn:ngsi-ld:Building:b1"]  # created by one
                 await post_entity(api_two, building(2), A)
@@ -368,7 +354,7 @@ async def test_sqlite_tenant_databases_live_under_the_data_folder(tmp_path: Path
     async with SqliteStore(path=tmp_path / DB_FILENAME) as store:
         app = build_app(store)
         try:
-            async with client_for(app) as api:
+            async with asgi_client(app) as api:
                 await post_entity(api, building(1), A)
         finally:
             await close_app(app)
