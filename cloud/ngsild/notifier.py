@@ -198,6 +198,11 @@ class Notifier:
     ) -> None:
         await self.aclose()
 
+    async def flush_counters(self) -> None:
+        """Write the counters now: a client reading a subscription sees every attempt made
+        so far (they are otherwise written at most ``counters_s`` later)."""
+        await self._counters.flush()
+
     async def aclose(self) -> None:
         """Stop every endpoint task, close the clients and write the counters."""
         self._closed = True

@@ -166,6 +166,7 @@ async def query_subscriptions(request: Request) -> Response:
     media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
+    await _notifier(request).flush_counters()  # show what this broker has counted so far
     records, total = await _store(request).list_subscriptions(limit=limit, offset=offset)
     now = _now_ms()
     payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
@@ -195,6 +196,7 @@ async def retrieve_subscription(request: Request) -> Response:
     media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
+    await _notifier(request).flush_counters()  # show what this broker has counted so far
     record = await _store(request).get_subscription(sub_id)
     if record is None:
         raise _not_found(sub_id)

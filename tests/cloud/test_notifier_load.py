@@ -28,6 +28,7 @@ from ldt.cloud.ngsild.notify_queue import EndpointQueue, Pending, keys_of
 from ldt.cloud.ngsild.subscriptions import Change, Matcher, compile_subscription, validate
 from ldt.cloud.store import DB_FILENAME, SqliteStore, Store
 from ldt.cloud.store.base import NotificationCounts
+from tests.cloud.helpers import asgi_client, notifying_app
 
 NOW = "2026-01-01T00:00:00.000Z"
 
@@ -329,3 +330,35 @@ def test_queue_coalesces_per_subscription_and_drops_what_cannot_merge() -> None:
     three = compile_subscription(subscription_doc("http://h/n", "three"), core_context())
     lost = pending(three, (1, 1))
     assert full.put(lost) is lost  # full of other subscriptions: nothing to merge with
+
+
+async def test_reading_a_subscription_shows_the_counts_made_so_far(store: Store) -> None:
+    """GET /subscriptions[/{id}] writes pending counters first: a client that has just been
+    notified sees lastSuccess at once (ETSI 046_12), whatever ``counters_s`` is."""
+    sub = {
+        "id": "urn:ngsi-ld:Subscription:s1",
+        "type": "Subscription",
+        "entities": [{"type": "Building"}],
+        "notification": {"endpoint": {"uri": "", "accept": "application/json"}},
+    }
+    headers = {"Content-Type": "application/json"}
+    async with (
+        receiver() as rec,
+        notifying_app(store, counters_s=60.0) as app,
+        asgi_client(app) as api,
+    ):
+        sub["notification"]["endpoint"]["uri"] = rec.url  # type: ignore[index]
+        made = await api.post(
+            "/ngsi-ld/v1/subscriptions", content=orjson.dumps(sub), headers=headers
+        )
+        assert made.status_code == 201, made.text
+        entity = orjson.dumps(building(1, 5))
+        created = await api.post("/ngsi-ld/v1/entities", content=entity, headers=headers)
+        assert created.status_code == 201, created.text
+        await rec.until({"urn:ngsi-ld:Building:b1": 5})
+        await asyncio.sleep(0.05)  # the attempt's outcome is counted after the response
+        one = (await api.get(f"/ngsi-ld/v1/subscriptions/{sub['id']}")).json()
+        assert one["notification"]["timesSent"] == 1
+        assert "lastSuccess" in one["notification"]
+        listed = (await api.get("/ngsi-ld/v1/subscriptions")).json()
+        assert listed[0]["notification"]["timesSent"] == 1
