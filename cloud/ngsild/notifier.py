@@ -71,6 +71,7 @@ from ldt.contract import IngestBatch
 __all__ = ["Notifier"]
 
 _log = logging.getLogger("ldt.cloud.notifier")
+_SETTLE_S: Final = 0.5  # longest a subscription read waits for outcomes of attempts in flight
 _TICK_S: Final = 0.5
 _PERIODIC_MAX: Final = 1000  # entities per periodic notification
 _CONTEXT_REL: Final = '; rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
@@ -198,9 +199,11 @@ class Notifier:
     ) -> None:
         await self.aclose()
 
-    async def flush_counters(self) -> None:
+    async def flush_counters(self, subscription_id: str | None = None) -> None:
         """Write the counters now: a client reading a subscription sees every attempt made
-        so far (they are otherwise written at most ``counters_s`` later)."""
+        so far (they are otherwise written at most ``counters_s`` later), with the outcome
+        of attempts still in flight if it comes within ``_SETTLE_S``."""
+        await self._counters.settle(subscription_id, _SETTLE_S)
         await self._counters.flush()
 
     async def aclose(self) -> None:

@@ -63,6 +63,8 @@ class Counters:
         self._task: asyncio.Task[None] | None = None
         self._flushing: asyncio.Future[None] | None = None
         self._closed = False
+        self._open: dict[str, int] = {}  # attempts sent whose outcome is not known yet
+        self._outcome = asyncio.Event()  # set whenever an outcome is counted
 
     def count(self, subscription_id: str, *, ok: bool | None) -> None:
         """One attempt: ``ok`` None when it is sent, then True or False for its outcome."""
@@ -70,6 +72,14 @@ class Counters:
         tally = self._tallies.get(subscription_id)
         if tally is None:
             tally = self._tallies[subscription_id] = _Tally()
+        if ok is None:
+            self._open[subscription_id] = self._open.get(subscription_id, 0) + 1
+        elif self._open.get(subscription_id, 0) > 1:
+            self._open[subscription_id] -= 1
+        else:
+            self._open.pop(subscription_id, None)
+        if ok is not None:
+            self._outcome.set()
         if ok is None:
             tally.sent += 1
             tally.last_notification = at
@@ -81,6 +91,24 @@ class Counters:
         self._dirty.set()
         if self._task is None and not self._closed:
             self._task = asyncio.create_task(self._run(), name="ldt-notify-counters")
+
+    async def settle(self, subscription_id: str | None, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until no attempt of ``subscription_id`` (None: of
+        any subscription) is waiting for its outcome.
+
+        A receiver learns of a notification before the broker learns that it arrived; a
+        client that reads the subscription right after being notified should see that
+        attempt's outcome (lastSuccess), not only that it was sent.
+        """
+        deadline = time.monotonic() + timeout_s
+        while self._open.get(subscription_id, 0) if subscription_id else any(self._open.values()):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._outcome.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._outcome.wait()
 
     def pending(self) -> int:
         """Subscriptions with counts not yet written (for tests and logs)."""

@@ -196,7 +196,7 @@ async def retrieve_subscription(request: Request) -> Response:
     media = negotiate(request)  # GeoJSON is for entities only: 406 here (6.3.4)
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
-    await _notifier(request).flush_counters()  # show what this broker has counted so far
+    await _notifier(request).flush_counters(sub_id)  # what this broker has counted so far
     record = await _store(request).get_subscription(sub_id)
     if record is None:
         raise _not_found(sub_id)
