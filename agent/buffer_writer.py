@@ -75,7 +75,7 @@ class BufferWriter:
         flush_interval_ms: int = 200,
         flush_max_readings: int = 2000,
         queue_max_readings: int | None = None,
-        drain_timeout_s: float = 30.0,
+        drain_timeout_s: float = 15.0,  # inside the stop deadline (stop_watchdog.py)
         backoff: Backoff | None = None,
     ) -> None:
         if flush_interval_ms <= 0 or flush_max_readings <= 0:

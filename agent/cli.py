@@ -65,6 +65,7 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ldt.agent.buffer import BufferError
     from ldt.agent.runtime import AgentError, AgentRuntime
+    from ldt.agent.stop_watchdog import StopWatchdog
     from ldt.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), fmt=args.log_format)
@@ -74,9 +75,10 @@ def _run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         runtime = AgentRuntime(config=cfg)
+        watchdog = StopWatchdog(runtime.stop)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, runtime.stop.set)
+            loop.add_signal_handler(sig, watchdog.signalled)
         await runtime.run()
 
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _agent import start_agent, stop_agent
 from _cloud import start_cloud
 from _table import print_table
 
@@ -135,15 +136,9 @@ def main() -> None:
             ports = json.loads(sims.stdout.readline())
             cloud, url, token = start_cloud(tmp / "cloud", GATEWAY)
             config = _config(tmp, url, token, ports)
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "ldt", "agent", "run", "--config", str(config)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            agent = start_agent(config, tmp / "agent.log")
             rss, hwm = _sample(agent, seconds)
-            agent.send_signal(signal.SIGTERM)
-            if agent.wait(timeout=30) != 0:
-                raise SystemExit(f"agent exited with {agent.returncode}")
+            stop_agent(agent, tmp / "agent.log")
             readings = _last_seq(config)
         finally:
             for p in (agent, cloud, sims):

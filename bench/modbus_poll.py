@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _agent import start_agent, stop_agent
 from _cloud import start_cloud
 from _table import print_table
 
@@ -159,19 +160,14 @@ def load(
             ]
         config = tmp / "gateway.toml"
         config.write_text("\n".join(lines) + "\n")
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "ldt", "agent", "run", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        agent = start_agent(config, tmp / "agent.log")
         time.sleep(3.0)  # start-up: imports, connections
         cpu0, t0 = cpu_seconds(agent.pid), time.time()
         time.sleep(seconds)
         cpu1, t1 = cpu_seconds(agent.pid), time.time()
         peak = rss_mib(agent.pid)
         time.sleep(2.5)  # let the last readings of the window sync
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
+        stop_agent(agent, tmp / "agent.log")
         counts = window_counts(tmp / "cloud" / "cloud.db", int(t0 * 1000), int(t1 * 1000))
         due = int(devices * POINTS * (t1 - t0) / 0.1)
         return cpu1 - cpu0, t1 - t0, peak, counts, due
