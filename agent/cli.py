@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ldt.agent.config import GatewayConfig
 
-__all__ = ["register"]
+__all__ = ["load_config", "register"]
 
 
 def register(sub: Any) -> None:
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     check.set_defaults(func=_check)
 
 
-def _load(path: Path) -> GatewayConfig | None:
+def load_config(path: Path) -> GatewayConfig | None:
     """The config, or None after printing one line per problem (never a traceback)."""
     from ldt.agent.config import ConfigError, load_gateway_config
 
@@ -51,7 +51,7 @@ def _load(path: Path) -> GatewayConfig | None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = load_config(args.config)
     if cfg is None:
         return 1
     points = sum(len(cfg.profiles[d.profile].points) for d in cfg.devices)
@@ -69,7 +69,7 @@ def _run(args: argparse.Namespace) -> int:
     from ldt.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), fmt=args.log_format)
-    cfg = _load(args.config)
+    cfg = load_config(args.config)
     if cfg is None:
         return 1
 
@@ -95,7 +95,7 @@ def _drain(args: argparse.Namespace) -> int:
     from ldt.logs import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
-    cfg = _load(args.config)
+    cfg = load_config(args.config)
     if cfg is None:
         return 1
     try:

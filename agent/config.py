@@ -151,6 +151,15 @@ class GatewaySettings(BaseModel):
     """Extra profile folders searched before the shipped ``firmware_configs/``."""
 
 
+class DiscoverySettings(BaseModel):
+    """The ``[discovery]`` table: mDNS advertisement for technicians on the LAN."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    """Advertise ``_ldt-gw._tcp`` with id, version and provisioning state (no secrets)."""
+
+
 class BufferSettings(BaseModel):
     """The ``[buffer]`` table: limits of the store-and-forward buffer."""
 
@@ -182,6 +191,8 @@ class CloudSettings(BaseModel):
     """Newest readings sent first each cycle, so an outage's backlog never starves the twin."""
     interval_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 15.0
+    compression: Literal["gzip", "none"] = "gzip"
+    """Batches on the wire: gzip saves most bytes on metered links (README, bench/sync.py)."""
 
     @model_validator(mode="after")
     def _one_token_source(self) -> CloudSettings:
@@ -215,6 +226,7 @@ class GatewayConfig(BaseModel):
     gateway: GatewaySettings
     cloud: CloudSettings
     buffer: BufferSettings = BufferSettings()
+    discovery: DiscoverySettings = DiscoverySettings()
     devices: list[DeviceConfig] = []
     profiles: dict[str, DeviceProfile] = {}
     """Filled by ``load_gateway_config`` from the profile folders; not written in the file."""

@@ -11,6 +11,7 @@ next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
 from ldt.agent.config import GatewayConfig
+from ldt.agent.identity import Identity, IdentityError, client_context, renew
 from ldt.agent.poller import DeviceHealth, DevicePoller, store_reading
 from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, Transport
@@ -26,11 +28,20 @@ from ldt.agent.uplink import Uplink
 from ldt.contract import SeriesInfo
 from ldt.reading import Reading
 
-__all__ = ["AgentError", "AgentRuntime", "DeviceTask", "drain", "read_token"]
+__all__ = [
+    "AgentError",
+    "AgentRuntime",
+    "DeviceTask",
+    "drain",
+    "make_transport",
+    "read_token",
+]
 
 _log = logging.getLogger("ldt.agent")
 
 HOUSEKEEPING_INTERVAL_S = 30.0
+RENEWAL_CHECK_S = 600.0
+"""How often the agent looks at its certificate's expiry (renewal at a third of its life)."""
 
 
 class AgentError(Exception):
@@ -51,6 +62,32 @@ def read_token(config: GatewayConfig) -> str:
             raise AgentError(f"cloud token file {cloud.token_file} is empty")
         return token
     raise AgentError("no cloud token: set [cloud] token or token_file in the gateway config")
+
+
+def make_transport(config: GatewayConfig) -> HttpTransport:
+    """The uplink's transport: mutual TLS to an https cloud, a bearer token to http.
+
+    Raises ``AgentError`` for an https cloud and a gateway not provisioned yet.
+    """
+    cloud = config.cloud
+    gzip = cloud.compression == "gzip"
+    if cloud.url.startswith("https://"):
+        identity = Identity.of(config.gateway.data_dir, config.gateway.id)
+        if not identity.provisioned:
+            raise AgentError(
+                f"gateway {config.gateway.id} has no certificate for {cloud.url}: run"
+                " 'ldt gw provision HOST --token T --config FILE' first"
+            )
+        try:
+            tls = client_context(identity)
+        except (OSError, ValueError) as exc:
+            raise AgentError(f"cannot use the identity in {identity.folder}: {exc}") from exc
+        return HttpTransport(
+            base_url=cloud.url, token=None, timeout_s=cloud.timeout_s, tls=tls, compress=gzip
+        )
+    return HttpTransport(
+        base_url=cloud.url, token=read_token(config), timeout_s=cloud.timeout_s, compress=gzip
+    )
 
 
 def _open_buffer(config: GatewayConfig) -> AsyncBuffer:
@@ -75,9 +112,7 @@ async def drain(
     and for tests. Raises ``AgentError`` if the buffer is not empty by the deadline.
     """
     cfg = config
-    transport = transport or HttpTransport(
-        base_url=cfg.cloud.url, token=read_token(cfg), timeout_s=cfg.cloud.timeout_s
-    )
+    transport = transport or make_transport(cfg)
     abuf = _open_buffer(cfg)
     uplink = Uplink(
         gateway_id=cfg.gateway.id,
@@ -132,6 +167,7 @@ class AgentRuntime:
     advertisement source where there is no radio: the tests and the demo use it)."""
     uplink: Uplink | None = None
     buffer: AsyncBuffer | None = None
+    renewal_check_s: float = RENEWAL_CHECK_S
 
     async def run(self) -> None:
         """Run until ``stop`` is set; raises ``AgentError`` for unusable configs or buffers."""
@@ -140,9 +176,7 @@ class AgentRuntime:
             cfg.gateway.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AgentError(f"cannot create data_dir {cfg.gateway.data_dir}: {exc}") from exc
-        transport = self.transport or HttpTransport(
-            base_url=cfg.cloud.url, token=read_token(cfg), timeout_s=cfg.cloud.timeout_s
-        )
+        transport = self.transport or make_transport(cfg)
         abuf = _open_buffer(cfg)
         self.buffer = abuf
         try:
@@ -172,13 +206,25 @@ class AgentRuntime:
             "agent started",
             extra={"gateway": cfg.gateway.id, "devices": len(self.devices), "cloud": cfg.cloud.url},
         )
-        async with writer, asyncio.TaskGroup() as producers:
+        async with (
+            contextlib.AsyncExitStack() as lan,
+            writer,
+            asyncio.TaskGroup() as producers,
+        ):
+            if cfg.discovery.enabled:
+                await self._advertise(lan)
             poll_tasks = [
                 producers.create_task(self._run_device(d, writer), name=f"device:{d.device_id}")
                 for d in self.devices
             ]
             uplink_task = producers.create_task(self.uplink.run(), name="uplink")
             house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
+            identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
+            renewal_task = None
+            if isinstance(transport, HttpTransport) and cfg.cloud.url.startswith("https://"):
+                renewal_task = producers.create_task(
+                    self._renewal(identity, transport), name="certificate-renewal"
+                )
             await self.stop.wait()
             _log.info("agent stopping: draining readings to the buffer")
             for t in poll_tasks:
@@ -187,6 +233,8 @@ class AgentRuntime:
             await writer.flush()
             uplink_task.cancel()
             house_task.cancel()
+            if renewal_task is not None:
+                renewal_task.cancel()
         stats = await abuf.stats()
         read = sum(d.health.good + d.health.bad + d.health.stale for d in self.devices)
         _log.info(
@@ -267,6 +315,33 @@ class AgentRuntime:
                 tg.create_task(task.poller.run(), name=f"poll:{task.device_id}")
             if task.driver.streams:
                 tg.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
+
+    async def _advertise(self, lan: contextlib.AsyncExitStack) -> None:
+        """Announce the gateway on the LAN; a failure (no multicast) never stops the agent."""
+        from ldt import __version__
+        from ldt.agent.discovery import Advertiser
+
+        cfg = self.config
+        identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
+        state = "provisioned" if identity.provisioned else "unprovisioned"
+        try:
+            await lan.enter_async_context(Advertiser(cfg.gateway.id, __version__, state))
+        except (OSError, RuntimeError, ValueError) as exc:
+            _log.warning("not advertised on the LAN", extra={"reason": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - zeroconf's own errors: same outcome
+            _log.warning("not advertised on the LAN", extra={"reason": repr(exc)})
+
+    async def _renewal(self, identity: Identity, transport: HttpTransport) -> None:
+        """Renew the client certificate when a third of its life is left; retry on failure."""
+        while True:
+            try:
+                if identity.renewal_due():
+                    expires = await renew(self.config.cloud.url, identity)
+                    await transport.use_tls(client_context(identity))
+                    _log.info("certificate renewed", extra={"valid_until": expires})
+            except IdentityError as exc:
+                _log.warning("certificate renewal failed; will retry", extra={"reason": str(exc)})
+            await asyncio.sleep(self.renewal_check_s)
 
     async def _housekeeping(self, abuf: AsyncBuffer) -> None:
         """Enforce buffer limits and log a status line, periodically."""

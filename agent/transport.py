@@ -1,12 +1,13 @@
 """How a sync batch reaches the cloud: the replaceable piece of the uplink.
 
 The uplink hands over encoded bytes and gets a ``BatchAck`` back only when the
-cloud has committed the batch. HTTP with a bearer token today; mutual TLS
-replaces the token in the secure-sync work without touching the uplink.
+cloud has committed the batch. Mutual TLS 1.3 once the gateway is
+provisioned (``identity``), a bearer token on a plain-HTTP cloud.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Protocol
 
 import httpx
@@ -14,6 +15,7 @@ import orjson
 from pydantic import ValidationError
 
 from ldt.contract import INGEST_PATH, BatchAck
+from ldt.contract.compression import gzip_batch
 
 __all__ = ["HttpTransport", "Transport", "TransportError", "TransportRejectedError"]
 
@@ -47,21 +49,60 @@ class Transport(Protocol):
 
 
 class HttpTransport:
-    """HTTP(S) to ``{base_url}/ldt/v1/ingest`` with a bearer token, one pooled connection."""
+    """``{base_url}/ldt/v1/ingest``, one pooled connection.
 
-    def __init__(self, *, base_url: str, token: str, timeout_s: float) -> None:
+    Either mutual TLS (``tls``: the identity's client context; the cloud takes the
+    gateway id from the certificate) or, on a plain-HTTP cloud (the demo, a lab), a
+    bearer ``token``.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str | None,
+        timeout_s: float,
+        tls: ssl.SSLContext | None = None,
+        compress: bool = False,
+    ) -> None:
+        self._compress = compress
+        self.bytes_sent = 0
+        """Request body bytes sent (after compression), for the fleet view and benchmarks."""
+        headers = {"Content-Type": "application/json"}
+        if compress:
+            headers["Content-Encoding"] = "gzip"
+        if tls is None:
+            if token is None:
+                raise ValueError("a plain-HTTP transport needs a bearer token")
+            headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(timeout_s),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            headers=headers,
             limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+            verify=tls if tls is not None else True,
         )
+
+    async def use_tls(self, tls: ssl.SSLContext) -> None:
+        """Switch to a new client context (a renewed certificate) for the next requests."""
+        old = self._client
+        self._client = httpx.AsyncClient(
+            base_url=old.base_url,
+            timeout=old.timeout,
+            headers=old.headers,
+            limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
+            verify=tls,
+        )
+        await old.aclose()
 
     async def send(self, body: bytes) -> BatchAck:
         """POST one batch.
 
         4xx -> ``TransportRejectedError``; network or 5xx -> ``TransportError``.
         """
+        if self._compress:
+            body = gzip_batch(body)
+        self.bytes_sent += len(body)
         try:
             resp = await self._client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["free_port", "start_cloud"]
+__all__ = ["free_port", "start_cloud", "start_tls_cloud"]
+
+_LDT = (sys.executable, "-m", "ldt")
 
 
 def free_port() -> int:
@@ -48,3 +50,44 @@ def start_cloud(data: Path, gateway: str) -> tuple[subprocess.Popen[bytes], str,
         return proc, url, token
     proc.kill()
     raise RuntimeError("cloud did not start within 30 s")
+
+
+def start_tls_cloud(
+    data: Path, gateway: str, identity_dir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``ldt cloud serve --tls``, then the gateway provisioned as a technician would do it.
+
+    Returns (process, https base URL); the gateway's key and certificate are in
+    ``identity_dir`` (``ldt.agent.identity.Identity(identity_dir, gateway)``).
+    """
+    import asyncio
+
+    from ldt.agent.identity import Identity, provision
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [*_LDT, "cloud", "serve", "--port", str(port), "--data", str(data), "--tls"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{url}/ldt/v1/pki/ca", timeout=1, verify=False)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("cloud did not start within 30 s") from None
+            time.sleep(0.1)
+    out = subprocess.run(
+        [*_LDT, "cloud", "token", "create", "--site", "bench", "--data", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    token = out.stdout.strip().splitlines()[-1]
+    asyncio.run(provision(url, token, Identity(identity_dir, gateway)))
+    return proc, url

@@ -3,8 +3,10 @@
 The broker runs as its own process (``ldt cloud serve``), as in production, on
 each store in turn: SQLite in a data folder, then a real PostgreSQL cluster
 (``tests.pg.PostgresServer``: initdb + pg_ctl into a temporary folder, fsync
-on, run as ``nobody`` when we are root). An httpx ``AsyncClient`` drives it
-with a few concurrent requests, as a real client would:
+on, run as ``nobody`` when we are root). A few concurrent requests drive it,
+as a real client would: the write rows through a lean keep-alive HTTP/1.1
+client (``_http_load``: httpx cost as much CPU per PATCH as the broker, on the
+same two cores), the reads and checks through an httpx ``AsyncClient``:
 
 - batch upserts: ``POST /entityOperations/upsert`` with 1,000 WeatherObserved
   entities (8 attributes, a ``location`` Point within 20 km of a city centre);
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import random
@@ -61,6 +64,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # for tests.pg
 import httpx
 import orjson
 from _cloud import free_port
+from _http_load import HttpAnswer, LeanConnection, encode_request
 from _table import print_table
 
 from tests.pg import PostgresServer, find_pg_bin
@@ -330,6 +334,48 @@ async def _run_clients(
     return time.perf_counter() - started, latencies
 
 
+def _check_lean(answer: HttpAnswer, expected: int, what: str) -> None:
+    if answer.status != expected:
+        raise BenchError(f"{what}: {answer.status} {answer.body[:500]!r}")
+
+
+def _patches(values: dict[str, float]) -> list[bytes]:
+    """``PATCH /entities/{id}/attrs`` setting ``temperature``, one per entity, pre-encoded."""
+    return [
+        encode_request(
+            "PATCH",
+            f"{API}/entities/{eid}/attrs",
+            orjson.dumps({"temperature": {"type": "Property", "value": value}}),
+        )
+        for eid, value in values.items()
+    ]
+
+
+async def _run_lean(
+    url: str, requests: Sequence[bytes], clients: int, check: Callable[[HttpAnswer], None]
+) -> float:
+    """Send ``requests`` over ``clients`` keep-alive connections, one in flight on each.
+
+    The write rows use this lean client, not httpx (why: bench/_http_load.py).
+    Returns the elapsed seconds; ``check`` sees every answer.
+    """
+    queue = iter(requests)
+
+    async def worker(conn: LeanConnection) -> None:
+        for request in queue:  # the shared iterator hands each request to one worker
+            check(await conn.send(request))
+
+    conns = [LeanConnection(url) for _ in range(clients)]
+    async with contextlib.AsyncExitStack() as stack:
+        for conn in conns:
+            await stack.enter_async_context(conn)
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as group:
+            for conn in conns:
+                group.create_task(worker(conn))
+        return time.perf_counter() - started
+
+
 @dataclass(kw_only=True)
 class Result:
     """One store's measurements."""
@@ -374,17 +420,14 @@ async def measure(url: str, sizes: Sizes) -> Result:
         # batch upserts
         bodies = [orjson.dumps(entities[i : i + BATCH]) for i in range(0, len(entities), BATCH)]
 
-        def upsert(body: bytes) -> Callable[[], Awaitable[None]]:
-            async def job() -> None:
-                response = await client.post("/entityOperations/upsert", content=body)
-                _check(response, 201, "upsert")  # every entity is new: 201 with all the ids
-                if len(response.json()) != BATCH:
-                    raise BenchError(f"upsert created {len(response.json())} of {BATCH}")
+        def upsert(answer: HttpAnswer) -> None:
+            _check_lean(answer, 201, "upsert")  # every entity is new: 201 with all the ids
+            if len(orjson.loads(answer.body)) != BATCH:
+                raise BenchError(f"upsert created {len(orjson.loads(answer.body))} of {BATCH}")
 
-            return job
-
-        await upsert(bodies[0])()  # warms the code paths; not timed
-        elapsed, _ = await _run_clients([upsert(b) for b in bodies[1:]], CLIENTS)
+        requests = [encode_request("POST", f"{API}/entityOperations/upsert", b) for b in bodies]
+        await _run_lean(url, requests[:1], 1, upsert)  # warms the code paths; not timed
+        elapsed = await _run_lean(url, requests[1:], CLIENTS, upsert)
         result.upsert_s = (len(entities) - BATCH) / elapsed
         await _check_count(client, len(entities))
 
@@ -394,19 +437,11 @@ async def measure(url: str, sizes: Sizes) -> Result:
         # distinct ids: concurrent updates of one entity could land in either order
         targets = rng.sample(range(len(entities)), sizes.updates)
 
-        def update(i: int) -> Callable[[], Awaitable[None]]:
-            eid = entity_id(targets[i])
-            value = round(rng.uniform(5, 35), 2)
-            expected[eid] = value
-
-            async def job() -> None:
-                body = orjson.dumps({"temperature": {"type": "Property", "value": value}})
-                _check(await client.patch(f"/entities/{eid}/attrs", content=body), 204, "update")
-
-            return job
-
-        jobs = [update(i) for i in range(sizes.updates)]
-        elapsed, _ = await _run_clients(jobs, UPDATE_CLIENTS)
+        for i in range(sizes.updates):
+            expected[entity_id(targets[i])] = round(rng.uniform(5, 35), 2)
+        elapsed = await _run_lean(
+            url, _patches(expected), UPDATE_CLIENTS, lambda a: _check_lean(a, 204, "update")
+        )
         result.update_s = sizes.updates / elapsed
         for entity in entities:  # keep the local copy in step for the query checks
             if entity["id"] in expected:
@@ -506,7 +541,7 @@ async def measure(url: str, sizes: Sizes) -> Result:
         )
         result.near_hits = statistics.mean(hits) if hits else 0.0
 
-        await measure_notifications(client, sizes, result, rng)
+        await measure_notifications(client, url, sizes, result, rng)
         await measure_temporal(client, sizes, result, rng)
     return result
 
@@ -563,7 +598,7 @@ class Receiver:
 
 
 async def measure_notifications(
-    client: httpx.AsyncClient, sizes: Sizes, result: Result, rng: random.Random
+    client: httpx.AsyncClient, url: str, sizes: Sizes, result: Result, rng: random.Random
 ) -> None:
     """Single updates under a subscription to them; notified updates/s, end to end."""
     receiver = Receiver()
@@ -589,15 +624,9 @@ async def measure_notifications(
         targets = rng.sample(range(sizes.entities), sizes.updates)
         expected = {entity_id(t): round(rng.uniform(40, 60), 2) for t in targets}
 
-        def update(eid: str, value: float) -> Callable[[], Awaitable[None]]:
-            async def job() -> None:
-                body = orjson.dumps({"temperature": {"type": "Property", "value": value}})
-                _check(await client.patch(f"/entities/{eid}/attrs", content=body), 204, "update")
-
-            return job
-
+        requests = _patches(expected)
         started = time.perf_counter()
-        await _run_clients([update(e, v) for e, v in expected.items()], UPDATE_CLIENTS)
+        await _run_lean(url, requests, UPDATE_CLIENTS, lambda a: _check_lean(a, 204, "update"))
         last = time.perf_counter()
         while True:  # until every update is notified, or nothing arrives for a while
             receiver.changed.clear()

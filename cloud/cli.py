@@ -52,9 +52,37 @@ def register(sub: Any) -> None:
         metavar="DIR",
         help="preloaded @contexts: DIR/index.json maps context URL -> file name in DIR",
     )
+    serve.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS (TLS 1.3): gateways sync with client certificates from the cloud's"
+        " CA (DATA/pki, created at first start; encrypt its key with $LDT_CA_PASSPHRASE)",
+    )
+    serve.add_argument(
+        "--tls-host",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="a host name or address gateways use to reach the cloud, for the server"
+        " certificate (repeatable; default: --host, localhost and this machine's name)",
+    )
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
+
+    token = cloud_sub.add_parser("token", help="one-time claim tokens for provisioning gateways")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
+    create = token_sub.add_parser("create", help="create a claim token (printed once)")
+    create.add_argument("--site", required=True, help="where the gateway is installed")
+    create.add_argument(
+        "--gateway", default=None, metavar="ID", help="only this gateway id (to replace one)"
+    )
+    create.add_argument(
+        "--ttl", type=float, default=86400.0, metavar="SECONDS", help="lifetime (1 day)"
+    )
+    create.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
+    _add_store_option(create)
+    create.set_defaults(func=_token_create)
 
     gateway = cloud_sub.add_parser("gateway", help="register gateways and issue their tokens")
     gw_sub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
@@ -68,6 +96,11 @@ def register(sub: Any) -> None:
     lst.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
     _add_store_option(lst)
     lst.set_defaults(func=_gateway_list)
+    revoke = gw_sub.add_parser("revoke", help="revoke a gateway's certificates and token now")
+    revoke.add_argument("gateway_id", metavar="ID")
+    revoke.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
+    _add_store_option(revoke)
+    revoke.set_defaults(func=_gateway_revoke)
 
 
 def _gateway_add(args: argparse.Namespace) -> int:
@@ -108,6 +141,42 @@ def _gateway_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pki_run(args: argparse.Namespace, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run ``work`` on a ``Provisioner`` over the store and the CA in ``--data``."""
+    from ldt.cloud.pki.ca import CertificateAuthority
+    from ldt.cloud.pki.registry import Provisioner
+    from ldt.cloud.server import PKI_DIRNAME
+
+    ca = CertificateAuthority.open(args.data / PKI_DIRNAME)
+    return _with_store(args, lambda store: work(Provisioner(store, ca)))
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+
+    try:
+        text = _pki_run(args, lambda pki: pki.create_claim(args.site, args.ttl, args.gateway))
+    except CloudError as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    bound = f" for gateway {args.gateway}" if args.gateway else ""
+    print(f"claim token for site {args.site}{bound}, valid {args.ttl:g} s, usable once:")
+    print(text)
+    return 0
+
+
+def _gateway_revoke(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+
+    try:
+        count = _pki_run(args, lambda pki: pki.revoke(args.gateway_id))
+    except CloudError as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    print(f"gateway {args.gateway_id} revoked: {count} certificate(s) and its token refused")
+    return 0
+
+
 def _where(args: argparse.Namespace) -> str:
     """Where the cloud keeps its data, for messages (a URL's password is hidden)."""
     from ldt.cloud.store.locator import redact
@@ -144,8 +213,23 @@ async def _add_to_store(store: Store, args: argparse.Namespace) -> str:
     return token
 
 
+def _tls_hosts(args: argparse.Namespace) -> list[str] | None:
+    """The server certificate's names, or None for plain HTTP."""
+    import socket
+
+    if not args.tls:
+        return None
+    if args.tls_host:
+        return list(args.tls_host)
+    names = {args.host, "localhost", socket.gethostname()}
+    names.discard("0.0.0.0")  # noqa: S104 - a listen address, not a name to certify
+    names.discard("::")
+    return sorted(names | {"127.0.0.1"})
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.gc_tuning import tune_collector
     from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
     from ldt.cloud.server import CloudHandle, serve
     from ldt.logs import configure_logging
@@ -161,6 +245,7 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        tune_collector()
         contexts = ContextStore(preload_dir=args.contexts, cache_dir=args.data / CONTEXTS_DIRNAME)
         await serve(
             args.host,
@@ -170,6 +255,7 @@ def _serve(args: argparse.Namespace) -> int:
             on_ready=ready,
             store_url=args.store,
             contexts=contexts,
+            tls_hosts=_tls_hosts(args),
         )
 
     try:

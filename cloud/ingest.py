@@ -4,7 +4,8 @@ The answer is what the agent's transport acts on: 200 + ``BatchAck`` only
 after the batch is committed; a 4xx other than 408/429 is a permanent
 rejection (the agent logs the ProblemDetails ``detail``); a 5xx is retried.
 Checks run cheapest first, and each rejection writes nothing:
-401 (no or unknown bearer token) -> 415 (not JSON) -> 413 (body or readings
+401 (no or unknown bearer token; on the TLS listener: no, unknown, revoked or expired
+client certificate, bearer tokens are not accepted there) -> 415 (not JSON) -> 413 (body or readings
 over the limits) -> 400 (invalid JSON or schema, naming the field) ->
 403 (batch for another gateway, or an entity another gateway owns).
 """
@@ -24,9 +25,11 @@ from ldt.cloud.gateways import token_sha256
 from ldt.cloud.ngsild.media import JSON, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.pki.routes import gateway_of
 from ldt.cloud.store.base import Store
 from ldt.contract import INGEST_PATH, BatchAck, IngestBatch
 from ldt.contract.batch import MAX_BATCH_READINGS
+from ldt.contract.compression import CompressionError, gunzip_limited
 
 __all__ = ["MAX_INGEST_BYTES", "ingest", "routes"]
 
@@ -37,6 +40,18 @@ _log = logging.getLogger("ldt.cloud.ingest")
 
 
 async def _authenticate(request: Request, store: Store) -> str:
+    if request.url.scheme == "https":  # the TLS listener: mutual TLS only, no bearer tokens
+        who = await gateway_of(request)
+        if who is None:
+            _log.warning("ingest refused: no client certificate")
+            raise NgsiLdError(
+                401,
+                None,
+                "Unauthorized",
+                "a gateway syncs with its client certificate: provision it with"
+                " 'ldt gw provision HOST --token T'",
+            )
+        return who[0]
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -90,6 +105,18 @@ async def ingest(request: Request) -> Response:
             f"send the batch as {JSON}, not {content_type or 'no Content-Type'}",
         )
     body = await read_body(request, limit=MAX_INGEST_BYTES)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        try:
+            body = gunzip_limited(body, limit=MAX_INGEST_BYTES)
+        except CompressionError as exc:
+            status = 413 if "larger than" in str(exc) else 400
+            title = "Payload Too Large" if status == 413 else "Invalid gzip body"
+            raise NgsiLdError(status, None, title, str(exc)) from None
+    elif encoding != "identity":
+        raise NgsiLdError(
+            415, None, "Unsupported Media Type", f"Content-Encoding {encoding}: send gzip or none"
+        )
     try:
         batch = IngestBatch.model_validate_json(body)
     except ValidationError as exc:

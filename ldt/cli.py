@@ -19,6 +19,7 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     from ldt import __version__
     from ldt.agent.cli import register as register_agent
+    from ldt.agent.gw_cli import register as register_gw
     from ldt.cloud.cli import register as register_cloud
     from ldt.simulators.cli import register as register_sim
 
@@ -28,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ldt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_agent(sub)
+    register_gw(sub)
     register_cloud(sub)
     register_sim(sub)
     # protocol tools for writing profiles (``ldt opcua browse URL``) live with their driver

@@ -168,6 +168,14 @@ class Store(abc.ABC):
     async def gateway_for_token(self, token_sha256: bytes) -> str | None:
         """The gateway whose token hashes to ``token_sha256``, or None (constant-time compare)."""
 
+    @abc.abstractmethod
+    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Run one of ``pki_sql``'s statements (by name) in its own transaction.
+
+        Returns the rows it produced (``RETURNING`` or ``SELECT``); the provisioning
+        logic over it is ``ldt.cloud.pki.registry``, the same for every store.
+        """
+
     # ingest ---------------------------------------------------------------
     @abc.abstractmethod
     async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:

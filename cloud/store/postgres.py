@@ -50,7 +50,14 @@ from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store import entity_search, pg_geo, pg_temporal, registration_sql, temporal_read
+from ldt.cloud.store import (
+    entity_search,
+    pg_geo,
+    pg_temporal,
+    pki_sql,
+    registration_sql,
+    temporal_read,
+)
 from ldt.cloud.store.base import (
     Entity,
     EntityChange,
@@ -136,6 +143,8 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     """,
     # 8: deletedAt indexed for deletion records only (cheaper history inserts)
     pg_temporal.PARTIAL_DELETED_INDEX,
+    # 9: provisioning: claim tokens, gateway certificates
+    pki_sql.PG_SCHEMA,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The schema this code writes; ``open()`` migrates older databases up to it."""
@@ -367,6 +376,18 @@ class PostgresStore(Store):
             return str(row[0])
 
         return await self._call(find, transaction=False)
+
+    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """See ``Store.pki_query``."""
+        text = pki_sql.sql(statement, postgres=True)
+
+        async def run(conn: _Conn) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(text.encode(), tuple(params))
+            if cur.description is None:
+                return []
+            return [tuple(r) for r in await cur.fetchall()]
+
+        return await self._call(run, transaction=True)
 
     # ingest ---------------------------------------------------------------
     async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:

@@ -37,6 +37,7 @@ from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
 from ldt.cloud.store import (
     entity_search,
+    pki_sql,
     registration_sql,
     sqlite_geo,
     sqlite_temporal,
@@ -149,6 +150,7 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
         con.executescript(sqlite_temporal.SCHEMA)
         sqlite_temporal.migrate(con)
         con.executescript(registration_sql.SQLITE_SCHEMA)
+        con.executescript(pki_sql.SQLITE_SCHEMA)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the cloud database {path}: {exc}") from exc
     return con
@@ -254,6 +256,16 @@ class SqliteStore(Store):
             return str(row[0])
 
         return await self._run(find)
+
+    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """See ``Store.pki_query``."""
+        text = pki_sql.sql(statement, postgres=False)
+
+        def run(con: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            with _transaction(con):
+                return [tuple(r) for r in con.execute(text, tuple(params)).fetchall()]
+
+        return await self._run(run)
 
     # ingest ---------------------------------------------------------------
     async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:

@@ -1,0 +1,1 @@
+"""Gateway identity on the cloud side: the CA, claim tokens, certificates, revocation."""

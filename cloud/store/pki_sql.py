@@ -1,0 +1,85 @@
+"""SQL of the provisioning tables (claim tokens, gateway certificates), SQLite and PostgreSQL.
+
+``claim_tokens``: one row per one-time claim token; only the SHA-256 of its secret is
+kept (like bearer tokens). Redeeming is one conditional ``UPDATE .. RETURNING``: two
+gateways racing with one token cannot both win, on either store or across brokers.
+
+``gateway_certificates``: every certificate the CA issued, by serial; a request's client
+certificate must be found here and not revoked (revocation is immediate because it is
+checked on every request, not published in a CRL that clients fetch later).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["PG_SCHEMA", "SQLITE_SCHEMA", "sql"]
+
+SQLITE_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS claim_tokens (
+    token_sha256 BLOB PRIMARY KEY,
+    site TEXT NOT NULL,
+    gateway_id TEXT,             -- NULL: any new gateway id; else only this one
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    used_at_ms INTEGER,
+    used_by TEXT
+);
+CREATE TABLE IF NOT EXISTS gateway_certificates (
+    serial TEXT PRIMARY KEY,     -- lower-case hex
+    gateway_id TEXT NOT NULL,
+    site TEXT NOT NULL,
+    issued_at_ms INTEGER NOT NULL,
+    not_after_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS gateway_certificates_by_gateway
+    ON gateway_certificates (gateway_id, not_after_ms);
+"""
+PG_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS claim_tokens (
+    token_sha256 bytea PRIMARY KEY,
+    site text NOT NULL,
+    gateway_id text,
+    created_at_ms bigint NOT NULL,
+    expires_at_ms bigint NOT NULL,
+    used_at_ms bigint,
+    used_by text
+);
+CREATE TABLE IF NOT EXISTS gateway_certificates (
+    serial text PRIMARY KEY,
+    gateway_id text NOT NULL,
+    site text NOT NULL,
+    issued_at_ms bigint NOT NULL,
+    not_after_ms bigint NOT NULL,
+    revoked_at_ms bigint
+);
+CREATE INDEX IF NOT EXISTS gateway_certificates_by_gateway
+    ON gateway_certificates (gateway_id, not_after_ms);
+"""
+"""A migration of ``PostgresStore`` (provisioning); idempotent, like the SQLite one."""
+
+_SQL: Final = {
+    "add_claim": "INSERT INTO claim_tokens (token_sha256, site, gateway_id, created_at_ms,"
+    " expires_at_ms) VALUES ({p}, {p}, {p}, {p}, {p})",
+    # (now, gateway, token, now, gateway): the winner gets its site back
+    "redeem": "UPDATE claim_tokens SET used_at_ms = {p}, used_by = {p}"
+    " WHERE token_sha256 = {p} AND used_at_ms IS NULL AND expires_at_ms > {p}"
+    " AND (gateway_id IS NULL OR gateway_id = {p}) RETURNING site",
+    "claim": "SELECT site, gateway_id, expires_at_ms, used_at_ms, used_by FROM claim_tokens"
+    " WHERE token_sha256 = {p}",
+    "add_cert": "INSERT INTO gateway_certificates (serial, gateway_id, site, issued_at_ms,"
+    " not_after_ms) VALUES ({p}, {p}, {p}, {p}, {p})",
+    "cert": "SELECT gateway_id, site, not_after_ms, revoked_at_ms FROM gateway_certificates"
+    " WHERE serial = {p}",
+    "has_certs": "SELECT 1 FROM gateway_certificates WHERE gateway_id = {p} LIMIT 1",
+    "revoke": "UPDATE gateway_certificates SET revoked_at_ms = {p}"
+    " WHERE gateway_id = {p} AND revoked_at_ms IS NULL",
+    "certs": "SELECT serial, gateway_id, site, issued_at_ms, not_after_ms, revoked_at_ms"
+    " FROM gateway_certificates ORDER BY gateway_id, issued_at_ms",
+}
+
+
+def sql(statement: str, *, postgres: bool) -> str:
+    """One statement in a dialect (``?`` or ``%s`` placeholders)."""
+    return _SQL[statement].format(p="%s" if postgres else "?")
