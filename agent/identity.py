@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
 from ldt.contract.claims import ClaimTokenError, parse_claim_token
@@ -74,6 +74,21 @@ class Identity:
     def ca_path(self) -> Path:
         """The pinned CA certificate."""
         return self.folder / "ca.pem"
+
+    @property
+    def signing_key_path(self) -> Path:
+        """The cloud's artifact signing key (public, Ed25519), pinned at provisioning."""
+        return self.folder / "signing.pub"
+
+    def signing_key(self) -> ed25519.Ed25519PublicKey:
+        """The pinned artifact signing key; ``IdentityError`` if there is none."""
+        try:
+            key = serialization.load_pem_public_key(self.signing_key_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise IdentityError(f"no artifact signing key in {self.folder}: {exc}") from exc
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise IdentityError(f"{self.signing_key_path} is not an Ed25519 key")
+        return key
 
     @property
     def provisioned(self) -> bool:
@@ -206,6 +221,7 @@ async def provision(host: str, token: str, identity: Identity, *, timeout_s: flo
     body = response.json()
     identity.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     identity.ca_path.write_bytes(ca_pem)
+    identity.signing_key_path.write_bytes(str(body["signingKey"]).encode("ascii"))
     cert = identity.store_certificate(str(body["certificate"]).encode("ascii"))
     return cert.not_valid_after_utc.isoformat()
 

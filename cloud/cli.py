@@ -29,6 +29,12 @@ _STORE_HELP = (
 )
 
 
+def _add_data_options(parser: Any) -> None:
+    """``--data`` and ``--store``: where a command finds the cloud's data."""
+    parser.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
+    _add_store_option(parser)
+
+
 def _add_store_option(parser: Any) -> None:
     parser.add_argument(
         "--store", default=os.environ.get("LDT_CLOUD_STORE") or None, help=_STORE_HELP
@@ -43,8 +49,7 @@ def register(sub: Any) -> None:
     serve = cloud_sub.add_parser("serve", help="serve HTTP until SIGTERM/SIGINT")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="TCP port (8080)")
-    serve.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
-    _add_store_option(serve)
+    _add_data_options(serve)
     serve.add_argument(
         "--contexts",
         type=Path,
@@ -80,26 +85,35 @@ def register(sub: Any) -> None:
     create.add_argument(
         "--ttl", type=float, default=86400.0, metavar="SECONDS", help="lifetime (1 day)"
     )
-    create.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
-    _add_store_option(create)
+    _add_data_options(create)
     create.set_defaults(func=_token_create)
+
+    artifact = cloud_sub.add_parser("artifact", help="signed artifacts pushed to gateways")
+    art_sub = artifact.add_subparsers(dest="artifact_command", required=True, metavar="COMMAND")
+    publish = art_sub.add_parser("publish", help="sign and publish a file as the next version")
+    publish.add_argument("kind", choices=["config", "model", "rules"])
+    publish.add_argument("name")
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--version", type=int, default=None, help="default: latest + 1")
+    _add_data_options(publish)
+    publish.set_defaults(func=_artifact_publish)
+    reports = art_sub.add_parser("reports", help="what gateways reported about artifacts")
+    _add_data_options(reports)
+    reports.set_defaults(func=_artifact_reports)
 
     gateway = cloud_sub.add_parser("gateway", help="register gateways and issue their tokens")
     gw_sub = gateway.add_subparsers(dest="gateway_command", required=True, metavar="COMMAND")
     add = gw_sub.add_parser("add", help="register a gateway and print its token (shown once)")
     add.add_argument("gateway_id", metavar="ID")
-    add.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
     add.add_argument("--rotate", action="store_true", help="issue a new token for an existing id")
-    _add_store_option(add)
+    _add_data_options(add)
     add.set_defaults(func=_gateway_add)
     lst = gw_sub.add_parser("list", help="list registered gateways")
-    lst.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
-    _add_store_option(lst)
+    _add_data_options(lst)
     lst.set_defaults(func=_gateway_list)
     revoke = gw_sub.add_parser("revoke", help="revoke a gateway's certificates and token now")
     revoke.add_argument("gateway_id", metavar="ID")
-    revoke.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="data folder")
-    _add_store_option(revoke)
+    _add_data_options(revoke)
     revoke.set_defaults(func=_gateway_revoke)
 
 
@@ -174,6 +188,52 @@ def _gateway_revoke(args: argparse.Namespace) -> int:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
     print(f"gateway {args.gateway_id} revoked: {count} certificate(s) and its token refused")
+    return 0
+
+
+def _artifacts_run(args: argparse.Namespace, work: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run ``work`` on an ``ArtifactService`` over the store and the CA in ``--data``."""
+    from ldt.cloud.pki.artifacts import ArtifactService
+    from ldt.cloud.pki.ca import CertificateAuthority
+    from ldt.cloud.server import PKI_DIRNAME
+
+    ca = CertificateAuthority.open(args.data / PKI_DIRNAME)
+    return _with_store(args, lambda store: work(ArtifactService(store, ca)))
+
+
+def _artifact_publish(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+
+    try:
+        content = args.file.read_bytes()
+        envelope = _artifacts_run(
+            args, lambda svc: svc.publish(args.kind, args.name, content, args.version)
+        )
+    except (CloudError, OSError) as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"published {args.kind} {args.name} version {envelope['version']}"
+        f" ({envelope['size']} bytes, sha256 {envelope['sha256'][:16]}...)"
+    )
+    return 0
+
+
+def _artifact_reports(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from ldt.cloud.errors import CloudError
+
+    try:
+        rows = _artifacts_run(args, lambda svc: svc.reports())
+    except CloudError as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r.at_ms / 1000, dt.UTC).isoformat(timespec="seconds")
+        print(
+            f"{when}\t{r.gateway_id}\t{r.kind}/{r.name} v{r.version}\t{r.status}\t{r.reason or ''}"
+        )
     return 0
 
 

@@ -42,7 +42,9 @@ from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
 from ldt.cloud.ngsild.tenant_routing import TenantMiddleware
+from ldt.cloud.pki import artifacts
 from ldt.cloud.pki import routes as pki_routes
+from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.store.base import Store
@@ -106,6 +108,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
         routes=[
             *ingest.routes,
             *pki_routes.routes,
+            *artifacts.routes,
             Mount(
                 "/ngsi-ld/v1",
                 routes=[
@@ -129,6 +132,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     )
     app.state.store = store
     app.state.pki = None  # a Provisioner when serving TLS (running_cloud)
+    app.state.artifacts = None  # an ArtifactService when serving TLS
     app.state.contexts = contexts or ContextStore(
         preload_dir=None, cache_dir=None, allow_network=False
     )
@@ -214,6 +218,7 @@ async def running_cloud(
                     cert=cert, key=key, ca=data_dir / PKI_DIRNAME / "ca.pem"
                 )
                 app.state.pki = Provisioner(store, ca)
+                app.state.artifacts = ArtifactService(store, ca)
             config = uvicorn.Config(
                 app,
                 log_config=None,

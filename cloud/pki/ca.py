@@ -141,10 +141,18 @@ def _encryption(passphrase: bytes | None) -> serialization.KeySerializationEncry
 class CertificateAuthority:
     """The CA in one folder; ``open`` creates it on first use."""
 
-    def __init__(self, folder: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate):
+    def __init__(
+        self,
+        folder: Path,
+        key: ec.EllipticCurvePrivateKey,
+        cert: x509.Certificate,
+        signing_key: ed25519.Ed25519PrivateKey | None = None,
+    ):
         self.folder = folder
         self._key = key
         self.certificate = cert
+        self.signing_key = signing_key or ed25519.Ed25519PrivateKey.generate()
+        """Ed25519 key that signs artifacts (``ldt.contract.artifacts``); ``signing.key``."""
 
     # --- opening -------------------------------------------------------------------------
 
@@ -163,7 +171,9 @@ class CertificateAuthority:
         key_path, cert_path = folder / "ca.key", folder / "ca.pem"
         if not key_path.exists():
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return cls._create(folder, passphrase)
+            ca = cls._create(folder, passphrase)
+            ca._save_signing_key(passphrase)
+            return ca
         mode = key_path.stat().st_mode & 0o077
         if mode:
             raise CloudError(
@@ -178,7 +188,31 @@ class CertificateAuthority:
             raise CloudError(f"cannot load the CA in {folder}: {exc}{hint}") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise CloudError(f"{key_path}: not an ECDSA key")
-        return cls(folder, key, cert)
+        signing_path = folder / "signing.key"
+        if not signing_path.exists():  # a CA made before artifacts were signed
+            ca = cls(folder, key, cert)
+            ca._save_signing_key(passphrase)
+            return ca
+        try:
+            signing = serialization.load_pem_private_key(signing_path.read_bytes(), passphrase)
+        except (OSError, ValueError, TypeError) as exc:
+            raise CloudError(f"cannot load the signing key {signing_path}: {exc}") from exc
+        if not isinstance(signing, ed25519.Ed25519PrivateKey):
+            raise CloudError(f"{signing_path}: not an Ed25519 key")
+        return cls(folder, key, cert, signing)
+
+    def _save_signing_key(self, passphrase: bytes | None) -> None:
+        pem = self.signing_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, _encryption(passphrase)
+        )
+        write_private(self.folder / "signing.key", pem)
+
+    @property
+    def signing_public_pem(self) -> bytes:
+        """The artifact signing key's public half (PEM): gateways pin it at provisioning."""
+        return self.signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
 
     @classmethod
     def _create(cls, folder: Path, passphrase: bytes | None) -> CertificateAuthority:

@@ -3,7 +3,8 @@
 - ``GET /ldt/v1/pki/ca``: the CA certificate (public; the gateway checks its fingerprint
   against the claim token before trusting it).
 - ``POST /ldt/v1/pki/provision`` ``{"token": ..., "csr": PEM}`` -> 201
-  ``{"gatewayId", "certificate", "ca", "notAfter"}``. TLS only: over plain HTTP the
+  ``{"gatewayId", "certificate", "ca", "signingKey", "notAfter"}`` (``signingKey``: the
+  Ed25519 public key that signs artifacts, pinned by the gateway). TLS only: over plain HTTP the
   exchange could be watched and the one-time token raced.
 - ``POST /ldt/v1/pki/renew`` ``{"csr": PEM}`` with the gateway's current client
   certificate -> 201, the same body: the identity comes from that certificate.
@@ -70,6 +71,7 @@ def _issued(pki: Provisioner, gateway_id: str, issued: IssuedCertificate) -> Res
         "gatewayId": gateway_id,
         "certificate": issued.pem.decode("ascii"),
         "ca": pki.ca.pem.decode("ascii"),
+        "signingKey": pki.ca.signing_public_pem.decode("ascii"),
         "notAfter": issued.not_after.isoformat(),
     }
     return Response(orjson.dumps(body), status_code=201, media_type=JSON)

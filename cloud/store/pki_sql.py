@@ -1,4 +1,4 @@
-"""SQL of the provisioning tables (claim tokens, gateway certificates), SQLite and PostgreSQL.
+"""SQL of the provisioning tables (claim tokens, certificates, signed artifacts), both stores.
 
 ``claim_tokens``: one row per one-time claim token; only the SHA-256 of its secret is
 kept (like bearer tokens). Redeeming is one conditional ``UPDATE .. RETURNING``: two
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["PG_SCHEMA", "SQLITE_SCHEMA", "sql"]
+__all__ = ["PG_ARTIFACTS", "PG_SCHEMA", "SQLITE_SCHEMA", "sql"]
 
 SQLITE_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS claim_tokens (
@@ -35,6 +35,25 @@ CREATE TABLE IF NOT EXISTS gateway_certificates (
 );
 CREATE INDEX IF NOT EXISTS gateway_certificates_by_gateway
     ON gateway_certificates (gateway_id, not_after_ms);
+CREATE TABLE IF NOT EXISTS artifacts (
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    envelope TEXT NOT NULL,      -- JSON, ldt.contract.artifacts
+    content BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS artifact_reports (
+    gateway_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifact_reports_by_gateway ON artifact_reports (gateway_id, at_ms);
 """
 PG_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS claim_tokens (
@@ -58,6 +77,28 @@ CREATE INDEX IF NOT EXISTS gateway_certificates_by_gateway
     ON gateway_certificates (gateway_id, not_after_ms);
 """
 """A migration of ``PostgresStore`` (provisioning); idempotent, like the SQLite one."""
+PG_ARTIFACTS: Final = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    kind text NOT NULL,
+    name text NOT NULL,
+    version bigint NOT NULL,
+    envelope text NOT NULL,
+    content bytea NOT NULL,
+    created_at_ms bigint NOT NULL,
+    PRIMARY KEY (kind, name, version)
+);
+CREATE TABLE IF NOT EXISTS artifact_reports (
+    gateway_id text NOT NULL,
+    kind text NOT NULL,
+    name text NOT NULL,
+    version bigint NOT NULL,
+    status text NOT NULL,
+    reason text,
+    at_ms bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS artifact_reports_by_gateway ON artifact_reports (gateway_id, at_ms);
+"""
+"""A migration of ``PostgresStore`` (signed artifacts and what gateways said of them)."""
 
 _SQL: Final = {
     "add_claim": "INSERT INTO claim_tokens (token_sha256, site, gateway_id, created_at_ms,"
@@ -77,6 +118,15 @@ _SQL: Final = {
     " WHERE gateway_id = {p} AND revoked_at_ms IS NULL",
     "certs": "SELECT serial, gateway_id, site, issued_at_ms, not_after_ms, revoked_at_ms"
     " FROM gateway_certificates ORDER BY gateway_id, issued_at_ms",
+    "add_artifact": "INSERT INTO artifacts (kind, name, version, envelope, content,"
+    " created_at_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
+    "latest_version": "SELECT max(version) FROM artifacts WHERE kind = {p} AND name = {p}",
+    "latest_artifact": "SELECT envelope, content FROM artifacts WHERE kind = {p} AND name = {p}"
+    " ORDER BY version DESC LIMIT 1",
+    "add_report": "INSERT INTO artifact_reports (gateway_id, kind, name, version, status,"
+    " reason, at_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
+    "reports": "SELECT gateway_id, kind, name, version, status, reason, at_ms"
+    " FROM artifact_reports ORDER BY at_ms, gateway_id",
 }
 
 

@@ -145,6 +145,8 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     pg_temporal.PARTIAL_DELETED_INDEX,
     # 9: provisioning: claim tokens, gateway certificates
     pki_sql.PG_SCHEMA,
+    # 10: signed artifacts and the gateways' reports on them
+    pki_sql.PG_ARTIFACTS,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The schema this code writes; ``open()`` migrates older databases up to it."""

@@ -65,4 +65,3 @@ def test_ldt_gw_discover_finds_two_agents_running_here(tmp_path: Path) -> None:
             agent.terminate()
         for agent in agents:
             assert agent.wait(timeout=30) == 0
-

@@ -21,17 +21,20 @@ import orjson
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
 
+from ldt.agent.artifacts import ArtifactFetcher
 from ldt.agent.config import load_gateway_config
 from ldt.agent.identity import Identity, IdentityError, client_context, provision, renew
 from ldt.agent.runtime import AgentRuntime
 from ldt.agent.transport import HttpTransport, TransportRejectedError
+from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.server import PKI_DIRNAME, CloudHandle, add_gateway, running_cloud
 from ldt.contract import INGEST_PATH
+from ldt.contract.artifacts import ArtifactError, sign_artifact
 from tests.cloud.batches import batch, encode, good_rows
 from tests.integration.conftest import GATEWAY, wait_for
 
@@ -344,3 +347,56 @@ async def test_the_agent_renews_its_certificate_before_it_expires(tmp_path: Path
         assert await pki.authenticate(
             renewed.public_bytes(serialization.Encoding.PEM).decode()
         ) == (GATEWAY, "depot-7")
+
+
+async def test_artifacts_are_verified_and_refusals_reported_to_the_cloud(
+    tmp_path: Path,
+) -> None:
+    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        identity = await _provisioned(cloud, tmp_path, "gw-1")
+        service = ArtifactService(cloud.store, _pki(cloud).ca)
+        fetcher = ArtifactFetcher(cloud.url, identity)
+        await service.publish("rules", "cooling", b'{"v": 1}')
+        assert (await fetcher.fetch("rules", "cooling")).content == b'{"v": 1}'
+        # tampered at rest (the database, not the signing key, is what leaked)
+        await service.publish("rules", "cooling", b'{"v": 2}')
+        await _sql(cloud, "UPDATE artifacts SET content = ? WHERE version = 2", b'{"v": 6}')
+        with pytest.raises(ArtifactError, match="SHA-256"):
+            await fetcher.fetch("rules", "cooling")
+        # an older, validly signed version served again (a replay)
+        await service.publish("rules", "cooling", b'{"v": 3}')
+        assert (await fetcher.fetch("rules", "cooling")).version == 3
+        await _sql(cloud, "DELETE FROM artifacts WHERE version >= ?", 2)
+        with pytest.raises(ArtifactError, match="not newer than the accepted 3"):
+            await fetcher.fetch("rules", "cooling")
+        # signed with another key (not by this cloud)
+        forged = sign_artifact(ed25519.Ed25519PrivateKey.generate(), "rules", "cooling", 9, b"{}")
+        await cloud.store.pki_query(
+            "add_artifact", ("rules", "cooling", 9, orjson.dumps(forged).decode(), b"{}", 0)
+        )
+        with pytest.raises(ArtifactError, match="signature does not verify"):
+            await fetcher.fetch("rules", "cooling")
+        assert fetcher.ledger.current("rules", "cooling") == 3  # what runs keeps running
+        reports = [(r.version, r.status, r.reason or "") for r in await service.reports()]
+    assert [(v, s) for v, s, _ in reports] == [
+        (1, "verified"),
+        (2, "refused"),
+        (3, "verified"),
+        (1, "refused"),
+        (9, "refused"),
+    ]
+    assert "SHA-256" in reports[1][2]
+    assert "replay" in reports[3][2]
+    assert "signature" in reports[4][2]
+
+
+async def _sql(cloud: CloudHandle, statement: str, param: object) -> None:
+    """Change the SQLite store's file behind the broker's back (what an attacker could do)."""
+    import sqlite3
+
+    con = sqlite3.connect(cloud.data_dir / "cloud.db")
+    try:
+        con.execute(statement, (param,))
+        con.commit()
+    finally:
+        con.close()

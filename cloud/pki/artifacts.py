@@ -1,0 +1,189 @@
+"""Signed artifacts on the cloud side: publish, serve to gateways, record what they report.
+
+Publishing signs with the CA folder's Ed25519 key (``CertificateAuthority.signing_key``)
+and stores envelope and content; versions only grow, so a "rollback" is a new version
+with old content (gateways refuse anything not newer than what they run). Gateways fetch
+the latest version over mutual TLS and report ``verified``/``refused`` with the reason;
+the reports are what an admin reads when a rollout stalls. Which gateway should run
+which artifact (assignment, staged rollout) is the model-catalogue work that builds on
+this.
+
+HTTP (gateway routes: client certificate required, ``routes.gateway_of``):
+
+- ``GET /ldt/v1/artifacts/{kind}/{name}`` -> ``{"envelope": {...}, "content": base64}``
+- ``POST /ldt/v1/artifacts/reports`` ``{"kind", "name", "version", "status", "reason"}``
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.errors import CloudError
+from ldt.cloud.ngsild.media import JSON, read_body
+from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.pki.ca import CertificateAuthority
+from ldt.cloud.pki.routes import gateway_of
+from ldt.cloud.store.base import Store
+from ldt.contract.artifacts import ARTIFACT_KINDS, ArtifactError, sign_artifact
+
+__all__ = ["REPORT_STATUSES", "ArtifactReport", "ArtifactService", "routes"]
+
+_log = logging.getLogger("ldt.cloud.artifacts")
+
+REPORT_STATUSES = ("verified", "refused", "running", "failed")
+_MAX_REASON = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactReport:
+    """What a gateway said about one artifact version."""
+
+    gateway_id: str
+    kind: str
+    name: str
+    version: int
+    status: str
+    reason: str | None
+    at_ms: int
+
+
+class ArtifactService:
+    """Artifacts in the store, signed by the CA folder's signing key."""
+
+    def __init__(self, store: Store, ca: CertificateAuthority) -> None:
+        self.store = store
+        self.ca = ca
+
+    async def publish(
+        self, kind: str, name: str, content: bytes, version: int | None = None
+    ) -> dict[str, Any]:
+        """Sign and store ``content`` as the next version (or ``version``, if newer)."""
+        rows = await self.store.pki_query("latest_version", (kind, name))
+        latest = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        version = latest + 1 if version is None else version
+        if version <= latest:
+            raise CloudError(
+                f"{kind} {name} is at version {latest}: publish a higher one (a rollback is a"
+                " new version with the old content)"
+            )
+        try:
+            envelope = sign_artifact(self.ca.signing_key, kind, name, version, content)
+        except ArtifactError as exc:
+            raise CloudError(str(exc)) from None
+        await self.store.pki_query(
+            "add_artifact",
+            (kind, name, version, orjson.dumps(envelope).decode(), content, _ms()),
+        )
+        _log.info("artifact published", extra={"kind": kind, "artifact": name, "version": version})
+        return envelope
+
+    async def latest(self, kind: str, name: str) -> tuple[dict[str, Any], bytes] | None:
+        """The newest version's envelope and content."""
+        rows = await self.store.pki_query("latest_artifact", (kind, name))
+        if not rows:
+            return None
+        envelope: dict[str, Any] = orjson.loads(rows[0][0])
+        return envelope, bytes(rows[0][1])
+
+    async def report(self, gateway_id: str, body: Any) -> ArtifactReport:
+        """Record a gateway's report; ``CloudError`` for a malformed one."""
+        if not isinstance(body, dict):
+            raise CloudError("the report must be an object")
+        kind, name, version = body.get("kind"), body.get("name"), body.get("version")
+        status, reason = body.get("status"), body.get("reason")
+        if kind not in ARTIFACT_KINDS or not isinstance(name, str) or not name:
+            raise CloudError("the report needs a known kind and a name")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise CloudError("the report's version must be an integer")
+        if status not in REPORT_STATUSES:
+            raise CloudError(f"status must be one of {', '.join(REPORT_STATUSES)}")
+        if reason is not None and not isinstance(reason, str):
+            raise CloudError("reason must be a string")
+        report = ArtifactReport(
+            gateway_id,
+            kind,
+            name,
+            version,
+            status,
+            (reason or None) and reason[:_MAX_REASON],
+            _ms(),
+        )
+        await self.store.pki_query(
+            "add_report",
+            (gateway_id, kind, name, version, status, report.reason, report.at_ms),
+        )
+        log = _log.warning if status in ("refused", "failed") else _log.info
+        log(
+            "artifact %s by %s",
+            status,
+            gateway_id,
+            extra={"kind": kind, "artifact": name, "version": version, "reason": report.reason},
+        )
+        return report
+
+    async def reports(self) -> list[ArtifactReport]:
+        """Every report, oldest first."""
+        rows = await self.store.pki_query("reports", ())
+        return [
+            ArtifactReport(str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), r[5], int(r[6]))
+            for r in rows
+        ]
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _service(request: Request) -> ArtifactService:
+    service: ArtifactService | None = request.app.state.artifacts
+    if service is None:
+        raise NgsiLdError(404, None, "Not Found", "artifacts are served on the TLS listener only")
+    return service
+
+
+async def _gateway(request: Request) -> str:
+    who = await gateway_of(request)
+    if who is None:
+        raise NgsiLdError(401, None, "Unauthorized", "artifacts need the gateway's certificate")
+    return who[0]
+
+
+async def get_artifact(request: Request) -> Response:
+    """The latest version of one artifact, for an authenticated gateway."""
+    service = _service(request)
+    await _gateway(request)
+    found = await service.latest(request.path_params["kind"], request.path_params["name"])
+    if found is None:
+        raise NgsiLdError(404, None, "Not Found", "no such artifact")
+    envelope, content = found
+    body = {"envelope": envelope, "content": base64.b64encode(content).decode("ascii")}
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+async def post_report(request: Request) -> Response:
+    """A gateway's report on an artifact version."""
+    service = _service(request)
+    gateway_id = await _gateway(request)
+    raw = await read_body(request, limit=16 << 10)
+    try:
+        await service.report(gateway_id, orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise NgsiLdError(400, "BadRequestData", "Invalid JSON", str(exc)) from None
+    except CloudError as exc:
+        raise NgsiLdError(400, "BadRequestData", "Bad Request", str(exc)) from None
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/ldt/v1/artifacts/reports", post_report, methods=["POST"]),
+    Route("/ldt/v1/artifacts/{kind}/{name}", get_artifact, methods=["GET"]),
+]
