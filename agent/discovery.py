@@ -74,9 +74,14 @@ class Advertiser:
             properties=self._props,
             server=f"ldt-{self.gateway_id}.local.",
         )
-        # another gateway with the same id gets renamed ("gw-1 (2)") rather than silenced:
-        # the technician then sees the duplicate, which is a finding in itself
-        await self._zc.async_register_service(self._info, allow_name_change=True)
+        try:
+            # another gateway with the same id gets renamed ("gw-1 (2)") rather than
+            # silenced: the technician then sees the duplicate, a finding in itself
+            await self._zc.async_register_service(self._info, allow_name_change=True)
+        except BaseException:  # cancelled while probing (a short run), or refused
+            zc, self._zc, self._info = self._zc, None, None
+            await asyncio.shield(zc.async_close())  # its sockets, even when cancelled
+            raise
         _log.info("advertised on the LAN", extra={"service": self._info.name})
         return self
 
@@ -94,7 +99,7 @@ class Advertiser:
             if info is not None:
                 await zc.async_unregister_service(info)
         finally:
-            await zc.async_close()
+            await asyncio.shield(zc.async_close())
 
 
 async def discover(timeout_s: float = 3.0) -> list[FoundGateway]:

@@ -11,7 +11,6 @@ next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -206,19 +205,16 @@ class AgentRuntime:
             "agent started",
             extra={"gateway": cfg.gateway.id, "devices": len(self.devices), "cloud": cfg.cloud.url},
         )
-        async with (
-            contextlib.AsyncExitStack() as lan,
-            writer,
-            asyncio.TaskGroup() as producers,
-        ):
-            if cfg.discovery.enabled:
-                await self._advertise(lan)
+        async with writer, asyncio.TaskGroup() as producers:
             poll_tasks = [
                 producers.create_task(self._run_device(d, writer), name=f"device:{d.device_id}")
                 for d in self.devices
             ]
             uplink_task = producers.create_task(self.uplink.run(), name="uplink")
             house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
+            lan_task = None
+            if cfg.discovery.enabled:  # registering takes seconds (mDNS probing): not inline
+                lan_task = producers.create_task(self._advertise(), name="discovery")
             identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
             renewal_task = None
             if isinstance(transport, HttpTransport) and cfg.cloud.url.startswith("https://"):
@@ -233,8 +229,9 @@ class AgentRuntime:
             await writer.flush()
             uplink_task.cancel()
             house_task.cancel()
-            if renewal_task is not None:
-                renewal_task.cancel()
+            for extra in (renewal_task, lan_task):
+                if extra is not None:
+                    extra.cancel()
         stats = await abuf.stats()
         read = sum(d.health.good + d.health.bad + d.health.stale for d in self.devices)
         _log.info(
@@ -316,8 +313,8 @@ class AgentRuntime:
             if task.driver.streams:
                 tg.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
 
-    async def _advertise(self, lan: contextlib.AsyncExitStack) -> None:
-        """Announce the gateway on the LAN; a failure (no multicast) never stops the agent."""
+    async def _advertise(self) -> None:
+        """Announce the gateway on the LAN until cancelled; a failure never stops the agent."""
         from ldt import __version__
         from ldt.agent.discovery import Advertiser
 
@@ -325,7 +322,8 @@ class AgentRuntime:
         identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
         state = "provisioned" if identity.provisioned else "unprovisioned"
         try:
-            await lan.enter_async_context(Advertiser(cfg.gateway.id, __version__, state))
+            async with Advertiser(cfg.gateway.id, __version__, state):
+                await asyncio.Event().wait()  # until the agent stops (cancelled)
         except (OSError, RuntimeError, ValueError) as exc:
             _log.warning("not advertised on the LAN", extra={"reason": str(exc)})
         except Exception as exc:  # noqa: BLE001 - zeroconf's own errors: same outcome

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from typing import Literal, Protocol
 
 import orjson
 
+from ldt import __version__
+from ldt.agent.buffer import BufferStats
 from ldt.agent.transport import Transport, TransportError, TransportRejectedError
 from ldt.backoff import Backoff
 from ldt.contract import WIRE_VERSION, SeriesInfo
@@ -37,6 +40,8 @@ __all__ = ["BufferLanes", "PendingReading", "Uplink", "UplinkStats"]
 _log = logging.getLogger("ldt.agent.uplink")
 
 _DATA_REFUSALS = frozenset({400, 413, 422})
+STATUS_EVERY_S = 10.0
+"""How often a batch carries the gateway's status (pending readings, backlog age, clock)."""
 """Statuses that blame the batch's content, not the gateway: worth splitting the batch."""
 
 
@@ -67,6 +72,7 @@ class BufferLanes(Protocol):
     async def ack(self, seqs: Sequence[int]) -> None: ...
     async def quarantine(self, seqs: Sequence[int], why: str) -> int: ...
     async def series(self, ids: Sequence[int]) -> dict[int, SeriesInfo]: ...
+    async def stats(self) -> BufferStats: ...
 
 
 @dataclass(slots=True)
@@ -105,6 +111,7 @@ class Uplink:
         self._interval_s = interval_s
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
         self._series: dict[int, SeriesInfo] = {}
+        self._status_sent = -math.inf
         self.stats = UplinkStats()
         self.idle = asyncio.Event()
         """Set whenever a cycle found nothing left to send (tests and the demo wait on it)."""
@@ -187,12 +194,21 @@ class Uplink:
         readings = [
             (r.seq, r.series_id, r.observed_at_ms, r.value, str(r.quality), r.reason) for r in rows
         ]
-        return orjson.dumps(
-            {
-                "v": WIRE_VERSION,
-                "gateway_id": self._gateway_id,
-                "lane": lane,
-                "series": series,
-                "readings": readings,
+        batch: dict[str, object] = {
+            "v": WIRE_VERSION,
+            "gateway_id": self._gateway_id,
+            "lane": lane,
+            "series": series,
+            "readings": readings,
+        }
+        now = time.monotonic()
+        if now - self._status_sent >= STATUS_EVERY_S:  # a count over the buffer: not per batch
+            stats = await self._buffer.stats()
+            batch["status"] = {
+                "agent_version": __version__,
+                "pending": stats.pending,
+                "oldest_pending_ms": stats.oldest_pending_ms,
+                "sent_at_ms": int(time.time() * 1000),
             }
-        )
+            self._status_sent = now
+        return orjson.dumps(batch)

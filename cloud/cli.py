@@ -108,7 +108,9 @@ def register(sub: Any) -> None:
     add.add_argument("--rotate", action="store_true", help="issue a new token for an existing id")
     _add_data_options(add)
     add.set_defaults(func=_gateway_add)
-    lst = gw_sub.add_parser("list", help="list registered gateways")
+    lst = gw_sub.add_parser(
+        "list", help="the fleet: last seen, version, backlog, clock, certificate per gateway"
+    )
     _add_data_options(lst)
     lst.set_defaults(func=_gateway_list)
     revoke = gw_sub.add_parser("revoke", help="revoke a gateway's certificates and token now")
@@ -137,21 +139,40 @@ def _gateway_add(args: argparse.Namespace) -> int:
 
 
 def _gateway_list(args: argparse.Namespace) -> int:
+    """The fleet view: one line per gateway."""
+    import datetime as dt
+
     from ldt.cloud.errors import CloudError
-    from ldt.cloud.gateways import list_gateways
+    from ldt.cloud.fleet import fleet_view
 
     try:
-        if args.store:
-            gateways = _with_store(args, lambda store: store.gateways())
-        else:
-            gateways = list_gateways(args.data)
+        views = _with_store(args, fleet_view)
     except CloudError as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
-    for gw in gateways:
-        print(f"{gw.id}\tcreated {gw.created_at}")
-    if not gateways:
+    if not views:
         print(f"no gateways registered in {_where(args)}", file=sys.stderr)
+        return 0
+
+    def when(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="seconds")
+
+    print("ID\tLAST SEEN\tVERSION\tPENDING\tBACKLOG S\tCLOCK SKEW S\tCERT EXPIRES\tSTATE")
+    for v in views:
+        state = "revoked" if v.revoked else ("clock skewed" if v.clock_skewed else "ok")
+        fields = (
+            v.gateway_id,
+            when(v.last_seen_ms),
+            v.agent_version or "-",
+            "-" if v.pending is None else str(v.pending),
+            "-" if v.backlog_age_s is None else f"{v.backlog_age_s:g}",
+            "-" if v.clock_skew_s is None else f"{v.clock_skew_s:+g}",
+            when(v.certificate_not_after_ms),
+            state,
+        )
+        print("\t".join(fields))
     return 0
 
 

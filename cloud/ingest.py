@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.errors import OwnershipError
+from ldt.cloud.fleet import record_status
 from ldt.cloud.gateways import token_sha256
 from ldt.cloud.ngsild.media import JSON, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
@@ -122,21 +123,32 @@ async def ingest(request: Request) -> Response:
     except ValidationError as exc:
         raise _schema_error(exc) from exc
     if batch.gateway_id != gateway_id:
+        _log.warning(
+            "ingest refused: batch names another gateway",
+            extra={"gateway": gateway_id, "claimed": batch.gateway_id},
+        )
         raise NgsiLdError(
             403,
             None,
             "Forbidden",
-            f"this token belongs to gateway {gateway_id}, the batch says {batch.gateway_id}",
+            f"this gateway is {gateway_id} (from its credentials), the batch says"
+            f" {batch.gateway_id}",
         )
     try:
         result = await store.ingest(gateway_id, batch)
     except OwnershipError as exc:
+        _log.warning(
+            "ingest refused: entity of another gateway",
+            extra={"gateway": gateway_id, "entity": exc.entity_id},
+        )
         raise NgsiLdError(
             403,
             None,
             "Forbidden",
             f"entity {exc.entity_id} belongs to another gateway; nothing was stored",
         ) from exc
+    if batch.status is not None:
+        await record_status(store, gateway_id, batch.status)
     if result.accepted:
         notifier: Notifier = request.app.state.notifier
         await notifier.ingested(batch)

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from ldt.cloud import ingest
+from ldt.cloud import fleet, ingest
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway, ensure_gateway
 from ldt.cloud.ngsild import (
@@ -107,6 +107,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     app = Starlette(
         routes=[
             *ingest.routes,
+            *fleet.routes,
             *pki_routes.routes,
             *artifacts.routes,
             Mount(

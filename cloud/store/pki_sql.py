@@ -54,6 +54,14 @@ CREATE TABLE IF NOT EXISTS artifact_reports (
     at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifact_reports_by_gateway ON artifact_reports (gateway_id, at_ms);
+CREATE TABLE IF NOT EXISTS gateway_status (
+    gateway_id TEXT PRIMARY KEY,
+    last_seen_ms INTEGER NOT NULL,   -- the cloud's clock
+    agent_version TEXT NOT NULL,
+    pending INTEGER NOT NULL,
+    oldest_pending_ms INTEGER,
+    clock_skew_ms INTEGER NOT NULL   -- gateway clock minus cloud clock at receipt
+);
 """
 PG_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS claim_tokens (
@@ -97,8 +105,16 @@ CREATE TABLE IF NOT EXISTS artifact_reports (
     at_ms bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS artifact_reports_by_gateway ON artifact_reports (gateway_id, at_ms);
+CREATE TABLE IF NOT EXISTS gateway_status (
+    gateway_id text PRIMARY KEY,
+    last_seen_ms bigint NOT NULL,
+    agent_version text NOT NULL,
+    pending bigint NOT NULL,
+    oldest_pending_ms bigint,
+    clock_skew_ms bigint NOT NULL
+);
 """
-"""A migration of ``PostgresStore`` (signed artifacts and what gateways said of them)."""
+"""A migration of ``PostgresStore`` (signed artifacts, gateways' reports, the fleet view)."""
 
 _SQL: Final = {
     "add_claim": "INSERT INTO claim_tokens (token_sha256, site, gateway_id, created_at_ms,"
@@ -127,6 +143,13 @@ _SQL: Final = {
     " reason, at_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
     "reports": "SELECT gateway_id, kind, name, version, status, reason, at_ms"
     " FROM artifact_reports ORDER BY at_ms, gateway_id",
+    "put_status": "INSERT INTO gateway_status (gateway_id, last_seen_ms, agent_version, pending,"
+    " oldest_pending_ms, clock_skew_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
+    " ON CONFLICT (gateway_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
+    " agent_version = excluded.agent_version, pending = excluded.pending,"
+    " oldest_pending_ms = excluded.oldest_pending_ms, clock_skew_ms = excluded.clock_skew_ms",
+    "statuses": "SELECT gateway_id, last_seen_ms, agent_version, pending, oldest_pending_ms,"
+    " clock_skew_ms FROM gateway_status ORDER BY gateway_id",
 }
 
 

@@ -2,12 +2,15 @@
 
 Kept small and versioned: a gateway in a cabinet may run an older release than
 the cloud for years, so a change here is a protocol change (bump ``WIRE_VERSION``).
+Optional fields (``IngestBatch.status``) are the exception: old gateways omit them;
+the cloud is upgraded before its gateways.
 """
 
 from ldt.contract.batch import (
     INGEST_PATH,
     WIRE_VERSION,
     BatchAck,
+    GatewayStatus,
     IngestBatch,
     SeriesInfo,
     WireReading,
@@ -17,6 +20,7 @@ __all__ = [
     "INGEST_PATH",
     "WIRE_VERSION",
     "BatchAck",
+    "GatewayStatus",
     "IngestBatch",
     "SeriesInfo",
     "WireReading",

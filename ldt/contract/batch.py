@@ -21,7 +21,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-__all__ = ["INGEST_PATH", "WIRE_VERSION", "BatchAck", "IngestBatch", "SeriesInfo", "WireReading"]
+__all__ = [
+    "INGEST_PATH",
+    "WIRE_VERSION",
+    "BatchAck",
+    "GatewayStatus",
+    "IngestBatch",
+    "SeriesInfo",
+    "WireReading",
+]
 
 WIRE_VERSION: Literal[1] = 1
 INGEST_PATH = "/ldt/v1/ingest"
@@ -54,6 +62,22 @@ class SeriesInfo(BaseModel):
     unit: _Unit | None = None
 
 
+class GatewayStatus(BaseModel):
+    """How the gateway is doing, sent with a batch every few seconds (the fleet view).
+
+    ``sent_at_ms`` is the gateway's clock when it encoded the batch: the cloud compares
+    it with its own to detect a gateway whose clock is wrong (and whose ``observed_at``
+    timestamps are therefore suspect).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agent_version: Annotated[str, StringConstraints(max_length=64)]
+    pending: Annotated[int, Field(ge=0)]
+    oldest_pending_ms: int | None = None
+    sent_at_ms: int
+
+
 class IngestBatch(BaseModel):
     """One sync batch. Validated on the cloud side before anything is written."""
 
@@ -64,6 +88,7 @@ class IngestBatch(BaseModel):
     lane: Literal["live", "backfill"] = "backfill"
     series: dict[str, SeriesInfo]
     readings: Annotated[list[WireReading], Field(max_length=MAX_BATCH_READINGS)]
+    status: GatewayStatus | None = None
 
     @model_validator(mode="after")
     def _series_known(self) -> IngestBatch:

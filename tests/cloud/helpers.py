@@ -14,13 +14,17 @@ from typing import Any, TypeVar
 
 import httpx
 import orjson
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.server import build_app
 from ldt.cloud.store import Store
 
-__all__ = ["Receiver", "asgi_client", "notifying_app", "receiver", "serving"]
+__all__ = ["Receiver", "asgi_client", "make_csr", "notifying_app", "receiver", "serving"]
 
 
 @dataclass
@@ -103,3 +107,13 @@ async def notifying_app(store: Store, **notifier: Any) -> AsyncIterator[Starlett
         yield built
     finally:
         await built.state.notifier.aclose()
+
+
+def make_csr(
+    cn: str, curve: ec.EllipticCurve | None = None
+) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """A PEM CSR with subject CN ``cn`` and its key (P-256 unless ``curve``)."""
+    key = ec.generate_private_key(curve or ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM), key

@@ -42,7 +42,10 @@ def test_gateway_add_prints_the_token_last_and_list_shows_it(tmp_path: Path) -> 
     assert len(token) == 43
     listed = _ldt("cloud", "gateway", "list", "--data", str(tmp_path))
     assert listed.returncode == 0
-    assert listed.stdout.split()[0] == "gw-1"
+    header, row = listed.stdout.strip().splitlines()
+    assert header.split("\t")[:3] == ["ID", "LAST SEEN", "VERSION"]
+    assert row.split("\t")[0] == "gw-1"
+    assert row.split("\t")[1] == "-"  # never seen: it has not synced yet
     assert token not in listed.stdout
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
@@ -16,16 +16,7 @@ from ldt.cloud.pki.ca import CertificateAuthority, CsrError, check_csr
 from ldt.cloud.pki.registry import PkiRefusedError, Provisioner
 from ldt.cloud.store import Store
 from ldt.contract.claims import ClaimTokenError, new_claim_token, parse_claim_token
-
-
-def _csr(
-    cn: str, curve: ec.EllipticCurve | None = None
-) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(curve or ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
-    return csr.public_bytes(serialization.Encoding.PEM), key
-
+from tests.cloud.helpers import make_csr as _csr
 
 # --- the CA ------------------------------------------------------------------------------
 

@@ -304,7 +304,7 @@ def test_cli_gateways_and_serve_on_postgresql(tmp_path: Path, postgres_dsn: str)
     assert bad.returncode == 1
     assert "invalid gateway id" in bad.stderr
     listed = _ldt("cloud", "gateway", "list", "--store", postgres_dsn)
-    assert listed.stdout.split()[0] == "gw-1"
+    assert listed.stdout.splitlines()[1].split("\t")[0] == "gw-1"  # after the header
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ldt", "cloud", "serve", "--port", str(port),

@@ -181,7 +181,10 @@ async def test_revoked_gateway_is_refused_on_its_next_request(tmp_path: Path) ->
         assert await cloud.store.reading_count("gw-1") == 5
 
 
-async def test_forged_foreign_and_malformed_batches_write_nothing(tmp_path: Path) -> None:
+async def test_forged_foreign_and_malformed_batches_write_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
     async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
         gw1 = await _provisioned(cloud, tmp_path, "gw-1")
         gw2 = await _provisioned(cloud, tmp_path, "gw-2")
@@ -208,6 +211,8 @@ async def test_forged_foreign_and_malformed_batches_write_nothing(tmp_path: Path
             await t2.aclose()
         assert await cloud.store.reading_count("gw-1") == 0
         assert await cloud.store.reading_count("gw-2") == 5
+    assert "ingest refused: batch names another gateway" in caplog.text
+    assert "ingest refused: entity of another gateway" in caplog.text
 
 
 async def test_garbage_on_the_tls_port_leaves_the_server_serving(tmp_path: Path) -> None:

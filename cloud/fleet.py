@@ -1,0 +1,108 @@
+"""The fleet view: every gateway with last seen, version, backlog, clock and certificate.
+
+Gateways report their status with a batch every few seconds (``GatewayStatus``); the
+cloud keeps the latest per gateway, stamped with its own clock. A gateway whose clock
+differs from the cloud's by more than ``CLOCK_SKEW_LIMIT_MS`` is logged and shown as
+skewed: the ``observedAt`` of its readings come from that clock and cannot be trusted
+for correlation with other sources until it is fixed (NTP in a street cabinet fails
+more often than one would think: no RTC battery, a firewall blocking UDP 123).
+
+``GET /ldt/v1/fleet`` answers the view as JSON; ``ldt cloud gateway list`` prints it. Like
+the NGSI-LD API, it has no user authentication of its own yet: keep it behind the
+operator's network or proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ldt.cloud.store.base import Store
+from ldt.contract import GatewayStatus
+
+__all__ = ["CLOCK_SKEW_LIMIT_MS", "GatewayView", "fleet_view", "record_status", "routes"]
+
+_log = logging.getLogger("ldt.cloud.fleet")
+
+CLOCK_SKEW_LIMIT_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayView:
+    """One line of the fleet view (times in Unix ms, None when unknown)."""
+
+    gateway_id: str
+    created_at: str
+    last_seen_ms: int | None
+    agent_version: str | None
+    pending: int | None
+    backlog_age_s: float | None
+    clock_skew_s: float | None
+    clock_skewed: bool
+    certificate_serial: str | None
+    certificate_not_after_ms: int | None
+    revoked: bool
+
+
+async def record_status(store: Store, gateway_id: str, status: GatewayStatus) -> None:
+    """Keep a gateway's latest status; log a clock that is off."""
+    now = int(time.time() * 1000)
+    skew = status.sent_at_ms - now
+    if abs(skew) > CLOCK_SKEW_LIMIT_MS:
+        _log.warning(
+            "gateway clock is off by %.0f s: its timestamps are suspect",
+            skew / 1000,
+            extra={"gateway": gateway_id, "clock_skew_ms": skew},
+        )
+    await store.pki_query(
+        "put_status",
+        (gateway_id, now, status.agent_version, status.pending, status.oldest_pending_ms, skew),
+    )
+
+
+async def fleet_view(store: Store) -> list[GatewayView]:
+    """Every registered gateway, by id."""
+    now = int(time.time() * 1000)
+    statuses = {str(r[0]): r for r in await store.pki_query("statuses", ())}
+    certs: dict[str, tuple[str, int, bool]] = {}
+    for serial, gateway_id, _site, _issued, not_after, revoked in await store.pki_query(
+        "certs", ()
+    ):
+        certs[str(gateway_id)] = (str(serial), int(not_after), revoked is not None)  # newest last
+    views = []
+    for gw in await store.gateways():
+        st = statuses.get(gw.id)
+        cert = certs.get(gw.id)
+        skew = None if st is None else int(st[5])
+        oldest = None if st is None or st[4] is None else int(st[4])
+        views.append(
+            GatewayView(
+                gateway_id=gw.id,
+                created_at=gw.created_at,
+                last_seen_ms=None if st is None else int(st[1]),
+                agent_version=None if st is None else str(st[2]),
+                pending=None if st is None else int(st[3]),
+                backlog_age_s=None if oldest is None else round((now - oldest) / 1000, 1),
+                clock_skew_s=None if skew is None else round(skew / 1000, 1),
+                clock_skewed=skew is not None and abs(skew) > CLOCK_SKEW_LIMIT_MS,
+                certificate_serial=None if cert is None else cert[0],
+                certificate_not_after_ms=None if cert is None else cert[1],
+                revoked=cert is not None and cert[2],
+            )
+        )
+    return views
+
+
+async def get_fleet(request: Request) -> Response:
+    """The fleet view as a JSON array."""
+    views = await fleet_view(request.app.state.store)
+    return Response(orjson.dumps([asdict(v) for v in views]), media_type="application/json")
+
+
+routes = [Route("/ldt/v1/fleet", get_fleet, methods=["GET"])]
