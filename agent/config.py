@@ -156,8 +156,34 @@ class DiscoverySettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    enabled: bool | Literal["auto"] = "auto"
+    """Advertise ``_ldt-gw._tcp`` with id, version and provisioning state (no secrets).
+
+    ``"auto"``: only while the gateway waits for provisioning (an https cloud and no
+    certificate yet), when the technician needs to find it. The mDNS library costs ~14 MiB
+    of RSS, a quarter of the agent's budget; ``true`` keeps it on always."""
+
+
+class LocalApiSettings(BaseModel):
+    """The ``[local_api]`` table: the technician's HTTP API on the gateway itself."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     enabled: bool = True
-    """Advertise ``_ldt-gw._tcp`` with id, version and provisioning state (no secrets)."""
+    host: str = "127.0.0.1"
+    """Loopback by default; any other address exposes it on the LAN and needs a credential."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 8780
+    credential_file: Path | None = None
+    """A file holding the secret clients send as ``Authorization: Bearer``."""
+
+    @model_validator(mode="after")
+    def _lan_needs_a_credential(self) -> LocalApiSettings:
+        loopback = self.host in {"127.0.0.1", "::1", "localhost"}
+        if self.enabled and not loopback and self.credential_file is None:
+            raise ValueError(
+                f"a local API on {self.host} is reachable from the LAN: set credential_file"
+            )
+        return self
 
 
 class BufferSettings(BaseModel):
@@ -227,6 +253,7 @@ class GatewayConfig(BaseModel):
     cloud: CloudSettings
     buffer: BufferSettings = BufferSettings()
     discovery: DiscoverySettings = DiscoverySettings()
+    local_api: LocalApiSettings = LocalApiSettings()
     devices: list[DeviceConfig] = []
     profiles: dict[str, DeviceProfile] = {}
     """Filled by ``load_gateway_config`` from the profile folders; not written in the file."""
@@ -353,7 +380,8 @@ def _find_profile(name: str, dirs: list[Path]) -> Path | None:
 def load_gateway_config(path: Path) -> GatewayConfig:
     """Load a gateway config and every profile its devices use; raises ``ConfigError``.
 
-    Relative paths in the file (``data_dir``, ``profile_dirs``, ``token_file``)
+    Relative paths in the file (``data_dir``, ``profile_dirs``, ``token_file``,
+    ``credential_file``)
     resolve against the file's own folder, so a config works wherever it is run from.
     """
     path = path.resolve()
@@ -376,6 +404,11 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     cloud = cfg.cloud
     if cloud.token_file is not None:
         cloud = cloud.model_copy(update={"token_file": base / cloud.token_file})
+    local_api = cfg.local_api
+    if local_api.credential_file is not None:
+        local_api = local_api.model_copy(
+            update={"credential_file": base / local_api.credential_file}
+        )
     dirs = [*gw.profile_dirs, DEFAULT_PROFILE_DIR]
 
     profiles: dict[str, DeviceProfile] = {}
@@ -400,5 +433,11 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     if problems:
         raise ConfigError(path, problems)
     return cfg.model_copy(
-        update={"gateway": gw, "cloud": cloud, "profiles": profiles, "devices": devices}
+        update={
+            "gateway": gw,
+            "cloud": cloud,
+            "local_api": local_api,
+            "profiles": profiles,
+            "devices": devices,
+        }
     )

@@ -4,7 +4,7 @@ A technician on site opens a laptop on the cabinet's network and finds the gatew
 without knowing their addresses. Each agent registers ``<id>._ldt-gw._tcp.local.`` with
 TXT records ``id``, ``version`` and ``state`` (``provisioned`` or ``unprovisioned``).
 Nothing secret is advertised: the id is printed on the box anyway, and provisioning
-still needs a claim token. The port is 0 while the agent has no local API to offer.
+still needs a claim token. The port is the local API's (0 when it is off).
 
 zeroconf is imported only here and only when discovery runs (it costs a few MiB of
 RSS that a gateway with discovery off should not pay).

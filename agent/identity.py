@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
 
 from ldt.contract.claims import ClaimTokenError, parse_claim_token
 from ldt.private_files import write_private
+
+if TYPE_CHECKING:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 __all__ = [
     "IDENTITY_DIRNAME",
@@ -82,6 +84,9 @@ class Identity:
 
     def signing_key(self) -> ed25519.Ed25519PublicKey:
         """The pinned artifact signing key; ``IdentityError`` if there is none."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519
+
         try:
             key = serialization.load_pem_public_key(self.signing_key_path.read_bytes())
         except (OSError, ValueError) as exc:
@@ -97,6 +102,9 @@ class Identity:
 
     def ensure_key(self) -> ec.EllipticCurvePrivateKey:
         """The private key, created (0600) on first use; refuses one others can read."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.key_path.exists():
             key = ec.generate_private_key(ec.SECP256R1())
@@ -122,6 +130,10 @@ class Identity:
 
     def csr(self) -> bytes:
         """A CSR for this gateway id, signed with its key (PEM)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+
         key = self.ensure_key()
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.gateway_id)])
         request = x509.CertificateSigningRequestBuilder().subject_name(subject)
@@ -129,6 +141,8 @@ class Identity:
 
     def certificate(self) -> x509.Certificate:
         """The current client certificate; ``IdentityError`` if there is none."""
+        from cryptography import x509
+
         try:
             return x509.load_pem_x509_certificate(self.cert_path.read_bytes())
         except (OSError, ValueError) as exc:
@@ -136,6 +150,10 @@ class Identity:
 
     def store_certificate(self, cert_pem: bytes) -> x509.Certificate:
         """Check a certificate from the cloud (our key, our id) and make it the current one."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.x509.oid import NameOID
+
         cert = x509.load_pem_x509_certificate(cert_pem)
         key = self.ensure_key()
         ours = key.public_key().public_bytes(
@@ -148,14 +166,41 @@ class Identity:
         if ours != theirs or names != [self.gateway_id]:
             raise IdentityError("the cloud returned a certificate for another key or gateway")
         write_private(self.cert_path, cert_pem)
+        validity = {
+            "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+        }
+        self.validity_path.write_text(json.dumps(validity), encoding="utf-8")
         return cert
+
+    @property
+    def validity_path(self) -> Path:
+        """The certificate's validity dates, so checking them needs no X.509 parser."""
+        return self.folder / "cert.json"
+
+    def validity(self) -> tuple[dt.datetime, dt.datetime]:
+        """(not before, not after) of the current certificate.
+
+        Read from ``cert.json`` when it matches: the agent checks every 10 minutes, and
+        parsing X.509 would keep the ``cryptography`` package (~14 MiB) in memory for it.
+        """
+        try:
+            if self.validity_path.stat().st_mtime >= self.cert_path.stat().st_mtime:
+                data = json.loads(self.validity_path.read_text(encoding="utf-8"))
+                return (
+                    dt.datetime.fromisoformat(data["not_before"]),
+                    dt.datetime.fromisoformat(data["not_after"]),
+                )
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # missing or stale: parse the certificate itself
+        cert = self.certificate()
+        return cert.not_valid_before_utc, cert.not_valid_after_utc
 
     def renewal_due(self, now: dt.datetime | None = None) -> bool:
         """Whether less than a third of the certificate's lifetime is left."""
-        cert = self.certificate()
+        not_before, not_after = self.validity()
         now = now or dt.datetime.now(dt.UTC)
-        life = cert.not_valid_after_utc - cert.not_valid_before_utc
-        return cert.not_valid_after_utc - now < life / 3
+        return not_after - now < (not_after - not_before) / 3
 
 
 def client_context(identity: Identity) -> ssl.SSLContext:
@@ -189,6 +234,9 @@ async def provision(host: str, token: str, identity: Identity, *, timeout_s: flo
        the token is sent anywhere.
     2. The token and a CSR go to the cloud over TLS verified against that CA.
     """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
     base = _https(host)
     try:
         claim = parse_claim_token(token)

@@ -65,9 +65,12 @@ class DeviceHealth:
     last_good_ms: int | None = None
     last_error: str | None = None
     connected: bool = False
+    latest: dict[str, Reading] = field(default_factory=dict)
+    """The newest reading of each point (the local API's live view)."""
 
     def record(self, r: Reading) -> None:
         """Count one reading; log a device's failure once per distinct reason."""
+        self.latest[r.point] = r
         if r.quality is Quality.BAD:
             self.bad += 1
             if self.last_error != r.reason:

@@ -14,15 +14,17 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
 from ldt.agent.config import GatewayConfig
-from ldt.agent.identity import Identity, IdentityError, client_context, renew
+from ldt.agent.identity import Identity, IdentityError, renew
+from ldt.agent.local_api import LocalApi
 from ldt.agent.poller import DeviceHealth, DevicePoller, store_reading
 from ldt.agent.protocols import connection_kind, make_device
-from ldt.agent.transport import HttpTransport, Transport
+from ldt.agent.transport import HttpTransport, MutualTlsTransport, Transport
 from ldt.agent.uplink import Uplink
 from ldt.contract import SeriesInfo
 from ldt.reading import Reading
@@ -63,30 +65,33 @@ def read_token(config: GatewayConfig) -> str:
     raise AgentError("no cloud token: set [cloud] token or token_file in the gateway config")
 
 
-def make_transport(config: GatewayConfig) -> HttpTransport:
-    """The uplink's transport: mutual TLS to an https cloud, a bearer token to http.
-
-    Raises ``AgentError`` for an https cloud and a gateway not provisioned yet.
-    """
+def make_transport(config: GatewayConfig) -> HttpTransport | MutualTlsTransport:
+    """The uplink's transport: mutual TLS to an https cloud, a bearer token to http."""
     cloud = config.cloud
     gzip = cloud.compression == "gzip"
     if cloud.url.startswith("https://"):
         identity = Identity.of(config.gateway.data_dir, config.gateway.id)
         if not identity.provisioned:
-            raise AgentError(
-                f"gateway {config.gateway.id} has no certificate for {cloud.url}: run"
-                " 'ldt gw provision HOST --token T --config FILE' first"
+            _log.warning(
+                "not provisioned yet: readings are buffered until 'ldt gw provision' runs",
+                extra={"gateway": config.gateway.id, "cloud": cloud.url},
             )
-        try:
-            tls = client_context(identity)
-        except (OSError, ValueError) as exc:
-            raise AgentError(f"cannot use the identity in {identity.folder}: {exc}") from exc
-        return HttpTransport(
-            base_url=cloud.url, token=None, timeout_s=cloud.timeout_s, tls=tls, compress=gzip
+        return MutualTlsTransport(
+            base_url=cloud.url, identity=identity, timeout_s=cloud.timeout_s, compress=gzip
         )
     return HttpTransport(
         base_url=cloud.url, token=read_token(config), timeout_s=cloud.timeout_s, compress=gzip
     )
+
+
+def _read_credential(path: Path | None) -> str | None:
+    """The local API's secret from its file (None: no file); ``OSError`` if empty."""
+    if path is None:
+        return None
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise OSError(f"{path} is empty")
+    return secret
 
 
 def _open_buffer(config: GatewayConfig) -> AsyncBuffer:
@@ -167,6 +172,7 @@ class AgentRuntime:
     uplink: Uplink | None = None
     buffer: AsyncBuffer | None = None
     renewal_check_s: float = RENEWAL_CHECK_S
+    local_api: LocalApi | None = None
 
     async def run(self) -> None:
         """Run until ``stop`` is set; raises ``AgentError`` for unusable configs or buffers."""
@@ -212,14 +218,15 @@ class AgentRuntime:
             ]
             uplink_task = producers.create_task(self.uplink.run(), name="uplink")
             house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
+            api_port = await self._start_local_api()
             lan_task = None
-            if cfg.discovery.enabled:  # registering takes seconds (mDNS probing): not inline
-                lan_task = producers.create_task(self._advertise(), name="discovery")
+            if self._advertised():  # registering takes seconds (mDNS probing): not inline
+                lan_task = producers.create_task(self._advertise(api_port), name="discovery")
             identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
             renewal_task = None
-            if isinstance(transport, HttpTransport) and cfg.cloud.url.startswith("https://"):
+            if cfg.cloud.url.startswith("https://"):
                 renewal_task = producers.create_task(
-                    self._renewal(identity, transport), name="certificate-renewal"
+                    self._renewal(identity), name="certificate-renewal"
                 )
             await self.stop.wait()
             _log.info("agent stopping: draining readings to the buffer")
@@ -232,6 +239,8 @@ class AgentRuntime:
             for extra in (renewal_task, lan_task):
                 if extra is not None:
                     extra.cancel()
+            if self.local_api is not None:
+                await self.local_api.close()
         stats = await abuf.stats()
         read = sum(d.health.good + d.health.bad + d.health.stale for d in self.devices)
         _log.info(
@@ -313,7 +322,37 @@ class AgentRuntime:
             if task.driver.streams:
                 tg.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
 
-    async def _advertise(self) -> None:
+    async def _start_local_api(self) -> int:
+        """Start the technician's API if enabled; its port (0: not running).
+
+        A port in use or an unreadable credential is logged, not fatal: readings matter more
+        than the API.
+        """
+        settings = self.config.local_api
+        if not settings.enabled:
+            return 0
+        try:
+            credential = _read_credential(settings.credential_file)
+            api = LocalApi(self, host=settings.host, port=settings.port, credential=credential)
+            port = await api.start()
+        except OSError as exc:
+            _log.error("local API not started", extra={"reason": str(exc)})
+            return 0
+        self.local_api = api
+        return port
+
+    def _advertised(self) -> bool:
+        """Whether to announce the gateway on the LAN (``[discovery] enabled``)."""
+        cfg = self.config
+        mode = cfg.discovery.enabled
+        if mode == "auto":
+            return (
+                cfg.cloud.url.startswith("https://")
+                and not Identity.of(cfg.gateway.data_dir, cfg.gateway.id).provisioned
+            )
+        return bool(mode)
+
+    async def _advertise(self, port: int) -> None:
         """Announce the gateway on the LAN until cancelled; a failure never stops the agent."""
         from ldt import __version__
         from ldt.agent.discovery import Advertiser
@@ -322,20 +361,22 @@ class AgentRuntime:
         identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
         state = "provisioned" if identity.provisioned else "unprovisioned"
         try:
-            async with Advertiser(cfg.gateway.id, __version__, state):
+            async with Advertiser(cfg.gateway.id, __version__, state, port=port):
                 await asyncio.Event().wait()  # until the agent stops (cancelled)
         except (OSError, RuntimeError, ValueError) as exc:
             _log.warning("not advertised on the LAN", extra={"reason": str(exc)})
         except Exception as exc:  # noqa: BLE001 - zeroconf's own errors: same outcome
             _log.warning("not advertised on the LAN", extra={"reason": repr(exc)})
 
-    async def _renewal(self, identity: Identity, transport: HttpTransport) -> None:
-        """Renew the client certificate when a third of its life is left; retry on failure."""
+    async def _renewal(self, identity: Identity) -> None:
+        """Renew the client certificate when a third of its life is left; retry on failure.
+
+        The transport notices the new certificate file by itself (``MutualTlsTransport``).
+        """
         while True:
             try:
-                if identity.renewal_due():
+                if identity.provisioned and identity.renewal_due():
                     expires = await renew(self.config.cloud.url, identity)
-                    await transport.use_tls(client_context(identity))
                     _log.info("certificate renewed", extra={"valid_until": expires})
             except IdentityError as exc:
                 _log.warning("certificate renewal failed; will retry", extra={"reason": str(exc)})

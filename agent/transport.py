@@ -14,10 +14,17 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
+from ldt.agent.identity import Identity, client_context
 from ldt.contract import INGEST_PATH, BatchAck
 from ldt.contract.compression import gzip_batch
 
-__all__ = ["HttpTransport", "Transport", "TransportError", "TransportRejectedError"]
+__all__ = [
+    "HttpTransport",
+    "MutualTlsTransport",
+    "Transport",
+    "TransportError",
+    "TransportRejectedError",
+]
 
 
 class TransportError(Exception):
@@ -83,18 +90,6 @@ class HttpTransport:
             verify=tls if tls is not None else True,
         )
 
-    async def use_tls(self, tls: ssl.SSLContext) -> None:
-        """Switch to a new client context (a renewed certificate) for the next requests."""
-        old = self._client
-        self._client = httpx.AsyncClient(
-            base_url=old.base_url,
-            timeout=old.timeout,
-            headers=old.headers,
-            limits=httpx.Limits(max_connections=2, max_keepalive_connections=1),
-            verify=tls,
-        )
-        await old.aclose()
-
     async def send(self, body: bytes) -> BatchAck:
         """POST one batch.
 
@@ -130,3 +125,66 @@ def _problem_detail(resp: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("detail") or body.get("title") or body)[:500]
     return str(body)[:200]
+
+
+class MutualTlsTransport:
+    """HTTPS with the gateway's own certificate, following its identity folder.
+
+    Until the gateway is provisioned, ``send`` raises ``TransportError`` (the uplink backs
+    off and retries; readings wait in the buffer), so an agent can be installed and
+    collecting before the technician provisions it. A new certificate (the first one,
+    or a renewal) is picked up at the next batch: the file's modification time changes.
+    """
+
+    def __init__(
+        self, *, base_url: str, identity: Identity, timeout_s: float, compress: bool = False
+    ) -> None:
+        self._base_url = base_url
+        self._identity = identity
+        self._timeout_s = timeout_s
+        self._compress = compress
+        self._inner: HttpTransport | None = None
+        self._loaded_ns: int | None = None
+
+    @property
+    def bytes_sent(self) -> int:
+        """Request body bytes sent over the current certificate's connections."""
+        return 0 if self._inner is None else self._inner.bytes_sent
+
+    async def _current(self) -> HttpTransport:
+        identity = self._identity
+        if not identity.provisioned:
+            raise TransportError(
+                f"gateway {identity.gateway_id} is not provisioned yet: run 'ldt gw provision'"
+                " (or POST /provision on the local API); readings wait in the buffer"
+            )
+        try:
+            stamp = identity.cert_path.stat().st_mtime_ns
+            if self._inner is None or stamp != self._loaded_ns:
+                tls = client_context(identity)
+                old, self._inner = (
+                    self._inner,
+                    HttpTransport(
+                        base_url=self._base_url,
+                        token=None,
+                        timeout_s=self._timeout_s,
+                        tls=tls,
+                        compress=self._compress,
+                    ),
+                )
+                self._loaded_ns = stamp
+                if old is not None:
+                    await old.aclose()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise TransportError(f"cannot use the identity in {identity.folder}: {exc}") from exc
+        return self._inner
+
+    async def send(self, body: bytes) -> BatchAck:
+        """POST one batch over mutual TLS (see ``HttpTransport.send``)."""
+        return await (await self._current()).send(body)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._inner is not None:
+            await self._inner.aclose()
+            self._inner = None

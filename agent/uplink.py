@@ -30,6 +30,7 @@ from typing import Literal, Protocol
 import orjson
 
 from ldt import __version__
+from ldt.agent.batch_sizer import BatchSizer
 from ldt.agent.buffer import BufferStats
 from ldt.agent.transport import Transport, TransportError, TransportRejectedError
 from ldt.backoff import Backoff
@@ -107,6 +108,8 @@ class Uplink:
         self._buffer = buffer
         self._transport = transport
         self._batch_max = batch_max
+        self.sizer = BatchSizer(maximum=batch_max)
+        """The backfill batch size, adapted to the link (``batch_sizer``)."""
         self._live_max = live_max
         self._interval_s = interval_s
         self._backoff = backoff or Backoff(base_s=0.5, cap_s=60.0)
@@ -143,10 +146,11 @@ class Uplink:
         if live:
             await self._send(live, "live")
         below = live[0].seq if live else None
-        backfill = await self._buffer.take_backfill(self._batch_max, below_seq=below)
+        size = self.sizer.size
+        backfill = await self._buffer.take_backfill(size, below_seq=below)
         if backfill:
             await self._send(backfill, "backfill")
-        more = len(backfill) >= self._batch_max
+        more = len(backfill) >= size
         if not live and not backfill:
             self.idle.set()
         else:
@@ -178,7 +182,17 @@ class Uplink:
         self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]
     ) -> None:
         body = await self._encode(rows, lane)
-        ack = await self._transport.send(body)
+        started = time.monotonic()
+        try:
+            ack = await self._transport.send(body)
+        except TransportRejectedError:
+            raise  # the link worked: the data was refused (handled by the caller)
+        except TransportError:
+            if lane == "backfill":
+                self.sizer.failed()
+            raise
+        if lane == "backfill":
+            self.sizer.sent(len(rows), time.monotonic() - started)
         await self._buffer.ack([r.seq for r in rows])
         self.stats.batches_sent += 1
         self.stats.readings_sent += len(rows)

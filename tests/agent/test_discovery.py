@@ -31,6 +31,7 @@ def _config(tmp_path: Path, gateway_id: str) -> Path:
     path.write_text(
         f'[gateway]\nid = "{gateway_id}"\ndata_dir = "{tmp_path / gateway_id}"\n'
         '[cloud]\nurl = "http://127.0.0.1:9"\ntoken = "0123456789abcdef0123"\n'
+        "[discovery]\nenabled = true\n[local_api]\nport = 0\n"
     )
     return path
 

@@ -291,19 +291,59 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
             )
             + "\n"
         )
-        # not provisioned yet: the agent says what to do and exits
-        refused = await _ldt("agent", "run", "--config", config)
-        assert refused.returncode == 1
-        assert "ldt gw provision" in refused.stderr
-        host = cloud.url.removeprefix("https://")
-        done = await _ldt("gw", "provision", host, "--token", token, "--config", config)
-        assert done.returncode == 0, done.stderr
+        # installed before provisioning: the agent collects and buffers, and says why it waits
         agent = agent_process(config)
         agent.start()
         try:
-            await wait_for(lambda: _count(cloud), within=30, what="readings synced over mutual TLS")
+            await wait_for(
+                lambda: "not provisioned yet" in agent.log.read_text(errors="replace"),
+                within=30,
+                what="the agent saying it waits for provisioning",
+            )
+            assert await cloud.store.reading_count(GATEWAY) == 0
+            host = cloud.url.removeprefix("https://")
+            done = await _ldt("gw", "provision", host, "--token", token, "--config", config)
+            assert done.returncode == 0, done.stderr
+            # no restart: the next batch goes out over mutual TLS, the backlog with it
+            await wait_for(lambda: _count(cloud), within=30, what="readings synced over mTLS")
         finally:
             assert agent.terminate() == 0
+        seqs = await cloud.store.seqs(GATEWAY)
+        assert seqs == list(range(1, len(seqs) + 1))  # nothing lost while waiting
+
+
+async def test_provisioning_through_the_local_api(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        token = await _pki(cloud).create_claim("depot-7", 600)
+        config = tmp_path / "gateway.toml"
+        config.write_text(
+            f'[gateway]\nid = "{GATEWAY}"\ndata_dir = "{tmp_path / "agent"}"\n'
+            f'[cloud]\nurl = "{cloud.url}"\ninterval_s = 0.2\n[local_api]\nport = 0\n'
+            "[discovery]\nenabled = false\n"
+        )
+        runtime = AgentRuntime(config=load_gateway_config(config))
+        task = asyncio.create_task(runtime.run())
+        try:
+            await wait_for(lambda: runtime.local_api is not None, within=10, what="local API")
+            assert runtime.local_api is not None
+            api = f"http://127.0.0.1:{runtime.local_api.port}"
+            async with httpx.AsyncClient(timeout=30) as client:
+                before = (await client.get(f"{api}/status")).json()
+                assert before["provisioned"] is False
+                bad = await client.post(
+                    f"{api}/provision", json={"host": cloud.url, "token": "ldt1.nope"}
+                )
+                assert bad.status_code == 400
+                got = await client.post(
+                    f"{api}/provision", json={"host": cloud.url, "token": token}
+                )
+                assert got.status_code == 200, got.text
+                after = (await client.get(f"{api}/status")).json()
+            assert after["provisioned"] is True
+            assert after["certificate_expires"]
+        finally:
+            runtime.stop.set()
+            await asyncio.wait_for(task, 20)
 
 
 async def _ldt(*args: object) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,265 @@
+"""The technician's API on the gateway: status, live readings, device health, provisioning.
+
+Bound to 127.0.0.1 by default (the technician is on the box, or tunnels to it); on any
+other address it needs a credential (``[local_api] credential_file``), sent as
+``Authorization: Bearer <secret>``, compared in constant time. Every endpoint answers JSON:
+
+- ``GET /status``: gateway id, version, provisioning state and certificate expiry, buffer
+  (pending, oldest pending, size) and sync (sent, last error) figures.
+- ``GET /readings``: the newest reading of every point of every device.
+- ``GET /devices/{id}``: one device's health (connected, counts, last error, last good).
+- ``POST /provision`` ``{"host": ..., "token": ...}``: what ``ldt gw provision`` does; the
+  agent uses the new certificate at its next start.
+
+Why h11 and not Starlette/uvicorn: the agent must stay small (the 60 MiB budget in the
+README), and h11 is already loaded for httpx; the server is one connection, one request,
+``Connection: close``, bodies capped at 64 KiB, 10 s to send a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import h11
+import orjson
+
+from ldt import __version__
+from ldt.agent.identity import Identity, IdentityError, provision
+
+if TYPE_CHECKING:
+    from ldt.agent.runtime import AgentRuntime
+
+__all__ = ["LocalApi"]
+
+_log = logging.getLogger("ldt.agent.local_api")
+_MAX_BODY = 64 << 10
+_REQUEST_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: Any
+
+
+class _ClientGoneError(Exception):
+    """The client closed the connection before its request was complete."""
+
+
+def _problem(status: int, detail: str) -> _Answer:
+    return _Answer(status, {"status": status, "detail": detail})
+
+
+class LocalApi:
+    """Serves one runtime's view; ``start()`` binds, ``close()`` stops."""
+
+    def __init__(
+        self, runtime: AgentRuntime, *, host: str, port: int, credential: str | None
+    ) -> None:
+        self.runtime = runtime
+        self.host = host
+        self.port = port
+        self._credential = credential
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Listen; returns the bound port (``port = 0`` picks a free one)."""
+        self._server = await asyncio.start_server(self._connection, self.host, self.port)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        _log.info("local API listening", extra={"host": self.host, "port": self.port})
+        return self.port
+
+    async def close(self) -> None:
+        """Stop listening and wait for the server to close."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 << 10)
+        try:
+            async with asyncio.timeout(_REQUEST_TIMEOUT_S):
+                request, body = await self._read_request(conn, reader)
+            answer = await self._answer(request, body)
+        except TimeoutError:
+            answer = _problem(408, "the request did not arrive in time")
+        except (h11.RemoteProtocolError, ValueError) as exc:
+            answer = _problem(400, f"not a valid HTTP request: {exc}")
+        except (ConnectionError, _ClientGoneError):
+            writer.close()
+            return
+        try:
+            payload = orjson.dumps(answer.body)
+            headers = [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("Connection", "close"),
+            ]
+            if answer.status == 401:
+                headers.append(("WWW-Authenticate", 'Bearer realm="ldt-gateway"'))
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                writer.write(conn.send(h11.Response(status_code=answer.status, headers=headers)))
+                writer.write(conn.send(h11.Data(data=payload)))
+                writer.write(conn.send(h11.EndOfMessage()))
+                await writer.drain()
+        except (ConnectionError, h11.LocalProtocolError):
+            pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _read_request(
+        conn: h11.Connection, reader: asyncio.StreamReader
+    ) -> tuple[h11.Request, bytes]:
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await reader.read(16 << 10)
+                conn.receive_data(data)
+                if not data and conn.their_state is not h11.DONE:
+                    raise _ClientGoneError
+                continue
+            if isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > _MAX_BODY:
+                    raise ValueError(f"body over {_MAX_BODY} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                assert request is not None
+                return request, bytes(body)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _ClientGoneError
+
+    def _authorized(self, request: h11.Request) -> bool:
+        if self._credential is None:
+            return True
+        for name, value in request.headers:
+            if name == b"authorization":
+                scheme, _, secret = value.decode("latin-1").partition(" ")
+                return scheme.lower() == "bearer" and hmac.compare_digest(
+                    secret.strip().encode(), self._credential.encode()
+                )
+        return False
+
+    async def _answer(self, request: h11.Request, body: bytes) -> _Answer:
+        if not self._authorized(request):
+            _log.warning("local API request refused: no or wrong credential")
+            return _problem(401, "send the local API credential as 'Authorization: Bearer ...'")
+        method = request.method.decode("ascii", "replace")
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        if method == "GET" and path == "/status":
+            return await self._status()
+        if method == "GET" and path == "/readings":
+            return _Answer(200, self._readings())
+        if method == "GET" and path.startswith("/devices/"):
+            return self._device(path.removeprefix("/devices/"))
+        if method == "POST" and path == "/provision":
+            return await self._provision(body)
+        if path in {"/status", "/readings", "/provision"} or path.startswith("/devices/"):
+            return _problem(405, f"{method} is not allowed on {path}")
+        return _problem(404, f"no such endpoint: {path}")
+
+    # --- endpoints ----------------------------------------------------------------------
+
+    def _identity(self) -> Identity:
+        gw = self.runtime.config.gateway
+        return Identity.of(gw.data_dir, gw.id)
+
+    async def _status(self) -> _Answer:
+        rt = self.runtime
+        identity = self._identity()
+        cert_expires = None
+        if identity.provisioned:
+            try:
+                cert_expires = identity.certificate().not_valid_after_utc.isoformat()
+            except IdentityError:
+                cert_expires = None
+        buffer = None
+        if rt.buffer is not None:
+            stats = await rt.buffer.stats()
+            buffer = {
+                "pending": stats.pending,
+                "oldest_pending_ms": stats.oldest_pending_ms,
+                "db_bytes": stats.db_bytes,
+                "dropped": stats.dropped_full + stats.dropped_age,
+            }
+        up = rt.uplink.stats if rt.uplink is not None else None
+        return _Answer(
+            200,
+            {
+                "gateway_id": rt.config.gateway.id,
+                "version": __version__,
+                "cloud": rt.config.cloud.url,
+                "provisioned": identity.provisioned,
+                "certificate_expires": cert_expires,
+                "buffer": buffer,
+                "sync": None
+                if up is None
+                else {
+                    "readings_sent": up.readings_sent,
+                    "last_error": up.last_error,
+                    "last_success_ms": up.last_success_ms,
+                },
+                "devices": {d.device_id: d.health.connected for d in rt.devices},
+            },
+        )
+
+    def _readings(self) -> dict[str, Any]:
+        return {
+            d.device_id: {
+                point: {
+                    "value": r.value,
+                    "quality": str(r.quality),
+                    "observed_at_ms": r.observed_at_ms,
+                    "reason": r.reason,
+                }
+                for point, r in sorted(d.health.latest.items())
+            }
+            for d in self.runtime.devices
+        }
+
+    def _device(self, device_id: str) -> _Answer:
+        for d in self.runtime.devices:
+            if d.device_id == device_id:
+                h = d.health
+                return _Answer(
+                    200,
+                    {
+                        "device_id": device_id,
+                        "connected": h.connected,
+                        "polls": h.polls,
+                        "good": h.good,
+                        "bad": h.bad,
+                        "stale": h.stale,
+                        "last_good_ms": h.last_good_ms,
+                        "last_error": h.last_error,
+                    },
+                )
+        return _problem(404, f"no device {device_id!r} on this gateway")
+
+    async def _provision(self, body: bytes) -> _Answer:
+        try:
+            request = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return _problem(400, f"the body is not JSON: {exc}")
+        if not isinstance(request, dict):
+            return _problem(400, "the body must be an object with host and token")
+        host, token = request.get("host"), request.get("token")
+        if not isinstance(host, str) or not isinstance(token, str):
+            return _problem(400, "host and token must be strings")
+        try:
+            expires = await provision(host, token, self._identity())
+        except IdentityError as exc:
+            return _problem(502 if "cannot reach" in str(exc) else 400, str(exc))
+        _log.info("provisioned through the local API", extra={"valid_until": expires})
+        return _Answer(200, {"provisioned": True, "certificate_expires": expires})
