@@ -33,6 +33,12 @@ def register(sub: Any) -> None:
     drain.add_argument("--timeout", type=float, default=300.0, help="give up after (s)")
     drain.set_defaults(func=_drain)
 
+    key = agent_sub.add_parser(
+        "buffer-key", help="make a key for [buffer] encryption_key_file (32 random bytes, 0600)"
+    )
+    key.add_argument("file", type=Path)
+    key.set_defaults(func=_buffer_key)
+
     check = agent_sub.add_parser("check-config", help="validate a gateway config and its profiles")
     check.add_argument("config", type=Path)
     check.set_defaults(func=_check)
@@ -104,4 +110,16 @@ def _drain(args: argparse.Namespace) -> int:
         print(f"ldt agent drain: {exc}", file=sys.stderr)
         return 1
     print(f"ldt agent drain: sent {sent} readings; buffer empty")
+    return 0
+
+
+def _buffer_key(args: argparse.Namespace) -> int:
+    from ldt.agent.value_cipher import CipherError, write_new_key
+
+    try:
+        write_new_key(args.file)
+    except (CipherError, OSError) as exc:
+        print(f"ldt agent: {exc}", file=sys.stderr)
+        return 1
+    print(f"buffer key written to {args.file} (mode 0600): keep it off the buffer's disk")
     return 0

@@ -202,6 +202,9 @@ class BufferSettings(BaseModel):
     """``full`` survives power loss (one fsync per commit); ``normal`` survives only crashes."""
     flush_interval_ms: Annotated[int, Field(ge=1, le=10_000)] = 200
     flush_max_readings: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    encryption_key_file: Path | None = None
+    """Seal buffered values with this AES-256 key (``ldt agent buffer-key FILE``); see
+    ``agent/value_cipher.py`` for what it protects and where the key should live."""
 
 
 class CloudSettings(BaseModel):
@@ -381,7 +384,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     """Load a gateway config and every profile its devices use; raises ``ConfigError``.
 
     Relative paths in the file (``data_dir``, ``profile_dirs``, ``token_file``,
-    ``credential_file``)
+    ``credential_file``, ``encryption_key_file``)
     resolve against the file's own folder, so a config works wherever it is run from.
     """
     path = path.resolve()
@@ -404,6 +407,11 @@ def load_gateway_config(path: Path) -> GatewayConfig:
     cloud = cfg.cloud
     if cloud.token_file is not None:
         cloud = cloud.model_copy(update={"token_file": base / cloud.token_file})
+    buffer = cfg.buffer
+    if buffer.encryption_key_file is not None:
+        buffer = buffer.model_copy(
+            update={"encryption_key_file": base / buffer.encryption_key_file}
+        )
     local_api = cfg.local_api
     if local_api.credential_file is not None:
         local_api = local_api.model_copy(
@@ -437,6 +445,7 @@ def load_gateway_config(path: Path) -> GatewayConfig:
             "gateway": gw,
             "cloud": cloud,
             "local_api": local_api,
+            "buffer": buffer,
             "profiles": profiles,
             "devices": devices,
         }

@@ -8,6 +8,8 @@ other address it needs a credential (``[local_api] credential_file``), sent as
   (pending, oldest pending, size) and sync (sent, last error) figures.
 - ``GET /readings``: the newest reading of every point of every device.
 - ``GET /devices/{id}``: one device's health (connected, counts, last error, last good).
+- ``POST /devices/{id}/test``: can the gateway reach the device's address now
+  (``reachability``), with its health.
 - ``POST /provision`` ``{"host": ..., "token": ...}``: what ``ldt gw provision`` does; the
   agent uses the new certificate at its next start.
 
@@ -29,6 +31,7 @@ import orjson
 
 from ldt import __version__
 from ldt.agent.identity import Identity, IdentityError, provision
+from ldt.agent.reachability import probe_connection
 
 if TYPE_CHECKING:
     from ldt.agent.runtime import AgentRuntime
@@ -165,6 +168,8 @@ class LocalApi:
             return self._device(path.removeprefix("/devices/"))
         if method == "POST" and path == "/provision":
             return await self._provision(body)
+        if method == "POST" and path.startswith("/devices/") and path.endswith("/test"):
+            return await self._test(path.removeprefix("/devices/").removesuffix("/test"))
         if path in {"/status", "/readings", "/provision"} or path.startswith("/devices/"):
             return _problem(405, f"{method} is not allowed on {path}")
         return _problem(404, f"no such endpoint: {path}")
@@ -245,6 +250,14 @@ class LocalApi:
                         "last_error": h.last_error,
                     },
                 )
+        return _problem(404, f"no device {device_id!r} on this gateway")
+
+    async def _test(self, device_id: str) -> _Answer:
+        for dev in self.runtime.config.devices:
+            if dev.id == device_id:
+                found = await probe_connection(dev.connection)
+                health = self._device(device_id).body
+                return _Answer(200, {"device_id": device_id, "path": found, "health": health})
         return _problem(404, f"no device {device_id!r} on this gateway")
 
     async def _provision(self, body: bytes) -> _Answer:

@@ -26,6 +26,7 @@ from ldt.agent.poller import DeviceHealth, DevicePoller, store_reading
 from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, MutualTlsTransport, Transport
 from ldt.agent.uplink import Uplink
+from ldt.agent.value_cipher import CipherError, ValueCipher
 from ldt.contract import SeriesInfo
 from ldt.reading import Reading
 
@@ -94,6 +95,17 @@ def _read_credential(path: Path | None) -> str | None:
     return secret
 
 
+def _cipher(config: GatewayConfig) -> ValueCipher | None:
+    """The buffer's value cipher, if a key is configured; ``AgentError`` if it is unusable."""
+    path = config.buffer.encryption_key_file
+    if path is None:
+        return None
+    try:
+        return ValueCipher.from_file(path)
+    except CipherError as exc:
+        raise AgentError(str(exc)) from exc
+
+
 def _open_buffer(config: GatewayConfig) -> AsyncBuffer:
     bcfg = config.buffer
     return AsyncBuffer(
@@ -125,6 +137,7 @@ async def drain(
         batch_max=cfg.cloud.batch_max_readings,
         live_max=cfg.cloud.live_max_readings,
         interval_s=0.01,
+        cipher=_cipher(cfg),
     )
     try:
         await abuf.open()
@@ -193,10 +206,12 @@ class AgentRuntime:
 
     async def _run_open(self, abuf: AsyncBuffer, transport: Transport) -> None:
         cfg = self.config
+        cipher = _cipher(cfg)
         writer = BufferWriter(
             buffer=abuf,
             flush_interval_ms=cfg.buffer.flush_interval_ms,
             flush_max_readings=cfg.buffer.flush_max_readings,
+            cipher=cipher,
         )
         self.devices = await self._make_devices(abuf, writer)
         self.uplink = Uplink(
@@ -206,6 +221,7 @@ class AgentRuntime:
             batch_max=cfg.cloud.batch_max_readings,
             live_max=cfg.cloud.live_max_readings,
             interval_s=cfg.cloud.interval_s,
+            cipher=cipher,
         )
         _log.info(
             "agent started",

@@ -33,6 +33,7 @@ from ldt import __version__
 from ldt.agent.batch_sizer import BatchSizer
 from ldt.agent.buffer import BufferStats
 from ldt.agent.transport import Transport, TransportError, TransportRejectedError
+from ldt.agent.value_cipher import CipherError, ValueCipher
 from ldt.backoff import Backoff
 from ldt.contract import WIRE_VERSION, SeriesInfo
 
@@ -41,9 +42,9 @@ __all__ = ["BufferLanes", "PendingReading", "Uplink", "UplinkStats"]
 _log = logging.getLogger("ldt.agent.uplink")
 
 _DATA_REFUSALS = frozenset({400, 413, 422})
+"""Statuses that blame the batch's content, not the gateway: worth splitting the batch."""
 STATUS_EVERY_S = 10.0
 """How often a batch carries the gateway's status (pending readings, backlog age, clock)."""
-"""Statuses that blame the batch's content, not the gateway: worth splitting the batch."""
 
 
 class PendingReading(Protocol):
@@ -76,6 +77,34 @@ class BufferLanes(Protocol):
     async def stats(self) -> BufferStats: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A pending reading with its value opened (the buffer keeps it sealed)."""
+
+    row: PendingReading
+    value: object
+
+    @property
+    def seq(self) -> int:
+        return self.row.seq
+
+    @property
+    def series_id(self) -> int:
+        return self.row.series_id
+
+    @property
+    def observed_at_ms(self) -> int:
+        return self.row.observed_at_ms
+
+    @property
+    def quality(self) -> str:
+        return self.row.quality
+
+    @property
+    def reason(self) -> str | None:
+        return self.row.reason
+
+
 @dataclass(slots=True)
 class UplinkStats:
     """Counters for logs and the fleet view."""
@@ -103,8 +132,10 @@ class Uplink:
         live_max: int = 1000,
         interval_s: float = 1.0,
         backoff: Backoff | None = None,
+        cipher: ValueCipher | None = None,
     ) -> None:
         self._gateway_id = gateway_id
+        self._cipher = cipher
         self._buffer = buffer
         self._transport = transport
         self._batch_max = batch_max
@@ -181,6 +212,10 @@ class Uplink:
     async def _send_batch(
         self, rows: Sequence[PendingReading], lane: Literal["live", "backfill"]
     ) -> None:
+        if self._cipher is not None:
+            rows = await self._opened(rows)
+            if not rows:
+                return
         body = await self._encode(rows, lane)
         started = time.monotonic()
         try:
@@ -198,6 +233,21 @@ class Uplink:
         self.stats.readings_sent += len(rows)
         self.stats.duplicates += ack.duplicates
         self.stats.last_success_ms = int(time.time() * 1000)
+
+    async def _opened(self, rows: Sequence[PendingReading]) -> list[PendingReading]:
+        """The rows with their values opened; rows sealed by another key are set aside."""
+        assert self._cipher is not None
+        opened: list[PendingReading] = []
+        for row in rows:
+            try:
+                value = self._cipher.open(row.value)
+            except CipherError as exc:
+                await self._buffer.quarantine([row.seq], str(exc))
+                self.stats.quarantined += 1
+                _log.error("buffered value set aside", extra={"seq": row.seq, "reason": str(exc)})
+                continue
+            opened.append(row if value is row.value else _Opened(row, value))
+        return opened
 
     async def _encode(self, rows: Sequence[PendingReading], lane: str) -> bytes:
         ids = {r.series_id for r in rows}

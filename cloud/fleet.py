@@ -3,8 +3,9 @@
 Gateways report their status with a batch every few seconds (``GatewayStatus``); the
 cloud keeps the latest per gateway, stamped with its own clock. A gateway whose clock
 differs from the cloud's by more than ``CLOCK_SKEW_LIMIT_MS`` is logged and shown as
-skewed: the ``observedAt`` of its readings come from that clock and cannot be trusted
-for correlation with other sources until it is fixed (NTP in a street cabinet fails
+skewed, and its readings are stored with a reason saying so (``flag_skewed``): their
+``observedAt`` come from that clock and cannot be trusted for correlation with other
+sources until it is fixed (NTP in a street cabinet fails
 more often than one would think: no RTC battery, a firewall blocking UDP 123).
 
 ``GET /ldt/v1/fleet`` answers the view as JSON; ``ldt cloud gateway list`` prints it. Like
@@ -24,9 +25,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.store.base import Store
-from ldt.contract import GatewayStatus
+from ldt.contract import GatewayStatus, IngestBatch
 
-__all__ = ["CLOCK_SKEW_LIMIT_MS", "GatewayView", "fleet_view", "record_status", "routes"]
+__all__ = [
+    "CLOCK_SKEW_LIMIT_MS",
+    "GatewayView",
+    "clock_skew_ms",
+    "flag_skewed",
+    "fleet_view",
+    "record_status",
+    "routes",
+]
 
 _log = logging.getLogger("ldt.cloud.fleet")
 
@@ -48,6 +57,28 @@ class GatewayView:
     certificate_serial: str | None
     certificate_not_after_ms: int | None
     revoked: bool
+
+
+async def clock_skew_ms(store: Store, gateway_id: str, status: GatewayStatus | None) -> int:
+    """The gateway's clock minus ours: from this batch's status, else the last one known."""
+    if status is not None:
+        return status.sent_at_ms - int(time.time() * 1000)
+    rows = await store.pki_query("status_skew", (gateway_id,))
+    return int(rows[0][0]) if rows else 0
+
+
+def flag_skewed(batch: IngestBatch, skew_ms: int) -> IngestBatch:
+    """The batch with each reading's reason saying its timestamp is suspect, if it is.
+
+    Readings keep their quality (the value was read correctly); the reason, stored with
+    every reading, tells whoever correlates them that ``observedAt`` came from a clock that
+    was ``skew_ms`` off. A reading that already has a reason keeps it.
+    """
+    if abs(skew_ms) <= CLOCK_SKEW_LIMIT_MS:
+        return batch
+    note = f"observedAt from a gateway clock {skew_ms / 1000:+.0f} s off"
+    flagged = [(*r[:5], r[5] or note) for r in batch.readings]
+    return batch.model_copy(update={"readings": flagged})
 
 
 async def record_status(store: Store, gateway_id: str, status: GatewayStatus) -> None:

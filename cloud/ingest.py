@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.errors import OwnershipError
-from ldt.cloud.fleet import record_status
+from ldt.cloud.fleet import clock_skew_ms, flag_skewed, record_status
 from ldt.cloud.gateways import token_sha256
 from ldt.cloud.ngsild.media import JSON, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
@@ -134,6 +134,7 @@ async def ingest(request: Request) -> Response:
             f"this gateway is {gateway_id} (from its credentials), the batch says"
             f" {batch.gateway_id}",
         )
+    batch = flag_skewed(batch, await clock_skew_ms(store, gateway_id, batch.status))
     try:
         result = await store.ingest(gateway_id, batch)
     except OwnershipError as exc:

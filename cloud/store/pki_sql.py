@@ -148,6 +148,7 @@ _SQL: Final = {
     " ON CONFLICT (gateway_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
     " agent_version = excluded.agent_version, pending = excluded.pending,"
     " oldest_pending_ms = excluded.oldest_pending_ms, clock_skew_ms = excluded.clock_skew_ms",
+    "status_skew": "SELECT clock_skew_ms FROM gateway_status WHERE gateway_id = {p}",
     "statuses": "SELECT gateway_id, last_seen_ms, agent_version, pending, oldest_pending_ms,"
     " clock_skew_ms FROM gateway_status ORDER BY gateway_id",
 }

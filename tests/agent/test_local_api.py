@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -86,6 +87,12 @@ async def test_status_live_readings_and_device_health(tmp_path: Path) -> None:
         device = (await client.get(f"{url}/devices/meter-1")).json()
         assert device["connected"] is True
         assert device["good"] > 0
+        probe = (await client.post(f"{url}/devices/meter-1/test")).json()
+        assert probe["path"]["kind"] == "tcp"
+        assert probe["path"]["reachable"] is True
+        assert probe["path"]["latency_ms"] >= 0
+        assert probe["health"]["connected"] is True
+        assert (await client.post(f"{url}/devices/nope/test")).status_code == 404
         assert (await client.get(f"{url}/devices/nope")).status_code == 404
         assert (await client.get(f"{url}/nothing")).status_code == 404
         assert (await client.delete(f"{url}/status")).status_code == 405
@@ -117,3 +124,27 @@ def test_a_lan_address_without_a_credential_is_refused(tmp_path: Path) -> None:
     path = _config(tmp_path, "http://127.0.0.1:9", "0123456789abcdef0123", 502, 'host = "0.0.0.0"')
     with pytest.raises(ConfigError, match="credential_file"):
         load_gateway_config(path)
+
+
+async def test_probe_reports_unreachable_addresses_and_serial_nodes(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from ldt.agent.reachability import probe_connection
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there now
+    refused = await probe_connection(SimpleNamespace(host="127.0.0.1", port=port))
+    assert refused["reachable"] is False
+    assert refused["detail"]
+    missing = await probe_connection(SimpleNamespace(port=str(tmp_path / "ttyUSB9")))
+    assert (missing["kind"], missing["reachable"], missing["detail"]) == (
+        "serial",
+        False,
+        "no such device",
+    )
+    opc = await probe_connection(SimpleNamespace(endpoint=f"opc.tcp://127.0.0.1:{port}/x"))
+    assert (opc["target"], opc["reachable"]) == (f"127.0.0.1:{port}", False)
+    ble = await probe_connection(SimpleNamespace(address="C0:FF:EE:00:00:01"))
+    assert ble["reachable"] is None
