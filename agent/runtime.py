@@ -67,11 +67,21 @@ def read_token(config: GatewayConfig) -> str:
 
 
 def make_transport(config: GatewayConfig) -> HttpTransport | MutualTlsTransport:
-    """The uplink's transport: mutual TLS to an https cloud, a bearer token to http."""
+    """The uplink's transport: mutual TLS to an https cloud, a bearer token to http.
+
+    For an https cloud, the gateway's private key is created here on first start (0600,
+    ``identity``), so it exists before anyone provisions the gateway.
+    """
     cloud = config.cloud
     gzip = cloud.compression == "gzip"
     if cloud.url.startswith("https://"):
         identity = Identity.of(config.gateway.data_dir, config.gateway.id)
+        if not identity.key_path.exists():  # first start: the key is born on the device
+            try:
+                identity.ensure_key()
+            except (IdentityError, OSError) as exc:
+                raise AgentError(f"cannot create the gateway key: {exc}") from exc
+            _log.info("gateway key created", extra={"path": str(identity.key_path)})
         if not identity.provisioned:
             _log.warning(
                 "not provisioned yet: readings are buffered until 'ldt gw provision' runs",

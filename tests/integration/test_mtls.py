@@ -301,6 +301,9 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
                 what="the agent saying it waits for provisioning",
             )
             assert await cloud.store.reading_count(GATEWAY) == 0
+            key = tmp_path / "agent-data" / "identity" / "key.pem"
+            assert key.stat().st_mode & 0o777 == 0o600  # made at first start, on the device
+            key_before = key.read_bytes()
             host = cloud.url.removeprefix("https://")
             done = await _ldt("gw", "provision", host, "--token", token, "--config", config)
             assert done.returncode == 0, done.stderr
@@ -310,6 +313,7 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
             assert agent.terminate() == 0
         seqs = await cloud.store.seqs(GATEWAY)
         assert seqs == list(range(1, len(seqs) + 1))  # nothing lost while waiting
+        assert key.read_bytes() == key_before  # provisioning certified that key, kept it
 
 
 async def test_provisioning_through_the_local_api(tmp_path: Path) -> None:
