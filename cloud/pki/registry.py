@@ -97,7 +97,12 @@ class Provisioner:
         return text
 
     async def revoke(self, gateway_id: str) -> int:
-        """Revoke every certificate of ``gateway_id`` and its bearer token; how many certs."""
+        """Revoke every certificate of ``gateway_id`` and its bearer token; how many certs.
+
+        ``CloudError`` for a gateway that is not registered (nothing is created).
+        """
+        if gateway_id not in {g.id for g in await self.store.gateways()}:
+            raise CloudError(f"no gateway {gateway_id} is registered")
         await self.store.pki_query("revoke", (_ms(), gateway_id))
         # the bearer token dies too: replaced by the hash of a secret nobody has
         await self.store.add_gateway(

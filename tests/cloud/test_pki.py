@@ -183,6 +183,9 @@ async def test_revocation_is_immediate_and_kills_every_certificate(
             await pki.authenticate(cert.pem.decode())
         assert refused.value.status == 401
     assert await store.gateway_for_token(b"\x00" * 32) is None
+    with pytest.raises(CloudError, match="no gateway gw-ghost"):
+        await pki.revoke("gw-ghost")
+    assert "gw-ghost" not in {g.id for g in await store.gateways()}
 
 
 async def test_certificates_not_on_record_or_expired_are_refused(
