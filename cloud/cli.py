@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from ldt.cloud.pki.ca import CertificateAuthority
     from ldt.cloud.store.base import Store
 
 __all__ = ["register"]
@@ -176,21 +177,28 @@ def _gateway_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pki_run(args: argparse.Namespace, work: Callable[[Any], Awaitable[_T]]) -> _T:
-    """Run ``work`` on a ``Provisioner`` over the store and the CA in ``--data``."""
+def _with_ca(
+    args: argparse.Namespace, work: Callable[[Store, CertificateAuthority], Awaitable[_T]]
+) -> _T:
+    """Run ``work`` on the ``--store`` store and the CA in ``--data`` (created if absent)."""
     from ldt.cloud.pki.ca import CertificateAuthority
-    from ldt.cloud.pki.registry import Provisioner
     from ldt.cloud.server import PKI_DIRNAME
 
     ca = CertificateAuthority.open(args.data / PKI_DIRNAME)
-    return _with_store(args, lambda store: work(Provisioner(store, ca)))
+    return _with_store(args, lambda store: work(store, ca))
 
 
 def _token_create(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.registry import Provisioner
 
     try:
-        text = _pki_run(args, lambda pki: pki.create_claim(args.site, args.ttl, args.gateway))
+        text = _with_ca(
+            args,
+            lambda store, ca: Provisioner(store, ca).create_claim(
+                args.site, args.ttl, args.gateway
+            ),
+        )
     except CloudError as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
@@ -202,9 +210,10 @@ def _token_create(args: argparse.Namespace) -> int:
 
 def _gateway_revoke(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.registry import Provisioner
 
     try:
-        count = _pki_run(args, lambda pki: pki.revoke(args.gateway_id))
+        count = _with_ca(args, lambda store, ca: Provisioner(store, ca).revoke(args.gateway_id))
     except CloudError as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
@@ -212,23 +221,17 @@ def _gateway_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _artifacts_run(args: argparse.Namespace, work: Callable[[Any], Awaitable[_T]]) -> _T:
-    """Run ``work`` on an ``ArtifactService`` over the store and the CA in ``--data``."""
-    from ldt.cloud.pki.artifacts import ArtifactService
-    from ldt.cloud.pki.ca import CertificateAuthority
-    from ldt.cloud.server import PKI_DIRNAME
-
-    ca = CertificateAuthority.open(args.data / PKI_DIRNAME)
-    return _with_store(args, lambda store: work(ArtifactService(store, ca)))
-
-
 def _artifact_publish(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.artifacts import ArtifactService
 
     try:
         content = args.file.read_bytes()
-        envelope = _artifacts_run(
-            args, lambda svc: svc.publish(args.kind, args.name, content, args.version)
+        envelope = _with_ca(
+            args,
+            lambda store, ca: ArtifactService(store, ca).publish(
+                args.kind, args.name, content, args.version
+            ),
         )
     except (CloudError, OSError) as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
@@ -244,9 +247,10 @@ def _artifact_reports(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.artifacts import ArtifactService
 
     try:
-        rows = _artifacts_run(args, lambda svc: svc.reports())
+        rows = _with_ca(args, lambda store, ca: ArtifactService(store, ca).reports())
     except CloudError as exc:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1

@@ -15,15 +15,13 @@ import sqlite3
 from pathlib import Path
 
 from ldt.cloud.errors import CloudError, StoreError
-from ldt.cloud.store.base import GatewayRecord
-from ldt.cloud.store.sqlite import DB_FILENAME, add_gateway_sync, connect, list_gateways_sync
+from ldt.cloud.store.sqlite import DB_FILENAME, add_gateway_sync, connect
 
 __all__ = [
     "GATEWAY_ID_PATTERN",
     "InvalidGatewayIdError",
     "add_gateway",
     "ensure_gateway",
-    "list_gateways",
     "new_token",
     "token_sha256",
 ]
@@ -71,14 +69,3 @@ def add_gateway(data_dir: Path, gateway_id: str, *, rotate: bool = False) -> str
 def ensure_gateway(data_dir: Path, gateway_id: str) -> str:
     """A fresh token for ``gateway_id``, registering it first if needed (the demo's setup)."""
     return add_gateway(data_dir, gateway_id, rotate=True)
-
-
-def list_gateways(data_dir: Path) -> list[GatewayRecord]:
-    """Registered gateways, by id (blocking, like ``add_gateway``)."""
-    con = connect(data_dir / DB_FILENAME)
-    try:
-        return list_gateways_sync(con)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot list gateways: {exc}") from exc
-    finally:
-        con.close()

@@ -70,11 +70,13 @@ class CsrError(CloudError):
 
 @dataclass(frozen=True, slots=True)
 class IssuedCertificate:
-    """A certificate just issued: its PEM, serial (hex) and expiry."""
+    """A certificate just issued: its PEM, serial (hex), expiry and subject CN."""
 
     pem: bytes
     serial_hex: str
     not_after: dt.datetime
+    common_name: str
+    """The gateway id for a gateway certificate, the first host name for the server's."""
 
 
 def gateway_uri(gateway_id: str) -> str:
@@ -302,6 +304,7 @@ class CertificateAuthority:
             pem=cert.public_bytes(serialization.Encoding.PEM),
             serial_hex=format(serial, "x"),
             not_after=not_after,
+            common_name=str(subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value),
         )
 
     def issue_gateway(

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from ldt.cloud.ngsild.media import JSON, read_body
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.pki.ca import IssuedCertificate, csr_gateway_id
+from ldt.cloud.pki.ca import IssuedCertificate
 from ldt.cloud.pki.registry import PkiRefusedError, Provisioner
 from ldt.cloud.tls import client_cert_pem
 
@@ -109,7 +109,7 @@ async def provision(request: Request) -> Response:
         issued = await pki.provision(token, csr.encode("utf-8"))
     except PkiRefusedError as exc:
         raise _problem(exc) from None
-    return _issued(pki, csr_gateway_id(csr.encode("utf-8")), issued)
+    return _issued(pki, issued.common_name, issued)
 
 
 async def renew(request: Request) -> Response:
