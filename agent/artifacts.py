@@ -2,9 +2,9 @@
 
 ``ArtifactFetcher.fetch(kind, name)`` gets the latest version over mutual TLS, checks
 it with the signing key pinned at provisioning (``ldt.contract.artifacts``) and against
-the ledger of versions this gateway already accepted, then reports ``verified`` or
-``refused`` with the reason to the cloud, so an admin sees why a gateway did not take an
-artifact. A refused artifact is never returned: what runs keeps running.
+the ledger of versions this gateway already accepted, then reports ``downloaded``, then
+``verified`` or ``refused`` with the reason to the cloud, so an admin sees why a gateway
+did not take an artifact. A refused artifact is never returned: what runs keeps running.
 
 The ledger (``DATA/identity/artifacts.json``) is written atomically and only grows: a
 signed but older version (a replay) is refused even after a restart.
@@ -71,6 +71,8 @@ class ArtifactFetcher:
         self.identity = identity
         self.ledger = ArtifactLedger(identity.folder / "artifacts.json")
         self._timeout_s = timeout_s
+        self.last_envelope: dict[str, Any] | None = None
+        """The envelope of the last artifact ``fetch`` accepted (kept beside installed copies)."""
 
     async def fetch(self, kind: str, name: str) -> Artifact:
         """The latest version, verified and newer than the last accepted one.
@@ -87,6 +89,14 @@ class ArtifactFetcher:
                     raise IdentityError(
                         f"cannot fetch {kind} {name}: {response.status_code} {response.text[:200]}"
                     )
+                await self._report(
+                    client,
+                    kind=kind,
+                    name=name,
+                    version=_version_of(response),
+                    status="downloaded",
+                    reason=None,
+                )
                 try:
                     artifact = self._check(response.json())
                 except ArtifactError as exc:
@@ -121,6 +131,20 @@ class ArtifactFetcher:
         except httpx.HTTPError as exc:
             raise IdentityError(f"cannot reach {self.base_url}: {exc}") from exc
 
+    async def report(
+        self, kind: str, name: str, version: int, status: str, reason: str | None = None
+    ) -> None:
+        """Tell the cloud how an accepted artifact fared (``running``, ``failed``); never raises."""
+        try:
+            async with httpx.AsyncClient(
+                verify=client_context(self.identity), timeout=self._timeout_s
+            ) as client:
+                await self._report(
+                    client, kind=kind, name=name, version=version, status=status, reason=reason
+                )
+        except (httpx.HTTPError, OSError, IdentityError) as exc:
+            _log.warning("artifact report not delivered", extra={"reason": str(exc)})
+
     def _check(self, body: Any) -> Artifact:
         if not isinstance(body, dict):
             raise ArtifactError("the cloud's answer is not an object")
@@ -128,8 +152,10 @@ class ArtifactFetcher:
             content = base64.b64decode(str(body.get("content", "")), validate=True)
         except (binascii.Error, ValueError):
             raise ArtifactError("the artifact content is not base64") from None
-        artifact = verify_artifact(body.get("envelope"), content, self.identity.signing_key())
+        envelope = body.get("envelope")
+        artifact = verify_artifact(envelope, content, self.identity.signing_key())
         self.ledger.accept(artifact)
+        self.last_envelope = envelope
         return artifact
 
     async def _report(

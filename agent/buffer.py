@@ -74,7 +74,7 @@ __all__ = [
 
 APPLICATION_ID = 0x4C445442
 """``PRAGMA application_id`` of a buffer file ("LDTB"): tells ours from other SQLite files."""
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """``PRAGMA user_version``; a file from a newer release is refused, not guessed at."""
 
 BufferRow = tuple[int, int, "Value | None", Quality, "str | None"]
@@ -115,7 +115,8 @@ _SCHEMA = (
         entity_id TEXT NOT NULL,
         entity_type TEXT NOT NULL,
         attr TEXT NOT NULL,
-        unit TEXT
+        unit TEXT,
+        provenance TEXT
     )""",
     "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
     _REJECTED_TABLE,
@@ -327,12 +328,17 @@ class Buffer:
                 f"buffer {self.path} was written by a newer ldt (schema {version}); "
                 "upgrade ldt or move the file away"
             )
-        elif version < SCHEMA_VERSION:  # schema 1 -> 2: the table of rejected readings
+        elif version < SCHEMA_VERSION:
             con.execute("BEGIN IMMEDIATE")
-            con.execute(_REJECTED_TABLE)
-            con.executemany(
-                "INSERT OR IGNORE INTO counters VALUES (?, 0)", [(c,) for c in _COUNTERS]
-            )
+            if version < 2:  # 1 -> 2: the table of rejected readings
+                con.execute(_REJECTED_TABLE)
+                con.executemany(
+                    "INSERT OR IGNORE INTO counters VALUES (?, 0)", [(c,) for c in _COUNTERS]
+                )
+            # 2 -> 3: which model produced a derived series
+            columns = {r[1] for r in con.execute("PRAGMA table_info(series)")}
+            if "provenance" not in columns:
+                con.execute("ALTER TABLE series ADD COLUMN provenance TEXT")
             con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             con.execute("COMMIT")
         st = _State()
@@ -345,10 +351,16 @@ class Buffer:
         st.last_seq = max(int(top or 0), st.resolved[-1][1] if st.resolved else 0)
         self._series_by_info.clear()
         self._series_by_id.clear()
-        for sid, entity_id, entity_type, attr, unit in con.execute(
-            "SELECT id, entity_id, entity_type, attr, unit FROM series"
+        for sid, entity_id, entity_type, attr, unit, provenance in con.execute(
+            "SELECT id, entity_id, entity_type, attr, unit, provenance FROM series"
         ):
-            info = SeriesInfo(entity_id=entity_id, entity_type=entity_type, attr=attr, unit=unit)
+            info = SeriesInfo(
+                entity_id=entity_id,
+                entity_type=entity_type,
+                attr=attr,
+                unit=unit,
+                provenance=provenance,
+            )
             self._series_by_info[info] = int(sid)
             self._series_by_id[int(sid)] = info
         self._st = st
@@ -385,8 +397,9 @@ class Buffer:
         try:
             con.execute("BEGIN IMMEDIATE")
             cur = con.execute(
-                "INSERT INTO series (entity_id, entity_type, attr, unit) VALUES (?, ?, ?, ?)",
-                (info.entity_id, info.entity_type, info.attr, info.unit),
+                "INSERT INTO series (entity_id, entity_type, attr, unit, provenance)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (info.entity_id, info.entity_type, info.attr, info.unit, info.provenance),
             )
             con.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -35,6 +35,7 @@ from ldt.agent.protocols import (
     connection_kind,
     connection_model,
 )
+from ldt.error_location import error_location
 
 __all__ = [
     "DEFAULT_PROFILE_DIR",
@@ -283,23 +284,13 @@ class GatewayConfig(BaseModel):
         return self.gateway.data_dir / self.buffer.file
 
 
-def _format_loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
-
-
 def _problems(exc: ValidationError) -> list[str]:
     lines = []
     for err in exc.errors(include_url=False):
         # pydantic puts union branch / validator names in the loc; keep the user's keys.
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         msg = err["msg"].removeprefix("Value error, ")
-        lines.append(f"{_format_loc(loc)}: {msg}")
+        lines.append(f"{error_location(loc)}: {msg}")
     return lines
 
 

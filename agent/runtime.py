@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,12 @@ from typing import Any
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
 from ldt.agent.config import GatewayConfig
+from ldt.agent.control.actuator import WritablePoint
+from ldt.agent.control.edge import EdgeControl
 from ldt.agent.identity import Identity, IdentityError, renew
+from ldt.agent.inference import Derived
 from ldt.agent.local_api import LocalApi
-from ldt.agent.poller import DeviceHealth, DevicePoller, store_reading
+from ldt.agent.poller import DeviceHealth, DevicePoller, ReadingSink, store_reading
 from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, MutualTlsTransport, Transport
 from ldt.agent.uplink import Uplink
@@ -170,6 +174,19 @@ async def drain(
     return uplink.stats.readings_sent
 
 
+class _Tap:
+    """The devices' sink: the buffer writer first, then edge control sees the reading."""
+
+    def __init__(self, writer: BufferWriter) -> None:
+        self.writer = writer
+        self.observer: Callable[[Reading], None] | None = None
+
+    async def put(self, series_id: int, reading: Reading) -> None:
+        await self.writer.put(series_id, reading)
+        if self.observer is not None:
+            self.observer(reading)
+
+
 @dataclass
 class DeviceTask:
     """One configured device: its driver, health, poller (if polled) and point -> series map."""
@@ -196,6 +213,7 @@ class AgentRuntime:
     buffer: AsyncBuffer | None = None
     renewal_check_s: float = RENEWAL_CHECK_S
     local_api: LocalApi | None = None
+    edge: EdgeControl | None = None
 
     async def run(self) -> None:
         """Run until ``stop`` is set; raises ``AgentError`` for unusable configs or buffers."""
@@ -223,7 +241,10 @@ class AgentRuntime:
             flush_max_readings=cfg.buffer.flush_max_readings,
             cipher=cipher,
         )
-        self.devices = await self._make_devices(abuf, writer)
+        tap = _Tap(writer)
+        self.devices = await self._make_devices(abuf, tap)
+        self.edge = self._make_edge(abuf, writer)
+        tap.observer = self.edge.observe
         self.uplink = Uplink(
             gateway_id=cfg.gateway.id,
             buffer=abuf,
@@ -239,10 +260,11 @@ class AgentRuntime:
         )
         async with writer, asyncio.TaskGroup() as producers:
             poll_tasks = [
-                producers.create_task(self._run_device(d, writer), name=f"device:{d.device_id}")
+                producers.create_task(self._run_device(d, tap), name=f"device:{d.device_id}")
                 for d in self.devices
             ]
             uplink_task = producers.create_task(self.uplink.run(), name="uplink")
+            edge_task = producers.create_task(self._edge_guarded(), name="edge-control")
             house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
             api_port = await self._start_local_api()
             lan_task = None
@@ -259,6 +281,8 @@ class AgentRuntime:
             for t in poll_tasks:
                 t.cancel()
             await asyncio.gather(*poll_tasks, return_exceptions=True)
+            edge_task.cancel()
+            await asyncio.gather(edge_task, return_exceptions=True)
             await writer.flush()
             uplink_task.cancel()
             house_task.cancel()
@@ -279,7 +303,52 @@ class AgentRuntime:
             },
         )
 
-    async def _make_devices(self, abuf: AsyncBuffer, writer: BufferWriter) -> list[DeviceTask]:
+    async def _edge_guarded(self) -> None:
+        """Edge control until cancelled; its failure is logged, never the agent's end."""
+        assert self.edge is not None
+        try:
+            await self.edge.run()
+        except Exception:  # noqa: BLE001 - readings matter more than rules and models
+            _log.exception("edge control stopped; readings go on")
+
+    def _make_edge(self, abuf: AsyncBuffer, writer: BufferWriter) -> EdgeControl:
+        """Edge control over this agent's devices (rules, models, commands)."""
+        cfg = self.config
+        points: dict[tuple[str, str], WritablePoint] = {}
+        entities: dict[str, str] = {}
+        types: dict[str, str] = {}
+        for task in self.devices:
+            dev = next(d for d in cfg.devices if d.id == task.device_id)
+            profile = cfg.profiles[dev.profile]
+            entities[dev.id] = cfg.entity_id(dev)
+            types[dev.id] = profile.profile.entity_type
+            for point in profile.points:
+                points[(dev.id, point.name)] = WritablePoint(task.driver, point)
+
+        async def series_of(derived: Derived) -> int:
+            device = derived.reading.device_id
+            return await abuf.series_id(
+                SeriesInfo(
+                    entity_id=entities[device],
+                    entity_type=types[device],
+                    attr=derived.reading.point,
+                    unit=derived.unit,
+                    provenance=derived.provenance,
+                )
+            )
+
+        https = cfg.cloud.url.startswith("https://")
+        return EdgeControl(
+            folder=cfg.gateway.data_dir / "control",
+            points=points,
+            entities=entities,
+            store=writer.put,
+            series_of=series_of,
+            identity=Identity.of(cfg.gateway.data_dir, cfg.gateway.id) if https else None,
+            cloud_url=cfg.cloud.url if https else None,
+        )
+
+    async def _make_devices(self, abuf: AsyncBuffer, writer: ReadingSink) -> list[DeviceTask]:
         cfg = self.config
         tasks: list[DeviceTask] = []
         for dev in cfg.devices:
@@ -329,7 +398,7 @@ class AgentRuntime:
             )
         return tasks
 
-    async def _run_device(self, task: DeviceTask, writer: BufferWriter) -> None:
+    async def _run_device(self, task: DeviceTask, sink: ReadingSink) -> None:
         """One device: opened once, polled and/or streamed, never able to stop the others."""
 
         async def emit(reading: Reading) -> None:
@@ -340,7 +409,7 @@ class AgentRuntime:
                     extra={"device": task.device_id, "point": reading.point},
                 )
                 return
-            await store_reading(writer, task.health, series_id, reading)
+            await store_reading(sink, task.health, series_id, reading)
 
         async with task.driver, asyncio.TaskGroup() as tg:
             if task.poller is not None:

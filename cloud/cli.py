@@ -119,6 +119,10 @@ def register(sub: Any) -> None:
     _add_data_options(revoke)
     revoke.set_defaults(func=_gateway_revoke)
 
+    from ldt.cloud.control import cli as control_cli  # its own imports are lazy too
+
+    control_cli.register(cloud_sub, _add_data_options, _with_ca)
+
 
 def _gateway_add(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError

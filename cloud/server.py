@@ -26,6 +26,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from ldt.cloud import fleet, ingest
+from ldt.cloud.control import routes as control_routes
+from ldt.cloud.control.plane import ControlPlane, admin_token
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway, ensure_gateway
 from ldt.cloud.ngsild import (
@@ -110,6 +112,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
             *fleet.routes,
             *pki_routes.routes,
             *artifacts.routes,
+            *control_routes.routes,
             Mount(
                 "/ngsi-ld/v1",
                 routes=[
@@ -134,6 +137,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
     app.state.store = store
     app.state.pki = None  # a Provisioner when serving TLS (running_cloud)
     app.state.artifacts = None  # an ArtifactService when serving TLS
+    app.state.control = None  # a ControlPlane when serving TLS
     app.state.contexts = contexts or ContextStore(
         preload_dir=None, cache_dir=None, allow_network=False
     )
@@ -220,6 +224,12 @@ async def running_cloud(
                 )
                 app.state.pki = Provisioner(store, ca)
                 app.state.artifacts = ArtifactService(store, ca)
+                app.state.control = ControlPlane.build(
+                    store,
+                    app.state.notifier,
+                    app.state.artifacts,
+                    admin_token(data_dir / PKI_DIRNAME),
+                )
             config = uvicorn.Config(
                 app,
                 log_config=None,
@@ -235,6 +245,11 @@ async def running_cloud(
             )
             server = _Server(config)
             task = asyncio.create_task(server.serve(sockets=[sock]), name="ldt-cloud-http")
+            sweeper = (
+                asyncio.create_task(app.state.control.sweep_forever(), name="ldt-command-expiry")
+                if app.state.control is not None
+                else None
+            )
             try:
                 async with asyncio.timeout(STARTUP_TIMEOUT_S):
                     while not server.started:
@@ -251,6 +266,12 @@ async def running_cloud(
                     url=f"{scheme}://{shown}:{bound[1]}", store=store, data_dir=data_dir, _task=task
                 )
             finally:
+                if app.state.control is not None:
+                    app.state.control.close()  # long polls answer now, not at the deadline
+                if sweeper is not None:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
                 server.should_exit = True
                 try:
                     async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):

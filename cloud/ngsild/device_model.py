@@ -14,7 +14,9 @@ than once per reading. The rules (docs/smart-data-models.md):
   ``reason``, so the twin shows that the value is no longer being refreshed;
 - ``dateLastValueReported`` is the newest good or stale reading of the device;
 - ``deviceState`` follows the quality of the device's newest reading
-  ("ok", "stale" or "error").
+  ("ok", "stale" or "error");
+- an attribute a model on the gateway derived carries the sub-property ``provenance``
+  (the model's name and version), so the twin tells predictions from measurements.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class AttrUpdate:
     """The newest readings of one attribute within one batch."""
 
     unit: str | None
+    provenance: str | None = None
+    """What produced a derived series (a model and its version); None: the device."""
     value_key: tuple[int, int] | None = None
     """(observed_at_ms, seq) of the newest good/stale reading with a value."""
     value: bool | int | float | str | None = None
@@ -64,7 +68,7 @@ def summarize(batch: IngestBatch) -> dict[str, EntityUpdate]:
             ent = out[info.entity_id] = EntityUpdate(entity_type=info.entity_type)
         upd = ent.attrs.get(info.attr)
         if upd is None:
-            upd = ent.attrs[info.attr] = AttrUpdate(unit=info.unit)
+            upd = ent.attrs[info.attr] = AttrUpdate(unit=info.unit, provenance=info.provenance)
         by_series[int(key)] = upd
     for seq, sid, ts, value, quality, reason in batch.readings:
         upd = by_series[sid]
@@ -124,6 +128,8 @@ def apply_update(
             attr = _prop(upd.value, ms)
             if upd.unit is not None:
                 attr["unitCode"] = upd.unit
+            if upd.provenance is not None:
+                attr["provenance"] = _prop(upd.provenance, ms)
             old_quality = cur.get("quality") if isinstance(cur, dict) else None
             old_q_ms = _observed_ms(old_quality)
             if old_q_ms is not None and old_q_ms > ms and isinstance(cur, dict):

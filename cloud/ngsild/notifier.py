@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -187,6 +187,8 @@ class Notifier:
         self._ticker: asyncio.Task[None] | None = None
         self._mqtt = MqttPublisher(backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         self._counters = Counters(store, interval_s=counters_s)
+        self.observers: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
+        """Called with every committed API write (the commands of ``ldt.cloud.control``)."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -271,6 +273,11 @@ class Notifier:
             if pair is not None and outcome in ("created", "updated", "deleted"):
                 committed.append(pair)
         if committed:
+            for observer in self.observers:
+                try:
+                    await observer(committed)
+                except Exception:  # noqa: BLE001 - the write is committed: answer it anyway
+                    _log.exception("entity write observer failed")
             await self.entities_changed(committed)
         return results
 

@@ -39,7 +39,7 @@ __all__ = ["REPORT_STATUSES", "ArtifactReport", "ArtifactService", "routes"]
 
 _log = logging.getLogger("ldt.cloud.artifacts")
 
-REPORT_STATUSES = ("verified", "refused", "running", "failed")
+REPORT_STATUSES = ("downloaded", "verified", "refused", "running", "failed")
 _MAX_REASON = 1000
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from ldt.cloud.store import control_sql
+
 __all__ = ["PG_ARTIFACTS", "PG_SCHEMA", "SQLITE_SCHEMA", "sql"]
 
 SQLITE_SCHEMA: Final = """
@@ -155,5 +157,6 @@ _SQL: Final = {
 
 
 def sql(statement: str, *, postgres: bool) -> str:
-    """One statement in a dialect (``?`` or ``%s`` placeholders)."""
-    return _SQL[statement].format(p="%s" if postgres else "?")
+    """One statement (of this module or ``control_sql``) in a dialect (``?`` or ``%s``)."""
+    text = _SQL.get(statement) or control_sql.STATEMENTS[statement]
+    return text.format(p="%s" if postgres else "?")

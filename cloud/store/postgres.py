@@ -51,6 +51,7 @@ from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store import (
+    control_sql,
     entity_search,
     pg_geo,
     pg_temporal,
@@ -147,6 +148,8 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     pki_sql.PG_SCHEMA,
     # 10: signed artifacts and the gateways' reports on them
     pki_sql.PG_ARTIFACTS,
+    # 11: edge control: catalogue, rollouts, groups, commands, audit
+    control_sql.PG_SCHEMA,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 """The schema this code writes; ``open()`` migrates older databases up to it."""

@@ -36,6 +36,7 @@ from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
 from ldt.cloud.store import (
+    control_sql,
     entity_search,
     pki_sql,
     registration_sql,
@@ -151,6 +152,7 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
         sqlite_temporal.migrate(con)
         con.executescript(registration_sql.SQLITE_SCHEMA)
         con.executescript(pki_sql.SQLITE_SCHEMA)
+        con.executescript(control_sql.SQLITE_SCHEMA)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the cloud database {path}: {exc}") from exc
     return con

@@ -60,6 +60,8 @@ class SeriesInfo(BaseModel):
     entity_type: _Name
     attr: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
     unit: _Unit | None = None
+    provenance: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    """What produced a derived series ("model meter-forecast 1.0.0"); None: a device."""
 
 
 class GatewayStatus(BaseModel):

@@ -318,6 +318,29 @@ def test_calls_need_an_open_buffer(tmp_path: Path) -> None:
     assert not (tmp_path / "b.db").exists()  # the constructor did no I/O
 
 
+def test_a_schema_2_buffer_gains_provenance_and_keeps_its_series(tmp_path: Path) -> None:
+    """Buffers from before models (no ``series.provenance``) open; derived series store it."""
+    import sqlite3
+
+    from ldt.contract import SeriesInfo
+
+    path = tmp_path / "v2.db"
+    plain = SeriesInfo(entity_id="urn:x:y", entity_type="Device", attr="a", unit="WTT")
+    with Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9) as buf:
+        sid = buf.series_id(plain)
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE series DROP COLUMN provenance")
+    con.execute("PRAGMA user_version=2")
+    con.commit()
+    con.close()
+    derived = plain.model_copy(update={"attr": "aForecast", "provenance": "model m 1.0.0"})
+    with Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9) as buf:
+        assert buf.series_id(plain) == sid
+        did = buf.series_id(derived)
+    with Buffer(path=path, max_bytes=1 << 30, max_age_s=1e9) as buf:
+        assert buf.series([sid, did]) == {sid: plain, did: derived}
+
+
 def test_a_schema_1_buffer_is_migrated_and_keeps_its_readings(tmp_path: Path) -> None:
     """Buffers written by the first release (no ``rejected`` table) open and keep every row."""
     import sqlite3

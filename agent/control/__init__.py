@@ -1,0 +1,1 @@
+"""Local control on the gateway: actuation rules, safety bounds, commands from the cloud, audit."""

@@ -1,0 +1,172 @@
+"""Safety bounds on writes: the last check before a value reaches a device.
+
+Every write goes through the guard, whatever asked for it (a rule, a command from the
+cloud, a technician), so a wrong rule or a compromised cloud can still not drive a pump
+past its rated speed or switch a compressor on and off every minute. Bounds are per point
+and come with the rule set (``RuleSet.limits``); a point without a limit is not bounded.
+
+Pure logic, no clock: the caller passes ``now_ms`` (Unix ms) and calls ``record`` after a
+write the device accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ldt.agent.control.values import as_number, same_value
+from ldt.agent.control.values import threshold_text as _num
+from ldt.contract.rules import PointLimit
+from ldt.reading import Value
+
+__all__ = ["SafetyError", "SafetyGuard"]
+
+_HOUR_MS: Final = 3_600_000
+
+
+class SafetyError(ValueError):
+    """A write refused by a safety limit; the message says which and why."""
+
+
+@dataclass(slots=True)
+class _History:
+    last: Value | None = None
+    """The value written last (None: nothing written since start or restore)."""
+    changes_ms: deque[int] = field(default_factory=deque)
+    """When the value changed, oldest first, at most ``max_changes_per_hour`` of them."""
+
+
+class _SavedPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: str
+    point: str
+    last: bool | int | float | str | None
+    changes_ms: list[int]
+
+
+class _Snapshot(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1]
+    points: list[_SavedPoint]
+
+
+def _show(value: Value) -> str:
+    return repr(value) if isinstance(value, str) else str(value).lower()
+
+
+class SafetyGuard:
+    """Checks writes against per-point limits and remembers recent writes for the rate limit.
+
+    Not thread-safe: one owner (the agent's write path) calls it.
+    """
+
+    def __init__(self, limits: Sequence[PointLimit]) -> None:
+        self._limits = {(limit.device, limit.point): limit for limit in limits}
+        self._history: dict[tuple[str, str], _History] = {}
+
+    def limit(self, device: str, point: str) -> PointLimit | None:
+        """The limit of a point, None if it has none."""
+        return self._limits.get((device, point))
+
+    def check(self, device: str, point: str, value: Value, now_ms: int) -> None:
+        """Raise ``SafetyError`` if writing ``value`` now would break the point's limit.
+
+        Bounds: booleans count as 0 and 1; text, NaN and infinity are refused on a point
+        with ``min`` or ``max``. Rate: a write that changes the value is refused once
+        ``max_changes_per_hour`` changes were recorded in the last 3600 s; writing the
+        value written last is not a change and always passes the rate limit.
+        """
+        limit = self._limits.get((device, point))
+        if limit is None:
+            return
+        where = f"{device}/{point}"
+        if limit.min is not None or limit.max is not None:
+            x = as_number(value)
+            if x is None:
+                raise SafetyError(
+                    f"writing {_show(value)} to {where} refused: the point has safety bounds "
+                    "and takes finite numbers only"
+                )
+            if limit.min is not None and x < limit.min:
+                raise SafetyError(
+                    f"writing {_show(value)} to {where} refused: "
+                    f"below its safety min {_num(limit.min)}"
+                )
+            if limit.max is not None and x > limit.max:
+                raise SafetyError(
+                    f"writing {_show(value)} to {where} refused: "
+                    f"above its safety max {_num(limit.max)}"
+                )
+        allowed = limit.max_changes_per_hour
+        if allowed is None:
+            return
+        history = self._history.get((device, point))
+        if history is None:
+            return
+        if history.last is not None and same_value(value, history.last):
+            return
+        recent = [t for t in history.changes_ms if t > now_ms - _HOUR_MS]
+        if len(recent) >= allowed:
+            wait_s = math.ceil((recent[len(recent) - allowed] + _HOUR_MS - now_ms) / 1000)
+            raise SafetyError(
+                f"writing {_show(value)} to {where} refused: it changed {len(recent)} times "
+                f"in the last hour, its safety limit is {allowed}; "
+                f"the next change is allowed in {wait_s} s"
+            )
+
+    def record(self, device: str, point: str, value: Value, now_ms: int) -> None:
+        """Note a write the device accepted (call after ``check`` passed and the write did)."""
+        limit = self._limits.get((device, point))
+        if limit is None:
+            return
+        history = self._history.setdefault((device, point), self._new_history(limit))
+        if history.last is None or not same_value(value, history.last):
+            history.changes_ms.append(now_ms)
+        history.last = value
+
+    def snapshot(self) -> dict[str, Any]:
+        """The recent writes as plain JSON-able data: a restart must not reset the rate limit.
+
+        (Otherwise an agent crashing in a loop could switch a compressor at every start.)
+        """
+        return {
+            "v": 1,
+            "points": [
+                {"device": d, "point": p, "last": h.last, "changes_ms": list(h.changes_ms)}
+                for (d, p), h in self._history.items()
+            ],
+        }
+
+    def restore(self, snapshot: Any) -> None:
+        """Take back a ``snapshot``; points that no longer have a limit are dropped.
+
+        Raises ``ValueError`` if the snapshot is malformed.
+        """
+        try:
+            saved = _Snapshot.model_validate(snapshot)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "top level"
+            raise ValueError(
+                f"the saved write history is malformed ({where}: {first['msg']}); start without it"
+            ) from None
+        for entry in saved.points:
+            limit = self._limits.get((entry.device, entry.point))
+            if limit is None:
+                continue
+            history = self._new_history(limit)
+            history.last = entry.last
+            history.changes_ms.extend(sorted(entry.changes_ms))
+            self._history[(entry.device, entry.point)] = history
+
+    @staticmethod
+    def _new_history(limit: PointLimit) -> _History:
+        # Only the last ``max_changes_per_hour`` changes can refuse a write: keep no more.
+        return _History(changes_ms=deque(maxlen=limit.max_changes_per_hour or 1))

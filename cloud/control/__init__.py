@@ -1,0 +1,1 @@
+"""Cloud side of edge control: model and rule catalogue, rollouts, commands, alerts, audit."""

@@ -1,0 +1,61 @@
+"""The cloud's audit log: who asked for what to happen on which gateway, and what did.
+
+Every command (sent, delivered, settled), every catalogue change (published, assigned,
+rolled back) and every rule firing or command a gateway reports lands here, so "why did the
+pump start at 03:12" has one place to look on each side (the gateway keeps its own,
+``ldt.agent.control.audit``). Rows are only appended.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ldt.cloud.store.base import Store
+
+__all__ = ["AuditEntry", "AuditLog"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit line. ``origin``: "cloud" or "gateway" (reported by ``gateway_id``)."""
+
+    at_ms: int
+    origin: str
+    gateway_id: str | None
+    action: str
+    subject: str
+    detail: dict[str, Any]
+
+
+class AuditLog:
+    """Append and read audit lines in the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def record(
+        self,
+        action: str,
+        subject: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        gateway_id: str | None = None,
+        origin: str = "cloud",
+        at_ms: int | None = None,
+    ) -> None:
+        """Append one line (``at_ms`` defaults to now)."""
+        at = int(time.time() * 1000) if at_ms is None else at_ms
+        payload = orjson.dumps(detail or {}, default=str).decode()
+        await self.store.pki_query("add_audit", (at, origin, gateway_id, action, subject, payload))
+
+    async def entries(self, limit: int = 100) -> list[AuditEntry]:
+        """The newest ``limit`` lines, newest first."""
+        rows = await self.store.pki_query("audit", (limit,))
+        return [
+            AuditEntry(int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]), orjson.loads(r[5]))
+            for r in rows
+        ]

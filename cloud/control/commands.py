@@ -1,0 +1,310 @@
+"""Commands from the NGSI-LD API to a gateway's devices, the way FIWARE IoT Agents do it.
+
+A gateway declares which attributes of its entities are commands (its writable points,
+``ControlSync.command_points``). An NGSI-LD update of such an attribute, through any entity
+write of the API, creates a command for that gateway and sets ``<attr>_status`` to PENDING on
+the entity; the gateway gets it on its next control exchange (a long poll, so within a round
+trip), writes the point through its driver and answers OK or ERROR with ``<attr>_info``
+(the result or the reason). A command not executed by its expiry (``expiresAt``
+sub-property, default ``DEFAULT_TTL_S``) ends EXPIRED, on the gateway (it checks before
+writing) or here (a gateway that never fetched it, or never answered). Subscriptions see
+every status change: they are entity writes like any other.
+
+Only the gateway that owns an entity may declare commands on it (entities it has not
+created yet included); an update of any other attribute stays data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+
+from ldt.cloud.control.audit import AuditLog
+from ldt.cloud.errors import CloudError
+from ldt.cloud.ngsild import entity_ops as ops
+from ldt.cloud.ngsild.notifier import Notifier
+from ldt.cloud.ngsild.subscriptions import Change
+from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.store.base import Store
+from ldt.contract.control import CommandOrder, CommandResult
+
+__all__ = ["DEFAULT_TTL_S", "CommandService", "list_commands"]
+
+_log = logging.getLogger("ldt.cloud.commands")
+
+DEFAULT_TTL_S: Final = 60.0
+ANSWER_GRACE_S: Final = 30.0
+"""A delivered command is declared EXPIRED this long after its expiry without an answer."""
+POINTS_REFRESH_S: Final = 5.0
+"""How stale the in-memory map of command attributes may get (another broker's changes)."""
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _command_value(attr: Any) -> tuple[Any, int | None]:
+    """The value an attribute instance commands, and its ``expiresAt`` (ms) if it has one."""
+    instance = attr[0] if isinstance(attr, list) and attr else attr
+    if not isinstance(instance, Mapping):
+        return None, None
+    value = instance.get("value")
+    expires = instance.get("expiresAt")
+    expires_ms = None
+    if isinstance(expires, Mapping):
+        raw = expires.get("value")
+        if isinstance(raw, Mapping):
+            raw = raw.get("@value")
+        expires_ms = parse_iso_ms(raw) if isinstance(raw, str) else None
+    return value, expires_ms
+
+
+class CommandService:
+    """Creates, hands out and settles commands; ``observe`` is the NGSI-LD write hook."""
+
+    def __init__(
+        self,
+        store: Store,
+        notifier: Notifier,
+        audit: AuditLog,
+        *,
+        default_ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.audit = audit
+        self.default_ttl_s = default_ttl_s
+        self._points: dict[str, dict[str, str]] = {}
+        self._points_at = 0.0
+        self._wake: dict[str, asyncio.Event] = {}
+        self.closing = asyncio.Event()
+
+    # --- what gateways declare ------------------------------------------------------------
+    async def _load_points(self, *, force: bool = False) -> dict[str, dict[str, str]]:
+        now = time.monotonic()
+        if force or now - self._points_at > POINTS_REFRESH_S:
+            points: dict[str, dict[str, str]] = {}
+            for entity_id, attr, gateway_id in await self.store.pki_query("command_points", ()):
+                points.setdefault(str(entity_id), {})[str(attr)] = str(gateway_id)
+            self._points, self._points_at = points, now
+        return self._points
+
+    async def declare(self, gateway_id: str, points: Mapping[str, Sequence[str]]) -> None:
+        """Replace ``gateway_id``'s command attributes; ``CloudError`` for a foreign entity."""
+        for entity_id in points:
+            rows = await self.store.pki_query("entity_owner", (entity_id,))
+            owner = rows[0][0] if rows else None
+            if owner is not None and owner != gateway_id:
+                _log.warning(
+                    "command points refused: entity of another gateway",
+                    extra={"gateway": gateway_id, "entity": entity_id},
+                )
+                raise CloudError(f"entity {entity_id} belongs to another gateway")
+        current = await self._load_points(force=True)
+        mine = {(e, a) for e, attrs in current.items() for a, g in attrs.items() if g == gateway_id}
+        wanted = {(e, a) for e, attrs in points.items() for a in attrs}
+        if mine == wanted:
+            return
+        await self.store.pki_query("drop_command_points", (gateway_id,))
+        for entity_id, attr in sorted(wanted):
+            await self.store.pki_query("put_command_point", (entity_id, attr, gateway_id))
+        await self._load_points(force=True)
+        await self.audit.record(
+            "commands.declare",
+            gateway_id,
+            {"points": sorted(f"{e}/{a}" for e, a in wanted)},
+            gateway_id=gateway_id,
+            origin="gateway",
+        )
+
+    # --- the NGSI-LD write hook -------------------------------------------------------------
+    async def observe(self, changes: Sequence[Change]) -> None:
+        """Committed entity writes: an updated command attribute becomes a command."""
+        points = await self._load_points()
+        if not points:
+            return
+        for old, new in changes:
+            if new is None:
+                continue
+            entity_id = str(new.get("id"))
+            commands = points.get(entity_id)
+            if not commands:
+                continue
+            before = old or {}
+            for attr, gateway_id in commands.items():
+                if attr in new and new[attr] != before.get(attr):
+                    await self._create(gateway_id, entity_id, attr, new[attr])
+
+    async def _create(self, gateway_id: str, entity_id: str, attr: str, instance: Any) -> None:
+        value, expires_ms = _command_value(instance)
+        now = _ms()
+        expires_ms = expires_ms or now + int(self.default_ttl_s * 1000)
+        command_id = f"urn:ngsi-ld:Command:{uuid.uuid4()}"
+        await self.store.pki_query(
+            "add_command",
+            (
+                command_id,
+                gateway_id,
+                entity_id,
+                attr,
+                orjson.dumps(value).decode(),
+                now,
+                expires_ms,
+                now,
+            ),
+        )
+        await self.audit.record(
+            "command.create",
+            command_id,
+            {"entity": entity_id, "attr": attr, "value": value, "expires_at_ms": expires_ms},
+            gateway_id=gateway_id,
+        )
+        if isinstance(value, bool | int | float | str) and expires_ms > now:
+            await self._show(entity_id, attr, "PENDING", "")
+            self._wake.setdefault(gateway_id, asyncio.Event()).set()
+            return
+        reason = (
+            "the command expired before it was sent"
+            if expires_ms <= now
+            else "a command value must be a number, a boolean or a text"
+        )
+        status = "EXPIRED" if expires_ms <= now else "ERROR"
+        await self.store.pki_query("settle_command", (status, reason, now, command_id, gateway_id))
+        await self._show(entity_id, attr, status, reason)
+
+    async def _show(self, entity_id: str, attr: str, status: str, info: str) -> None:
+        """``<attr>_status`` and ``<attr>_info`` on the entity (subscriptions see them)."""
+        now = iso_ms(_ms())
+        fragment = {
+            f"{attr}_status": {"type": "Property", "value": status, "observedAt": now},
+            f"{attr}_info": {"type": "Property", "value": info or status, "observedAt": now},
+        }
+        results = await self.notifier.write_entities(
+            [(entity_id, ops.merge_entity(entity_id, fragment, now))]
+        )
+        for outcome in results:
+            if not isinstance(outcome, str):
+                _log.warning(
+                    "command status not shown on the entity",
+                    extra={"entity": entity_id, "attr": attr, "reason": str(outcome)},
+                )
+
+    # --- the gateway's side ------------------------------------------------------------------
+    async def expire(self) -> int:
+        """Settle commands past their expiry as EXPIRED; how many."""
+        now = _ms()
+        rows = await self.store.pki_query(
+            "expire_commands", (now, now, now - int(ANSWER_GRACE_S * 1000))
+        )
+        for command_id, gateway_id, entity_id, attr in rows:
+            await self._show(str(entity_id), str(attr), "EXPIRED", "expired before execution")
+            await self.audit.record(
+                "command.expired", str(command_id), {}, gateway_id=str(gateway_id)
+            )
+        return len(rows)
+
+    async def take(
+        self,
+        gateway_id: str,
+        wait_s: float = 0,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+        news: Callable[[], Awaitable[bool]] | None = None,
+    ) -> list[CommandOrder]:
+        """The gateway's pending commands (marked DELIVERED), waiting up to ``wait_s`` for one.
+
+        ``gone`` tells whether the gateway has hung up (a stopped agent's long poll): its
+        commands then stay PENDING for its next connection instead of being handed to a
+        closed socket. ``news`` ends the wait early with no command (the gateway's
+        assignments changed: it should fetch now, not at the end of its long poll).
+        """
+        deadline = time.monotonic() + wait_s
+        event = self._wake.setdefault(gateway_id, asyncio.Event())
+        while True:
+            event.clear()
+            await self.expire()
+            if gone is not None and await gone():
+                return []
+            now = _ms()
+            rows = await self.store.pki_query("deliver_commands", (now, gateway_id, now))
+            if rows:
+                orders = [
+                    CommandOrder(
+                        id=str(r[0]),
+                        entity_id=str(r[1]),
+                        attr=str(r[2]),
+                        value=orjson.loads(r[3]),
+                        expires_at_ms=int(r[4]),
+                    )
+                    for r in rows
+                ]
+                for order in orders:
+                    await self.audit.record(
+                        "command.delivered", order.id, {}, gateway_id=gateway_id
+                    )
+                    await self._show(order.entity_id, order.attr, "DELIVERED", "")
+                return orders
+            left = deadline - time.monotonic()
+            if left <= 0 or self.closing.is_set() or (news is not None and await news()):
+                return []
+            # woken by a command created here; polled for one created by another broker
+            closing = asyncio.ensure_future(self.closing.wait())
+            woken = asyncio.ensure_future(event.wait())
+            try:
+                await asyncio.wait(
+                    {closing, woken}, timeout=min(left, 1.0), return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                closing.cancel()
+                woken.cancel()
+
+    async def settle(self, gateway_id: str, result: CommandResult) -> bool:
+        """Record a gateway's result; False if the command is unknown, foreign or settled."""
+        rows = await self.store.pki_query(
+            "settle_command", (result.status, result.info, _ms(), result.id, gateway_id)
+        )
+        if not rows:
+            return False
+        entity_id, attr = str(rows[0][0]), str(rows[0][1])
+        await self._show(entity_id, attr, result.status, result.info or "")
+        await self.audit.record(
+            f"command.{result.status.lower()}",
+            result.id,
+            {"entity": entity_id, "attr": attr, "info": result.info, "at_ms": result.at_ms},
+            gateway_id=gateway_id,
+            origin="gateway",
+        )
+        return True
+
+    async def commands(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The newest commands (``list_commands``)."""
+        return await list_commands(self.store, limit)
+
+
+_COMMAND_KEYS: Final = (
+    "id",
+    "gateway_id",
+    "entity_id",
+    "attr",
+    "value",
+    "status",
+    "info",
+    "created_at_ms",
+    "expires_at_ms",
+    "updated_at_ms",
+)
+
+
+async def list_commands(store: Store, limit: int = 100) -> list[dict[str, Any]]:
+    """The newest commands with their status, for the CLI and the admin API."""
+    out = []
+    for row in await store.pki_query("commands", (limit,)):
+        item = dict(zip(_COMMAND_KEYS, row, strict=True))
+        item["value"] = orjson.loads(item["value"])
+        out.append(item)
+    return out

@@ -1,0 +1,236 @@
+"""The cloud's control plane on both stores: catalogue and rollouts, commands, audit, routes."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ldt.cloud.control.audit import AuditLog
+from ldt.cloud.control.catalogue import Catalogue, target_of
+from ldt.cloud.control.commands import CommandService
+from ldt.cloud.control.plane import ADMIN_TOKEN_FILE
+from ldt.cloud.errors import CloudError
+from ldt.cloud.ngsild import entity_ops as ops
+from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.notifier import Notifier
+from ldt.cloud.pki.artifacts import ArtifactService
+from ldt.cloud.pki.ca import CertificateAuthority
+from ldt.cloud.server import PKI_DIRNAME, running_cloud
+from ldt.cloud.store import Store
+from ldt.contract import IngestBatch
+from ldt.contract.control import CommandResult, ControlSync
+from tests.cloud.batches import batch, good_rows
+
+RULES = b"""
+name = "cooling"
+[[rules]]
+id = "fan"
+when = { device = "m0", point = "activePower", above = 10 }
+then = { device = "m0", point = "fan", value = true }
+"""
+RULES_2 = RULES.replace(b"above = 10", b"above = 20")
+GW = "gw-a"
+ENTITY = f"urn:ngsi-ld:Device:{GW}:m0"
+
+
+def _catalogue(store: Store, tmp_path: Path) -> Catalogue:
+    ca = CertificateAuthority.open(tmp_path / "pki", passphrase=b"")
+    return Catalogue(store, ArtifactService(store, ca), AuditLog(store))
+
+
+async def test_upload_assign_rollout_and_rollback(store: Store, tmp_path: Path) -> None:
+    catalogue = _catalogue(store, tmp_path)
+    artifacts = catalogue.artifacts
+    first = await catalogue.upload("rules", RULES)
+    assert (first.name, first.version, first.rollback_of) == ("cooling", 1, None)
+    assert first.metadata["rules"] == ["fan"]
+    with pytest.raises(CloudError, match="upload it first"):
+        await catalogue.assign("rules", "heating", "gateway:gw-a")
+    await catalogue.assign("rules", "cooling", target_of(GW, None))
+    await catalogue.group_add("north", ["gw-b", "gw-c"])
+    await catalogue.assign("rules", "cooling", target_of(None, "north"))
+    assert await catalogue.gateways("rules", "cooling") == ["gw-a", "gw-b", "gw-c"]
+    assert {s.status for s in await catalogue.rollout("rules", "cooling")} == {"pending"}
+    await artifacts.report(
+        "gw-b", {"kind": "rules", "name": "cooling", "version": 1, "status": "running"}
+    )
+    await artifacts.report(
+        "gw-c",
+        {
+            "kind": "rules",
+            "name": "cooling",
+            "version": 1,
+            "status": "failed",
+            "reason": "no point m0/fan",
+        },
+    )
+    rollout = {
+        s.gateway_id: (s.status, s.reason) for s in await catalogue.rollout("rules", "cooling")
+    }
+    assert rollout == {
+        "gw-a": ("pending", None),
+        "gw-b": ("running", None),
+        "gw-c": ("failed", "no point m0/fan"),
+    }
+    # assignments as a gateway sees them: direct or through its group
+    rows = await store.pki_query("assigned_to", ("gw-c", "gw-c"))
+    assert [tuple(r) for r in rows] == [("rules", "cooling", 1)]
+    second = await catalogue.upload("rules", RULES_2)
+    assert second.version == 2
+    assert {s.status for s in await catalogue.rollout("rules", "cooling")} == {"pending"}
+    back = await catalogue.rollback("rules", "cooling")
+    assert (back.version, back.rollback_of) == (3, 1)
+    content = await store.pki_query("artifact_content", ("rules", "cooling", 3))
+    original = await store.pki_query("artifact_content", ("rules", "cooling", 1))
+    assert bytes(content[0][0]) == bytes(original[0][0])
+    with pytest.raises(CloudError, match="nothing to roll back to"):
+        await catalogue.rollback("rules", "cooling")
+    await catalogue.unassign("rules", "cooling", "group:north")
+    with pytest.raises(CloudError, match="not assigned"):
+        await catalogue.unassign("rules", "cooling", "group:north")
+    actions = [e.action for e in await AuditLog(store).entries()]
+    for action in ("rules.publish", "rules.assign", "rules.rollback", "rules.unassign"):
+        assert action in actions
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b'name = "x"\n[[rules]]\nid = "r"\n', "rule set refused"),
+        (b"\xff\xfe not text", "rule set refused"),
+        (b"[[[", "rule set refused"),
+    ],
+)
+async def test_bad_rule_sets_are_refused_before_anything_is_stored(
+    store: Store, tmp_path: Path, content: bytes, reason: str
+) -> None:
+    catalogue = _catalogue(store, tmp_path)
+    with pytest.raises(CloudError, match=reason):
+        await catalogue.upload("rules", content)
+    assert await catalogue.entries("rules") == []
+
+
+def test_targets_name_a_gateway_or_a_group() -> None:
+    assert target_of("gw-1", None) == "gateway:gw-1"
+    assert target_of(None, "north") == "group:north"
+    for gateway, group in ((None, None), ("a", "b"), ("a b", None), ("", None)):
+        with pytest.raises(CloudError):
+            target_of(gateway, group)
+
+
+@pytest.fixture
+async def notifier(store: Store) -> AsyncIterator[Notifier]:
+    contexts = ContextStore(preload_dir=None, cache_dir=None, allow_network=False)
+    async with Notifier(store=store, contexts=contexts) as made:
+        yield made
+
+
+async def _owned_entity(store: Store, gateway: str) -> None:
+    body = batch(gateway, good_rows(1, 3))
+    await store.ingest(gateway, IngestBatch.model_validate(body))
+
+
+async def test_a_command_goes_pending_delivered_ok_on_the_entity(
+    store: Store, notifier: Notifier
+) -> None:
+    service = CommandService(store, notifier, AuditLog(store))
+    notifier.observers.append(service.observe)
+    await _owned_entity(store, GW)
+    await service.declare(GW, {ENTITY: ["activePower"]})
+    now = "2026-11-28T00:00:00.000Z"
+    fragment = {"activePower": {"type": "Property", "value": 5.0}}
+    await notifier.write_entities([(ENTITY, ops.merge_entity(ENTITY, fragment, now))])
+    doc = await store.get_entity(ENTITY)
+    assert doc is not None
+    assert doc["activePower_status"]["value"] == "PENDING"
+    orders = await service.take(GW)
+    assert [(o.entity_id, o.attr, o.value) for o in orders] == [(ENTITY, "activePower", 5.0)]
+    assert await service.take(GW) == []  # delivered once
+    # another gateway cannot settle it; the owner can, once
+    result = CommandResult(id=orders[0].id, status="OK", info="written", at_ms=1)
+    assert not await service.settle("gw-other", result)
+    assert await service.settle(GW, result)
+    assert not await service.settle(GW, result)
+    doc = await store.get_entity(ENTITY)
+    assert doc is not None
+    assert (doc["activePower_status"]["value"], doc["activePower_info"]["value"]) == (
+        "OK",
+        "written",
+    )
+    # an attribute that is not a declared command stays data
+    other = {"voltage": {"type": "Property", "value": 230.0}}
+    await notifier.write_entities([(ENTITY, ops.merge_entity(ENTITY, other, now))])
+    assert await service.take(GW) == []
+
+
+async def test_commands_expire_and_foreign_declarations_are_refused(
+    store: Store, notifier: Notifier
+) -> None:
+    service = CommandService(store, notifier, AuditLog(store), default_ttl_s=0.05)
+    notifier.observers.append(service.observe)
+    await _owned_entity(store, GW)
+    with pytest.raises(CloudError, match="belongs to another gateway"):
+        await service.declare("gw-intruder", {ENTITY: ["activePower"]})
+    await service.declare(GW, {ENTITY: ["activePower"]})
+    fragment = {"activePower": {"type": "Property", "value": 7.0}}
+    await notifier.write_entities(
+        [(ENTITY, ops.merge_entity(ENTITY, fragment, "2026-11-28T00:00:00.000Z"))]
+    )
+    await asyncio.sleep(0.1)
+    assert await service.expire() == 1
+    doc = await store.get_entity(ENTITY)
+    assert doc is not None
+    assert doc["activePower_status"]["value"] == "EXPIRED"
+    assert await service.take(GW) == []
+    # a value no device can take is an ERROR at once
+    bad = {"activePower": {"type": "Property", "value": {"nested": 1}}}
+    await notifier.write_entities(
+        [(ENTITY, ops.merge_entity(ENTITY, bad, "2026-11-28T00:00:01.000Z"))]
+    )
+    doc = await store.get_entity(ENTITY)
+    assert doc is not None
+    assert doc["activePower_status"]["value"] == "ERROR"
+
+
+async def test_admin_api_needs_the_admin_token_and_sync_needs_a_certificate(
+    tmp_path: Path,
+) -> None:
+    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        pki = cloud.data_dir / PKI_DIRNAME
+        token = (pki / ADMIN_TOKEN_FILE).read_text().strip()
+        assert (pki / ADMIN_TOKEN_FILE).stat().st_mode & 0o777 == 0o600
+        trust = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        async with httpx.AsyncClient(base_url=cloud.url, verify=trust) as client:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+                resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=headers)
+                assert resp.status_code == 401, resp.text
+            admin = {"Authorization": f"Bearer {token}"}
+            resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=admin)
+            assert resp.status_code == 201, resp.text
+            assert resp.json()["version"] == 1
+            resp = await client.post("/ldt/v1/catalogue/rules", content=b"name = 1", headers=admin)
+            assert resp.status_code == 400
+            assert "rule set refused" in resp.json()["detail"]
+            resp = await client.post(
+                "/ldt/v1/catalogue/rules/cooling/assign", json={"group": "north"}, headers=admin
+            )
+            assert resp.status_code == 204
+            resp = await client.get("/ldt/v1/catalogue/rules/cooling/rollout", headers=admin)
+            assert resp.status_code == 200
+            assert resp.json() == []  # an empty group
+            resp = await client.get("/ldt/v1/catalogue/firmware", headers=admin)
+            assert resp.status_code == 404
+            resp = await client.get("/ldt/v1/audit", headers=admin)
+            assert [e["action"] for e in resp.json()][:2] == ["rules.assign", "rules.publish"]
+            # the gateway exchange: a certificate, not a token
+            body = ControlSync().model_dump_json()
+            resp = await client.post("/ldt/v1/control/sync", content=body, headers=admin)
+            assert resp.status_code == 401
+    async with running_cloud(tmp_path / "plain") as plain, httpx.AsyncClient() as client:
+        resp = await client.get(f"{plain.url}/ldt/v1/catalogue/rules")
+        assert resp.status_code == 404  # no CA, nothing signed: TLS clouds only
