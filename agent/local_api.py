@@ -216,6 +216,7 @@ class LocalApi:
                     "last_success_ms": up.last_success_ms,
                 },
                 "devices": {d.device_id: d.health.connected for d in rt.devices},
+                "control": rt.edge.status() if rt.edge is not None else None,
             },
         )
 

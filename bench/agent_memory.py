@@ -8,7 +8,12 @@ second. The agent's resident set size is sampled once a second from
 bare interpreter (``python -c 'sleep'``) — what any Python agent costs before
 it does anything.
 
-    python bench/agent_memory.py            # 60 s of polling
+A second agent runs the same devices over mutual TLS with the project's forecaster model
+(``ldt.models.forecaster``) installed from the cloud's catalogue and running on the first
+meter: what a model costs in memory (NumPy and the TFLite runtime). The 60 MiB target
+applies to the agent without a model.
+
+    python bench/agent_memory.py            # 60 s of polling, each agent
     python bench/agent_memory.py --quick    # 12 s (CI)
 """
 
@@ -28,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _agent import start_agent, stop_agent
-from _cloud import start_cloud
+from _cloud import start_cloud, start_tls_cloud
 from _table import print_table
 
 GATEWAY = "gw-mem"
@@ -62,19 +67,20 @@ async def _serve_sims(count: int) -> None:
         await s.stop()
 
 
-def _config(tmp: Path, url: str, token: str, ports: list[int]) -> Path:
+def _config(tmp: Path, url: str, token: str | None, ports: list[int]) -> Path:
     lines = [
         "[gateway]",
         f'id = "{GATEWAY}"',
         'data_dir = "agent"',
         "[cloud]",
         f'url = "{url}"',
-        f'token = "{token}"',
+        *([f'token = "{token}"'] if token else []),
     ]
     for i, port in enumerate(ports):
         lines += [
             "[[devices]]",
-            f'id = "m{i:02d}"',
+            # the first is the meter the project's forecaster reads (ldt.models.forecaster)
+            f'id = "{"meter-1" if i == 0 else f"m{i:02d}"}"',
             f'profile = "{PROFILE}"',
             "poll_interval_s = 1.0",
             f'connection = {{ host = "127.0.0.1", port = {port}, timeout_s = 2.0 }}',
@@ -105,6 +111,70 @@ def _last_seq(config: Path) -> int:
         return buf.stats().last_seq
 
 
+def _run(tmp: Path, ports: list[int], seconds: float, *, model: bool) -> tuple[int, int, int]:
+    """One agent's (VmRSS, VmHWM) in KiB and readings buffered.
+
+    ``model``: an https cloud, the gateway provisioned (mutual TLS), and the project's
+    forecaster uploaded and assigned to it; sampling starts once the model runs.
+    """
+    tmp.mkdir()
+    cloud = agent = None
+    try:
+        if model:
+            cloud, url = start_tls_cloud(tmp / "cloud", GATEWAY, tmp / "agent" / "identity")
+            config = _config(tmp, url, None, ports)
+            _publish_model(tmp)
+        else:
+            cloud, url, token = start_cloud(tmp / "cloud", GATEWAY)
+            config = _config(tmp, url, token, ports)
+        agent = start_agent(config, tmp / "agent.log")
+        if model:
+            _wait_model_running(tmp, agent)
+        rss, hwm = _sample(agent, seconds)
+        stop_agent(agent, tmp / "agent.log")
+        return rss, hwm, _last_seq(config)
+    finally:
+        for p in (agent, cloud):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+
+
+def _ldt(*args: object) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "ldt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"ldt {' '.join(map(str, args))} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _publish_model(tmp: Path) -> None:
+    from ldt.models.forecaster import build_bundle
+
+    bundle = tmp / "meter-forecast.ldtmodel"
+    bundle.write_bytes(build_bundle(seed=1))
+    data = tmp / "cloud"
+    _ldt("cloud", "models", "upload", bundle, "--data", data)
+    _ldt("cloud", "models", "assign", "meter-forecast", "--gateway", GATEWAY, "--data", data)
+
+
+def _wait_model_running(tmp: Path, agent: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = _ldt("cloud", "models", "status", "meter-forecast", "--data", tmp / "cloud")
+        if "\trunning\t" in status:
+            return
+        if agent.poll() is not None:
+            raise SystemExit(f"the agent exited with {agent.returncode}")
+        time.sleep(0.5)
+    raise SystemExit("the model did not reach 'running' on the agent within 60 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -129,22 +199,14 @@ def main() -> None:
             [sys.executable, __file__, "--serve-sims", str(args.devices)],
             stdout=subprocess.PIPE,
         )
-        cloud = None
-        agent = None
         try:
             assert sims.stdout is not None
             ports = json.loads(sims.stdout.readline())
-            cloud, url, token = start_cloud(tmp / "cloud", GATEWAY)
-            config = _config(tmp, url, token, ports)
-            agent = start_agent(config, tmp / "agent.log")
-            rss, hwm = _sample(agent, seconds)
-            stop_agent(agent, tmp / "agent.log")
-            readings = _last_seq(config)
+            rss, hwm, readings = _run(tmp / "plain", ports, seconds, model=False)
+            m_rss, m_hwm, m_readings = _run(tmp / "model", ports, seconds, model=True)
         finally:
-            for p in (agent, cloud, sims):
-                if p is not None and p.poll() is None:
-                    p.terminate()
-                    p.wait(timeout=30)
+            sims.terminate()
+            sims.wait(timeout=30)
 
     # every point polled at the device's 1 s interval, over the run minus start-up
     from ldt.agent.config import load_profile
@@ -154,8 +216,9 @@ def main() -> None:
         1 for p in load_profile(resolve_profile(PROFILE)).points if p.poll_interval_s is None
     )
     expected_min = args.devices * fast * (seconds - 5)
-    if readings < expected_min:
-        raise SystemExit(f"agent buffered only {readings} readings; expected >= {expected_min:.0f}")
+    for got in (readings, m_readings):
+        if got < expected_min:
+            raise SystemExit(f"agent buffered only {got} readings; expected >= {expected_min:.0f}")
     mb = 1024.0
     print_table(
         f"agent RSS, {args.devices} Modbus TCP devices polled at 1 s for {seconds:.0f} s "
@@ -169,6 +232,13 @@ def main() -> None:
                 f"{hwm / mb:.1f}",
                 f"{rss / bare_rss:.2f}",
                 f"{readings:,}",
+            ),
+            (
+                f"ldt agent, {args.devices} devices, mTLS + forecaster model running",
+                f"{m_rss / mb:.1f}",
+                f"{m_hwm / mb:.1f}",
+                f"{m_rss / bare_rss:.2f}",
+                f"{m_readings:,}",
             ),
         ],
     )

@@ -131,6 +131,32 @@ class EdgeControl:
         """Set when there is something to tell the cloud (a result, an alert, a firing)."""
         self._news.set()  # the command points, at the first exchange
 
+    def status(self) -> dict[str, Any]:
+        """What the technician's local API shows: what runs, how fast, what it did."""
+        models = {}
+        for name, running in self.inference.models.items():
+            latency = running.model.latency()
+            models[name] = {
+                "provenance": running.provenance,
+                "artifact_version": running.artifact_version,
+                "runs": running.runs,
+                "failures": running.failures,
+                "p50_ms": round(latency.p50_ms, 4),
+                "p95_ms": round(latency.p95_ms, 4),
+                "over_budget": latency.over_budget,
+            }
+        return {
+            "installed": dict(self.stats.installed),
+            "models": models,
+            "rules": self.rules.states() if self.rules is not None else {},
+            "readings_evaluated": self.stats.evaluated,
+            "evaluations_dropped": self.stats.dropped,
+            "derived_readings": self.stats.derived,
+            "rule_transitions": self.stats.firings,
+            "commands": self.stats.commands,
+            "last_error": self.stats.last_error,
+        }
+
     # --- readings -------------------------------------------------------------------------
     def observe(self, reading: Reading) -> None:
         """A reading was handed to the buffer: evaluate it soon (never blocks)."""

@@ -2,8 +2,9 @@
 
 Kept small and versioned: a gateway in a cabinet may run an older release than
 the cloud for years, so a change here is a protocol change (bump ``WIRE_VERSION``).
-Optional fields (``IngestBatch.status``) are the exception: old gateways omit them;
-the cloud is upgraded before its gateways.
+Optional fields (``IngestBatch.status``, ``SeriesInfo.provenance``) are the exception:
+old gateways omit them; the cloud is upgraded before its gateways. Edge control has its
+own modules (``control``: the exchange; ``rules``: rule sets; ``artifacts``: signatures).
 """
 
 from ldt.contract.batch import (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -234,3 +236,49 @@ async def test_admin_api_needs_the_admin_token_and_sync_needs_a_certificate(
     async with running_cloud(tmp_path / "plain") as plain, httpx.AsyncClient() as client:
         resp = await client.get(f"{plain.url}/ldt/v1/catalogue/rules")
         assert resp.status_code == 404  # no CA, nothing signed: TLS clouds only
+
+
+def _ldt(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ldt", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_admin_cli_validates_uploads_rolls_out_and_rolls_back(tmp_path: Path) -> None:
+    from ldt.models.forecaster import build_bundle
+
+    data = tmp_path / "cloud"
+    good, bad = tmp_path / "cabinet.toml", tmp_path / "bad.toml"
+    good.write_bytes(RULES)
+    bad.write_bytes(b'name = "x"\n[[rules]]\nid = "r"\n')
+    done = _ldt("cloud", "rules", "validate", good)
+    assert done.returncode == 0, done.stderr
+    assert "rule set cooling is valid: 1 rule(s)" in done.stdout
+    done = _ldt("cloud", "rules", "validate", bad)
+    assert done.returncode == 1
+    assert done.stderr.startswith("ldt cloud: rule set refused: rules[0]")
+    model = tmp_path / "m.ldtmodel"
+    model.write_bytes(build_bundle(seed=1, version="1.0.0"))
+    corrupt = tmp_path / "corrupt.ldtmodel"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip")
+    done = _ldt("cloud", "models", "upload", corrupt, "--data", data)
+    assert done.returncode == 1
+    assert "model bundle refused" in done.stderr
+    for _ in range(2):
+        done = _ldt("cloud", "models", "upload", model, "--data", data)
+        assert done.returncode == 0, done.stderr
+    assert "published model meter-forecast version 2 (1.0.0)" in done.stdout
+    done = _ldt("cloud", "models", "assign", "meter-forecast", "--group", "north", "--data", data)
+    assert done.returncode == 0, done.stderr
+    done = _ldt("cloud", "groups", "add", "north", "gw-1", "--data", data)
+    assert done.returncode == 0, done.stderr
+    done = _ldt("cloud", "models", "status", "meter-forecast", "--data", data)
+    assert done.stdout.splitlines()[1].startswith("gw-1\t2\tpending")
+    done = _ldt("cloud", "models", "rollback", "meter-forecast", "--data", data)
+    assert "version 3 republishes version 1" in done.stdout
+    done = _ldt("cloud", "audit", "list", "--data", data)
+    assert "model.rollback" in done.stdout

@@ -227,6 +227,9 @@ async def test_model_rollout_outputs_with_provenance_and_rollback(tmp_path: Path
             assert running.artifact_version == 3
             assert running.runs > 0
             assert running.model.latency().p50_ms > 0
+            shown = runtime.edge.status()["models"]["meter-forecast"]
+            assert shown["provenance"] == "model meter-forecast 1.0.0"
+            assert 0 < shown["p50_ms"] <= shown["p95_ms"]
         reports = [
             (r.version, r.status)
             for r in await ArtifactService(
