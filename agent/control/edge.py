@@ -51,7 +51,10 @@ from ldt.reading import Reading
 
 if TYPE_CHECKING:  # cryptography comes with these: loaded only once artifacts are used
     from ldt.agent.artifacts import ArtifactFetcher
+    from ldt.agent.control.rules import Firing, RuleEngine
     from ldt.contract.artifacts import Artifact
+    from ldt.contract.rules import RuleSet
+    from ldt.models.manifest import ModelManifest
 
 __all__ = ["EdgeControl", "EdgeStats"]
 
@@ -114,8 +117,9 @@ class EdgeControl:
         self.audit = AuditLog(folder / "audit.sqlite")
         self.actuator = Actuator(points, self.audit)
         self.inference = InferenceEngine()
-        self.rules: Any = None  # a RuleEngine once a rule set is installed
-        self.ruleset: Any = None
+        self.rules: RuleEngine | None = None
+        """Evaluates the installed rule set (None until one is installed)."""
+        self.ruleset: RuleSet | None = None
         self.stats = EdgeStats()
         self._store = store
         self._series_of = series_of
@@ -123,7 +127,7 @@ class EdgeControl:
         self._cloud_url = cloud_url
         self._queue: asyncio.Queue[Reading] = asyncio.Queue(QUEUE_SIZE)
         self._pending = _Pending()
-        self._deferred: list[Any] = []
+        self._deferred: list[Firing] = []
         """Firings of a rule-set update (closing alerts of removed rules), sent by the ticker."""
         self._writes = asyncio.Lock()
         self._installing = asyncio.Lock()
@@ -219,7 +223,7 @@ class EdgeControl:
                 for firing in self.rules.tick(_now_ms()):
                     await self._fire(firing)
 
-    async def _fire(self, firing: Any) -> None:
+    async def _fire(self, firing: Firing) -> None:
         """One rule transition: audit, write (or dry-run), alert."""
         self.stats.firings += 1
         rule_id = str(firing.rule_id)
@@ -242,12 +246,13 @@ class EdgeControl:
         self._alert(firing, rule_id)
         self._news.set()
 
-    def _alert(self, firing: Any, rule_id: str) -> None:
+    def _alert(self, firing: Firing, rule_id: str) -> None:
         """Queue the alert a firing raises or clears (named by rule and firing time)."""
         state = firing.alert_state
         if state is None:
             return
         spec = firing.alert
+        assert spec is not None  # alert_state is None without one
         self._pending.alerts.append(
             AlertEvent(
                 rule_id=rule_id,
@@ -263,7 +268,7 @@ class EdgeControl:
         )
 
     def _source_entity(self, rule_id: str) -> str | None:
-        rules = getattr(self.ruleset, "rules", [])
+        rules = self.ruleset.rules if self.ruleset is not None else []
         for rule in rules:
             if rule.id == rule_id:
                 return self.entities.get(rule.when.device)
@@ -306,7 +311,7 @@ class EdgeControl:
         except ModelError as exc:
             raise ArtifactError(str(exc)) from None
 
-    def _model_problem(self, manifest: Any, published_as: str) -> str | None:
+    def _model_problem(self, manifest: ModelManifest, published_as: str) -> str | None:
         """Why a model cannot run on this gateway (its points are not here), or None."""
         if manifest.name != published_as:
             return f"the bundle is model {manifest.name}, published as {published_as}"
