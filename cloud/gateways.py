@@ -21,7 +21,6 @@ __all__ = [
     "GATEWAY_ID_PATTERN",
     "InvalidGatewayIdError",
     "add_gateway",
-    "ensure_gateway",
     "new_token",
     "token_sha256",
 ]
@@ -64,8 +63,3 @@ def add_gateway(data_dir: Path, gateway_id: str, *, rotate: bool = False) -> str
     finally:
         con.close()
     return token
-
-
-def ensure_gateway(data_dir: Path, gateway_id: str) -> str:
-    """A fresh token for ``gateway_id``, registering it first if needed (the demo's setup)."""
-    return add_gateway(data_dir, gateway_id, rotate=True)

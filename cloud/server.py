@@ -29,7 +29,7 @@ from ldt.cloud import fleet, ingest
 from ldt.cloud.control import routes as control_routes
 from ldt.cloud.control.plane import ControlPlane, admin_token
 from ldt.cloud.errors import CloudError, StoreError
-from ldt.cloud.gateways import add_gateway, ensure_gateway
+from ldt.cloud.gateways import add_gateway
 from ldt.cloud.ngsild import (
     contexts_api,
     routes_entities,
@@ -54,7 +54,7 @@ from ldt.cloud.store.locator import store_for
 from ldt.cloud.tenancy import TenantRegistry, backend_for
 from ldt.cloud.tls import TlsHttpToolsProtocol, server_context
 
-__all__ = ["CloudHandle", "add_gateway", "build_app", "ensure_gateway", "running_cloud", "serve"]
+__all__ = ["CloudHandle", "add_gateway", "build_app", "running_cloud", "serve"]
 
 _log = logging.getLogger("ldt.cloud.server")
 

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         if importlib.util.find_spec(f"ldt.drivers.{protocol}.cli") is not None:
             importlib.import_module(f"ldt.drivers.{protocol}.cli").register(sub)
     demo = sub.add_parser("demo", help="run cloud, simulated devices and an agent on loopback")
-    demo.add_argument("--port", type=int, default=8080, help="cloud HTTP port (default 8080)")
+    demo.add_argument("--port", type=int, default=8080, help="cloud HTTPS port (default 8080)")
     demo.add_argument("--data", default=None, help="data folder (default: a temporary one)")
     demo.add_argument("--devices", type=int, default=2, help="simulated meters (default 2)")
     demo.add_argument("--seconds", type=float, default=None, help="stop after this long")

@@ -2,9 +2,12 @@
 
 Everything runs on embedded defaults (SQLite files in a data folder, no
 external server), so a fresh machine can show the whole data path: simulator
-registers -> Modbus TCP -> agent -> durable buffer -> sync -> NGSI-LD entities.
-The parts are the real ones (the same cloud app, simulator and agent runtime
-that run as separate processes in production), only sharing an event loop.
+registers -> Modbus TCP -> agent -> durable buffer -> sync -> NGSI-LD entities,
+and back: a model and a rule set from the cloud's catalogue run on the gateway, and a
+command sent through the NGSI-LD API switches a relay. The cloud serves TLS with its own
+CA and the gateway is provisioned with a claim token, as on a site. The parts are the real
+ones (the same cloud app, simulator and agent runtime that run as separate processes in
+production), only sharing an event loop.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import contextlib
 import logging
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -31,6 +35,7 @@ from ldt.demo_devices import (
     modbus_meters,
     mqtt_station,
     opcua_station,
+    relay_module,
     rtu_transmitter,
 )
 
@@ -78,7 +83,7 @@ def _data_dir(given: str | None) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _gateway_toml(*, cloud_url: str, token_file: Path, devices: list[DemoDevice]) -> str:
+def _gateway_toml(*, cloud_url: str, devices: list[DemoDevice]) -> str:
     lines = [
         "[gateway]",
         f'id = "{GATEWAY_ID}"',
@@ -86,7 +91,6 @@ def _gateway_toml(*, cloud_url: str, token_file: Path, devices: list[DemoDevice]
         "",
         "[cloud]",
         f'url = "{cloud_url}"',
-        f'token_file = "{token_file.name}"',
         "interval_s = 1.0",
         "",
     ]
@@ -104,6 +108,7 @@ def _gateway_toml(*, cloud_url: str, token_file: Path, devices: list[DemoDevice]
 
 async def _start_devices(stack: AsyncExitStack, data: Path, meters: int) -> list[DemoDevice]:
     devices = await modbus_meters(stack, meters)
+    devices.append(await relay_module(stack))
     devices.append(await opcua_station(stack))
     mqtt = await mqtt_station(stack, data)
     if mqtt is None:
@@ -122,33 +127,34 @@ async def _start_devices(stack: AsyncExitStack, data: Path, meters: int) -> list
 async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -> None:
     from ldt.agent.config import load_gateway_config
     from ldt.agent.runtime import AgentRuntime
-    from ldt.cloud.server import ensure_gateway, running_cloud
+    from ldt.cloud.server import running_cloud
+    from ldt.demo_control import provision_gateway, publish_edge_control
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    token_file = data / "gateway-token"
-    token_file.write_text(ensure_gateway(data / "cloud", GATEWAY_ID) + "\n", encoding="utf-8")
-    token_file.chmod(0o600)
-
     async with AsyncExitStack() as stack:
-        cloud = await stack.enter_async_context(running_cloud(data / "cloud", port=port))
-        sims = await _start_devices(stack, data, devices)
-        cfg_path = data / "gateway.toml"
-        cfg_path.write_text(
-            _gateway_toml(cloud_url=cloud.url, token_file=token_file, devices=sims),
-            encoding="utf-8",
+        # TLS as in production: the gateway is provisioned with a claim token and syncs
+        # over mutual TLS; models and rules reach it signed
+        cloud = await stack.enter_async_context(
+            running_cloud(data / "cloud", port=port, tls_hosts=["127.0.0.1", "localhost"])
         )
+        sims = await _start_devices(stack, data, devices)
+        await provision_gateway(cloud, data / "agent", GATEWAY_ID)
+        await publish_edge_control(cloud, GATEWAY_ID, meter="dev-1")
+        cfg_path = data / "gateway.toml"
+        cfg_path.write_text(_gateway_toml(cloud_url=cloud.url, devices=sims), encoding="utf-8")
         runtime = AgentRuntime(
             config=load_gateway_config(cfg_path),
             driver_kwargs={d.device_id: d.driver_kwargs for d in sims if d.driver_kwargs},
         )
         _print_banner(cloud.url, data, sims)
+        ca_file = data / "cloud" / "pki" / "ca.pem"
         async with asyncio.TaskGroup() as tg:
             agent_task = tg.create_task(runtime.run(), name="agent")
-            tg.create_task(_report(cloud.url, runtime, stop), name="demo-status")
+            tg.create_task(_report(cloud.url, ca_file, runtime, stop), name="demo-status")
             started = time.monotonic()
             while not stop.is_set():
                 if agent_task.done():
@@ -163,21 +169,31 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
 
 
 def _print_banner(url: str, data: Path, devices: list[DemoDevice]) -> None:
+    ca = data / "cloud" / "pki" / "ca.pem"
     print(f"ldt demo: cloud (NGSI-LD broker) on {url}", flush=True)
     for dev in devices:
         print(f"ldt demo: simulated {dev.profile} '{dev.device_id}' on {dev.where}")
-    print(f"ldt demo: agent '{GATEWAY_ID}', buffer and config under {data}")
-    print("ldt demo: look at the twin with")
-    print(f"    curl '{url}/ngsi-ld/v1/entities?type=Device'")
-    print(f"    curl '{url}/ngsi-ld/v1/entities?type=PumpingStation'")
-    print(f"    curl '{url}/ngsi-ld/v1/entities?type=AirQualityObserved'")
-    print(f"    curl '{url}/ngsi-ld/v1/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:dev-1'")
+    print(f"ldt demo: agent '{GATEWAY_ID}' (mutual TLS), buffer and config under {data}")
+    print("ldt demo: model meter-forecast on dev-1 and rule set lift-station on the gateway")
+    print("ldt demo: look at the twin with (TLS: the cloud's own CA)")
+    api = f"{url}/ngsi-ld/v1"
+    print(f"    curl --cacert {ca} '{api}/entities?type=Device'")
+    print(f"    curl --cacert {ca} '{api}/entities?type=PumpingStation'")
+    print(f"    curl --cacert {ca} '{api}/entities?type=Alert'")
+    print(f"    curl --cacert {ca} '{api}/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:dev-1'")
+    print("ldt demo: send a command (relay2 of the relay module), then read relay2_status:")
+    print(
+        f"    curl --cacert {ca} -X PATCH -H 'Content-Type: application/json'"
+        f" -d '{{\"value\": true}}'"
+        f" '{api}/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:relay-1/attrs/relay2'"
+    )
     print("ldt demo: Ctrl-C stops everything", flush=True)
 
 
-async def _report(url: str, runtime: AgentRuntime, stop: asyncio.Event) -> None:
+async def _report(url: str, ca: Path, runtime: AgentRuntime, stop: asyncio.Event) -> None:
     """Every few seconds: what was read, buffered, synced, and one value from the broker."""
-    async with httpx.AsyncClient(base_url=url, timeout=2.0) as client:
+    trust = ssl.create_default_context(cafile=str(ca))
+    async with httpx.AsyncClient(base_url=url, timeout=2.0, verify=trust) as client:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=STATUS_EVERY_S)
@@ -193,6 +209,21 @@ async def _report(url: str, runtime: AgentRuntime, stop: asyncio.Event) -> None:
                 f"synced {sent}, pending {stats.pending}; {sample}",
                 flush=True,
             )
+            if runtime.edge is not None:
+                print(f"ldt demo: {_edge_line(runtime.edge.status())}", flush=True)
+
+
+def _edge_line(status: dict[str, Any]) -> str:
+    """Models (runs, latency), rules (states) and commands, in one line."""
+    models = ", ".join(
+        f"{m['provenance']} ran {m['runs']}x (p95 {m['p95_ms']} ms)"
+        for m in status["models"].values()
+    )
+    rules = ", ".join(f"{rule} {state}" for rule, state in status["rules"].items())
+    return (
+        f"edge: {models or 'no model yet'}; rules: {rules or 'none yet'};"
+        f" commands {status['commands']}"
+    )
 
 
 async def _sample(client: httpx.AsyncClient) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "modbus_meters",
     "mqtt_station",
     "opcua_station",
+    "relay_module",
     "rtu_transmitter",
 ]
 
@@ -60,6 +61,24 @@ async def modbus_meters(stack: AsyncExitStack, count: int) -> list[DemoDevice]:
             )
         )
     return out
+
+
+async def relay_module(stack: AsyncExitStack) -> DemoDevice:
+    """An 8-channel Modbus relay module (coils): what rules and commands switch."""
+    from ldt.simulators.modbus import ModbusSimulator, resolve_profile
+
+    profile = "waveshare-relay-8ch"
+    sim = await stack.enter_async_context(
+        ModbusSimulator(profile=resolve_profile(profile), seed=11)
+    )
+    for channel in range(1, 9):  # contacts open at power-up
+        sim.set_value(f"relay{channel}", False)
+    return DemoDevice(
+        device_id="relay-1",
+        profile=profile,
+        where=f"modbus-tcp 127.0.0.1:{sim.port}",
+        connection=f'{{ host = "127.0.0.1", port = {sim.port}, timeout_s = 1.0 }}',
+    )
 
 
 async def opcua_station(stack: AsyncExitStack) -> DemoDevice:
