@@ -122,19 +122,17 @@ class DevicePoller(Generic[P]):
         self.health = health or DeviceHealth(device_id=device_id)
 
     async def run(self) -> None:
-        """Poll until cancelled. Driver faults become bad readings, never exceptions."""
+        """Poll until cancelled. Driver faults become bad readings, never exceptions.
+
+        A driver library may swallow the cancellation (``ldt.cancellation``): stop it with
+        ``cancel_and_wait``, which asks again.
+        """
         if not self._groups:
             return
         start = self._clock()
         for g in self._groups:
             g.next_due = start
-        task = asyncio.current_task()
         while True:
-            if task is not None and task.cancelling():
-                # a library swallowed our cancellation: Python 3.11's asyncio.wait_for loses
-                # it when the awaited call fails in the same loop turn (pymodbus's connect to
-                # a refused port); cancel() is delivered once, so stop here, not never
-                raise asyncio.CancelledError
             now = self._clock()
             due = [g for g in self._groups if g.next_due <= now]
             if not due:

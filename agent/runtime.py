@@ -31,6 +31,7 @@ from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, MutualTlsTransport, Transport
 from ldt.agent.uplink import Uplink
 from ldt.agent.value_cipher import CipherError, ValueCipher
+from ldt.cancellation import cancel_and_wait
 from ldt.contract import SeriesInfo
 from ldt.reading import Reading
 
@@ -278,11 +279,8 @@ class AgentRuntime:
                 )
             await self.stop.wait()
             _log.info("agent stopping: draining readings to the buffer")
-            for t in poll_tasks:
-                t.cancel()
-            await asyncio.gather(*poll_tasks, return_exceptions=True)
-            edge_task.cancel()
-            await asyncio.gather(edge_task, return_exceptions=True)
+            await cancel_and_wait(poll_tasks)
+            await cancel_and_wait([edge_task])
             await writer.flush()
             uplink_task.cancel()
             house_task.cancel()
@@ -411,11 +409,20 @@ class AgentRuntime:
                 return
             await store_reading(sink, task.health, series_id, reading)
 
-        async with task.driver, asyncio.TaskGroup() as tg:
+        async with task.driver:
+            inner = []
             if task.poller is not None:
-                tg.create_task(task.poller.run(), name=f"poll:{task.device_id}")
+                inner.append(asyncio.create_task(task.poller.run(), name=f"poll:{task.device_id}"))
             if task.driver.streams:
-                tg.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
+                inner.append(
+                    asyncio.create_task(task.driver.stream(emit), name=f"stream:{task.device_id}")
+                )
+            try:
+                await asyncio.gather(*inner)
+            finally:
+                # not a TaskGroup: it cancels its tasks once, and a driver library may
+                # swallow that (ldt.cancellation); this asks again until they are gone
+                await cancel_and_wait(inner)
 
     async def _start_local_api(self) -> int:
         """Start the technician's API if enabled; its port (0: not running).

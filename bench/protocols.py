@@ -36,6 +36,7 @@ from _table import print_table
 from ldt.agent.buffer import Buffer
 from ldt.agent.buffer_writer import AsyncBuffer, BufferWriter
 from ldt.agent.config import load_profile
+from ldt.cancellation import cancel_and_wait
 from ldt.contract import SeriesInfo
 from ldt.reading import Reading
 
@@ -80,8 +81,7 @@ async def _poll_loop(dev: Any, emit: Callable[[Reading], Awaitable[None]], secon
 async def _stream_for(dev: Any, emit: Callable[[Reading], Awaitable[None]], seconds: float) -> None:
     task = asyncio.create_task(dev.stream(emit))
     await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_and_wait([task])
 
 
 async def baseline(tmp: Path, seconds: float) -> tuple[str, int, float]:
@@ -252,6 +252,26 @@ async def ble(tmp: Path, seconds: float) -> tuple[str, int, float]:
     )
 
 
+ROW_DEADLINE_S = 90.0
+"""A row takes seconds; past this something did not stop (a swallowed cancellation)."""
+
+
+async def _within(
+    deadline_s: float, row: Awaitable[tuple[str, int, float]]
+) -> tuple[str, int, float]:
+    """Run one row; if it overruns, print every task's stack and fail (never hang CI)."""
+    task = asyncio.ensure_future(row)
+    done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    if task in done:
+        return task.result()
+    for other in asyncio.all_tasks():
+        print(f"--- task {other.get_name()}", file=sys.stderr)
+        other.print_stack(limit=8, file=sys.stderr)
+    print(f"a protocol row did not finish within {deadline_s:g} s (stacks above)", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(1)  # asyncio.run would wait for the task that does not stop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -268,7 +288,7 @@ def main() -> None:
         base = asyncio.run(baseline(tmp, seconds))
         rows.append((base[0], f"{base[1]:,}", f"{base[2]:,.0f}", "1.00"))
         for bench in (modbus_tcp, modbus_rtu, opcua, mqtt, ble):
-            name, n, rate = asyncio.run(bench(tmp, seconds))
+            name, n, rate = asyncio.run(_within(ROW_DEADLINE_S, bench(tmp, seconds)))
             rows.append((name, f"{n:,}", f"{rate:,.0f}", f"{rate / base[2]:.3f}"))
     print_table(
         "readings/s from simulator through driver into the buffer, one core (simulator included)",

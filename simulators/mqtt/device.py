@@ -32,6 +32,7 @@ from typing import Any, Self
 
 import aiomqtt
 
+from ldt.cancellation import cancel_and_wait
 from ldt.simulators.mqtt.errors import SimulatorError
 from ldt.simulators.mqtt.model import Raw, ValueModel, engineering
 from ldt.simulators.mqtt.profile import Path_, SimPoint, SimProfile, json_path, load_sim_profile
@@ -321,9 +322,9 @@ class MqttDeviceSimulator:
         """Disconnect and stop publishing (idempotent)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # aiomqtt can turn a cancellation into MqttError, which the reconnect loop
+            # takes for a lost broker: ask until the task is gone (ldt.cancellation)
+            await cancel_and_wait([task])
         self._client = None
         self._connected.clear()
 
