@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ldt.agent.control.saved import load_saved
 from ldt.agent.control.values import as_number, same_value
 from ldt.agent.control.values import threshold_text as _num
 from ldt.contract.rules import Action, AlertSpec, Condition, Rule, RuleSet
@@ -324,14 +325,7 @@ class RuleEngine:
         sources no rule reads, are dropped. Raises ``ValueError`` if the snapshot is
         malformed (start without it: rules then fire again on the next readings).
         """
-        try:
-            saved = _Snapshot.model_validate(snapshot)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "top level"
-            raise ValueError(
-                f"the saved rule state is malformed ({where}: {first['msg']}); start without it"
-            ) from None
+        saved = load_saved(_Snapshot, snapshot, "rule state")
         for src in saved.sources:
             key = (src.device, src.point)
             if key in self._by_source:

@@ -17,14 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from ldt.agent.control.values import as_number, same_value
+from ldt.agent.control.saved import load_saved
+from ldt.agent.control.values import as_number, same_value, written_value
 from ldt.agent.control.values import threshold_text as _num
 from ldt.contract.rules import PointLimit
 from ldt.reading import Value
 
-__all__ = ["SafetyError", "SafetyGuard"]
+__all__ = [
+    "SafetyError",
+    "SafetyGuard",
+    "bound_breach",
+]
 
 _HOUR_MS: Final = 3_600_000
 
@@ -57,8 +62,17 @@ class _Snapshot(BaseModel):
     points: list[_SavedPoint]
 
 
-def _show(value: Value) -> str:
-    return repr(value) if isinstance(value, str) else str(value).lower()
+def bound_breach(limit: PointLimit, x: float) -> str | None:
+    """How ``x`` breaks ``limit``'s min/max ("below its safety min 0"), or None if it does not.
+
+    One wording and one comparison for the guard at write time and for the validation of
+    a rule set at install time, so both refuse the same values.
+    """
+    if limit.min is not None and x < limit.min:
+        return f"below its safety min {_num(limit.min)}"
+    if limit.max is not None and x > limit.max:
+        return f"above its safety max {_num(limit.max)}"
+    return None
 
 
 class SafetyGuard:
@@ -87,23 +101,17 @@ class SafetyGuard:
         if limit is None:
             return
         where = f"{device}/{point}"
+        shown = written_value(value)
         if limit.min is not None or limit.max is not None:
             x = as_number(value)
             if x is None:
                 raise SafetyError(
-                    f"writing {_show(value)} to {where} refused: the point has safety bounds "
+                    f"writing {shown} to {where} refused: the point has safety bounds "
                     "and takes finite numbers only"
                 )
-            if limit.min is not None and x < limit.min:
-                raise SafetyError(
-                    f"writing {_show(value)} to {where} refused: "
-                    f"below its safety min {_num(limit.min)}"
-                )
-            if limit.max is not None and x > limit.max:
-                raise SafetyError(
-                    f"writing {_show(value)} to {where} refused: "
-                    f"above its safety max {_num(limit.max)}"
-                )
+            breach = bound_breach(limit, x)
+            if breach is not None:
+                raise SafetyError(f"writing {shown} to {where} refused: {breach}")
         allowed = limit.max_changes_per_hour
         if allowed is None:
             return
@@ -116,7 +124,7 @@ class SafetyGuard:
         if len(recent) >= allowed:
             wait_s = math.ceil((recent[len(recent) - allowed] + _HOUR_MS - now_ms) / 1000)
             raise SafetyError(
-                f"writing {_show(value)} to {where} refused: it changed {len(recent)} times "
+                f"writing {shown} to {where} refused: it changed {len(recent)} times "
                 f"in the last hour, its safety limit is {allowed}; "
                 f"the next change is allowed in {wait_s} s"
             )
@@ -149,14 +157,7 @@ class SafetyGuard:
 
         Raises ``ValueError`` if the snapshot is malformed.
         """
-        try:
-            saved = _Snapshot.model_validate(snapshot)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "top level"
-            raise ValueError(
-                f"the saved write history is malformed ({where}: {first['msg']}); start without it"
-            ) from None
+        saved = load_saved(_Snapshot, snapshot, "write history")
         for entry in saved.points:
             limit = self._limits.get((entry.device, entry.point))
             if limit is None:

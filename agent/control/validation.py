@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
+from ldt.agent.control.safety import bound_breach
+from ldt.agent.control.values import written_value
 from ldt.contract.rules import Action, PointLimit, Rule, RuleError, RuleSet
-from ldt.reading import Value
 
 __all__ = ["PointInfo", "validate_ruleset"]
 
@@ -25,14 +26,6 @@ class PointInfo:
     writable: bool
     numeric: bool
     """Its values are numbers, so ``above``/``below`` and ``min``/``max`` apply."""
-
-
-def _show(value: Value) -> str:
-    return repr(value) if isinstance(value, str) else str(value).lower()
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
 
 
 def validate_ruleset(
@@ -107,7 +100,7 @@ def _check_action(
     if not info.writable:
         raise RuleError(f"rule {rule.id}: {label} writes to {where}, which is read-only")
     value = action.value
-    shown = _show(value)
+    shown = written_value(value)
     if info.numeric and isinstance(value, str):
         raise RuleError(
             f"rule {rule.id}: {label} writes the text {shown} to {where}, a numeric point"
@@ -120,14 +113,6 @@ def _check_action(
             f"rule {rule.id}: {label} writes {shown} to {where}, which has safety bounds "
             "and takes numbers only"
         )
-    number = float(value)
-    if limit.min is not None and number < limit.min:
-        raise RuleError(
-            f"rule {rule.id}: {label} writes {shown} to {where}, "
-            f"below its safety min {_num(limit.min)}"
-        )
-    if limit.max is not None and number > limit.max:
-        raise RuleError(
-            f"rule {rule.id}: {label} writes {shown} to {where}, "
-            f"above its safety max {_num(limit.max)}"
-        )
+    breach = bound_breach(limit, float(value))
+    if breach is not None:
+        raise RuleError(f"rule {rule.id}: {label} writes {shown} to {where}, {breach}")

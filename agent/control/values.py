@@ -10,7 +10,7 @@ import math
 
 from ldt.reading import Value
 
-__all__ = ["as_number", "same_value", "threshold_text"]
+__all__ = ["as_number", "same_value", "threshold_text", "written_value"]
 
 
 def as_number(value: Value) -> float | None:
@@ -31,3 +31,8 @@ def same_value(a: Value, b: Value) -> bool:
 def threshold_text(x: float) -> str:
     """A threshold as an author wrote it: ``100``, not ``100.0``."""
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else repr(x)
+
+
+def written_value(value: Value) -> str:
+    """A value in a message about writing it: texts quoted, ``true``/``false`` lower-case."""
+    return repr(value) if isinstance(value, str) else str(value).lower()

@@ -30,7 +30,7 @@ def register(cloud_sub: Any, add_data: Callable[[Any], None], with_ca: With) -> 
     def cmd(parent: Any, name: str, help_: str, func: Callable[..., int]) -> Any:
         parser = parent.add_parser(name, help=help_)
         add_data(parser)
-        parser.set_defaults(func=lambda args: func(args, with_ca))
+        parser.set_defaults(func=lambda args: _guarded(func, args, with_ca))
         return parser
 
     for kind, noun in (("model", "models"), ("rule", "rules")):
@@ -40,7 +40,7 @@ def register(cloud_sub: Any, add_data: Callable[[Any], None], with_ca: With) -> 
         if noun == "rules":
             check = sub.add_parser("validate", help="check a rule set file without publishing")
             check.add_argument("file", type=Path)
-            check.set_defaults(func=_rules_validate)
+            check.set_defaults(func=lambda args: _guarded(_rules_validate, args, with_ca))
         up = cmd(sub, "upload", f"validate, sign and publish a {kind} as its next version", _upload)
         up.add_argument("file", type=Path)
         cmd(sub, "list", "every published version", _list)
@@ -83,9 +83,15 @@ def register(cloud_sub: Any, add_data: Callable[[Any], None], with_ca: With) -> 
     al.add_argument("--limit", type=int, default=50)
 
 
-def _fail(exc: Exception) -> int:
-    print(f"ldt cloud: {exc}", file=sys.stderr)
-    return 1
+def _guarded(func: Callable[..., int], args: argparse.Namespace, with_ca: With) -> int:
+    """Run one command; a refusal or an unreadable file is one line on stderr and exit 1."""
+    from ldt.cloud.errors import CloudError
+
+    try:
+        return func(args, with_ca)
+    except (CloudError, OSError) as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
 
 
 def _when(ms: int | None) -> str:
@@ -106,37 +112,23 @@ def _catalogue(args: argparse.Namespace, with_ca: With, work: Callable[[Catalogu
     return with_ca(args, run)
 
 
-def _rules_validate(args: argparse.Namespace) -> int:
+def _rules_validate(args: argparse.Namespace, _with_ca: With) -> int:
     from ldt.cloud.control.catalogue import validate_rules
-    from ldt.cloud.errors import CloudError
 
-    try:
-        name, label, metadata, _ = validate_rules(args.file.read_bytes())
-    except (CloudError, OSError) as exc:
-        return _fail(exc)
+    name, label, metadata, _ = validate_rules(args.file.read_bytes())
     print(f"rule set {name} is valid: {len(metadata['rules'])} rule(s), digest {label}")
     return 0
 
 
 def _upload(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        content = args.file.read_bytes()
-        entry = _catalogue(args, with_ca, lambda c: c.upload(args.kind, content))
-    except (CloudError, OSError) as exc:
-        return _fail(exc)
+    content = args.file.read_bytes()
+    entry = _catalogue(args, with_ca, lambda c: c.upload(args.kind, content))
     print(f"published {entry.kind} {entry.name} version {entry.version} ({entry.label})")
     return 0
 
 
 def _list(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        entries = _catalogue(args, with_ca, lambda c: c.entries(args.kind))
-    except CloudError as exc:
-        return _fail(exc)
+    entries = _catalogue(args, with_ca, lambda c: c.entries(args.kind))
     print("name\tversion\tlabel\tpublished\tnote")
     for e in entries:
         note = f"rollback to v{e.rollback_of}" if e.rollback_of else e.metadata.get("license", "")
@@ -146,37 +138,24 @@ def _list(args: argparse.Namespace, with_ca: With) -> int:
 
 def _assign(args: argparse.Namespace, with_ca: With) -> int:
     from ldt.cloud.control.catalogue import target_of
-    from ldt.cloud.errors import CloudError
 
-    try:
-        target = target_of(args.gateway, args.group)
-        _catalogue(args, with_ca, lambda c: c.assign(args.kind, args.name, target))
-    except CloudError as exc:
-        return _fail(exc)
+    target = target_of(args.gateway, args.group)
+    _catalogue(args, with_ca, lambda c: c.assign(args.kind, args.name, target))
     print(f"{args.kind} {args.name} assigned to {target}")
     return 0
 
 
 def _unassign(args: argparse.Namespace, with_ca: With) -> int:
     from ldt.cloud.control.catalogue import target_of
-    from ldt.cloud.errors import CloudError
 
-    try:
-        target = target_of(args.gateway, args.group)
-        _catalogue(args, with_ca, lambda c: c.unassign(args.kind, args.name, target))
-    except CloudError as exc:
-        return _fail(exc)
+    target = target_of(args.gateway, args.group)
+    _catalogue(args, with_ca, lambda c: c.unassign(args.kind, args.name, target))
     print(f"{args.kind} {args.name} no longer assigned to {target}")
     return 0
 
 
 def _status(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        rows = _catalogue(args, with_ca, lambda c: c.rollout(args.kind, args.name))
-    except CloudError as exc:
-        return _fail(exc)
+    rows = _catalogue(args, with_ca, lambda c: c.rollout(args.kind, args.name))
     print("gateway\tversion\tstatus\tsince\treason")
     for r in rows:
         print(f"{r.gateway_id}\t{r.version}\t{r.status}\t{_when(r.at_ms)}\t{r.reason or ''}")
@@ -184,12 +163,7 @@ def _status(args: argparse.Namespace, with_ca: With) -> int:
 
 
 def _rollback(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        entry = _catalogue(args, with_ca, lambda c: c.rollback(args.kind, args.name))
-    except CloudError as exc:
-        return _fail(exc)
+    entry = _catalogue(args, with_ca, lambda c: c.rollback(args.kind, args.name))
     print(
         f"{entry.kind} {entry.name} rolled back: version {entry.version} republishes"
         f" version {entry.rollback_of} ({entry.label})"
@@ -198,34 +172,19 @@ def _rollback(args: argparse.Namespace, with_ca: With) -> int:
 
 
 def _group_add(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        _catalogue(args, with_ca, lambda c: c.group_add(args.group, args.gateways))
-    except CloudError as exc:
-        return _fail(exc)
+    _catalogue(args, with_ca, lambda c: c.group_add(args.group, args.gateways))
     print(f"group {args.group}: added {', '.join(args.gateways)}")
     return 0
 
 
 def _group_remove(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        _catalogue(args, with_ca, lambda c: c.group_remove(args.group, args.gateway))
-    except CloudError as exc:
-        return _fail(exc)
+    _catalogue(args, with_ca, lambda c: c.group_remove(args.group, args.gateway))
     print(f"group {args.group}: removed {args.gateway}")
     return 0
 
 
 def _group_list(args: argparse.Namespace, with_ca: With) -> int:
-    from ldt.cloud.errors import CloudError
-
-    try:
-        groups = _catalogue(args, with_ca, lambda c: c.groups())
-    except CloudError as exc:
-        return _fail(exc)
+    groups = _catalogue(args, with_ca, lambda c: c.groups())
     for name, members in groups.items():
         print(f"{name}\t{' '.join(members)}")
     return 0
@@ -233,12 +192,8 @@ def _group_list(args: argparse.Namespace, with_ca: With) -> int:
 
 def _commands(args: argparse.Namespace, with_ca: With) -> int:
     from ldt.cloud.control.commands import list_commands
-    from ldt.cloud.errors import CloudError
 
-    try:
-        rows = with_ca(args, lambda store, _ca: list_commands(store, args.limit))
-    except CloudError as exc:
-        return _fail(exc)
+    rows = with_ca(args, lambda store, _ca: list_commands(store, args.limit))
     print("created\tgateway\tentity/attr\tvalue\tstatus\tinfo")
     for c in rows:
         print(
@@ -250,12 +205,8 @@ def _commands(args: argparse.Namespace, with_ca: With) -> int:
 
 def _audit(args: argparse.Namespace, with_ca: With) -> int:
     from ldt.cloud.control.audit import AuditLog
-    from ldt.cloud.errors import CloudError
 
-    try:
-        rows = with_ca(args, lambda store, _ca: AuditLog(store).entries(args.limit))
-    except CloudError as exc:
-        return _fail(exc)
+    rows = with_ca(args, lambda store, _ca: AuditLog(store).entries(args.limit))
     print("at\torigin\tgateway\taction\tsubject\tdetail")
     for e in rows:
         print(
