@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ldt.cloud.ngsild.problems import NgsiLdError
     from ldt.cloud.ngsild.temporal import AttrInstance, Window
     from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
+    from ldt.cloud.store.database import Database
     from ldt.cloud.store.purge_sql import Purge
 
 __all__ = [
@@ -129,8 +130,12 @@ class Store(abc.ABC):
     """Async storage for gateways, reading history and entities.
 
     Use as ``async with store:`` (opens and closes it). Every method may raise
-    ``StoreError``; nothing else escapes.
+    ``StoreError``; nothing else escapes. ``db`` runs the SQL (``database``); the
+    repositories written once over it hang off the store as attributes.
     """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @abc.abstractmethod
     async def open(self) -> None:

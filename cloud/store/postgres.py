@@ -29,7 +29,6 @@ PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -37,10 +36,8 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import psycopg
-import psycopg_pool
 from psycopg import errors as pg_errors
 
-from ldt.backoff import Backoff
 from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
 from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.device_model import apply_update, summarize
@@ -72,6 +69,7 @@ from ldt.cloud.store.base import (
     WriteOutcome,
 )
 from ldt.cloud.store.coalesce import Coalescer
+from ldt.cloud.store.database import PostgresDatabase
 from ldt.cloud.store.purge_sql import Purge
 from ldt.contract import IngestBatch
 
@@ -244,13 +242,14 @@ class PostgresStore(Store):
         timeout_s: float = 30.0,
         connect_timeout_s: float = 10.0,
     ) -> None:
-        if pool_size < 1:
-            raise ValueError("pool_size must be at least 1")
-        self._dsn = dsn
-        self._pool_size = pool_size
-        self._timeout_s = timeout_s
-        self._connect_timeout_s = connect_timeout_s
-        self._pool: psycopg_pool.AsyncConnectionPool[_Conn] | None = None
+        self._pg = PostgresDatabase(
+            dsn=dsn,
+            setup=_migrate,
+            pool_size=pool_size,
+            timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
+        )
+        super().__init__(self._pg)
         self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
             self._write_now, max_items=_GROUP_COMMIT_ITEMS
         )
@@ -258,84 +257,24 @@ class PostgresStore(Store):
     @property
     def dsn(self) -> str:
         """The connection URL (tenant stores derive theirs from it; may hold a password)."""
-        return self._dsn
+        return self._pg.dsn
 
     # lifecycle ------------------------------------------------------------
     async def open(self) -> None:
-        """Connect the pool and create or migrate the schema; idempotent.
+        """Migrate the schema on one connection, then open the pool; idempotent.
 
         Raises ``StoreError`` if the server cannot be reached within
         ``connect_timeout_s`` or its schema is newer than this code.
         """
-        if self._pool is not None:
-            return
-        # one plain connection first: it fails fast with libpq's own reason
-        # (refused, bad password...) where the pool would retry until its timeout
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                conn = await psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=max(1, int(self._connect_timeout_s))
-                )
-                async with conn:
-                    await _migrate(conn)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open the PostgreSQL store: {_describe(exc)}") from exc
-        except TimeoutError as exc:
-            raise StoreError(
-                f"PostgreSQL did not answer within {self._timeout_s:g} s while opening"
-            ) from exc
-        pool: psycopg_pool.AsyncConnectionPool[_Conn] = psycopg_pool.AsyncConnectionPool(
-            self._dsn,
-            min_size=self._pool_size,
-            max_size=self._pool_size,
-            open=False,
-            timeout=self._timeout_s,
-            kwargs={"autocommit": True},
-            name="ldt-cloud-store",
-        )
-        try:
-            await pool.open(wait=True, timeout=self._connect_timeout_s)
-        except BaseException as exc:
-            await pool.close()
-            if isinstance(exc, psycopg.Error):
-                raise StoreError(f"cannot open the PostgreSQL store: {_describe(exc)}") from exc
-            raise
-        self._pool = pool
+        await self.db.open()
 
     async def close(self) -> None:
         """Close every connection (waits for calls in progress to return them)."""
         await self._writes.drain()
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close(timeout=self._timeout_s)
+        await self.db.close()
 
     async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
-        """Run ``fn`` on a pooled connection (in one transaction if asked), with a deadline.
-
-        Deadlocks and serialization failures are retried; every other database
-        error becomes ``StoreError``; ``StoreError``s raised by ``fn`` pass through.
-        """
-        pool = self._pool
-        if pool is None:
-            raise StoreError("the store is not open")
-        backoff = Backoff(base_s=0.01, cap_s=0.2)
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                while True:
-                    try:
-                        async with pool.connection() as conn:
-                            if not transaction:
-                                return await fn(conn)
-                            async with conn.transaction():
-                                return await fn(conn)
-                    except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
-                        if backoff.attempt + 1 >= _RETRIES:
-                            raise
-                        await asyncio.sleep(backoff.next_delay())
-        except TimeoutError as exc:
-            raise StoreError(f"the store did not answer within {self._timeout_s:g} s") from exc
-        except psycopg.Error as exc:
-            raise StoreError(f"database error: {_describe(exc)}") from exc
+        return await self._pg.call(fn, transaction=transaction)
 
     # gateways -------------------------------------------------------------
     async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:

@@ -14,13 +14,11 @@ the sync throughput target (docs/smart-data-models.md, "Durability").
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hmac
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -57,6 +55,7 @@ from ldt.cloud.store.base import (
     WriteOutcome,
 )
 from ldt.cloud.store.coalesce import Coalescer
+from ldt.cloud.store.database import SqliteDatabase
 from ldt.cloud.store.purge_sql import Purge
 from ldt.contract import IngestBatch
 
@@ -168,12 +167,16 @@ class SqliteStore(Store):
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         timeout_s: float = 30.0,
     ) -> None:
+        self._geo_indexed = False
+        self._sqlite = SqliteDatabase(
+            path=path,
+            connect=self._connect_indexed,
+            timeout_s=timeout_s,
+            synchronous=synchronous,
+        )
+        super().__init__(self._sqlite)
         self._path = path
         self._synchronous: Literal["FULL", "NORMAL"] = synchronous
-        self._timeout_s = timeout_s
-        self._con: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._geo_indexed = False
         self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
             self._write_now, max_items=_GROUP_COMMIT_ITEMS
         )
@@ -189,30 +192,11 @@ class SqliteStore(Store):
         return self._synchronous
 
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        executor, con = self._executor, self._con
-        if executor is None or con is None:
-            raise StoreError("the store is not open")
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await loop.run_in_executor(executor, fn, con)
-        except TimeoutError as exc:
-            raise StoreError(f"the store did not answer within {self._timeout_s:g} s") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
+        return await self._sqlite.call(fn)
 
     async def open(self) -> None:
-        """Open the file on the store's own thread (so all SQLite work stays there)."""
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldt-cloud-store")
-        loop = asyncio.get_running_loop()
-        try:
-            self._con = await loop.run_in_executor(self._executor, self._connect_indexed)
-        except BaseException:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-            raise
+        """Open the file (the writer's thread creates or migrates the schema)."""
+        await self.db.open()
 
     def _connect_indexed(self) -> sqlite3.Connection:
         """Open the file and install the location index's triggers (store thread)."""
@@ -225,17 +209,9 @@ class SqliteStore(Store):
         return con
 
     async def close(self) -> None:
-        """Close the connection and stop the thread (waits for the running call)."""
+        """Finish coalesced writes, then close the connections and stop the threads."""
         await self._writes.drain()
-        executor, con = self._executor, self._con
-        self._executor = self._con = None
-        if executor is None:
-            return
-        try:
-            if con is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, con.close)
-        finally:
-            executor.shutdown(wait=True)
+        await self.db.close()
 
     # gateways -------------------------------------------------------------
     async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:

@@ -1,0 +1,111 @@
+"""What differs between the cloud's two SQL engines, in one object.
+
+Repositories (``ldt.cloud.store.*``) write each statement once, in the SQL that
+SQLite (3.40+) and PostgreSQL (13+) share: ``?`` placeholders, ``INSERT .. ON CONFLICT
+(..) DO UPDATE SET x = excluded.x``, ``RETURNING``, ``->``/``->>`` on JSON members.
+Where the engines differ the statement asks this object for the fragment:
+a JSON-array parameter taken apart into rows, a JSON column's type, a cast. The
+connection (``ldt.cloud.store.database``) turns ``?`` into psycopg's ``%s`` for
+PostgreSQL; so a statement must not contain ``?`` or ``%`` other than as
+placeholders (write ``LIKE ? ESCAPE`` with the pattern as a parameter), and never
+PostgreSQL's ``jsonb ?`` operator.
+
+Before this module there were five ways of saying "which engine": two store
+classes, ``dialect=`` strings, a dataclass in the temporal reader, ``{p}`` templates
+and paired methods. This is the one that remains.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Final, Literal
+
+__all__ = ["POSTGRESQL", "SQLITE", "Dialect", "DialectName"]
+
+DialectName = Literal["sqlite", "postgresql"]
+
+
+@functools.lru_cache(maxsize=4096)
+def _pyformat(text: str) -> str:
+    """``?`` -> ``%s`` and a literal ``%`` -> ``%%`` (psycopg's paramstyle)."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """One engine's spelling of what the shared SQL cannot say the same way."""
+
+    name: DialectName
+
+    @property
+    def postgres(self) -> bool:
+        """Whether this is PostgreSQL (for the few places that choose a strategy)."""
+        return self.name == "postgresql"
+
+    def sql(self, text: str) -> str:
+        """A statement written with ``?`` placeholders, in this engine's paramstyle."""
+        return _pyformat(text) if self.postgres else text
+
+    # column types (DDL) ---------------------------------------------------
+    @property
+    def json_type(self) -> str:
+        """A column holding a JSON document (text in SQLite, ``jsonb`` in PostgreSQL)."""
+        return "jsonb" if self.postgres else "TEXT"
+
+    @property
+    def bytes_type(self) -> str:
+        """A column holding bytes."""
+        return "bytea" if self.postgres else "BLOB"
+
+    @property
+    def int_type(self) -> str:
+        """A 64-bit integer column (epoch milliseconds, sequence numbers)."""
+        return "bigint" if self.postgres else "INTEGER"
+
+    # parameters -------------------------------------------------------------
+    @property
+    def json_param(self) -> str:
+        """A JSON text parameter where a JSON value is expected."""
+        return "?::jsonb" if self.postgres else "?"
+
+    @property
+    def text_values(self) -> str:
+        """A subquery of the strings in one JSON-array parameter (``x IN (...)``).
+
+        One parameter, however many values: SQLite caps a statement's parameters
+        (32,766) and a list of ``?`` costs a statement per length in the cache.
+        """
+        if self.postgres:
+            return "SELECT jsonb_array_elements_text(?::jsonb)"
+        return "SELECT value FROM json_each(?)"
+
+    @property
+    def json_rows(self) -> str:
+        """A FROM item over one JSON-array parameter: one row per element, column ``value``.
+
+        Read members with ``value ->> N`` (SQL value) or ``value -> N`` (JSON); in
+        PostgreSQL ``value`` is ``jsonb``, in SQLite JSON text.
+        """
+        if self.postgres:
+            return "jsonb_array_elements(?::jsonb) AS j (value)"
+        return "json_each(?) AS j"
+
+    def doc_text(self, column: str = "doc") -> str:
+        """A JSON column as text, as the application parses it."""
+        return f"{column}::text" if self.postgres else column
+
+    def json_array_length(self, expr: str) -> str:
+        """The length of a JSON array expression."""
+        return f"jsonb_array_length({expr})" if self.postgres else f"json_array_length({expr})"
+
+    def json_type_of(self, expr: str) -> str:
+        """The JSON type name of an expression; 'array' and 'object' agree, scalars differ
+        (SQLite: integer, real, text, true, false; PostgreSQL: number, string, boolean)."""
+        if self.postgres:
+            return f"jsonb_typeof({expr})"
+        return f"json_type({expr})"
+
+
+SQLITE: Final = Dialect("sqlite")
+POSTGRESQL: Final = Dialect("postgresql")
