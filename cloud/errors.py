@@ -6,7 +6,13 @@ NGSI-LD ProblemDetails (``ldt.cloud.ngsild.problems``), the CLI into one line.
 
 from __future__ import annotations
 
-__all__ = ["CloudError", "GatewayExistsError", "OwnershipError", "StoreError"]
+__all__ = [
+    "CloudError",
+    "ConcurrentChangeError",
+    "GatewayExistsError",
+    "OwnershipError",
+    "StoreError",
+]
 
 
 class CloudError(Exception):
@@ -28,3 +34,8 @@ class OwnershipError(StoreError):
         self.entity_id = entity_id
         self.owner = owner
         super().__init__(f"entity {entity_id} is owned by another gateway")
+
+
+class ConcurrentChangeError(StoreError):
+    """Another process changed the rows a unit of work read (PostgreSQL only): the
+    database runs the unit again, as it does for a serialization failure."""

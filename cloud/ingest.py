@@ -27,6 +27,7 @@ from ldt.cloud.ngsild.media import JSON, read_body, request_media_type
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.pki.routes import gateway_of
+from ldt.cloud.service.ingest import ingest as ingest_batch
 from ldt.cloud.store.base import Store
 from ldt.contract import INGEST_PATH, BatchAck, IngestBatch
 from ldt.contract.batch import MAX_BATCH_READINGS
@@ -136,7 +137,7 @@ async def ingest(request: Request) -> Response:
         )
     batch = flag_skewed(batch, await clock_skew_ms(store, gateway_id, batch.status))
     try:
-        result = await store.ingest(gateway_id, batch)
+        result = await ingest_batch(store.db, gateway_id, batch)
     except OwnershipError as exc:
         _log.warning(
             "ingest refused: entity of another gateway",

@@ -28,7 +28,20 @@ from typing import Any
 from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
 from ldt.contract import IngestBatch
 
-__all__ = ["AttrUpdate", "EntityUpdate", "apply_update", "summarize"]
+__all__ = [
+    "READING_ID_PREFIX",
+    "AttrUpdate",
+    "EntityUpdate",
+    "apply_update",
+    "reading_id",
+    "reading_instance",
+    "summarize",
+]
+
+READING_ID_PREFIX = "urn:ngsi-ld:reading:"
+"""A synced reading's instanceId is this, its gateway, ``:`` and its seq."""
+NULL_VALUE = "urn:ngsi-ld:null"
+"""The value of an instance that records a reading without one (NGSI-LD's null)."""
 
 _DEVICE_STATE = {"good": "ok", "stale": "stale", "bad": "error"}
 
@@ -91,6 +104,41 @@ def summarize(batch: IngestBatch) -> dict[str, EntityUpdate]:
         for eid, ent in out.items()
         if any(a.newest_key[0] >= 0 for a in ent.attrs.values())
     }
+
+
+def reading_id(gateway_id: str, seq: int) -> str:
+    """The instanceId of reading ``seq`` of ``gateway_id``: the same on every replay, so
+    storing it twice is a key conflict, not a second instance."""
+    return f"{READING_ID_PREFIX}{gateway_id}:{seq}"
+
+
+def reading_instance(
+    value: bool | float | str | None,
+    ts: int,
+    quality: str,
+    reason: str | None,
+    *,
+    unit: str | None,
+    provenance: str | None,
+) -> dict[str, Any]:
+    """The temporal instance of one synced reading (the history keeps every reading).
+
+    It reads like the attribute ``apply_update`` gives the entity when this reading is
+    the newest: the value with ``observedAt``, ``unitCode``, ``quality`` and, for a
+    derived series, ``provenance``. A reading without a value (a ``bad`` one) records
+    NGSI-LD's null with its ``quality`` and ``reason``, so the history shows when and
+    why the device was not read, where an older value would hide the gap.
+    """
+    has_value = quality != "bad" and value is not None
+    doc = _prop(value if has_value else NULL_VALUE, ts)
+    if unit is not None:
+        doc["unitCode"] = unit
+    if provenance is not None:
+        doc["provenance"] = _prop(provenance, ts)
+    doc["quality"] = _prop(quality, ts)
+    if not has_value:
+        doc["reason"] = _prop(reason or "read failed", ts)
+    return doc
 
 
 def _prop(value: Any, ms: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, IngestResult, Store
+from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, Store
 from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ __all__ = [
     "Entity",
     "GatewayRecord",
     "HistoryRow",
-    "IngestResult",
     "PostgresStore",
     "SqliteStore",
     "Store",

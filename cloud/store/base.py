@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from ldt.contract import IngestBatch
+from ldt.cloud.store.database import Database, Tx
 
 if TYPE_CHECKING:
     from ldt.cloud.ngsild.entity_query import EntityQuery
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
     from ldt.cloud.store.database import Database
     from ldt.cloud.store.purge_sql import Purge
 
+_GROUP_COMMIT_ITEMS = 2000
+"""At most this many changes in one shared write transaction (a bigger batch runs alone)."""
+
 __all__ = [
     "Entity",
     "EntityChange",
     "GatewayRecord",
     "HistoryRow",
-    "IngestResult",
     "NotificationCounts",
     "Store",
     "SubscriptionRecord",
@@ -47,15 +49,6 @@ EntityChange = Callable[[Entity | None], Entity | None]
 
 WriteOutcome = Literal["created", "updated", "deleted", "unchanged"]
 """What ``Store.write_entities`` did with one change."""
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What one committed batch changed: new readings, replayed ones, highest seq seen."""
-
-    accepted: int
-    duplicates: int
-    max_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +128,114 @@ class Store(abc.ABC):
     """
 
     def __init__(self, db: Database) -> None:
-        self.db = db
+        from ldt.cloud.store.coalesce import Coalescer
+        from ldt.cloud.store.readings import ReadingRepository
 
-    @abc.abstractmethod
+        self.db = db
+        self.readings = ReadingRepository(db)
+        self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
+            self._write_now, max_items=_GROUP_COMMIT_ITEMS
+        )
+
+    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
+        """Create or update entities in one transaction; True per entity that was created.
+
+        ``replace``: an existing entity's attributes are all replaced; otherwise the given
+        attributes are merged into it (each attribute replaced whole). Owners are kept. The
+        same id twice behaves as two calls in order.
+        """
+        from ldt.cloud.store import entity_rows
+
+        ids = sorted({e["id"] for e in entities})
+
+        async def apply(tx: Tx) -> list[bool]:
+            now = entity_rows.now_iso()
+            current = {eid: doc for eid, (_, doc) in (await entity_rows.load(tx, ids)).items()}
+            before = dict(current)
+            created: list[bool] = []
+            for entity in entities:
+                old = current.get(entity["id"])
+                created.append(old is None)
+                current[entity["id"]] = (
+                    dict(entity) if old is None or replace else {**old, **entity}
+                )
+            await entity_rows.save(
+                tx,
+                created=[current[i] for i in ids if before.get(i) is None],
+                updated=[current[i] for i in ids if before.get(i) is not None],
+                now=now,
+            )
+            return created
+
+        return await self.db.write(apply)
+
+    async def write_entities(
+        self, changes: Sequence[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
+        """Apply pure changes (``ldt.cloud.ngsild.entity_ops``) to entities, in one transaction.
+
+        Each change gets the entity's current document (None: absent) and returns the new
+        one (None: delete it). The same id may appear more than once: changes apply in
+        order, each seeing the previous result. A change that raises ``NgsiLdError`` is
+        refused alone and its error takes its place in the result; anything else rolls the
+        whole call back. Changes may run more than once (a retried transaction), so they
+        must not have side effects. Owners are kept; created entities have none. Calls that
+        arrive while a write runs share the next transaction (``Coalescer``: group commit).
+        """
+        return await self._writes.submit(changes)
+
+    async def _write_now(
+        self, changes: list[tuple[str, EntityChange]]
+    ) -> list[WriteOutcome | NgsiLdError]:
+        from ldt.cloud.ngsild.problems import NgsiLdError
+        from ldt.cloud.store import entity_rows
+
+        ids = sorted({eid for eid, _ in changes})
+
+        async def apply(tx: Tx) -> list[WriteOutcome | NgsiLdError]:
+            now = entity_rows.now_iso()
+            loaded = await entity_rows.load(tx, ids)
+            before: dict[str, Entity | None] = dict.fromkeys(ids)
+            before.update((eid, doc) for eid, (_, doc) in loaded.items())
+            current = dict(before)
+            results: list[WriteOutcome | NgsiLdError] = []
+            for eid, change in changes:
+                old = current[eid]
+                try:
+                    new = change(old)
+                except NgsiLdError as exc:
+                    results.append(exc)
+                    continue
+                current[eid] = new
+                results.append(_outcome(old, new))
+            moved = [i for i in ids if current[i] is not before[i]]
+            await entity_rows.save(
+                tx,
+                created=[d for i in moved if before[i] is None and (d := current[i]) is not None],
+                updated=[
+                    d for i in moved if before[i] is not None and (d := current[i]) is not None
+                ],
+                deleted=[i for i in moved if current[i] is None and before[i] is not None],
+                now=now,
+            )
+            if moved:  # deletions leave records in the history too
+                await entity_rows.record_history(
+                    tx, [(i, before[i], current[i]) for i in moved], now
+                )
+            return results
+
+        return await self.db.write(apply)
+
+    async def drain(self) -> None:
+        """Finish the writes that are queued for a shared transaction."""
+        await self._writes.drain()
+
     async def open(self) -> None:
-        """Create or migrate the schema and get ready; idempotent."""
+        """Connect, then create or migrate the schema (``schema``); idempotent."""
+        from ldt.cloud.store.schema import migrate
+
+        await self.db.open()
+        await migrate(self.db)
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -182,26 +278,6 @@ class Store(abc.ABC):
         """
 
     # ingest ---------------------------------------------------------------
-    @abc.abstractmethod
-    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
-        """Apply one batch in one transaction; returns only after it is committed.
-
-        Readings already held (same gateway and seq) are counted as duplicates
-        and change nothing. Raises ``OwnershipError`` (nothing written) if the
-        batch touches an entity another gateway owns.
-        """
-
-    @abc.abstractmethod
-    async def reading_count(self, gateway_id: str) -> int:
-        """How many readings of this gateway are stored."""
-
-    @abc.abstractmethod
-    async def seqs(self, gateway_id: str) -> list[int]:
-        """The stored seqs of this gateway, ascending (for exactly-once checks)."""
-
-    @abc.abstractmethod
-    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
-        """Every stored reading of one attribute, oldest first (observed time, then seq)."""
 
     # entities -------------------------------------------------------------
     @abc.abstractmethod
@@ -220,32 +296,6 @@ class Store(abc.ABC):
         """Entities matching any of ``types`` and any of ``ids`` (None: no filter), by id.
 
         Returns one page and the total number of matches.
-        """
-
-    @abc.abstractmethod
-    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
-        """Create or update entities in one transaction; True per entity that was created.
-
-        ``replace``: an existing entity's attributes are all replaced; otherwise
-        the given attributes are merged into it (each attribute replaced whole).
-        Owners are kept: an entity a gateway owns stays owned by it.
-        """
-
-    @abc.abstractmethod
-    async def write_entities(
-        self, changes: Sequence[tuple[str, EntityChange]]
-    ) -> list[WriteOutcome | NgsiLdError]:
-        """Apply pure changes (``ldt.cloud.ngsild.entity_ops``) to entities, all in one transaction.
-
-        Each change gets the entity's current document (None: absent) and
-        returns the new one (None: delete it). The same id may appear more
-        than once: changes apply in order, each seeing the previous result. A
-        change that raises ``NgsiLdError`` is refused alone (nothing of it is
-        written) and its error takes its place in the result; anything else
-        rolls the whole call back. Changes may run more than once (a store
-        may retry on a write conflict), so they must not have side effects
-        beyond overwriting what they report. Owners are kept; created
-        entities have none.
         """
 
     @abc.abstractmethod
@@ -423,3 +473,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def replace_temporal_instance(self, row: AttrInstance) -> bool:
         """Replace instance ``row.instance_id`` of ``row``'s entity and attribute; False: absent."""
+
+
+def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
+    if old is None:
+        return "unchanged" if new is None else "created"
+    if new is None:
+        return "deleted"
+    return "unchanged" if new is old or new == old else "updated"

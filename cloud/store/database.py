@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from ldt.backoff import Backoff
-from ldt.cloud.errors import StoreError
+from ldt.cloud.errors import ConcurrentChangeError, StoreError
 from ldt.cloud.store.dialect import POSTGRESQL, SQLITE, Dialect
 
 if TYPE_CHECKING:
@@ -486,7 +486,11 @@ class PostgresDatabase(Database):
                         return result
                     finally:
                         await pool.putconn(conn)
-                except (pg_errors.SerializationFailure, pg_errors.DeadlockDetected):
+                except (
+                    pg_errors.SerializationFailure,
+                    pg_errors.DeadlockDetected,
+                    ConcurrentChangeError,
+                ):
                     if backoff.attempt + 1 >= _RETRIES:
                         raise
                     await asyncio.sleep(backoff.next_delay())

@@ -81,6 +81,13 @@ class Dialect:
         return "SELECT value FROM json_each(?)"
 
     @property
+    def int_values(self) -> str:
+        """A subquery of the integers in one JSON-array parameter (``x IN (...)``)."""
+        if self.postgres:
+            return "SELECT jsonb_array_elements_text(?::jsonb)::bigint"
+        return "SELECT value FROM json_each(?)"
+
+    @property
     def json_rows(self) -> str:
         """A FROM item over one JSON-array parameter: one row per element, column ``value``.
 
@@ -90,6 +97,32 @@ class Dialect:
         if self.postgres:
             return "jsonb_array_elements(?::jsonb) AS j (value)"
         return "json_each(?) AS j"
+
+    def row_text(self, n: int) -> str:
+        """Member ``n`` of a ``json_rows`` row as text (NULL for JSON null)."""
+        return f"value ->> {n}"
+
+    def row_int(self, n: int) -> str:
+        """Member ``n`` of a ``json_rows`` row as a 64-bit integer."""
+        return f"(value ->> {n})::bigint" if self.postgres else f"value ->> {n}"
+
+    def row_real(self, n: int) -> str:
+        """Member ``n`` of a ``json_rows`` row as a double."""
+        return f"(value ->> {n})::float8" if self.postgres else f"value ->> {n}"
+
+    def row_json(self, n: int) -> str:
+        """Member ``n`` of a ``json_rows`` row as a JSON document for a JSON column."""
+        return f"value -> {n}" if self.postgres else f"value ->> {n}"
+
+    @property
+    def for_update(self) -> str:
+        """Row locks for a read-modify-write (SQLite's write transaction is exclusive)."""
+        return " ORDER BY id FOR UPDATE" if self.postgres else ""
+
+    @property
+    def real_type(self) -> str:
+        """A double-precision column."""
+        return "double precision" if self.postgres else "REAL"
 
     def doc_text(self, column: str = "doc") -> str:
         """A JSON column as text, as the application parses it."""

@@ -36,42 +36,37 @@ from typing import Any, Final, TypeVar
 
 import orjson
 import psycopg
-from psycopg import errors as pg_errors
 
-from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.errors import GatewayExistsError
 from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.device_model import apply_update, summarize
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
-from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store import (
     control_sql,
     entity_search,
+    geo_cells,
     pg_geo,
     pg_temporal,
     pki_sql,
     registration_sql,
+    schema,
     temporal_read,
 )
 from ldt.cloud.store.base import (
     Entity,
-    EntityChange,
     GatewayRecord,
-    HistoryRow,
-    IngestResult,
     NotificationCounts,
     Store,
     SubscriptionRecord,
     TypeAttributeCount,
-    WriteOutcome,
 )
-from ldt.cloud.store.coalesce import Coalescer
 from ldt.cloud.store.database import PostgresDatabase
+from ldt.cloud.store.dialect import POSTGRESQL
+from ldt.cloud.store.geo_cells import columns
 from ldt.cloud.store.purge_sql import Purge
-from ldt.contract import IngestBatch
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -149,8 +144,9 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     # 11: edge control: catalogue, rollouts, groups, commands, audit
     control_sql.PG_SCHEMA,
 )
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
-"""The schema this code writes; ``open()`` migrates older databases up to it."""
+SCHEMA_VERSION: Final = schema.SCHEMA_VERSION
+"""The schema this code writes; ``open()`` migrates older databases up to it (the steps
+after ``len(_MIGRATIONS)`` are ``schema``'s, written once for both engines)."""
 
 _MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
 _RETRIES: Final = 5
@@ -158,43 +154,8 @@ _GROUP_COMMIT_ITEMS: Final = 2000
 """At most this many changes in one shared write transaction (a bigger batch runs alone)."""
 _ISO_UTC: Final = """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
-_INSERT_READINGS: Final = (
-    # readings carry a series number; the (few) series name entity and attribute
-    # once, joined here, so the 5,000-element arrays hold no repeated long strings
-    "INSERT INTO readings"
-    " (gateway_id, seq, entity_id, attr, observed_at_ms, value, quality, reason)"
-    " SELECT %s, r.seq, s.entity_id, s.attr, r.ts, r.value, r.quality, r.reason"
-    " FROM unnest(%s::bigint[], %s::integer[], %s::bigint[], %s::jsonb[], %s::text[],"
-    " %s::text[]) AS r (seq, sid, ts, value, quality, reason)"
-    " JOIN unnest(%s::integer[], %s::text[], %s::text[]) AS s (sid, entity_id, attr) USING (sid)"
-    " ON CONFLICT (gateway_id, seq) DO NOTHING"
-)
 _ANY_MULTI_TYPED: Final = (  # answered from the partial index entities_multi_typed (pg_geo)
     "SELECT 1 FROM entities WHERE jsonb_typeof(doc->'type') = 'array' LIMIT 1"
-)
-_LOCK_ENTITIES: Final = (
-    "SELECT id, gateway_id, doc::text FROM entities WHERE id = ANY(%s::text[])"
-    " ORDER BY id FOR UPDATE"
-)
-_CREATE_ENTITIES: Final = (
-    "INSERT INTO entities (id, type, doc, gateway_id, location_box)"
-    # the last four arrays are pg_geo.box_params (the location box)
-    " SELECT id, type, doc, gw, box(point(x0, y0), point(x1, y1))"
-    " FROM unnest(%s::text[], %s::text[],"  # the documents: _json_docs
-    " ARRAY(SELECT d FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j (d, n) ORDER BY n),"
-    " %s::text[],"
-    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-    " AS u (id, type, doc, gw, x0, y0, x1, y1)"
-    " ON CONFLICT (id) DO NOTHING RETURNING id"
-)
-_UPDATE_ENTITIES: Final = (
-    "UPDATE entities AS e SET type = u.type, doc = u.doc, modified_at = now(),"
-    " gateway_id = coalesce(e.gateway_id, %s::text),"
-    " location_box = box(point(x0, y0), point(x1, y1))"
-    " FROM unnest(%s::text[], %s::text[],"  # the documents: _json_docs
-    " ARRAY(SELECT d FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j (d, n) ORDER BY n),"
-    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-    " AS u (id, type, doc, x0, y0, x1, y1) WHERE e.id = u.id"
 )
 
 
@@ -250,27 +211,15 @@ class PostgresStore(Store):
             connect_timeout_s=connect_timeout_s,
         )
         super().__init__(self._pg)
-        self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
-            self._write_now, max_items=_GROUP_COMMIT_ITEMS
-        )
 
     @property
     def dsn(self) -> str:
         """The connection URL (tenant stores derive theirs from it; may hold a password)."""
         return self._pg.dsn
 
-    # lifecycle ------------------------------------------------------------
-    async def open(self) -> None:
-        """Migrate the schema on one connection, then open the pool; idempotent.
-
-        Raises ``StoreError`` if the server cannot be reached within
-        ``connect_timeout_s`` or its schema is newer than this code.
-        """
-        await self.db.open()
-
     async def close(self) -> None:
         """Close every connection (waits for calls in progress to return them)."""
-        await self._writes.drain()
+        await self.drain()
         await self.db.close()
 
     async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
@@ -334,90 +283,6 @@ class PostgresStore(Store):
         return await self._call(run, transaction=True)
 
     # ingest ---------------------------------------------------------------
-    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
-        """See ``Store.ingest``."""
-        sids = [int(k) for k in batch.series]
-        series = list(batch.series.values())
-        rows = sorted(batch.readings)  # by seq: concurrent replays take key locks in one order
-        seqs = [r[0] for r in rows]
-        params = (
-            gateway_id,
-            seqs,
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [None if r[3] is None else _dumps(r[3]) for r in rows],
-            [r[4] for r in rows],
-            [r[5] for r in rows],
-            sids,
-            [s.entity_id for s in series],
-            [s.attr for s in series],
-        )
-        updates = summarize(batch)
-
-        async def apply(conn: _Conn) -> int:
-            def merge(eid: str, owner: str | None, doc: Entity | None) -> Entity:
-                if owner is not None and owner != gateway_id:
-                    raise OwnershipError(eid, owner)
-                return apply_update(doc, eid, updates[eid])
-
-            await _write_entities(conn, sorted(updates), merge, owner=gateway_id)
-            cur = await conn.execute(_INSERT_READINGS, params)
-            return max(cur.rowcount, 0)
-
-        inserted = await self._call(apply, transaction=True)
-        return IngestResult(
-            accepted=inserted,
-            duplicates=len(rows) - inserted,
-            max_seq=max(seqs, default=0),
-        )
-
-    async def reading_count(self, gateway_id: str) -> int:
-        """See ``Store.reading_count``."""
-
-        async def count(conn: _Conn) -> int:
-            cur = await conn.execute(
-                "SELECT count(*) FROM readings WHERE gateway_id = %s", (gateway_id,)
-            )
-            row = await cur.fetchone()
-            return 0 if row is None else int(row[0])
-
-        return await self._call(count, transaction=False)
-
-    async def seqs(self, gateway_id: str) -> list[int]:
-        """See ``Store.seqs``."""
-
-        async def read(conn: _Conn) -> list[int]:
-            cur = await conn.execute(
-                "SELECT seq FROM readings WHERE gateway_id = %s ORDER BY seq", (gateway_id,)
-            )
-            return [int(r[0]) for r in await cur.fetchall()]
-
-        return await self._call(read, transaction=False)
-
-    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
-        """See ``Store.history``."""
-
-        async def read(conn: _Conn) -> list[HistoryRow]:
-            cur = await conn.execute(
-                "SELECT gateway_id, seq, observed_at_ms, value::text, quality, reason"
-                " FROM readings WHERE entity_id = %s AND attr = %s"
-                " ORDER BY observed_at_ms, seq",
-                (entity_id, attr),
-            )
-            return [
-                HistoryRow(
-                    gateway_id=gw,
-                    seq=seq,
-                    observed_at_ms=ts,
-                    value=None if value is None else orjson.loads(value),
-                    quality=quality,
-                    reason=reason,
-                )
-                for gw, seq, ts, value, quality, reason in await cur.fetchall()
-            ]
-
-        return await self._call(read, transaction=False)
-
     # entities -------------------------------------------------------------
     async def get_entity(self, entity_id: str) -> Entity | None:
         """See ``Store.get_entity``."""
@@ -466,92 +331,6 @@ class PostgresStore(Store):
 
         return await self._call(snapshot, transaction=True)
 
-    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
-        """See ``Store.upsert_entities``.
-
-        The same id twice in one call behaves as two calls in order (the
-        first creates, the second merges or replaces), as with SQLite.
-        """
-        by_id: dict[str, list[int]] = {}
-        for index, entity in enumerate(entities):
-            by_id.setdefault(entity["id"], []).append(index)
-
-        async def apply(conn: _Conn) -> list[bool]:
-            created = [False] * len(entities)
-
-            def merge(eid: str, owner: str | None, doc: Entity | None) -> Entity:
-                for index in by_id[eid]:  # may run twice for an id another process created
-                    entity = entities[index]
-                    created[index] = doc is None
-                    doc = dict(entity) if doc is None or replace else {**doc, **entity}
-                assert doc is not None  # by_id lists at least one entity per id
-                return doc
-
-            await _write_entities(conn, sorted(by_id), merge, owner=None)
-            return created
-
-        return await self._call(apply, transaction=True)
-
-    async def write_entities(
-        self, changes: Sequence[tuple[str, EntityChange]]
-    ) -> list[WriteOutcome | NgsiLdError]:
-        """See ``Store.write_entities``.
-
-        The rows are locked (``FOR UPDATE``, by id) before the changes run; an
-        entity another process creates meanwhile makes the INSERT conflict,
-        and the whole call is retried (the changes are pure). Calls that arrive
-        while a write runs share the next transaction (``Coalescer``: group commit).
-        """
-        return await self._writes.submit(changes)
-
-    async def _write_now(
-        self, changes: list[tuple[str, EntityChange]]
-    ) -> list[WriteOutcome | NgsiLdError]:
-        ids = sorted({eid for eid, _ in changes})
-
-        async def apply(conn: _Conn) -> list[WriteOutcome | NgsiLdError]:
-            cur = await conn.execute(_LOCK_ENTITIES, (ids,))
-            before: dict[str, Entity | None] = dict.fromkeys(ids)
-            for eid, _owner, text in await cur.fetchall():
-                before[eid] = _load(text)
-            current = dict(before)
-            results: list[WriteOutcome | NgsiLdError] = []
-            for eid, change in changes:
-                old = current[eid]
-                try:
-                    new = change(old)
-                except NgsiLdError as exc:
-                    results.append(exc)
-                    continue
-                current[eid] = new
-                results.append(_outcome(old, new))
-            created: list[tuple[str, Entity]] = []
-            updated: list[tuple[str, Entity]] = []
-            deleted: list[str] = []
-            for eid in ids:
-                new, old = current[eid], before[eid]
-                if new is old:
-                    continue
-                if new is None:
-                    deleted.append(eid)
-                elif old is None:
-                    created.append((eid, new))
-                else:
-                    updated.append((eid, new))
-            if deleted:
-                await conn.execute("DELETE FROM entities WHERE id = ANY(%s::text[])", (deleted,))
-            if created:
-                cur = await conn.execute(_CREATE_WRITTEN, _write_params(created))
-                if len(await cur.fetchall()) != len(created):
-                    # created by another process since the lock: run again on the new rows
-                    raise pg_errors.SerializationFailure("an entity was created concurrently")
-            if updated:
-                await conn.execute(_UPDATE_WRITTEN, _write_params(updated))
-            await _record_history(conn, [(e, before[e], current[e]) for e in ids])
-            return results
-
-        return await self._call(apply, transaction=True)
-
     async def search_entities(
         self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
     ) -> tuple[list[Entity], int | None]:
@@ -561,11 +340,12 @@ class PostgresStore(Store):
         (``pg_geo``, GiST); the type test is the plain column one when no entity is
         multi-typed, asked in the same snapshot (``entity_search.where``).
         """
-        geo: tuple[str, list[float]] | None = None
+        geo: tuple[str, list[Any]] | None = None
         if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
             boxes = search_bbox(query.geo)
             if boxes is not None:
-                geo = pg_geo.search_clause(boxes)
+                text, values = geo_cells.search_clause(POSTGRESQL, boxes)
+                geo = (POSTGRESQL.sql(text), values)
 
         async def read(conn: _Conn) -> tuple[list[Entity], int | None]:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -943,71 +723,6 @@ def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
     )
 
 
-async def _write_entities(
-    conn: _Conn,
-    ids: list[str],
-    merge: Callable[[str, str | None, Entity | None], Entity],
-    *,
-    owner: str | None,
-) -> None:
-    """Read-modify-write ``ids`` (sorted) inside the caller's transaction.
-
-    ``merge(id, owner, stored_doc_or_None)`` returns the new document or raises
-    (``OwnershipError``: the transaction rolls back). Existing rows are locked
-    first; rows created meanwhile by another process are locked and merged
-    after the insert. ``owner`` is given to new rows and claims written rows
-    that have none (entities provisioned through the API are claimed by the
-    first gateway that reports on them); an owned row keeps its owner.
-    """
-    if not ids:
-        return
-    cur = await conn.execute(_LOCK_ENTITIES, (ids,))
-    found = {eid: (own, _load(doc)) for eid, own, doc in await cur.fetchall()}
-    changed: dict[str, Entity] = {}
-    for eid, (own, doc) in found.items():
-        new = merge(eid, own, doc)
-        if new != doc:
-            changed[eid] = new
-    missing = [eid for eid in ids if eid not in found]
-    if missing:
-        fresh = [merge(eid, owner, None) for eid in missing]
-        cur = await conn.execute(
-            _CREATE_ENTITIES,
-            (
-                missing,
-                [d["type"] for d in fresh],
-                _json_docs(fresh),
-                [owner] * len(missing),
-                *pg_geo.box_params(fresh),
-            ),
-        )
-        inserted = {r[0] for r in await cur.fetchall()}
-        raced = [eid for eid in missing if eid not in inserted]
-        if raced:  # another process created them after our first look: they exist now
-            cur = await conn.execute(_LOCK_ENTITIES, (raced,))
-            for eid, own, text in await cur.fetchall():
-                doc = _load(text)
-                new = merge(eid, own, doc)
-                if new != doc:
-                    changed[eid] = new
-    if changed:
-        await conn.execute(
-            _UPDATE_ENTITIES,
-            (
-                owner,
-                list(changed),
-                [d["type"] for d in changed.values()],
-                _json_docs(changed.values()),
-                *pg_geo.box_params(changed.values()),
-            ),
-        )
-    olds = {eid: doc for eid, (_own, doc) in found.items()}
-    history = [(eid, olds.get(eid), new) for eid, new in changed.items()]
-    if missing:
-        history += [(e, None, d) for e, d in zip(missing, fresh, strict=True) if e not in changed]
-    await _record_history(conn, history)
-
-
 async def _purge(
     conn: _Conn, query: EntityQuery, purge: Purge
 ) -> list[tuple[Entity, Entity | None]]:
@@ -1037,18 +752,14 @@ async def _purge(
         cur = await conn.execute(sql, params)
         fresh = {eid: _load(text) for eid, text in await cur.fetchall()}
         after.update(fresh)
-        moved = [  # location boxes are computed in Python (pg_geo): redo the ones that lost one
-            (eid, doc)
+        moved = [  # location columns are computed in Python (geo_cells): redo changed ones
+            (*columns(doc), eid)
             for eid, doc in fresh.items()
             if any(n in before[eid] and n not in doc for n in LOCATION_NAMES)
         ]
         if moved:
-            await conn.execute(
-                "UPDATE entities AS e SET location_box = box(point(x0, y0), point(x1, y1))"
-                " FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[],"
-                " %s::float8[]) AS u (id, x0, y0, x1, y1) WHERE e.id = u.id",
-                ([eid for eid, _ in moved], *pg_geo.box_params(doc for _, doc in moved)),
-            )
+            async with conn.cursor() as cur:
+                await cur.executemany(POSTGRESQL.sql(geo_cells.UPDATE).encode(), moved)
     await _record_history(conn, [(eid, before[eid], after[eid]) for eid in before])
     return [(before[eid], after[eid]) for eid in before]
 
@@ -1087,63 +798,11 @@ async def _migrate(conn: _Conn) -> None:
         cur = await conn.execute("SELECT max(version) FROM ldt_schema_version")
         row = await cur.fetchone()
         current = 0 if row is None or row[0] is None else int(row[0])
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"the database schema is version {current}, newer than this ldt"
-                f" ({SCHEMA_VERSION}): upgrade ldt"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        for version in range(current + 1, len(_MIGRATIONS) + 1):
             await conn.execute(_MIGRATIONS[version - 1].encode())
             if _MIGRATIONS[version - 1] is pg_geo.MIGRATION:
                 await pg_geo.backfill(conn)
             await conn.execute("INSERT INTO ldt_schema_version (version) VALUES (%s)", (version,))
-
-
-_CREATE_WRITTEN: Final = (
-    "INSERT INTO entities (id, type, doc, created_at, modified_at, location_box)"
-    " SELECT id, type, doc, coalesce(c, now()), coalesce(m, now()),"
-    " box(point(x0, y0), point(x1, y1))"
-    " FROM unnest(%s::text[], %s::text[],"  # the documents: _json_docs
-    " ARRAY(SELECT d FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j (d, n) ORDER BY n),"
-    " %s::timestamptz[], %s::timestamptz[],"
-    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-    " AS u (id, type, doc, c, m, x0, y0, x1, y1)"
-    " ON CONFLICT (id) DO NOTHING RETURNING id"
-)
-_UPDATE_WRITTEN: Final = (
-    "UPDATE entities AS e SET type = u.type, doc = u.doc,"
-    " modified_at = coalesce(u.modified_at, now()),"
-    " location_box = box(point(x0, y0), point(x1, y1))"
-    " FROM unnest(%s::text[], %s::text[],"  # the documents: _json_docs
-    " ARRAY(SELECT d FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS j (d, n) ORDER BY n),"
-    " %s::timestamptz[], %s::timestamptz[],"
-    " %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-    " AS u (id, type, doc, created_at, modified_at, x0, y0, x1, y1)"
-    " WHERE e.id = u.id"
-)
-
-
-def _write_params(rows: list[tuple[str, Entity]]) -> tuple[Any, ...]:
-    """Parameters of ``_CREATE_WRITTEN``/``_UPDATE_WRITTEN``; owners are never touched.
-
-    Arrays for ``unnest``, except the documents: one JSON array (``_json_docs``).
-    """
-    return (
-        [eid for eid, _ in rows],
-        [d["type"][0] if isinstance(d["type"], list) else d["type"] for _, d in rows],
-        _json_docs(d for _, d in rows),
-        [d.get("createdAt") for _, d in rows],
-        [d.get("modifiedAt") for _, d in rows],
-        *pg_geo.box_params(d for _, d in rows),
-    )
-
-
-def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
-    if old is None:
-        return "unchanged" if new is None else "created"
-    if new is None:
-        return "deleted"
-    return "unchanged" if new is old or new == old else "updated"
 
 
 def _describe(exc: psycopg.Error) -> str:

@@ -24,40 +24,34 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
-from ldt.cloud.errors import GatewayExistsError, OwnershipError, StoreError
+from ldt.cloud.errors import GatewayExistsError, StoreError
 from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.device_model import apply_update, summarize
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
-from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
 from ldt.cloud.store import (
     control_sql,
     entity_search,
+    geo_cells,
     pki_sql,
     registration_sql,
-    sqlite_geo,
     sqlite_temporal,
     temporal_read,
 )
 from ldt.cloud.store.base import (
     Entity,
-    EntityChange,
     GatewayRecord,
-    HistoryRow,
-    IngestResult,
     NotificationCounts,
     Store,
     SubscriptionRecord,
     TypeAttributeCount,
-    WriteOutcome,
 )
-from ldt.cloud.store.coalesce import Coalescer
 from ldt.cloud.store.database import SqliteDatabase
+from ldt.cloud.store.dialect import SQLITE
+from ldt.cloud.store.geo_cells import columns
 from ldt.cloud.store.purge_sql import Purge
-from ldt.contract import IngestBatch
 
 __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
 
@@ -147,6 +141,10 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
         con.execute("PRAGMA busy_timeout=10000")
         con.execute("PRAGMA foreign_keys=OFF")
         con.executescript(_SCHEMA)
+        con.execute(
+            "CREATE INDEX IF NOT EXISTS entities_multi_typed ON entities (id)"
+            " WHERE json_type(doc, '$.type') = 'array'"
+        )
         con.executescript(sqlite_temporal.SCHEMA)
         sqlite_temporal.migrate(con)
         con.executescript(registration_sql.SQLITE_SCHEMA)
@@ -167,7 +165,6 @@ class SqliteStore(Store):
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         timeout_s: float = 30.0,
     ) -> None:
-        self._geo_indexed = False
         self._sqlite = SqliteDatabase(
             path=path,
             connect=self._connect_indexed,
@@ -177,9 +174,6 @@ class SqliteStore(Store):
         super().__init__(self._sqlite)
         self._path = path
         self._synchronous: Literal["FULL", "NORMAL"] = synchronous
-        self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
-            self._write_now, max_items=_GROUP_COMMIT_ITEMS
-        )
 
     @property
     def path(self) -> Path:
@@ -194,23 +188,13 @@ class SqliteStore(Store):
     async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         return await self._sqlite.call(fn)
 
-    async def open(self) -> None:
-        """Open the file (the writer's thread creates or migrates the schema)."""
-        await self.db.open()
-
     def _connect_indexed(self) -> sqlite3.Connection:
         """Open the file and install the location index's triggers (store thread)."""
-        con = connect(self._path, synchronous=self._synchronous)
-        try:
-            self._geo_indexed = sqlite_geo.install(con)
-        except sqlite3.Error as exc:
-            con.close()
-            raise StoreError(f"cannot set up the location index of {self._path}: {exc}") from exc
-        return con
+        return connect(self._path, synchronous=self._synchronous)
 
     async def close(self) -> None:
         """Finish coalesced writes, then close the connections and stop the threads."""
-        await self._writes.drain()
+        await self.drain()
         await self.db.close()
 
     # gateways -------------------------------------------------------------
@@ -246,54 +230,6 @@ class SqliteStore(Store):
         return await self._run(run)
 
     # ingest ---------------------------------------------------------------
-    async def ingest(self, gateway_id: str, batch: IngestBatch) -> IngestResult:
-        """See ``Store.ingest``."""
-        return await self._run(lambda con: _ingest(con, gateway_id, batch))
-
-    async def reading_count(self, gateway_id: str) -> int:
-        """See ``Store.reading_count``."""
-        return await self._run(
-            lambda con: int(
-                con.execute(
-                    "SELECT count(*) FROM readings WHERE gateway_id = ?", (gateway_id,)
-                ).fetchone()[0]
-            )
-        )
-
-    async def seqs(self, gateway_id: str) -> list[int]:
-        """See ``Store.seqs``."""
-        return await self._run(
-            lambda con: [
-                int(r[0])
-                for r in con.execute(
-                    "SELECT seq FROM readings WHERE gateway_id = ? ORDER BY seq", (gateway_id,)
-                )
-            ]
-        )
-
-    async def history(self, entity_id: str, attr: str) -> list[HistoryRow]:
-        """See ``Store.history``."""
-
-        def read(con: sqlite3.Connection) -> list[HistoryRow]:
-            rows = con.execute(
-                "SELECT gateway_id, seq, observed_at_ms, value, quality, reason FROM readings"
-                " WHERE entity_id = ? AND attr = ? ORDER BY observed_at_ms, seq",
-                (entity_id, attr),
-            )
-            return [
-                HistoryRow(
-                    gateway_id=gw,
-                    seq=seq,
-                    observed_at_ms=ts,
-                    value=None if value is None else orjson.loads(value),
-                    quality=quality,
-                    reason=reason,
-                )
-                for gw, seq, ts, value, quality, reason in rows
-            ]
-
-        return await self._run(read)
-
     # entities -------------------------------------------------------------
     async def get_entity(self, entity_id: str) -> Entity | None:
         """See ``Store.get_entity``."""
@@ -335,38 +271,15 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
-    async def upsert_entities(self, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
-        """See ``Store.upsert_entities``."""
-        return await self._run(lambda con: _upsert(con, entities, replace=replace))
-
-    async def write_entities(
-        self, changes: Sequence[tuple[str, EntityChange]]
-    ) -> list[WriteOutcome | NgsiLdError]:
-        """See ``Store.write_entities``: one ``BEGIN IMMEDIATE`` transaction.
-
-        Calls that arrive while a write runs share the next transaction (``Coalescer``:
-        group commit, one fsync for many single-entity writes).
-        """
-        return await self._writes.submit(changes)
-
-    async def _write_now(
-        self, changes: list[tuple[str, EntityChange]]
-    ) -> list[WriteOutcome | NgsiLdError]:
-        return await self._run(lambda con: _write_entities(con, changes))
-
     async def search_entities(
         self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
     ) -> tuple[list[Entity], int | None]:
         """See ``Store.search_entities``; a ``location`` geo-query uses the R*Tree."""
-        geo_clause: tuple[str, list[float]] | None = None
-        if (
-            query.geo is not None
-            and self._geo_indexed
-            and set(query.geo_names) <= set(LOCATION_NAMES)
-        ):
+        geo_clause: tuple[str, list[Any]] | None = None
+        if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
             boxes = search_bbox(query.geo)
             if boxes is not None:
-                geo_clause = sqlite_geo.search_clause(boxes)
+                geo_clause = geo_cells.search_clause(SQLITE, boxes)
 
         def read(con: sqlite3.Connection) -> tuple[list[Entity], int | None]:
             # this thread is the only writer: the answer holds for the statements below. With
@@ -765,139 +678,14 @@ def list_gateways_sync(con: sqlite3.Connection) -> list[GatewayRecord]:
     ]
 
 
-def _ingest(con: sqlite3.Connection, gateway_id: str, batch: IngestBatch) -> IngestResult:
-    series = {int(k): (v.entity_id, v.attr) for k, v in batch.series.items()}
-    dumps = orjson.dumps
-    rows = [
-        (
-            gateway_id,
-            seq,
-            *series[sid],
-            ts,
-            None if value is None else dumps(value).decode(),
-            quality,
-            reason,
-        )
-        for seq, sid, ts, value, quality, reason in batch.readings
-    ]
-    updates = summarize(batch)
-    now = _now()
-    with _transaction(con):
-        current: dict[str, tuple[str | None, Entity]] = {}
-        if updates:
-            ids = list(updates)
-            marks = ",".join("?" * len(ids))
-            for eid, owner, doc in con.execute(
-                f"SELECT id, gateway_id, doc FROM entities WHERE id IN ({marks})",  # noqa: S608
-                ids,
-            ):
-                if owner is not None and owner != gateway_id:
-                    raise OwnershipError(eid, owner)
-                current[eid] = (owner, _load(doc))
-        cur = con.executemany(_INSERT_READING, rows)
-        inserted = max(cur.rowcount, 0)
-        writes = []
-        changed: list[tuple[str, Entity | None, Entity | None]] = []
-        for eid, upd in updates.items():
-            before = current.get(eid)
-            doc = apply_update(None if before is None else before[1], eid, upd)
-            if before is not None and doc == before[1]:
-                continue
-            writes.append((eid, doc["type"], orjson.dumps(doc).decode(), gateway_id, now, now))
-            changed.append((eid, None if before is None else before[1], doc))
-        if writes:
-            con.executemany(_UPSERT_ENTITY, writes)
-            _record_history(con, changed, now)
-    return IngestResult(
-        accepted=inserted,
-        duplicates=len(rows) - inserted,
-        max_seq=max((r[1] for r in rows), default=0),
-    )
-
-
-def _upsert(con: sqlite3.Connection, entities: Sequence[Entity], *, replace: bool) -> list[bool]:
-    now = _now()
-    created: list[bool] = []
-    with _transaction(con):
-        for entity in entities:
-            eid = entity["id"]
-            row = con.execute(
-                "SELECT gateway_id, doc FROM entities WHERE id = ?", (eid,)
-            ).fetchone()
-            owner: Any = None
-            doc: Entity = dict(entity)
-            if row is not None:
-                owner = row[0]
-                if not replace:
-                    doc = {**_load(row[1]), **entity}
-            con.execute(
-                _UPSERT_ENTITY, (eid, doc["type"], orjson.dumps(doc).decode(), owner, now, now)
-            )
-            created.append(row is None)
-    return created
-
-
-_WRITE_ENTITY = (
-    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at)"
-    " VALUES (?, ?, ?, NULL, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET type = excluded.type, doc = excluded.doc,"
-    " modified_at = excluded.modified_at"
-)
-_ID_CHUNK = 500  # ids per "IN (...)": well under SQLite's 32,766 parameters
-_ANY_MULTI_TYPED = (  # answered from the partial index entities_multi_typed (sqlite_geo.install)
-    "SELECT 1 FROM entities WHERE json_type(doc, '$.type') = 'array' LIMIT 1"
-)
-
-
 def _main_type(doc: Entity) -> str:
     etype = doc["type"]
     return str(etype[0] if isinstance(etype, list) else etype)
 
 
-def _write_entities(
-    con: sqlite3.Connection, changes: Sequence[tuple[str, EntityChange]]
-) -> list[WriteOutcome | NgsiLdError]:
-    ids = list(dict.fromkeys(eid for eid, _ in changes))
-    now = _now()
-    with _transaction(con):
-        before: dict[str, Entity | None] = dict.fromkeys(ids)
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = ids[start : start + _ID_CHUNK]
-            rows = con.execute(
-                f"SELECT id, doc FROM entities WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608
-                chunk,
-            )
-            for eid, doc in rows:
-                before[eid] = _load(doc)
-        current = dict(before)
-        results: list[WriteOutcome | NgsiLdError] = []
-        for eid, change in changes:
-            old = current[eid]
-            try:
-                new = change(old)
-            except NgsiLdError as exc:
-                results.append(exc)
-                continue
-            current[eid] = new
-            results.append(_outcome(old, new))
-        writes, deletes = [], []
-        for eid in ids:
-            new = current[eid]
-            if new is before[eid]:
-                continue
-            if new is None:
-                deletes.append((eid,))
-            else:
-                created = str(new.get("createdAt", now))
-                modified = str(new.get("modifiedAt", now))
-                writes.append((eid, _main_type(new), orjson.dumps(new).decode(), created, modified))
-        if deletes:
-            con.executemany("DELETE FROM entities WHERE id = ?", deletes)
-        if writes:
-            con.executemany(_WRITE_ENTITY, writes)
-        if writes or deletes:  # deletions leave records in the history too
-            _record_history(con, [(eid, before[eid], current[eid]) for eid in ids], now)
-    return results
+_ANY_MULTI_TYPED = (  # answered from the partial index entities_multi_typed
+    "SELECT 1 FROM entities WHERE json_type(doc, '$.type') = 'array' LIMIT 1"
+)
 
 
 def _purge(
@@ -923,7 +711,11 @@ def _purge(
             con.execute("DELETE FROM entities WHERE id IN (SELECT value FROM json_each(?))", (ids,))
         else:
             sql, params = purge.sqlite_update(list(before), now)
-            after.update((eid, _load(text)) for eid, text in con.execute(sql, params))
+            after.update((eid, _load(text)) for eid, text in con.execute(sql, params).fetchall())
+            con.executemany(
+                geo_cells.UPDATE,
+                [(*columns(doc), eid) for eid, doc in after.items() if doc is not None],
+            )
         _record_history(con, [(eid, before[eid], after[eid]) for eid in before], now)
     return [(before[eid], after[eid]) for eid in before]
 
@@ -944,11 +736,3 @@ def _record_history(
             headers[eid] = (doc["type"], now)
             rows.extend(added)
     sqlite_temporal.record(con, headers, rows)
-
-
-def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
-    if old is None:
-        return "unchanged" if new is None else "created"
-    if new is None:
-        return "deleted"
-    return "unchanged" if new is old or new == old else "updated"

@@ -47,7 +47,7 @@ async def test_a_refused_reading_is_set_aside_and_the_rest_delivered(tmp_path: P
             while await uplink.cycle():
                 pass
             stats = await abuf.stats()
-            seqs = sorted(await cloud.store.seqs(GW))
+            seqs = sorted(await cloud.store.readings.seqs(GW))
         finally:
             await transport.aclose()
             await abuf.close()

@@ -77,7 +77,7 @@ async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
                 await uplink.cycle()
         finally:
             await transport.aclose()
-        rows = await cloud.store.history(f"urn:ngsi-ld:Device:{GW}:m0", "power")
+        rows = await cloud.store.readings.history(f"urn:ngsi-ld:Device:{GW}:m0", "power")
     await abuf.close()
     assert sorted(float(r.value or 0) for r in rows) == [100.0 + i for i in range(20)]
     assert all(isinstance(r.value, float) for r in rows)

@@ -23,6 +23,7 @@ from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.server import PKI_DIRNAME, running_cloud
+from ldt.cloud.service.ingest import ingest
 from ldt.cloud.store import Store
 from ldt.contract import IngestBatch
 from ldt.contract.control import CommandResult, ControlSync
@@ -134,7 +135,7 @@ async def notifier(store: Store) -> AsyncIterator[Notifier]:
 
 async def _owned_entity(store: Store, gateway: str) -> None:
     body = batch(gateway, good_rows(1, 3))
-    await store.ingest(gateway, IngestBatch.model_validate(body))
+    await ingest(store.db, gateway, IngestBatch.model_validate(body))
 
 
 async def test_a_command_goes_pending_delivered_ok_on_the_entity(

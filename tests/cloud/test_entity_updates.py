@@ -99,7 +99,7 @@ async def test_older_backfill_does_not_overwrite_a_fresher_live_value(
     entity = await _entity(store)
     assert entity["activePower"]["value"] == 50.0
     assert entity["dateLastValueReported"]["value"]["@value"] == iso_ms(T0 + 10_000)
-    assert len(await store.history(ENTITY, "activePower")) == 60
+    assert len(await store.readings.history(ENTITY, "activePower")) == 60
 
 
 async def test_bad_reading_is_kept_in_history_but_does_not_overwrite_the_value(
@@ -113,7 +113,7 @@ async def test_bad_reading_is_kept_in_history_but_does_not_overwrite_the_value(
     assert attr["quality"] == {"type": "Property", "value": "bad", "observedAt": iso_ms(T0 + 1000)}
     assert attr["reason"]["value"] == "timeout after 1.0 s"
     assert (await _entity(store))["deviceState"]["value"] == "error"
-    history = await store.history(ENTITY, "activePower")
+    history = await store.readings.history(ENTITY, "activePower")
     assert [(h.value, h.quality, h.reason) for h in history] == [
         (7.0, "good", None),
         (None, "bad", "timeout after 1.0 s"),
@@ -177,7 +177,7 @@ async def test_values_keep_their_json_type(
     entity = await _entity(store)
     assert [entity[k]["value"] for k in "abcd"] == [True, 7, 0.1, "on"]
     assert [type(entity[k]["value"]) for k in "abcd"] == [bool, int, float, str]
-    assert [h.value for h in await store.history(ENTITY, "a")] == [True]
+    assert [h.value for h in await store.readings.history(ENTITY, "a")] == [True]
 
 
 def test_apply_update_leaves_the_stored_document_untouched() -> None:

@@ -72,11 +72,11 @@ async def test_status_clock_skew_and_certificates_in_the_fleet_view(
     assert "gateway clock is off by -300 s" in caplog.text
     # gw-2's readings carry the suspicion, also those of a later batch without status
     await _send(client, gw2_token, batch("gw-2", good_rows(6, 5)))
-    rows = await store.history("urn:ngsi-ld:Device:gw-2:m0", "activePower")
+    rows = await store.readings.history("urn:ngsi-ld:Device:gw-2:m0", "activePower")
     assert len(rows) == 10
     assert {r.reason for r in rows} == {"observedAt from a gateway clock -300 s off"}
     assert {r.quality for r in rows} == {"good"}  # the values themselves are fine
-    gw1_rows = await store.history("urn:ngsi-ld:Device:gw-1:m0", "activePower")
+    gw1_rows = await store.readings.history("urn:ngsi-ld:Device:gw-1:m0", "activePower")
     assert {r.reason for r in gw1_rows} == {None}
 
 
@@ -91,4 +91,4 @@ async def test_a_malformed_status_refuses_the_batch(
     )
     assert got.status_code == 400
     assert "status.pending" in got.json()["detail"]
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0

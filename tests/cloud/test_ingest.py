@@ -44,8 +44,8 @@ async def test_batch_is_stored_and_acked(
     assert resp.status_code == 200, resp.text
     ack = BatchAck.model_validate_json(resp.content)
     assert ack == BatchAck(gateway_id="gw-1", accepted=100, duplicates=0, max_seq=100)
-    assert await store.seqs("gw-1") == list(range(1, 101))
-    history = await store.history("urn:ngsi-ld:Device:gw-1:m0", "activePower")
+    assert await store.readings.seqs("gw-1") == list(range(1, 101))
+    history = await store.readings.history("urn:ngsi-ld:Device:gw-1:m0", "activePower")
     assert [h.seq for h in history] == list(range(1, 101))
     assert history[0].value == 201.0
     assert history[0].observed_at_ms == T0 + 1
@@ -64,8 +64,8 @@ async def test_replayed_batch_counts_duplicates_and_stores_nothing_twice(
         (await _post(client, gw1_token, batch("gw-1", good_rows(26, 50)))).content
     )
     assert (overlap.accepted, overlap.duplicates, overlap.max_seq) == (25, 25, 75)
-    assert await store.seqs("gw-1") == list(range(1, 76))
-    assert await store.reading_count("gw-1") == 75
+    assert await store.readings.seqs("gw-1") == list(range(1, 76))
+    assert await store.readings.count("gw-1") == 75
     assert entity_before is not None
     assert entity_before["activePower"]["value"] == 200.0 + 50 % 50
 
@@ -90,7 +90,7 @@ async def test_missing_or_unknown_token_is_401(
     )
     _problem(resp, 401)
     assert resp.headers["www-authenticate"].startswith("Bearer")
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 async def test_rotated_token_replaces_the_old_one(
@@ -110,8 +110,8 @@ async def test_batch_for_another_gateway_is_403(
     await add_gateway("gw-2")
     body = _problem(await _post(client, gw1_token, batch("gw-2", good_rows(1, 5))), 403)
     assert "gw-2" in body["detail"]
-    assert await store.reading_count("gw-1") == 0
-    assert await store.reading_count("gw-2") == 0
+    assert await store.readings.count("gw-1") == 0
+    assert await store.readings.count("gw-2") == 0
 
 
 async def test_entity_owned_by_another_gateway_is_403_for_the_whole_batch(
@@ -133,7 +133,7 @@ async def test_entity_owned_by_another_gateway_is_403_for_the_whole_batch(
     )
     body = _problem(await _post(client, gw2_token, mixed), 403)
     assert owned_by_gw1["entity_id"] in body["detail"]
-    assert await store.reading_count("gw-2") == 0
+    assert await store.readings.count("gw-2") == 0
     assert await store.get_entity("urn:ngsi-ld:Device:gw-2:m0") is None
     gw1_entity = await store.get_entity(owned_by_gw1["entity_id"])
     assert gw1_entity is not None
@@ -168,7 +168,7 @@ async def test_invalid_batch_is_400_naming_the_field(
     problem = _problem(await _post(client, gw1_token, body), 400)
     assert problem["type"] == BAD_DATA
     assert field in problem["detail"]
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe", b'{"v": 1,}'])
@@ -176,7 +176,7 @@ async def test_malformed_json_is_400(
     client: httpx.AsyncClient, store: SqliteStore, gw1_token: str, raw: bytes
 ) -> None:
     assert _problem(await _post(client, gw1_token, raw), 400)["type"] == BAD_DATA
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 async def test_too_many_readings_is_413(
@@ -185,7 +185,7 @@ async def test_too_many_readings_is_413(
     body = batch("gw-1", good_rows(1, MAX_BATCH_READINGS + 1))
     problem = _problem(await _post(client, gw1_token, body), 413)
     assert str(MAX_BATCH_READINGS) in problem["detail"]
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 async def test_oversized_body_is_413_before_parsing(
@@ -202,7 +202,7 @@ async def test_oversized_body_is_413_before_parsing(
     chunked = await client.post(INGEST_PATH, content=chunks(), headers=_headers(gw1_token))
     assert "content-length" not in chunked.request.headers
     _problem(chunked, 413)
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", ""])
@@ -215,7 +215,7 @@ async def test_wrong_content_type_is_415(
         headers=_headers(gw1_token, content_type),
     )
     _problem(resp, 415)
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 async def test_json_with_charset_is_accepted(client: httpx.AsyncClient, gw1_token: str) -> None:
@@ -271,7 +271,7 @@ async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owne
     assert resp.status_code == 204
     intruder = batch("gw-2", [[1, 0, T0, 1.0, "good", None]], series_map=series("gw-1"))
     _problem(await _post(client, gw2_token, intruder), 403)
-    assert await store.reading_count("gw-2") == 0
+    assert await store.readings.count("gw-2") == 0
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ async def test_text_with_nul_is_refused_on_every_store(
     resp = await _post(client, gw1_token, batch("gw-1", [row]))
     body = _problem(resp, 400)
     assert "NUL" in body["detail"]
-    assert await store.seqs("gw-1") == []
+    assert await store.readings.seqs("gw-1") == []
 
 
 async def test_gateway_entities_carry_system_attributes(

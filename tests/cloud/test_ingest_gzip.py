@@ -31,7 +31,7 @@ async def test_a_gzip_batch_is_stored_like_a_plain_one(
     got = await client.post(INGEST_PATH, content=packed, headers=_headers(gw1_token, "gzip"))
     assert got.status_code == 200, got.text
     assert got.json()["accepted"] == 200
-    assert await store.reading_count("gw-1") == 200
+    assert await store.readings.count("gw-1") == 200
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ async def test_bad_compressed_bodies_are_refused_and_nothing_is_written(
     got = await client.post(INGEST_PATH, content=body, headers=_headers(gw1_token, encoding))
     assert got.status_code == status, got.text
     assert detail in got.json()["detail"]
-    assert await store.reading_count("gw-1") == 0
+    assert await store.readings.count("gw-1") == 0
 
 
 def test_the_bomb_is_refused_while_decompressing() -> None:

@@ -24,6 +24,7 @@ import pytest
 from ldt.agent.transport import HttpTransport
 from ldt.cloud.errors import OwnershipError, StoreError
 from ldt.cloud.server import add_gateway, running_cloud
+from ldt.cloud.service.ingest import ingest
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore
 from ldt.cloud.store.locator import redact, store_for
 from ldt.cloud.store.postgres import SCHEMA_VERSION
@@ -57,14 +58,14 @@ async def test_the_same_batch_replayed_concurrently_is_stored_once(
     await register(a, "gw-1")
     for start in (1, 5001, 10_001):
         body = _batch("gw-1", good_rows(start, 5000, n_series=1))
-        results = await asyncio.gather(a.ingest("gw-1", body), b.ingest("gw-1", body))
+        results = await asyncio.gather(ingest(a.db, "gw-1", body), ingest(b.db, "gw-1", body))
         assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 5000), (5000, 0)]
         assert {r.max_seq for r in results} == {start + 4999}
-    assert await b.seqs("gw-1") == list(range(1, 15_001))
+    assert await b.readings.seqs("gw-1") == list(range(1, 15_001))
     entity = await a.get_entity(ENTITY)
     assert entity is not None
     assert entity["activePower"]["value"] == 200.0 + 15_000 % 50
-    assert len(await a.history(ENTITY, "activePower")) == 15_000
+    assert len(await a.readings.history(ENTITY, "activePower")) == 15_000
 
 
 async def test_two_gateways_ingesting_concurrently_are_both_stored(
@@ -74,15 +75,15 @@ async def test_two_gateways_ingesting_concurrently_are_both_stored(
     await register(a, "gw-1")
     await register(b, "gw-2")
     rounds = [
-        (a.ingest("gw-1", _batch("gw-1", good_rows(s, 1000, n_series=1))),
-         b.ingest("gw-2", _batch("gw-2", good_rows(s, 1000, n_series=1))))
+        (ingest(a.db, "gw-1", _batch("gw-1", good_rows(s, 1000, n_series=1))),
+         ingest(b.db, "gw-2", _batch("gw-2", good_rows(s, 1000, n_series=1))))
         for s in (1, 1001, 2001)
     ]  # fmt: skip
     for first, second in rounds:
         done = await asyncio.gather(first, second)
         assert [r.accepted for r in done] == [1000, 1000]
     for store, gw in ((b, "gw-1"), (a, "gw-2")):
-        assert await store.seqs(gw) == list(range(1, 3001))
+        assert await store.readings.seqs(gw) == list(range(1, 3001))
         entity = await store.get_entity(f"urn:ngsi-ld:Device:{gw}:m0")
         assert entity is not None
         assert entity["dateLastValueReported"]["value"]["@value"].endswith("12:00:03.000Z")
@@ -101,7 +102,7 @@ async def test_concurrent_batches_on_one_entity_lose_no_attribute(
         for i, attr in enumerate(attrs)
     ]  # fmt: skip
     done = await asyncio.gather(
-        *((a if i % 2 else b).ingest("gw-1", body) for i, body in enumerate(batches))
+        *(ingest((a if i % 2 else b).db, "gw-1", body) for i, body in enumerate(batches))
     )
     assert sum(r.accepted for r in done) == len(attrs)
     entity = await a.get_entity(ENTITY)
@@ -118,13 +119,13 @@ async def test_ownership_is_enforced_across_brokers(
     a, b = brokers
     await register(a, "gw-1")
     await register(a, "gw-2")
-    await a.ingest("gw-1", _batch("gw-1", good_rows(1, 5)))
+    await ingest(a.db, "gw-1", _batch("gw-1", good_rows(1, 5)))
     before = await b.get_entity(ENTITY)
     intruder = _batch("gw-2", [[1, 0, T0 + 99, 1.0, "good", None]], series_map=series("gw-1"))
     with pytest.raises(OwnershipError) as refused:
-        await b.ingest("gw-2", intruder)
+        await ingest(b.db, "gw-2", intruder)
     assert refused.value.owner == "gw-1"
-    assert await a.reading_count("gw-2") == 0
+    assert await a.readings.count("gw-2") == 0
     assert await a.get_entity(ENTITY) == before
 
 
@@ -144,11 +145,11 @@ async def test_two_gateways_racing_to_claim_one_entity_leave_one_owner(
             await a.upsert_entities([{"id": eid, "type": "Device"}], replace=False)
         target = {"0": {"entity_id": eid, "entity_type": "Device", "attr": "x"}}
         results = await asyncio.gather(
-            a.ingest(
-                "gw-1", _batch("gw-1", [[n + 1, 0, T0, 1.0, "good", None]], series_map=target)
+            ingest(
+                a.db, "gw-1", _batch("gw-1", [[n + 1, 0, T0, 1.0, "good", None]], series_map=target)
             ),
-            b.ingest(
-                "gw-2", _batch("gw-2", [[n + 1, 0, T0, 2.0, "good", None]], series_map=target)
+            ingest(
+                b.db, "gw-2", _batch("gw-2", [[n + 1, 0, T0, 2.0, "good", None]], series_map=target)
             ),
             return_exceptions=True,
         )
@@ -161,7 +162,7 @@ async def test_two_gateways_racing_to_claim_one_entity_leave_one_owner(
         assert entity["x"]["value"] == (1.0 if winner == "gw-1" else 2.0)
         wins[winner] += 1
     for gw, won in wins.items():  # a refused batch stored none of its readings
-        assert await a.reading_count(gw) == won
+        assert await a.readings.count(gw) == won
 
 
 async def test_new_entities_created_concurrently_by_upsert_are_created_once(
@@ -271,11 +272,11 @@ async def test_sync_throughput_5000_reading_batches_both_stores(
     token = add_gateway(tmp_path, "gw-bench")
     async with running_cloud(tmp_path) as cloud:
         rates["sqlite"] = await _ingest_rate(cloud.url, token, bodies)
-        assert await cloud.store.reading_count("gw-bench") == 50_000
+        assert await cloud.store.readings.count("gw-bench") == 50_000
     async with running_cloud(tmp_path / "pg", store_url=postgres_dsn) as cloud:
         token = await register(cloud.store, "gw-bench")
         rates["postgresql"] = await _ingest_rate(cloud.url, token, bodies)
-        assert await cloud.store.reading_count("gw-bench") == 50_000
+        assert await cloud.store.readings.count("gw-bench") == 50_000
     print(
         "\ncloud ingest over loopback HTTP, 5,000-reading batches: "
         + ", ".join(f"{k} {v:,.0f} readings/s" for k, v in rates.items())

@@ -1,5 +1,5 @@
 """The stores' search prefilters give the exact answer: the plain type-column test (used while
-no entity is multi-typed) and the location boxes (SQLite R*Tree, PostgreSQL GiST ``box``),
+no entity is multi-typed) and the location grid cells and boxes (``geo_cells``, both engines),
 which must follow every write."""
 
 from __future__ import annotations
@@ -7,13 +7,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import psycopg
-import pytest
-
 from ldt.cloud.ngsild.entity_ops import delete_entity, upsert
 from ldt.cloud.ngsild.entity_query import EntityQuery, parse_types
 from ldt.cloud.ngsild.geo import parse_geoquery
-from ldt.cloud.store import PostgresStore, Store, pg_geo
+from ldt.cloud.store import Store, schema
+from ldt.cloud.store.database import Tx
 
 NOW = "2024-05-01T12:00:00.000Z"
 TYPES = ("Alpha", "Beta", "Gamma")
@@ -107,16 +105,17 @@ async def test_a_polygon_is_found_by_a_point_inside_it_far_from_its_corners(stor
     assert await _ids(store, _near(1.5, 0.5, metres=10)) == []
 
 
-async def test_postgresql_backfill_boxes_rows_written_before_the_column(store: Store) -> None:
-    if not isinstance(store, PostgresStore):
-        pytest.skip("PostgreSQL's migration")
+async def test_the_location_migration_indexes_rows_written_before_it(store: Store) -> None:
     await _put(
         store, [{"id": f"urn:ngsi-ld:Spot:{i}", "type": "Spot", **_point(i, i)} for i in (1, 2)]
     )
-    async with await psycopg.AsyncConnection.connect(store.dsn, autocommit=True) as conn:
-        await conn.execute("UPDATE entities SET location_box = NULL")  # as before schema 4
-        assert await _ids(store, _near(1, 1)) == []
-        async with conn.transaction():
-            await pg_geo.backfill(conn)
+
+    async def as_before(tx: Tx) -> None:  # rows written before schema 12 had no cell
+        await tx.execute("UPDATE entities SET geo_cell = NULL, x0 = NULL")
+        await tx.execute("DELETE FROM ldt_schema_version WHERE version > 11")
+
+    await store.db.write(as_before)
+    assert await _ids(store, _near(1, 1)) == []
+    await schema.migrate(store.db)
     assert await _ids(store, _near(1, 1)) == ["urn:ngsi-ld:Spot:1"]
     assert await _ids(store, _near(2, 2)) == ["urn:ngsi-ld:Spot:2"]

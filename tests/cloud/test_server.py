@@ -34,7 +34,7 @@ async def test_agent_transport_syncs_and_replays_exactly_once(tmp_path: Path) ->
             assert "gw-1" in str(rejected.value)
         finally:
             await transport.aclose()
-        assert await cloud.store.seqs("gw-1") == list(range(1, 501))
+        assert await cloud.store.readings.seqs("gw-1") == list(range(1, 501))
         async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as client:
             got = await client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:Device:gw-1:m0")
         assert got.status_code == 200
@@ -53,7 +53,7 @@ async def test_data_survives_a_restart_and_the_port_is_released(tmp_path: Path) 
             assert resp.status_code == 200
     async with running_cloud(tmp_path, port=port) as again:
         assert again.url.endswith(f":{port}")
-        assert await again.store.reading_count("gw-1") == 10
+        assert await again.store.readings.count("gw-1") == 10
 
 
 async def test_busy_port_is_a_cloud_error(tmp_path: Path) -> None:
@@ -80,5 +80,5 @@ async def test_sync_throughput_5000_reading_batches(tmp_path: Path) -> None:
             resp = await client.post(INGEST_PATH, content=body)
             assert resp.status_code == 200, resp.text
         elapsed = time.perf_counter() - started
-        assert await cloud.store.reading_count("gw-bench") == 100_000
+        assert await cloud.store.readings.count("gw-bench") == 100_000
     print(f"\ncloud ingest over loopback HTTP: {100_000 / elapsed:,.0f} readings/s")

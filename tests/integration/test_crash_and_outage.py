@@ -40,7 +40,7 @@ def _buffer_last_seq(config: Path) -> tuple[int, int]:
 
 
 async def _exactly_once(cloud: Any, last_seq: int) -> None:
-    seqs = await cloud.store.seqs(GATEWAY)
+    seqs = await cloud.store.readings.seqs(GATEWAY)
     assert len(seqs) == len(set(seqs)), "a reading was stored twice"
     missing = sorted(set(range(1, last_seq + 1)) - set(seqs))
     assert not missing, f"{len(missing)} buffered readings never reached the cloud: {missing[:10]}"
@@ -72,7 +72,7 @@ async def test_kill_9_repeatedly_while_ingesting(
             agent.start()
             await asyncio.sleep(rng.uniform(1.2, 2.5))  # start-up, polls, syncs in flight
             agent.kill9()
-        received_before = len(await cloud.store.seqs(GATEWAY))
+        received_before = len(await cloud.store.readings.seqs(GATEWAY))
         assert received_before > 0
         agent.start()  # catch up while polling on
         await asyncio.sleep(3)
@@ -200,7 +200,7 @@ async def test_sigterm_drains_and_exits_zero(
         agent.start()
 
         async def some_synced() -> bool:
-            return len(await cloud.store.seqs(GATEWAY)) > 0
+            return len(await cloud.store.readings.seqs(GATEWAY)) > 0
 
         await wait_for(some_synced, within=15, what="first sync")
         await asyncio.sleep(0.5)
@@ -214,5 +214,5 @@ async def test_sigterm_drains_and_exits_zero(
         # every reading the pollers handed over, also those queued at SIGTERM, was committed
         assert stopped[0]["readings_read"] == stopped[0]["readings_committed"] > 0
         last_seq, pending = _buffer_last_seq(cfg)
-        received = len(await cloud.store.seqs(GATEWAY))
+        received = len(await cloud.store.readings.seqs(GATEWAY))
         assert received + pending == last_seq

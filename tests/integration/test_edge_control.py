@@ -239,7 +239,7 @@ async def test_model_rollout_outputs_with_provenance_and_rollback(tmp_path: Path
         for version in (1, 2, 3):
             statuses = [s for v, s in reports if v == version]
             assert statuses == ["downloaded", "verified", "running"], (version, reports)
-        history = await cloud.store.history(METER, "activePowerForecast")
+        history = await cloud.store.readings.history(METER, "activePowerForecast")
         assert history, "forecasts were not buffered and synced as readings"
 
 

@@ -163,6 +163,8 @@ async def test_dead_and_failing_devices_do_not_stop_the_healthy_one(
         assert "exception" in (health["failing"].last_error or "")
         assert "refused" in (health["absent"].last_error or "")
         # the failures are data too: synced as bad readings with their reason, nothing lost
-        history = await cloud.store.history(f"urn:ngsi-ld:Device:{GATEWAY}:failing", "voltage")
+        history = await cloud.store.readings.history(
+            f"urn:ngsi-ld:Device:{GATEWAY}:failing", "voltage"
+        )
         assert history
         assert all(h.quality == "bad" and h.reason for h in history)

@@ -99,7 +99,7 @@ async def test_token_to_provisioned_gateway_to_data_over_mutual_tls(tmp_path: Pa
             assert (ack.gateway_id, ack.accepted) == ("gw-1", 50)
         finally:
             await transport.aclose()
-        assert await cloud.store.reading_count("gw-1") == 50
+        assert await cloud.store.readings.count("gw-1") == 50
         before = identity.certificate().serial_number
         await renew(cloud.url, identity)
         assert identity.certificate().serial_number != before
@@ -154,7 +154,7 @@ async def test_connections_without_a_good_certificate_are_refused_and_logged(
             with pytest.raises(httpx.HTTPError):
                 await client.post(f"{cloud.url}{INGEST_PATH}", content=body, headers=headers)
         await asyncio.sleep(0.1)
-        assert await cloud.store.reading_count("gw-1") == 0
+        assert await cloud.store.readings.count("gw-1") == 0
     logged = caplog.text
     assert "ingest refused: no client certificate" in logged
     assert "TLS connection refused: unknown_ca" in logged
@@ -178,7 +178,7 @@ async def test_revoked_gateway_is_refused_on_its_next_request(tmp_path: Path) ->
             await transport.aclose()
         with pytest.raises(IdentityError, match="revoked"):
             await renew(cloud.url, identity)
-        assert await cloud.store.reading_count("gw-1") == 5
+        assert await cloud.store.readings.count("gw-1") == 5
 
 
 async def test_forged_foreign_and_malformed_batches_write_nothing(
@@ -209,8 +209,8 @@ async def test_forged_foreign_and_malformed_batches_write_nothing(
         finally:
             await t1.aclose()
             await t2.aclose()
-        assert await cloud.store.reading_count("gw-1") == 0
-        assert await cloud.store.reading_count("gw-2") == 5
+        assert await cloud.store.readings.count("gw-1") == 0
+        assert await cloud.store.readings.count("gw-2") == 5
     assert "ingest refused: batch names another gateway" in caplog.text
     assert "ingest refused: entity of another gateway" in caplog.text
 
@@ -300,7 +300,7 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
                 within=30,
                 what="the agent saying it waits for provisioning",
             )
-            assert await cloud.store.reading_count(GATEWAY) == 0
+            assert await cloud.store.readings.count(GATEWAY) == 0
             key = tmp_path / "agent-data" / "identity" / "key.pem"
             assert key.stat().st_mode & 0o777 == 0o600  # made at first start, on the device
             key_before = key.read_bytes()
@@ -311,7 +311,7 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
             await wait_for(lambda: _count(cloud), within=30, what="readings synced over mTLS")
         finally:
             assert agent.terminate() == 0
-        seqs = await cloud.store.seqs(GATEWAY)
+        seqs = await cloud.store.readings.seqs(GATEWAY)
         assert seqs == list(range(1, len(seqs) + 1))  # nothing lost while waiting
         assert key.read_bytes() == key_before  # provisioning certified that key, kept it
 
@@ -363,7 +363,7 @@ async def _ldt(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 async def _count(cloud: CloudHandle) -> bool:
-    return await cloud.store.reading_count(GATEWAY) >= 10
+    return await cloud.store.readings.count(GATEWAY) >= 10
 
 
 async def test_the_agent_renews_its_certificate_before_it_expires(tmp_path: Path) -> None:

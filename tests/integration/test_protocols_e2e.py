@@ -301,12 +301,12 @@ async def test_simulators_restarted_mid_run_gap_shows_as_quality(tmp_path: Path)
                 station_health = next(d.health for d in runtime.devices if d.device_id == "station")
                 assert station_health.bad > 0, "the OPC UA restart left no trace in the data"
                 entity = f"urn:ngsi-ld:Device:{GATEWAY}:meter"
-                voltage = await cloud.store.history(entity, "voltage")
+                voltage = await cloud.store.readings.history(entity, "voltage")
                 qualities = [h.quality for h in sorted(voltage, key=lambda h: h.seq)]
                 first_bad = qualities.index("bad")
                 assert "good" in qualities[:first_bad]
                 assert "good" in qualities[first_bad:]
-                seqs = await cloud.store.seqs(GATEWAY)
+                seqs = await cloud.store.readings.seqs(GATEWAY)
                 assert len(seqs) == len(set(seqs))
         finally:
             await meter.stop()

@@ -1,0 +1,178 @@
+"""Reading, locking and writing entity rows inside a caller's transaction, written once.
+
+Every path that changes entities (the NGSI-LD writes, batch upserts, a gateway's ingest)
+is the same read-modify-write: lock the rows (``load``), compute the new documents in
+Python, then ``save`` what changed and record its history in the same transaction. The
+location columns (``geo_cells``) are computed here for both engines, so no trigger or
+engine-specific column keeps the location index.
+
+Concurrency: SQLite's write transaction is exclusive. On PostgreSQL the existing rows are
+locked ``FOR UPDATE`` (by id, so two writers never lock in opposite orders); a row that
+another process creates between our read and our insert makes the insert do nothing,
+and ``ConcurrentChangeError`` runs the whole unit of work again on the new row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import orjson
+
+from ldt.cloud.errors import ConcurrentChangeError
+from ldt.cloud.ngsild.temporal import AttrInstance, history_of
+from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.store.base import Entity
+from ldt.cloud.store.database import Tx
+from ldt.cloud.store.geo_cells import columns
+from ldt.cloud.store.temporal_rows import header_params, instance_params
+
+__all__ = ["dumps", "load", "load_doc", "main_type", "now_iso", "record", "record_history", "save"]
+
+_CREATE: Final = (
+    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at,"
+    " geo_cell, x0, y0, x1, y1) VALUES (?, ?, {json}, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+_UPDATE: Final = (
+    "UPDATE entities SET type = ?, doc = {json}, modified_at = ?,"
+    " geo_cell = ?, x0 = ?, y0 = ?, x1 = ?, y1 = ?,"
+    " gateway_id = coalesce(gateway_id, ?) WHERE id = ?"
+)
+_UPSERT_HEADERS: Final = (
+    "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
+    " types = excluded.types, modified_at_ms = excluded.modified_at_ms"
+)
+_INSERT_INSTANCES: Final = (
+    "INSERT INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
+    " observed_at_ms, created_at_ms, modified_at_ms, doc, deleted_at_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, {json}, ?) ON CONFLICT (instance_id) DO NOTHING"
+)
+
+
+def now_iso() -> str:
+    """The current time as the stores write it (ISO 8601 UTC, milliseconds)."""
+    ms = time.time_ns() // 1_000_000
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+def dumps(doc: object) -> str:
+    """JSON text of a document."""
+    return orjson.dumps(doc).decode()
+
+
+def load_doc(text: str | bytes) -> Entity:
+    """An entity document as stored; ``id`` and ``type`` first, as users expect to read them
+    (PostgreSQL's jsonb keeps keys sorted by length, not as written)."""
+    loaded: Entity = orjson.loads(text)
+    if "id" in loaded and "type" in loaded and next(iter(loaded)) != "id":
+        return {"id": loaded.pop("id"), "type": loaded.pop("type"), **loaded}
+    return loaded
+
+
+def main_type(doc: Entity) -> str:
+    """The type an entity is filed under (the first of several)."""
+    etype = doc["type"]
+    return str(etype[0] if isinstance(etype, list) else etype)
+
+
+async def load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str | None, Entity]]:
+    """(owner, document) of each existing entity of ``ids``, locked for this transaction."""
+    if not ids:
+        return {}
+    d = tx.dialect
+    rows = await tx.fetchall(
+        f"SELECT id, gateway_id, {d.doc_text()} FROM entities"  # noqa: S608
+        f" WHERE id IN ({d.text_values}){d.for_update}",
+        (dumps(list(ids)),),
+    )
+    return {eid: (owner, load_doc(text)) for eid, owner, text in rows}
+
+
+async def save(
+    tx: Tx,
+    *,
+    created: Sequence[Entity],
+    updated: Sequence[Entity],
+    deleted: Sequence[str] = (),
+    owner: str | None = None,
+    now: str,
+) -> None:
+    """Write new and changed documents; ``owner`` becomes the owner of created entities and
+    of updated ones that had none (a gateway's ingest), and is never taken away."""
+    d = tx.dialect
+    if deleted:
+        await tx.execute(f"DELETE FROM entities WHERE id IN ({d.text_values})", (dumps(deleted),))  # noqa: S608
+    if created:
+        rows = [
+            (
+                doc["id"],
+                main_type(doc),
+                dumps(doc),
+                owner,
+                str(doc.get("createdAt", now)),
+                str(doc.get("modifiedAt", now)),
+                *columns(doc),
+            )
+            for doc in created
+        ]
+        done = await tx.executemany(_CREATE.format(json=d.json_param), rows)
+        if done != len(rows):
+            raise ConcurrentChangeError("an entity was created by another process meanwhile")
+    if updated:
+        await tx.executemany(
+            _UPDATE.format(json=d.json_param),
+            [
+                (
+                    main_type(doc),
+                    dumps(doc),
+                    str(doc.get("modifiedAt", now)),
+                    *columns(doc),
+                    owner,
+                    doc["id"],
+                )
+                for doc in updated
+            ],
+        )
+
+
+async def record(tx: Tx, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]) -> None:
+    """Upsert temporal entity headers (id -> (type, now)) and add instances (an instance id
+    already stored is left as it is: a replay adds nothing)."""
+    if headers:
+        await tx.executemany(_UPSERT_HEADERS, header_params(headers))
+    if rows:
+        await tx.executemany(
+            _INSERT_INSTANCES.format(json=tx.dialect.json_param), instance_params(rows)
+        )
+
+
+async def record_history(
+    tx: Tx,
+    docs: Iterable[tuple[str, Entity | None, Entity | None]],
+    now: str,
+    *,
+    skip: frozenset[tuple[str, str]] = frozenset(),
+) -> None:
+    """Add what changed in each (id, old, new) to the temporal history (same transaction).
+
+    ``skip``: (entity, attribute) pairs whose history is kept elsewhere (the readings a
+    gateway synced are instances of their own, ``readings``).
+    """
+    now_ms = parse_iso_ms(now) or 0
+    headers: dict[str, tuple[Any, str]] = {}
+    rows: list[AttrInstance] = []
+    for eid, old, new in docs:
+        doc = new if new is not None else old
+        if new is old or doc is None:
+            continue
+        added = history_of(eid, old, new, now_ms)
+        if skip:
+            added = [r for r in added if (r.entity_id, r.attr) not in skip]
+        if added:
+            headers[eid] = (doc["type"], now)
+            rows.extend(added)
+    await record(tx, headers, rows)
