@@ -182,10 +182,13 @@ def window_counts(db: Path, t0_ms: int, t1_ms: int) -> dict[str, int]:
     """Readings the agent observed in [t0, t1], by quality, as the cloud stored them."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
+        # every synced reading is a temporal instance named after its gateway and seq
+        prefix = f"urn:ngsi-ld:reading:{GATEWAY}:"
         rows = con.execute(
-            "SELECT quality, count(*) FROM readings WHERE gateway_id = ? "
-            "AND observed_at_ms BETWEEN ? AND ? GROUP BY quality",
-            (GATEWAY, t0_ms, t1_ms),
+            "SELECT doc ->> '$.quality.value', count(*) FROM attr_instances"
+            " WHERE instance_id >= ? AND instance_id < ?"
+            " AND observed_at_ms BETWEEN ? AND ? GROUP BY 1",
+            (prefix, prefix[:-1] + ";", t0_ms, t1_ms),
         ).fetchall()
     finally:
         con.close()

@@ -36,6 +36,7 @@ from ldt.agent.buffer_writer import AsyncBuffer
 from ldt.agent.identity import Identity, client_context
 from ldt.agent.transport import HttpTransport
 from ldt.agent.uplink import Uplink
+from ldt.cloud.ngsild.device_model import READING_ID_PREFIX
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality
 
@@ -117,12 +118,18 @@ def cloud_seqs(db: Path) -> tuple[int, int, int]:
     """(count, min seq, max seq) the cloud stored for the gateway: exactly once means (n, 1, n)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        row = con.execute(
-            "SELECT count(*), min(seq), max(seq) FROM readings WHERE gateway_id = ?", (GATEWAY,)
-        ).fetchone()
+        # every synced reading is a temporal instance named after its gateway and seq
+        prefix = f"{READING_ID_PREFIX}{GATEWAY}:"
+        seqs = [
+            int(r[0][len(prefix) :])
+            for r in con.execute(
+                "SELECT instance_id FROM attr_instances WHERE instance_id >= ? AND instance_id < ?",
+                (prefix, prefix[:-1] + ";"),
+            )
+        ]
     finally:
         con.close()
-    return int(row[0]), int(row[1]), int(row[2])
+    return len(set(seqs)), min(seqs, default=0), max(seqs, default=0)
 
 
 plain_bytes: list[float] = [0.0]

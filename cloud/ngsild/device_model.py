@@ -136,7 +136,7 @@ def reading_instance(
     if provenance is not None:
         doc["provenance"] = _prop(provenance, ts)
     doc["quality"] = _prop(quality, ts)
-    if not has_value:
+    if reason is not None or not has_value:  # a good reading may carry one (a skewed clock)
         doc["reason"] = _prop(reason or "read failed", ts)
     return doc
 

@@ -67,18 +67,6 @@ CREATE TABLE IF NOT EXISTS gateways (
     token_sha256 BLOB NOT NULL UNIQUE,
     created_at TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS readings (
-    gateway_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    entity_id TEXT NOT NULL,
-    attr TEXT NOT NULL,
-    observed_at_ms INTEGER NOT NULL,
-    value TEXT,              -- JSON, NULL for a reading without value
-    quality TEXT NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (gateway_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS readings_by_attr ON readings (entity_id, attr, observed_at_ms);
 CREATE TABLE IF NOT EXISTS entities (
     id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -108,11 +96,6 @@ CREATE TABLE IF NOT EXISTS subscription_slots (  -- Store.claim_notification_slo
 );
 """
 
-_INSERT_READING = (
-    "INSERT OR IGNORE INTO readings"
-    " (gateway_id, seq, entity_id, attr, observed_at_ms, value, quality, reason)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _UPSERT_ENTITY = (
     "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at)"
     " VALUES (?, ?, ?, ?, ?, ?)"

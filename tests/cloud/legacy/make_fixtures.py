@@ -353,7 +353,7 @@ async def describe(store: Store) -> dict[str, Any]:
     readings: list[dict[str, Any]] = []
     for sid in sorted(SERIES, key=int):
         info = SERIES[sid]
-        rows = await store.history(info["entity_id"], info["attr"])
+        rows = await store.readings.history(info["entity_id"], info["attr"])
         readings.append(
             {
                 "entity_id": info["entity_id"],
