@@ -5,7 +5,7 @@ The hook: every entity write of the API goes through ``Notifier.write_entities``
 matches them once the transaction has committed); gateway ingest calls
 ``Notifier.ingested`` after its commit. Matching is in memory against compiled
 subscriptions (reloaded after a subscription changes here, and every ``refresh_s`` for
-changes made by other broker processes: ``Store.subscriptions_generation`` is checked
+changes made by other broker processes: ``SubscriptionRepository.generation`` is checked
 before every match, so a change made through another process sharing the database is in
 force at once).
 
@@ -28,8 +28,8 @@ endpoints go through the same queues and counters and are published by
 Periodic (``timeInterval``) subscriptions: a ticker task, started when a subscription is
 created or changed here or a periodic one is loaded, queries their entities every
 ``timeInterval`` seconds. Periodic and throttled notifications take the subscription's slot
-in the store first (``Store.claim_notification_slot``), so several broker processes on one
-database send one per period between them, not one each.
+in the store first (``SubscriptionRepository.claim_notification_slot``), so several broker
+processes on one database send one per period between them, not one each.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ class Notifier:
         if now_ms < self._slot_due.get(matcher.id, 0):
             return False  # known taken: no store round trip
         try:
-            claimed, due = await self._store.claim_notification_slot(
+            claimed, due = await self._store.subscriptions.claim_notification_slot(
                 matcher.id, now_ms=now_ms, period_ms=max(1, round(period_s * 1000))
             )
         except StoreError as exc:
@@ -342,7 +342,7 @@ class Notifier:
         return None
 
     async def _shared_generation(self) -> int:
-        """``Store.subscriptions_generation``, one read shared by the writes asking meanwhile.
+        """``SubscriptionRepository.generation``, one read shared by the writes asking meanwhile.
 
         Every committed write checks the generation before matching; under load that was
         one store round trip per write, queued behind the writes themselves. Writes that
@@ -353,7 +353,7 @@ class Notifier:
         pending = self._generation_read
         if pending is None or pending.done() or pending.get_loop() is not loop:
             pending = self._generation_read = loop.create_task(
-                self._store.subscriptions_generation()
+                self._store.subscriptions.generation()
             )
         return await asyncio.shield(pending)
 
@@ -369,10 +369,10 @@ class Notifier:
         if fresh is not None:
             return fresh
         async with self._load_lock:
-            generation = await self._store.subscriptions_generation()  # read before the list
+            generation = await self._store.subscriptions.generation()  # read before the list
             fresh = self._fresh(generation)
             if fresh is None:
-                records, _ = await self._store.list_subscriptions()
+                records, _ = await self._store.subscriptions.list()
                 loaded: list[Matcher] = []
                 for record in records:
                     doc = record.doc

@@ -3,11 +3,11 @@
 
 Writing them per attempt (two writes per delivery, each queued behind the entity writes)
 was what limited notification throughput. ``Counters`` adds each attempt to a tally per
-subscription and writes every tally in one ``Store.record_notifications`` call: at once
-when the first count after a quiet spell arrives (so an idle broker shows its counters
-within one round trip), then at most every ``interval_s`` while counts keep coming, and a
-last time at ``aclose``. The store adds the counts to the stored ones, so brokers sharing a
-database add up. A flush that fails keeps its tallies for the next one.
+subscription and writes every tally in one ``SubscriptionRepository.record_notifications``
+call: at once when the first count after a quiet spell arrives (so an idle broker shows its
+counters within one round trip), then at most every ``interval_s`` while counts keep
+coming, and a last time at ``aclose``. The store adds the counts to the stored ones, so
+brokers sharing a database add up. A flush that fails keeps its tallies for the next one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store.base import NotificationCounts, Store
+from ldt.cloud.store.base import Store
+from ldt.cloud.store.subscriptions import NotificationCounts
 
 __all__ = ["Counters"]
 
@@ -149,7 +150,7 @@ class Counters:
             for sub_id, t in tallies.items()
         ]
         try:
-            await self._store.record_notifications(counts)
+            await self._store.subscriptions.record_notifications(counts)
         except StoreError as exc:
             _log.warning("notification counters not saved yet", extra={"error": str(exc)})
             for sub_id, tally in tallies.items():  # counts made meanwhile are added to them

@@ -79,7 +79,7 @@ async def create(request: Request) -> Response:
     """Register context source (5.9.2): 201 + Location, 409 if the id exists."""
     value, ctx, _ = await read_document(request)
     doc = registrations.validate(value, ctx, now=_now())
-    if not await _store(request).put_registration(doc, create=True):
+    if not await _store(request).registrations.put(doc, create=True):
         raise NgsiLdError(
             409, "AlreadyExists", "Already exists", f"registration {doc['id']} already exists"
         )
@@ -94,7 +94,7 @@ async def retrieve(request: Request) -> Response:
     media = negotiate(request)
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
-    doc = await _store(request).get_registration(reg_id)
+    doc = await _store(request).registrations.get(reg_id)
     if doc is None:
         raise _not_found(reg_id)
     return formats.entities_response(registrations.present(doc, ctx), media, context=url)
@@ -132,7 +132,7 @@ async def query(request: Request) -> Response:
     ids = None if "id" not in params else [i.strip() for i in params["id"].split(",")]
     found = [
         doc
-        for doc in await _store(request).list_registrations()
+        for doc in await _store(request).registrations.list()
         if registrations.matches(
             doc,
             types=_names(params.get("type"), ctx),
@@ -151,13 +151,13 @@ async def update(request: Request) -> Response:
     reg_id = _reg_id(request)
     fragment, ctx, _ = await read_document(request)
     store = _store(request)
-    stored = await store.get_registration(reg_id)
+    stored = await store.registrations.get(reg_id)
     if stored is None:
         raise _not_found(reg_id)
     merged = registrations.merge(stored, fragment, ctx)
     doc = registrations.validate(merged, ctx, now=_now())
     doc["createdAt"] = stored.get("createdAt", doc["createdAt"])
-    if not await store.put_registration(doc, create=False):
+    if not await store.registrations.put(doc, create=False):
         raise _not_found(reg_id)
     return Response(status_code=204)
 
@@ -165,7 +165,7 @@ async def update(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     """Delete context source registration (5.9.4): 204, 404."""
     reg_id = _reg_id(request)
-    if not await _store(request).delete_registration(reg_id):
+    if not await _store(request).registrations.delete(reg_id):
         raise _not_found(reg_id)
     return Response(status_code=204)
 

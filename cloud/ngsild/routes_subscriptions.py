@@ -38,7 +38,8 @@ from ldt.cloud.ngsild.params import DEFAULT_LIMIT, flag, non_negative, page_size
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store.base import Store, SubscriptionRecord
+from ldt.cloud.store.base import Store
+from ldt.cloud.store.subscriptions import SubscriptionRecord
 
 __all__ = ["read_document", "routes"]
 
@@ -144,7 +145,7 @@ async def create_subscription(request: Request) -> Response:
     implicit = None if "jsonldContext" in doc else implicit_context(request, single)
     if implicit is not None:  # notifications are compacted with it (contexts_api)
         doc["jsonldContext"] = implicit
-    if not await _store(request).create_subscription(doc):
+    if not await _store(request).subscriptions.create(doc):
         if implicit is not None:
             drop_context(request, implicit)
         raise NgsiLdError(
@@ -167,7 +168,7 @@ async def query_subscriptions(request: Request) -> Response:
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
     await _notifier(request).flush_counters()  # show what this broker has counted so far
-    records, total = await _store(request).list_subscriptions(limit=limit, offset=offset)
+    records, total = await _store(request).subscriptions.list(limit=limit, offset=offset)
     now = _now_ms()
     payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
@@ -197,7 +198,7 @@ async def retrieve_subscription(request: Request) -> Response:
     url = formats.link_context(request)
     ctx = await resolve_context(request, url)
     await _notifier(request).flush_counters(sub_id)  # what this broker has counted so far
-    record = await _store(request).get_subscription(sub_id)
+    record = await _store(request).subscriptions.get(sub_id)
     if record is None:
         raise _not_found(sub_id)
     payload = subscriptions.present(record.doc, _counters(record), ctx, now_ms=_now_ms())
@@ -216,7 +217,7 @@ async def update_subscription(request: Request) -> Response:
     if fragment.get("type", "Subscription") != "Subscription":
         raise _bad("type must be 'Subscription'")
     store = _store(request)
-    record = await store.get_subscription(sub_id)
+    record = await store.subscriptions.get(sub_id)
     if record is None:
         raise _not_found(sub_id)
     # the stored names shown in the fragment's @context, so the merge is in one vocabulary
@@ -230,7 +231,7 @@ async def update_subscription(request: Request) -> Response:
     doc = subscriptions.validate(merged, ctx, context=context, now=iso_ms(_now_ms()))
     await _check_jsonld_context(request, doc)
     doc["createdAt"] = record.doc.get("createdAt", doc["createdAt"])
-    if not await store.replace_subscription(doc):
+    if not await store.subscriptions.replace(doc):
         raise _not_found(sub_id)
     _notifier(request).invalidate()
     return Response(status_code=204)
@@ -239,7 +240,7 @@ async def update_subscription(request: Request) -> Response:
 async def delete_subscription(request: Request) -> Response:
     """Delete subscription (5.8.5): 204, 404."""
     sub_id = _sub_id(request)
-    if not await _store(request).delete_subscription(sub_id):
+    if not await _store(request).subscriptions.delete(sub_id):
         raise _not_found(sub_id)
     _notifier(request).invalidate()
     return Response(status_code=204)

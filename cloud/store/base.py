@@ -16,6 +16,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from ldt.cloud.store.database import Database, Tx
+from ldt.cloud.store.registrations import RegistrationRepository
+from ldt.cloud.store.subscriptions import SubscriptionRepository
 
 if TYPE_CHECKING:
     from ldt.cloud.ngsild.entity_query import EntityQuery
@@ -34,9 +36,7 @@ __all__ = [
     "EntityChange",
     "GatewayRecord",
     "HistoryRow",
-    "NotificationCounts",
     "Store",
-    "SubscriptionRecord",
     "TypeAttributeCount",
     "WriteOutcome",
 ]
@@ -84,41 +84,6 @@ class TypeAttributeCount:
     entities: int
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionRecord:
-    """A stored NGSI-LD subscription (``ldt.cloud.ngsild.subscriptions``) and its counters.
-
-    Counters are kept apart from the document so that a delivery never rewrites (and never
-    races with) a client's PATCH; times are ISO 8601 UTC.
-    """
-
-    doc: dict[str, Any]
-    times_sent: int = 0
-    times_failed: int = 0
-    last_notification: str | None = None
-    last_success: str | None = None
-    last_failure: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationCounts:
-    """What one broker process counted for one subscription since its last flush.
-
-    ``Store.record_notifications`` adds the counts to the stored ones and keeps the later
-    of each time (ISO 8601 UTC, so later sorts higher), so several processes sharing one
-    database add up instead of overwriting each other.
-    """
-
-    sub_id: str
-    sent: int = 0
-    """Attempts made (``timesSent``; ``last_notification`` is the last one's time)."""
-    failed: int = 0
-    """Attempts that failed or notifications dropped (``timesFailed``)."""
-    last_notification: str | None = None
-    last_success: str | None = None
-    last_failure: str | None = None
-
-
 class Store(abc.ABC):
     """Async storage for gateways, reading history and entities.
 
@@ -133,6 +98,8 @@ class Store(abc.ABC):
 
         self.db = db
         self.readings = ReadingRepository(db)
+        self.subscriptions = SubscriptionRepository(db)
+        self.registrations = RegistrationRepository(db)
         self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
             self._write_now, max_items=_GROUP_COMMIT_ITEMS
         )
@@ -324,78 +291,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def type_attribute_counts(self) -> list[TypeAttributeCount]:
         """Per entity type: its entity count and, per attribute name and type, how many have it."""
-
-    # subscriptions --------------------------------------------------------
-    @abc.abstractmethod
-    async def create_subscription(self, doc: dict[str, Any]) -> bool:
-        """Store a new subscription (``doc["id"]``); False (nothing written) if the id exists."""
-
-    @abc.abstractmethod
-    async def replace_subscription(self, doc: dict[str, Any]) -> bool:
-        """Replace an existing subscription's document (counters kept); False if absent."""
-
-    @abc.abstractmethod
-    async def delete_subscription(self, sub_id: str) -> bool:
-        """Delete a subscription; False if absent."""
-
-    @abc.abstractmethod
-    async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
-        """One subscription, or None."""
-
-    @abc.abstractmethod
-    async def list_subscriptions(
-        self, *, limit: int | None = None, offset: int = 0
-    ) -> tuple[list[SubscriptionRecord], int]:
-        """One page of subscriptions by id (``limit`` None: all) and their total number."""
-
-    @abc.abstractmethod
-    async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
-        """Add notification counters, several subscriptions in one statement.
-
-        The notifier counts attempts in memory and flushes them every few hundred
-        milliseconds: one write per delivery, queued behind the entity writes, was what
-        limited notification throughput. Subscriptions that no longer exist are skipped.
-        """
-
-    @abc.abstractmethod
-    async def subscriptions_generation(self) -> int:
-        """A number that changes whenever a subscription is created, replaced or deleted.
-
-        Broker processes sharing one database match subscriptions in memory; each reloads
-        them when this number has moved, so a change made through one process is in force
-        in the others at their next write (not only after a refresh period).
-        """
-
-    @abc.abstractmethod
-    async def claim_notification_slot(
-        self, sub_id: str, *, now_ms: int, period_ms: int
-    ) -> tuple[bool, int]:
-        """Take a subscription's notification slot if it is free at ``now_ms`` (epoch ms).
-
-        Returns ``(claimed, due_ms)``: claimed, the caller alone sends this period's
-        notification (a ``timeInterval`` one, or a throttled one) and the slot is next free
-        at ``due_ms = now_ms + period_ms``; not claimed, someone else holds it until
-        ``due_ms``. Atomic across every process sharing the database, so two brokers never
-        both notify within one period. Deleting or replacing the subscription frees it.
-        """
-
-    # context source registrations (ldt.cloud.ngsild.registrations) ----------
-    @abc.abstractmethod
-    async def put_registration(self, doc: dict[str, Any], *, create: bool) -> bool:
-        """Store a registration (``doc["id"]``): ``create`` a new one (False if the id
-        exists) or replace an existing one (False if absent); nothing written on False."""
-
-    @abc.abstractmethod
-    async def delete_registration(self, reg_id: str) -> bool:
-        """Delete a registration; False if absent."""
-
-    @abc.abstractmethod
-    async def get_registration(self, reg_id: str) -> dict[str, Any] | None:
-        """One registration's document, or None."""
-
-    @abc.abstractmethod
-    async def list_registrations(self) -> list[dict[str, Any]]:
-        """Every registration's document, by id (the API filters and pages them)."""
 
     # temporal representation (ldt.cloud.ngsild.temporal) ---------------------
     @abc.abstractmethod

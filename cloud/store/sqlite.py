@@ -43,9 +43,7 @@ from ldt.cloud.store import (
 from ldt.cloud.store.base import (
     Entity,
     GatewayRecord,
-    NotificationCounts,
     Store,
-    SubscriptionRecord,
     TypeAttributeCount,
 )
 from ldt.cloud.store.database import SqliteDatabase
@@ -85,12 +83,12 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     last_success TEXT,
     last_failure TEXT
 );
-CREATE TABLE IF NOT EXISTS subscription_generation (  -- Store.subscriptions_generation
+CREATE TABLE IF NOT EXISTS subscription_generation (  -- subscriptions.py
     one INTEGER PRIMARY KEY CHECK (one = 1),
     n INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO subscription_generation (one, n) VALUES (1, 0);
-CREATE TABLE IF NOT EXISTS subscription_slots (  -- Store.claim_notification_slot
+CREATE TABLE IF NOT EXISTS subscription_slots (  -- notification slots (subscriptions.py)
     id TEXT PRIMARY KEY,
     due_ms INTEGER NOT NULL
 );
@@ -337,145 +335,6 @@ class SqliteStore(Store):
 
         return await self._run(read)
 
-    # subscriptions --------------------------------------------------------
-    async def create_subscription(self, doc: dict[str, Any]) -> bool:
-        """See ``Store.create_subscription``."""
-        text = orjson.dumps(doc).decode()
-
-        def insert(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                cur = con.execute(
-                    "INSERT INTO subscriptions (id, doc) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                    (doc["id"], text),
-                )
-                return _subscription_changed(con, doc["id"], cur.rowcount == 1)
-
-        return await self._run(insert)
-
-    async def replace_subscription(self, doc: dict[str, Any]) -> bool:
-        """See ``Store.replace_subscription``."""
-        text = orjson.dumps(doc).decode()
-
-        def update(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                cur = con.execute(
-                    "UPDATE subscriptions SET doc = ? WHERE id = ?", (text, doc["id"])
-                )
-                return _subscription_changed(con, doc["id"], cur.rowcount == 1)
-
-        return await self._run(update)
-
-    async def delete_subscription(self, sub_id: str) -> bool:
-        """See ``Store.delete_subscription``."""
-
-        def delete(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                cur = con.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
-                return _subscription_changed(con, sub_id, cur.rowcount == 1)
-
-        return await self._run(delete)
-
-    async def get_subscription(self, sub_id: str) -> SubscriptionRecord | None:
-        """See ``Store.get_subscription``."""
-
-        def read(con: sqlite3.Connection) -> SubscriptionRecord | None:
-            row = con.execute(f"{_SELECT_SUBSCRIPTION} WHERE id = ?", (sub_id,)).fetchone()
-            return None if row is None else _subscription(row)
-
-        return await self._run(read)
-
-    async def list_subscriptions(
-        self, *, limit: int | None = None, offset: int = 0
-    ) -> tuple[list[SubscriptionRecord], int]:
-        """See ``Store.list_subscriptions``."""
-
-        def read(con: sqlite3.Connection) -> tuple[list[SubscriptionRecord], int]:
-            total = int(con.execute("SELECT count(*) FROM subscriptions").fetchone()[0])
-            rows = con.execute(
-                f"{_SELECT_SUBSCRIPTION} ORDER BY id LIMIT ? OFFSET ?",
-                (-1 if limit is None else limit, offset),
-            )
-            return [_subscription(r) for r in rows], total
-
-        return await self._run(read)
-
-    async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
-        """See ``Store.record_notifications``: one UPDATE over a JSON array of the counts."""
-        if not counts:
-            return
-        rows = orjson.dumps(
-            [
-                [c.sub_id, c.sent, c.failed, c.last_notification, c.last_success, c.last_failure]
-                for c in counts
-            ]
-        ).decode()
-        await self._run(lambda con: con.execute(_RECORD_NOTIFICATIONS, (rows,)))
-
-    async def subscriptions_generation(self) -> int:
-        """See ``Store.subscriptions_generation``."""
-        return await self._run(
-            lambda con: int(con.execute("SELECT n FROM subscription_generation").fetchone()[0])
-        )
-
-    async def claim_notification_slot(
-        self, sub_id: str, *, now_ms: int, period_ms: int
-    ) -> tuple[bool, int]:
-        """See ``Store.claim_notification_slot``."""
-
-        def claim(con: sqlite3.Connection) -> tuple[bool, int]:
-            with _transaction(con):  # BEGIN IMMEDIATE: the read and the write are one step
-                row = con.execute(
-                    "SELECT due_ms FROM subscription_slots WHERE id = ?", (sub_id,)
-                ).fetchone()
-                if row is not None and int(row[0]) > now_ms:
-                    return False, int(row[0])
-                due = now_ms + period_ms
-                con.execute(
-                    "INSERT INTO subscription_slots (id, due_ms) VALUES (?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms",
-                    (sub_id, due),
-                )
-                return True, due
-
-        return await self._run(claim)
-
-    # context source registrations -------------------------------------------
-    async def put_registration(self, doc: dict[str, Any], *, create: bool) -> bool:
-        """See ``Store.put_registration``."""
-        text = orjson.dumps(doc).decode()
-        if create:
-            sql, params = registration_sql.sql("create", postgres=False), (doc["id"], text)
-        else:
-            sql, params = registration_sql.sql("replace", postgres=False), (text, doc["id"])
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                return con.execute(sql, params).rowcount == 1
-
-        return await self._run(write)
-
-    async def delete_registration(self, reg_id: str) -> bool:
-        """See ``Store.delete_registration``."""
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                sql = registration_sql.sql("delete", postgres=False)
-                return con.execute(sql, (reg_id,)).rowcount == 1
-
-        return await self._run(write)
-
-    async def get_registration(self, reg_id: str) -> dict[str, Any] | None:
-        """See ``Store.get_registration``."""
-        sql = registration_sql.sql("get", postgres=False)
-        row = await self._run(lambda con: con.execute(sql, (reg_id,)).fetchone())
-        return None if row is None else _load(row[0])
-
-    async def list_registrations(self) -> list[dict[str, Any]]:
-        """See ``Store.list_registrations``."""
-        sql = registration_sql.sql("list", postgres=False)
-        rows = await self._run(lambda con: con.execute(sql).fetchall())
-        return [_load(r[0]) for r in rows]
-
     # temporal ---------------------------------------------------------------
     async def add_temporal(
         self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
@@ -574,46 +433,6 @@ class SqliteStore(Store):
                 return sqlite_temporal.replace_instance(con, row)
 
         return await self._run(write)
-
-
-_SELECT_SUBSCRIPTION = (
-    "SELECT doc, times_sent, times_failed, last_notification, last_success, last_failure"
-    " FROM subscriptions"
-)
-# Store.record_notifications: add the counts and keep the later of each time (ISO strings).
-# Rows of one id are summed first (UPDATE .. FROM applies one source row per target row);
-# SQLite's two-argument max() is NULL when either side is, hence the coalesce() pairs.
-_RECORD_NOTIFICATIONS = (
-    "UPDATE subscriptions SET times_sent = times_sent + u.sent,"
-    " times_failed = times_failed + u.failed,"
-    " last_notification ="
-    " max(coalesce(last_notification, u.ln), coalesce(u.ln, last_notification)),"
-    " last_success = max(coalesce(last_success, u.ls), coalesce(u.ls, last_success)),"
-    " last_failure = max(coalesce(last_failure, u.lf), coalesce(u.lf, last_failure))"
-    " FROM (SELECT value ->> 0 AS id, sum(value ->> 1) AS sent, sum(value ->> 2) AS failed,"
-    " max(value ->> 3) AS ln, max(value ->> 4) AS ls, max(value ->> 5) AS lf"
-    " FROM json_each(?) GROUP BY 1) AS u"
-    " WHERE subscriptions.id = u.id"
-)
-
-
-def _subscription_changed(con: sqlite3.Connection, sub_id: str, changed: bool) -> bool:
-    """After a subscription write (in its transaction): move the generation, free its slot."""
-    if changed:
-        con.execute("UPDATE subscription_generation SET n = n + 1")
-        con.execute("DELETE FROM subscription_slots WHERE id = ?", (sub_id,))
-    return changed
-
-
-def _subscription(row: Sequence[Any]) -> SubscriptionRecord:
-    return SubscriptionRecord(
-        doc=_load(row[0]),
-        times_sent=int(row[1]),
-        times_failed=int(row[2]),
-        last_notification=row[3],
-        last_success=row[4],
-        last_failure=row[5],
-    )
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.notify_queue import EndpointQueue, Pending, keys_of
 from ldt.cloud.ngsild.subscriptions import Change, Matcher, compile_subscription, validate
 from ldt.cloud.store import DB_FILENAME, SqliteStore, Store
-from ldt.cloud.store.base import NotificationCounts
+from ldt.cloud.store.subscriptions import NotificationCounts
 from tests.cloud.helpers import asgi_client, notifying_app
 
 NOW = "2026-01-01T00:00:00.000Z"
@@ -140,7 +140,7 @@ async def burst(notifier: Notifier, changes: Iterable[Change]) -> None:
 
 async def test_a_burst_is_delivered_whole_with_several_requests_in_flight(sqlite: Store) -> None:
     async with receiver(delay_s=0.002) as rec:
-        await sqlite.create_subscription(subscription_doc(rec.url))
+        await sqlite.subscriptions.create(subscription_doc(rec.url))
         notifier = notifier_on(sqlite, concurrency=4)
         expected = {f"urn:ngsi-ld:Building:b{n}": 1 for n in range(1000)}
         await burst(notifier, (change(n, 1) for n in range(1000)))
@@ -149,7 +149,7 @@ async def test_a_burst_is_delivered_whole_with_several_requests_in_flight(sqlite
     assert rec.requests == 1000  # the queue had room: one notification per change
     assert len(set(rec.notification_ids)) == 1000
     assert 1 < rec.peak <= 4  # a few in flight, never more than asked
-    stored = await sqlite.get_subscription("urn:ngsi-ld:Subscription:s1")
+    stored = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:s1")
     assert stored is not None
     assert (stored.times_sent, stored.times_failed) == (1000, 0)
     assert stored.last_success is not None
@@ -158,7 +158,7 @@ async def test_a_burst_is_delivered_whole_with_several_requests_in_flight(sqlite
 
 async def test_each_entity_is_notified_in_order(sqlite: Store) -> None:
     async with receiver(jitter_s=0.003) as rec:
-        await sqlite.create_subscription(subscription_doc(rec.url))
+        await sqlite.subscriptions.create(subscription_doc(rec.url))
         notifier = notifier_on(sqlite, concurrency=8)
         changes = [change(n, v) for v in range(1, 26) for n in range(20)]
         await burst(notifier, changes)
@@ -173,7 +173,7 @@ async def test_a_full_queue_coalesces_instead_of_dropping(
     sqlite: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with receiver(delay_s=0.02) as rec:
-        await sqlite.create_subscription(subscription_doc(rec.url))
+        await sqlite.subscriptions.create(subscription_doc(rec.url))
         notifier = notifier_on(sqlite, queue_size=20, concurrency=2)
         changes = [change(n, v) for v in range(1, 11) for n in range(30)]  # 300 changes
         with caplog.at_level(logging.WARNING, logger="ldt.cloud.notifier"):
@@ -183,7 +183,7 @@ async def test_a_full_queue_coalesces_instead_of_dropping(
     assert rec.requests < 300  # merged: fewer notifications than changes
     for seen in rec.values.values():
         assert seen == sorted(seen)  # intermediate values may be skipped, never reordered
-    stored = await sqlite.get_subscription("urn:ngsi-ld:Subscription:s1")
+    stored = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:s1")
     assert stored is not None
     assert (stored.times_sent, stored.times_failed) == (rec.requests, 0)
     messages = [r.getMessage() for r in caplog.records]
@@ -193,16 +193,16 @@ async def test_a_full_queue_coalesces_instead_of_dropping(
 
 async def test_a_slow_endpoint_does_not_delay_a_fast_one(sqlite: Store) -> None:
     async with receiver(delay_s=1.0) as slow, receiver() as fast:
-        await sqlite.create_subscription(subscription_doc(slow.url, "slow"))
-        await sqlite.create_subscription(subscription_doc(fast.url, "fast"))
+        await sqlite.subscriptions.create(subscription_doc(slow.url, "slow"))
+        await sqlite.subscriptions.create(subscription_doc(fast.url, "fast"))
         notifier = notifier_on(sqlite, concurrency=4, timeout_s=30.0)
         await burst(notifier, (change(n, 1) for n in range(200)))
         async with asyncio.timeout(3.0):  # the slow one needs 50 s for its 200
             await fast.until({f"urn:ngsi-ld:Building:b{n}": 1 for n in range(200)})
         assert slow.requests <= 8
         await notifier.aclose()
-    fast_counts = await sqlite.get_subscription("urn:ngsi-ld:Subscription:fast")
-    slow_counts = await sqlite.get_subscription("urn:ngsi-ld:Subscription:slow")
+    fast_counts = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:fast")
+    slow_counts = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:slow")
     assert fast_counts is not None
     assert slow_counts is not None
     assert (fast_counts.times_sent, fast_counts.times_failed) == (200, 0)
@@ -213,16 +213,16 @@ async def test_a_slow_endpoint_does_not_delay_a_fast_one(sqlite: Store) -> None:
 
 async def test_counters_are_written_at_close(sqlite: Store) -> None:
     async with receiver() as rec:
-        await sqlite.create_subscription(subscription_doc(rec.url))
+        await sqlite.subscriptions.create(subscription_doc(rec.url))
         notifier = notifier_on(sqlite, counters_s=60.0)  # no periodic flush in this test
         await burst(notifier, (change(n, 1) for n in range(5)))
         await rec.until({f"urn:ngsi-ld:Building:b{n}": 1 for n in range(5)})
         await asyncio.sleep(0.1)
-        before = await sqlite.get_subscription("urn:ngsi-ld:Subscription:s1")
+        before = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:s1")
         assert before is not None
         assert before.last_success is None
         await notifier.aclose()
-    after = await sqlite.get_subscription("urn:ngsi-ld:Subscription:s1")
+    after = await sqlite.subscriptions.get("urn:ngsi-ld:Subscription:s1")
     assert after is not None
     assert (after.times_sent, after.times_failed) == (5, 0)
     assert after.last_success is not None
@@ -235,10 +235,10 @@ async def test_counters_are_written_at_close(sqlite: Store) -> None:
 
 async def test_record_notifications_adds_and_keeps_the_later_time(store: Store) -> None:
     for sub in ("a", "b"):
-        await store.create_subscription(subscription_doc("http://127.0.0.1:9/n", sub))
+        await store.subscriptions.create(subscription_doc("http://127.0.0.1:9/n", sub))
     a, b = "urn:ngsi-ld:Subscription:a", "urn:ngsi-ld:Subscription:b"
     t1, t2, t3 = "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z", "2026-01-01T00:00:03.000Z"
-    await store.record_notifications(
+    await store.subscriptions.record_notifications(
         [
             NotificationCounts(a, sent=3, failed=1, last_notification=t2, last_failure=t1),
             NotificationCounts(b, sent=1, last_notification=t1, last_success=t1),
@@ -246,25 +246,25 @@ async def test_record_notifications_adds_and_keeps_the_later_time(store: Store) 
         ]
     )
     await asyncio.gather(  # two brokers flushing at once add up
-        store.record_notifications(
+        store.subscriptions.record_notifications(
             [NotificationCounts(a, sent=2, last_notification=t1, last_success=t3)]
         ),
-        store.record_notifications(
+        store.subscriptions.record_notifications(
             [
                 NotificationCounts(a, sent=1, failed=1, last_notification=t3, last_failure=t2),
                 NotificationCounts(a, sent=1),  # one id twice in a call: summed
             ]
         ),
     )
-    await store.record_notifications([])
-    got_a, got_b = await store.get_subscription(a), await store.get_subscription(b)
+    await store.subscriptions.record_notifications([])
+    got_a, got_b = await store.subscriptions.get(a), await store.subscriptions.get(b)
     assert got_a is not None
     assert got_b is not None
     assert (got_a.times_sent, got_a.times_failed) == (7, 2)
     assert (got_a.last_notification, got_a.last_success, got_a.last_failure) == (t3, t3, t2)
     assert (got_b.times_sent, got_b.times_failed) == (1, 0)
     assert (got_b.last_notification, got_b.last_success, got_b.last_failure) == (t1, t1, None)
-    assert await store.get_subscription("urn:ngsi-ld:Subscription:gone") is None
+    assert await store.subscriptions.get("urn:ngsi-ld:Subscription:gone") is None
 
 
 # --- the queue alone --------------------------------------------------------------------

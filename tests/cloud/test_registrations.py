@@ -43,7 +43,7 @@ async def test_create_retrieve_query_update_delete(client: httpx.AsyncClient, st
     assert created.headers["location"] == f"{CSR}/{RID}"
     again = await client.post(CSR, json=_registration(), headers=LD)
     assert again.status_code == 409
-    stored = await store.get_registration(RID)
+    stored = await store.registrations.get(RID)
     assert stored is not None
     assert stored["information"][0]["entities"][0]["type"] == "http://example.org/Vehicle"
 
@@ -62,7 +62,7 @@ async def test_create_retrieve_query_update_delete(client: httpx.AsyncClient, st
         f"{CSR}/{RID}", json={"endpoint": "http://other.org", "@context": CTX}, headers=LD
     )
     assert patch.status_code == 204, patch.text
-    after = await store.get_registration(RID)
+    after = await store.registrations.get(RID)
     assert after is not None
     assert after["endpoint"] == "http://other.org"
     assert after["createdAt"] == stored["createdAt"]
@@ -96,7 +96,7 @@ async def test_invalid_registrations_are_400_and_write_nothing(
     resp = await client.post(CSR, json=_registration(**change), headers=LD)
     assert resp.status_code == 400, resp.text
     assert resp.json()["type"].endswith("BadRequestData")
-    assert await store.list_registrations() == []
+    assert await store.registrations.list() == []
 
 
 async def test_reads_refuse_what_they_cannot_answer(client: httpx.AsyncClient) -> None:

@@ -182,7 +182,7 @@ async def test_subscription_survives_a_store_reopen(
     await store.close()
     try:
         async with reopened:
-            record = await reopened.get_subscription("urn:ngsi-ld:Subscription:s1")
+            record = await reopened.subscriptions.get("urn:ngsi-ld:Subscription:s1")
     finally:
         await store.open()
     assert record is not None

@@ -349,7 +349,7 @@ async def describe(store: Store) -> dict[str, Any]:
     entities, _ = await store.query_entities(types=None, ids=None, limit=1000, offset=0)
     by_id = {e["id"]: e for e in entities}
     temporal, _ = await store.query_temporal(types=None, ids=None, limit=1000, offset=0)
-    subscriptions, _ = await store.list_subscriptions()
+    subscriptions, _ = await store.subscriptions.list()
     readings: list[dict[str, Any]] = []
     for sid in sorted(SERIES, key=int):
         info = SERIES[sid]
@@ -387,7 +387,7 @@ async def describe(store: Store) -> dict[str, Any]:
         },
         "temporal_entities": sorted(e["id"] for e in temporal),
         "subscriptions": [s.doc["id"] for s in subscriptions],
-        "registrations": [r["id"] for r in await store.list_registrations()],
+        "registrations": [r["id"] for r in await store.registrations.list()],
         "readings_total": sum(len(r["readings"]) for r in readings),
         "readings": readings,
         "device_current_values": current,

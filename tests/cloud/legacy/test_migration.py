@@ -51,9 +51,9 @@ async def _check(store: Store, manifest: dict[str, Any]) -> None:
     for eid in manifest["entities"]:
         assert await store.get_entity(eid) is not None, eid
     for sub in manifest["subscriptions"]:
-        assert await store.get_subscription(sub) is not None
+        assert await store.subscriptions.get(sub) is not None
     for reg in manifest["registrations"]:
-        assert await store.get_registration(reg) is not None
+        assert await store.registrations.get(reg) is not None
     located = [eid for eid, info in manifest["entities"].items() if "location" in info["attrs"]]
     if located:
         doc = await store.get_entity(located[0])

@@ -1,0 +1,255 @@
+"""NGSI-LD subscriptions as stored: documents, delivery counters, and what lets brokers share them.
+
+Three tables (their DDL is still with each store): ``subscriptions`` (the document
+``ldt.cloud.ngsild.subscriptions.validate`` made, and the counters), the one-row
+``subscription_generation`` and ``subscription_slots``. Several broker processes may
+share one PostgreSQL database; each matches subscriptions in memory, so every change
+moves the generation in the same transaction (the others reload when it has moved), and
+a notification that must go out once per period goes out from whichever broker claims
+the period's slot first.
+
+Every statement here is the same on SQLite and PostgreSQL; the few fragments that are
+not come from ``Dialect``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from ldt.cloud.store.database import Database, Row, Tx
+
+__all__ = ["NotificationCounts", "SubscriptionRecord", "SubscriptionRepository"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """A stored NGSI-LD subscription (``ldt.cloud.ngsild.subscriptions``) and its counters.
+
+    Counters are kept apart from the document so that a delivery never rewrites (and never
+    races with) a client's PATCH; times are ISO 8601 UTC.
+    """
+
+    doc: dict[str, Any]
+    times_sent: int = 0
+    times_failed: int = 0
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationCounts:
+    """What one broker process counted for one subscription since its last flush.
+
+    ``SubscriptionRepository.record_notifications`` adds the counts to the stored ones and
+    keeps the later of each time (ISO 8601 UTC, so later sorts higher), so several
+    processes sharing one database add up instead of overwriting each other.
+    """
+
+    sub_id: str
+    sent: int = 0
+    """Attempts made (``timesSent``; ``last_notification`` is the last one's time)."""
+    failed: int = 0
+    """Attempts that failed or notifications dropped (``timesFailed``)."""
+    last_notification: str | None = None
+    last_success: str | None = None
+    last_failure: str | None = None
+
+
+_NO_LIMIT: Final = 2**63 - 1
+"""``LIMIT`` for "all rows": SQLite wants a LIMIT before an OFFSET, PostgreSQL refuses -1."""
+
+
+def _later(column: str, new: str) -> str:
+    """The later of two ISO times, either possibly NULL.
+
+    PostgreSQL's ``greatest()`` does this but SQLite has none, and SQLite's two-argument
+    ``max()`` is NULL when either side is; a comparison against NULL is not true, so
+    the CASE falls through to whichever one is set.
+    """
+    return f"CASE WHEN {new} > {column} THEN {new} ELSE coalesce({column}, {new}) END"
+
+
+class SubscriptionRepository:
+    """Subscriptions of one store (one tenant); every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        d = db.dialect
+        self._select = (
+            f"SELECT {d.doc_text()}, times_sent, times_failed,"  # noqa: S608
+            " last_notification, last_success, last_failure FROM subscriptions"
+        )
+        self._insert = (
+            f"INSERT INTO subscriptions (id, doc) VALUES (?, {d.json_param})"  # noqa: S608
+            " ON CONFLICT (id) DO NOTHING"
+        )
+        self._update = f"UPDATE subscriptions SET doc = {d.json_param} WHERE id = ?"  # noqa: S608
+        # Rows of one id are summed first: UPDATE .. FROM applies one source row per
+        # target row. Members are [id, sent, failed, last_notification, last_success,
+        # last_failure]; ->> gives text in PostgreSQL, hence the casts.
+        self._record = (
+            "UPDATE subscriptions AS s SET"  # noqa: S608
+            " times_sent = s.times_sent + u.sent, times_failed = s.times_failed + u.failed,"
+            f" last_notification = {_later('s.last_notification', 'u.ln')},"
+            f" last_success = {_later('s.last_success', 'u.ls')},"
+            f" last_failure = {_later('s.last_failure', 'u.lf')}"
+            " FROM (SELECT value ->> 0 AS id,"
+            " CAST(sum(CAST(value ->> 1 AS bigint)) AS bigint) AS sent,"
+            " CAST(sum(CAST(value ->> 2 AS bigint)) AS bigint) AS failed,"
+            " max(value ->> 3) AS ln, max(value ->> 4) AS ls, max(value ->> 5) AS lf"
+            f" FROM {d.json_rows} GROUP BY value ->> 0) AS u"
+            " WHERE s.id = u.id"
+        )
+
+    # documents ----------------------------------------------------------------------
+    async def create(self, doc: dict[str, Any]) -> bool:
+        """Store a new subscription (``doc["id"]``); False (nothing written) if the id exists."""
+        sub_id, text = doc["id"], _dumps(doc)
+
+        async def work(tx: Tx) -> bool:
+            return await _changed(tx, sub_id, await tx.execute(self._insert, (sub_id, text)))
+
+        return await self._db.write(work)
+
+    async def replace(self, doc: dict[str, Any]) -> bool:
+        """Replace an existing subscription's document (counters kept); False if absent."""
+        sub_id, text = doc["id"], _dumps(doc)
+
+        async def work(tx: Tx) -> bool:
+            return await _changed(tx, sub_id, await tx.execute(self._update, (text, sub_id)))
+
+        return await self._db.write(work)
+
+    async def delete(self, sub_id: str) -> bool:
+        """Delete a subscription; False if absent."""
+
+        async def work(tx: Tx) -> bool:
+            deleted = await tx.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+            return await _changed(tx, sub_id, deleted)
+
+        return await self._db.write(work)
+
+    async def get(self, sub_id: str) -> SubscriptionRecord | None:
+        """One subscription, or None."""
+
+        async def work(tx: Tx) -> SubscriptionRecord | None:
+            row = await tx.fetchone(f"{self._select} WHERE id = ?", (sub_id,))
+            return None if row is None else _record(row)
+
+        return await self._db.read(work)
+
+    async def list(
+        self, *, limit: int | None = None, offset: int = 0
+    ) -> tuple[builtins.list[SubscriptionRecord], int]:
+        """One page of subscriptions by id (``limit`` None: all) and their total number."""
+        params = (_NO_LIMIT if limit is None else limit, offset)
+
+        async def work(tx: Tx) -> tuple[builtins.list[SubscriptionRecord], int]:
+            total = int(await tx.scalar("SELECT count(*) FROM subscriptions"))
+            rows = await tx.fetchall(f"{self._select} ORDER BY id LIMIT ? OFFSET ?", params)
+            return [_record(r) for r in rows], total
+
+        return await self._db.read(work)
+
+    # delivery -------------------------------------------------------------------------
+    async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
+        """Add notification counters, several subscriptions in one statement.
+
+        The notifier counts attempts in memory and flushes them every few hundred
+        milliseconds: one write per delivery, queued behind the entity writes, was what
+        limited notification throughput. Subscriptions that no longer exist are skipped.
+        Each flush adds to the rows as they are when their locks are granted, so brokers
+        flushing at once add up; counts come sorted by id so that they tend to take the
+        locks in one order (a deadlock between two of them is retried by the database).
+        """
+        if not counts:
+            return
+        rows = _dumps(
+            [
+                [c.sub_id, c.sent, c.failed, c.last_notification, c.last_success, c.last_failure]
+                for c in sorted(counts, key=lambda c: c.sub_id)
+            ]
+        )
+
+        async def work(tx: Tx) -> None:
+            await tx.execute(self._record, (rows,))
+
+        await self._db.write(work)
+
+    async def generation(self) -> int:
+        """A number that changes whenever a subscription is created, replaced or deleted.
+
+        Broker processes sharing one database match subscriptions in memory; each reloads
+        them when this number has moved, so a change made through one process is in force
+        in the others at their next write (not only after a refresh period).
+        """
+
+        async def work(tx: Tx) -> int:
+            n = await tx.scalar("SELECT n FROM subscription_generation")
+            return 0 if n is None else int(n)
+
+        return await self._db.read(work)
+
+    async def claim_notification_slot(
+        self, sub_id: str, *, now_ms: int, period_ms: int
+    ) -> tuple[bool, int]:
+        """Take a subscription's notification slot if it is free at ``now_ms`` (epoch ms).
+
+        Returns ``(claimed, due_ms)``: claimed, the caller alone sends this period's
+        notification (a ``timeInterval`` one, or a throttled one) and the slot is next free
+        at ``due_ms = now_ms + period_ms``; not claimed, someone else holds it until
+        ``due_ms``. Deleting or replacing the subscription frees it.
+
+        One upsert that changes the row only if the slot is free: PostgreSQL re-checks
+        the condition on the row as the competing broker committed it, so of two brokers
+        claiming at once exactly one gets a row back (SQLite has one writer anyway).
+        """
+        due = now_ms + period_ms
+
+        async def work(tx: Tx) -> tuple[bool, int]:
+            won = await tx.fetchone(_CLAIM_SLOT, (sub_id, due, now_ms))
+            if won is not None:
+                return True, int(won[0])
+            held = await tx.scalar("SELECT due_ms FROM subscription_slots WHERE id = ?", (sub_id,))
+            # None: freed by a change of the subscription since the upsert
+            return False, now_ms if held is None else int(held)
+
+        return await self._db.write(work)
+
+
+_CLAIM_SLOT: Final = (
+    "INSERT INTO subscription_slots AS s (id, due_ms) VALUES (?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET due_ms = excluded.due_ms WHERE s.due_ms <= ?"
+    " RETURNING due_ms"
+)
+
+
+async def _changed(tx: Tx, sub_id: str, rows: int) -> bool:
+    """After a subscription write, in its transaction: move the generation, free its slot."""
+    if rows != 1:
+        return False
+    await tx.execute("UPDATE subscription_generation SET n = n + 1")
+    await tx.execute("DELETE FROM subscription_slots WHERE id = ?", (sub_id,))
+    return True
+
+
+def _record(row: Row) -> SubscriptionRecord:
+    doc: dict[str, Any] = orjson.loads(row[0])
+    return SubscriptionRecord(
+        doc=doc,
+        times_sent=int(row[1]),
+        times_failed=int(row[2]),
+        last_notification=row[3],
+        last_success=row[4],
+        last_failure=row[5],
+    )
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
