@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from ldt.cloud.store.artifacts import ArtifactRepository
+from ldt.cloud.store.control import ControlRepository
+from ldt.cloud.store.gateways import GatewayRepository
 from ldt.contract import IngestBatch
 
 if TYPE_CHECKING:
@@ -29,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Entity",
     "EntityChange",
-    "GatewayRecord",
     "HistoryRow",
     "IngestResult",
     "NotificationCounts",
@@ -56,14 +58,6 @@ class IngestResult:
     accepted: int
     duplicates: int
     max_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRecord:
-    """A registered gateway; ``created_at`` is ISO 8601 UTC."""
-
-    id: str
-    created_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +130,9 @@ class Store(abc.ABC):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.gateways = GatewayRepository(db)
+        self.artifacts = ArtifactRepository(db)
+        self.control = ControlRepository(db)
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -156,30 +153,6 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # gateways -------------------------------------------------------------
-    @abc.abstractmethod
-    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
-        """Register a gateway, or replace its token hash when ``rotate``.
-
-        Raises ``GatewayExistsError`` if it exists and ``rotate`` is false.
-        """
-
-    @abc.abstractmethod
-    async def gateways(self) -> list[GatewayRecord]:
-        """All registered gateways, by id."""
-
-    @abc.abstractmethod
-    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
-        """The gateway whose token hashes to ``token_sha256``, or None (constant-time compare)."""
-
-    @abc.abstractmethod
-    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run one of ``pki_sql``'s statements (by name) in its own transaction.
-
-        Returns the rows it produced (``RETURNING`` or ``SELECT``); the provisioning
-        logic over it is ``ldt.cloud.pki.registry``, the same for every store.
-        """
 
     # ingest ---------------------------------------------------------------
     @abc.abstractmethod
