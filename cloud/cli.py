@@ -298,7 +298,7 @@ async def _add_to_store(store: Store, args: argparse.Namespace) -> str:
             f"invalid gateway id {args.gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
         )
     token = new_token()
-    await store.add_gateway(args.gateway_id, token_sha256(token), rotate=args.rotate)
+    await store.gateways.add(args.gateway_id, token_sha256(token), rotate=args.rotate)
     return token
 
 

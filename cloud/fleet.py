@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.gateways import GatewayStatusRecord
 from ldt.contract import GatewayStatus, IngestBatch
 
 __all__ = [
@@ -63,8 +64,7 @@ async def clock_skew_ms(store: Store, gateway_id: str, status: GatewayStatus | N
     """The gateway's clock minus ours: from this batch's status, else the last one known."""
     if status is not None:
         return status.sent_at_ms - int(time.time() * 1000)
-    rows = await store.pki_query("status_skew", (gateway_id,))
-    return int(rows[0][0]) if rows else 0
+    return await store.gateways.clock_skew_ms(gateway_id) or 0
 
 
 def flag_skewed(batch: IngestBatch, skew_ms: int) -> IngestBatch:
@@ -91,40 +91,43 @@ async def record_status(store: Store, gateway_id: str, status: GatewayStatus) ->
             skew / 1000,
             extra={"gateway": gateway_id, "clock_skew_ms": skew},
         )
-    await store.pki_query(
-        "put_status",
-        (gateway_id, now, status.agent_version, status.pending, status.oldest_pending_ms, skew),
+    await store.gateways.put_status(
+        GatewayStatusRecord(
+            gateway_id=gateway_id,
+            last_seen_ms=now,
+            agent_version=status.agent_version,
+            pending=status.pending,
+            oldest_pending_ms=status.oldest_pending_ms,
+            clock_skew_ms=skew,
+        )
     )
 
 
 async def fleet_view(store: Store) -> list[GatewayView]:
     """Every registered gateway, by id."""
     now = int(time.time() * 1000)
-    statuses = {str(r[0]): r for r in await store.pki_query("statuses", ())}
-    certs: dict[str, tuple[str, int, bool]] = {}
-    for serial, gateway_id, _site, _issued, not_after, revoked in await store.pki_query(
-        "certs", ()
-    ):
-        certs[str(gateway_id)] = (str(serial), int(not_after), revoked is not None)  # newest last
+    statuses = {s.gateway_id: s for s in await store.gateways.statuses()}
+    # by gateway then issue time: each gateway's newest certificate is the last one
+    certs = {c.gateway_id: c for c in await store.gateways.certificates()}
     views = []
-    for gw in await store.gateways():
+    for gw in await store.gateways.all():
         st = statuses.get(gw.id)
         cert = certs.get(gw.id)
-        skew = None if st is None else int(st[5])
-        oldest = None if st is None or st[4] is None else int(st[4])
+        skew = None if st is None else st.clock_skew_ms
+        oldest = None if st is None else st.oldest_pending_ms
         views.append(
             GatewayView(
                 gateway_id=gw.id,
                 created_at=gw.created_at,
-                last_seen_ms=None if st is None else int(st[1]),
-                agent_version=None if st is None else str(st[2]),
-                pending=None if st is None else int(st[3]),
+                last_seen_ms=None if st is None else st.last_seen_ms,
+                agent_version=None if st is None else st.agent_version,
+                pending=None if st is None else st.pending,
                 backlog_age_s=None if oldest is None else round((now - oldest) / 1000, 1),
                 clock_skew_s=None if skew is None else round(skew / 1000, 1),
                 clock_skewed=skew is not None and abs(skew) > CLOCK_SKEW_LIMIT_MS,
-                certificate_serial=None if cert is None else cert[0],
-                certificate_not_after_ms=None if cert is None else cert[1],
-                revoked=cert is not None and cert[2],
+                certificate_serial=None if cert is None else cert.serial,
+                certificate_not_after_ms=None if cert is None else cert.not_after_ms,
+                revoked=cert is not None and cert.revoked_at_ms is not None,
             )
         )
     return views

@@ -8,14 +8,17 @@ needs no running server (WAL lets it run next to one).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
-import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ldt.cloud.errors import CloudError, StoreError
-from ldt.cloud.store.sqlite import DB_FILENAME, add_gateway_sync, connect
+from ldt.cloud.errors import CloudError
+from ldt.cloud.store.database import SqliteDatabase
+from ldt.cloud.store.gateways import GatewayRepository
+from ldt.cloud.store.sqlite import DB_FILENAME, connect
 
 __all__ = [
     "GATEWAY_ID_PATTERN",
@@ -55,11 +58,15 @@ def add_gateway(data_dir: Path, gateway_id: str, *, rotate: bool = False) -> str
             f"invalid gateway id {gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
         )
     token = new_token()
-    con = connect(data_dir / DB_FILENAME)
-    try:
-        add_gateway_sync(con, gateway_id, token_sha256(token), rotate=rotate)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot register gateway {gateway_id}: {exc}") from exc
-    finally:
-        con.close()
+    path = data_dir / DB_FILENAME
+    # the writer connection alone (no readers, no location index): the few ms of work
+    # the CLI needs; a thread of its own, so callers inside an event loop may block on it
+    db = SqliteDatabase(path=path, connect=lambda: connect(path), readers=0)
+
+    async def register() -> None:
+        async with db:
+            await GatewayRepository(db).add(gateway_id, token_sha256(token), rotate=rotate)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ldt-gateway-add") as pool:
+        pool.submit(asyncio.run, register()).result()
     return token

@@ -64,7 +64,7 @@ async def _authenticate(request: Request, store: Store) -> str:
             "send the gateway token as 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": 'Bearer realm="ldt"'},
         )
-    gateway_id = await store.gateway_for_token(token_sha256(token))
+    gateway_id = await store.gateways.for_token(token_sha256(token))
     if gateway_id is None:
         raise NgsiLdError(
             401,

@@ -9,26 +9,12 @@ pump start at 03:12" has one place to look on each side (the gateway keeps its o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.control import AuditEntry
 
 __all__ = ["AuditEntry", "AuditLog"]
-
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One audit line. ``origin``: "cloud" or "gateway" (reported by ``gateway_id``)."""
-
-    at_ms: int
-    origin: str
-    gateway_id: str | None
-    action: str
-    subject: str
-    detail: dict[str, Any]
 
 
 class AuditLog:
@@ -49,13 +35,10 @@ class AuditLog:
     ) -> None:
         """Append one line (``at_ms`` defaults to now)."""
         at = int(time.time() * 1000) if at_ms is None else at_ms
-        payload = orjson.dumps(detail or {}, default=str).decode()
-        await self.store.pki_query("add_audit", (at, origin, gateway_id, action, subject, payload))
+        await self.store.control.add_audit(
+            AuditEntry(at, origin, gateway_id, action, subject, detail or {})
+        )
 
     async def entries(self, limit: int = 100) -> list[AuditEntry]:
         """The newest ``limit`` lines, newest first."""
-        rows = await self.store.pki_query("audit", (limit,))
-        return [
-            AuditEntry(int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]), orjson.loads(r[5]))
-            for r in rows
-        ]
+        return await self.store.control.audit(limit)

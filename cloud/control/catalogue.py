@@ -21,30 +21,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-import orjson
-
 from ldt.cloud.control.audit import AuditLog
 from ldt.cloud.errors import CloudError
 from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.control import CatalogueEntry
 
 __all__ = ["CATALOGUE_KINDS", "Catalogue", "CatalogueEntry", "RolloutStatus", "target_of"]
 
 CATALOGUE_KINDS: Final = ("model", "rules")
-
-
-@dataclass(frozen=True, slots=True)
-class CatalogueEntry:
-    """One published version."""
-
-    kind: str
-    name: str
-    version: int
-    label: str
-    """The author's version (a model manifest's ``version``, a rule set's digest)."""
-    metadata: dict[str, Any]
-    rollback_of: int | None
-    created_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,18 +129,7 @@ class Catalogue:
         entry = CatalogueEntry(
             kind, name, int(envelope["version"]), label, metadata, rollback_of, _ms()
         )
-        await self.store.pki_query(
-            "add_catalogue",
-            (
-                kind,
-                name,
-                entry.version,
-                label,
-                orjson.dumps(metadata).decode(),
-                rollback_of,
-                entry.created_at_ms,
-            ),
-        )
+        await self.store.control.add_catalogue(entry)
         action = "rollback" if rollback_of is not None else "publish"
         await self.audit.record(
             f"{kind}.{action}",
@@ -166,15 +140,7 @@ class Catalogue:
 
     async def entries(self, kind: str, name: str | None = None) -> list[CatalogueEntry]:
         """Every published version of ``kind`` (of ``name`` only, if given), oldest first."""
-        rows = await self.store.pki_query("catalogue", (kind,))
-        out = [_entry(r) for r in rows]
-        return [e for e in out if name is None or e.name == name]
-
-    async def _entry(self, kind: str, name: str, version: int) -> CatalogueEntry:
-        rows = await self.store.pki_query("catalogue_entry", (kind, name, version))
-        if not rows:
-            raise CloudError(f"{kind} {name} has no version {version}")
-        return _entry(rows[0])
+        return await self.store.control.catalogue(kind, name)
 
     async def rollback(self, kind: str, name: str) -> CatalogueEntry:
         """Publish the version before the current one again, as the newest version."""
@@ -189,55 +155,49 @@ class Catalogue:
                 f"{kind} {name} version {source} is its first: there is nothing to roll back to"
             )
         previous = originals[-1]
-        rows = await self.store.pki_query("artifact_content", (kind, name, previous.version))
-        if not rows:
+        content = await self.store.artifacts.content(kind, name, previous.version)
+        if content is None:
             raise CloudError(f"the content of {kind} {name} version {previous.version} is gone")
         return await self._publish(
-            kind,
-            name,
-            previous.label,
-            previous.metadata,
-            bytes(rows[0][0]),
-            rollback_of=previous.version,
+            kind, name, previous.label, previous.metadata, content, rollback_of=previous.version
         )
 
     async def assign(self, kind: str, name: str, target: str) -> None:
         """Have ``target`` (``gateway:ID`` or ``group:NAME``) run the newest version."""
         if not await self.entries(kind, name):
             raise CloudError(f"no {kind} named {name} in the catalogue: upload it first")
-        await self.store.pki_query("assign", (kind, name, target, _ms()))
+        await self.store.control.assign(kind, name, target, at_ms=_ms())
         await self.audit.record(f"{kind}.assign", name, {"target": target})
 
     async def unassign(self, kind: str, name: str, target: str) -> None:
         """Stop assigning; the gateways keep what they run until told otherwise."""
-        if not await self.store.pki_query("unassign", (kind, name, target)):
+        if not await self.store.control.unassign(kind, name, target):
             raise CloudError(f"{kind} {name} is not assigned to {target}")
         await self.audit.record(f"{kind}.unassign", name, {"target": target})
 
     async def gateways(self, kind: str, name: str) -> list[str]:
         """The gateways ``name`` is assigned to, directly or through their groups."""
         found: set[str] = set()
-        for (target,) in await self.store.pki_query("assignments_of", (kind, name)):
-            scope, _, ident = str(target).partition(":")
+        for target in await self.store.control.assignment_targets(kind, name):
+            scope, _, ident = target.partition(":")
             if scope == "gateway":
                 found.add(ident)
             else:
-                rows = await self.store.pki_query("group_members", (ident,))
-                found.update(str(r[0]) for r in rows)
+                found.update(await self.store.control.group_members(ident))
         return sorted(found)
 
     async def rollout(self, kind: str, name: str) -> list[RolloutStatus]:
         """Per assigned gateway: its status on the newest version."""
-        rows = await self.store.pki_query("latest_version", (kind, name))
-        if not rows or rows[0][0] is None:
+        newest = await self.store.artifacts.latest_version(kind, name)
+        if newest is None:  # else what gateways are handed (``assigned_to``)
             raise CloudError(f"no {kind} named {name} in the catalogue")
-        newest = int(rows[0][0])  # what gateways are handed (``assigned_to``)
         out: list[RolloutStatus] = []
         for gateway_id in await self.gateways(kind, name):
-            rows = await self.store.pki_query("last_report", (gateway_id, kind, name, newest))
-            if rows:
-                status, reason, at_ms = rows[0]
-                out.append(RolloutStatus(gateway_id, newest, str(status), reason, int(at_ms)))
+            report = await self.store.artifacts.last_report(gateway_id, kind, name, newest)
+            if report is not None:
+                out.append(
+                    RolloutStatus(gateway_id, newest, report.status, report.reason, report.at_ms)
+                )
             else:
                 out.append(RolloutStatus(gateway_id, newest, "pending", None, None))
         return out
@@ -247,34 +207,18 @@ class Catalogue:
         target_of(None, group)
         for gateway_id in gateway_ids:
             target_of(gateway_id, None)
-            await self.store.pki_query("group_add", (group, gateway_id))
+        await self.store.control.add_to_group(group, gateway_ids)
         await self.audit.record("group.add", group, {"gateways": gateway_ids})
 
     async def group_remove(self, group: str, gateway_id: str) -> None:
         """Take a gateway out of a group."""
-        if not await self.store.pki_query("group_remove", (group, gateway_id)):
+        if not await self.store.control.remove_from_group(group, gateway_id):
             raise CloudError(f"{gateway_id} is not in group {group}")
         await self.audit.record("group.remove", group, {"gateway": gateway_id})
 
     async def groups(self) -> dict[str, list[str]]:
         """Every group and its members."""
-        out: dict[str, list[str]] = {}
-        for group, gateway_id in await self.store.pki_query("groups", ()):
-            out.setdefault(str(group), []).append(str(gateway_id))
-        return out
-
-
-def _entry(row: tuple[Any, ...]) -> CatalogueEntry:
-    kind, name, version, label, metadata, rollback_of, created = row
-    return CatalogueEntry(
-        str(kind),
-        str(name),
-        int(version),
-        str(label),
-        orjson.loads(metadata),
-        None if rollback_of is None else int(rollback_of),
-        int(created),
-    )
+        return await self.store.control.groups()
 
 
 def _ms() -> int:

@@ -17,16 +17,15 @@ created yet included); an update of any other attribute stays data.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-import orjson
-
 from ldt.cloud.control.audit import AuditLog
-from ldt.cloud.errors import CloudError
+from ldt.cloud.errors import CloudError, OwnershipError
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.subscriptions import Change
@@ -90,35 +89,28 @@ class CommandService:
         now = time.monotonic()
         if force or now - self._points_at > POINTS_REFRESH_S:
             points: dict[str, dict[str, str]] = {}
-            for entity_id, attr, gateway_id in await self.store.pki_query("command_points", ()):
-                points.setdefault(str(entity_id), {})[str(attr)] = str(gateway_id)
+            for point in await self.store.control.command_points():
+                points.setdefault(point.entity_id, {})[point.attr] = point.gateway_id
             self._points, self._points_at = points, now
         return self._points
 
     async def declare(self, gateway_id: str, points: Mapping[str, Sequence[str]]) -> None:
         """Replace ``gateway_id``'s command attributes; ``CloudError`` for a foreign entity."""
-        for entity_id in points:
-            rows = await self.store.pki_query("entity_owner", (entity_id,))
-            owner = rows[0][0] if rows else None
-            if owner is not None and owner != gateway_id:
-                _log.warning(
-                    "command points refused: entity of another gateway",
-                    extra={"gateway": gateway_id, "entity": entity_id},
-                )
-                raise CloudError(f"entity {entity_id} belongs to another gateway")
-        current = await self._load_points(force=True)
-        mine = {(e, a) for e, attrs in current.items() for a, g in attrs.items() if g == gateway_id}
-        wanted = {(e, a) for e, attrs in points.items() for a in attrs}
-        if mine == wanted:
-            return
-        await self.store.pki_query("drop_command_points", (gateway_id,))
-        for entity_id, attr in sorted(wanted):
-            await self.store.pki_query("put_command_point", (entity_id, attr, gateway_id))
+        try:
+            changed = await self.store.control.declare_command_points(gateway_id, points)
+        except OwnershipError as exc:
+            _log.warning(
+                "command points refused: entity of another gateway",
+                extra={"gateway": gateway_id, "entity": exc.entity_id},
+            )
+            raise CloudError(f"entity {exc.entity_id} belongs to another gateway") from None
         await self._load_points(force=True)
+        if not changed:
+            return
         await self.audit.record(
             "commands.declare",
             gateway_id,
-            {"points": sorted(f"{e}/{a}" for e, a in wanted)},
+            {"points": sorted({f"{e}/{a}" for e, attrs in points.items() for a in attrs})},
             gateway_id=gateway_id,
             origin="gateway",
         )
@@ -146,18 +138,14 @@ class CommandService:
         now = _ms()
         expires_ms = expires_ms or now + int(self.default_ttl_s * 1000)
         command_id = f"urn:ngsi-ld:Command:{uuid.uuid4()}"
-        await self.store.pki_query(
-            "add_command",
-            (
-                command_id,
-                gateway_id,
-                entity_id,
-                attr,
-                orjson.dumps(value).decode(),
-                now,
-                expires_ms,
-                now,
-            ),
+        await self.store.control.add_command(
+            command_id,
+            gateway_id=gateway_id,
+            entity_id=entity_id,
+            attr=attr,
+            value=value,
+            created_at_ms=now,
+            expires_at_ms=expires_ms,
         )
         await self.audit.record(
             "command.create",
@@ -175,7 +163,9 @@ class CommandService:
             else "a command value must be a number, a boolean or a text"
         )
         status = "EXPIRED" if expires_ms <= now else "ERROR"
-        await self.store.pki_query("settle_command", (status, reason, now, command_id, gateway_id))
+        await self.store.control.settle_command(
+            command_id, gateway_id, status=status, info=reason, at_ms=now
+        )
         await self._show(entity_id, attr, status, reason)
 
     async def _show(self, entity_id: str, attr: str, status: str, info: str) -> None:
@@ -199,15 +189,15 @@ class CommandService:
     async def expire(self) -> int:
         """Settle commands past their expiry as EXPIRED; how many."""
         now = _ms()
-        rows = await self.store.pki_query(
-            "expire_commands", (now, now, now - int(ANSWER_GRACE_S * 1000))
+        expired = await self.store.control.expire_commands(
+            now_ms=now, answer_grace_ms=int(ANSWER_GRACE_S * 1000)
         )
-        for command_id, gateway_id, entity_id, attr in rows:
-            await self._show(str(entity_id), str(attr), "EXPIRED", "expired before execution")
+        for command in expired:
+            await self._show(command.entity_id, command.attr, "EXPIRED", "expired before execution")
             await self.audit.record(
-                "command.expired", str(command_id), {}, gateway_id=str(gateway_id)
+                "command.expired", command.id, {}, gateway_id=command.gateway_id
             )
-        return len(rows)
+        return len(expired)
 
     async def take(
         self,
@@ -231,17 +221,17 @@ class CommandService:
             if gone is not None and await gone():
                 return []
             now = _ms()
-            rows = await self.store.pki_query("deliver_commands", (now, gateway_id, now))
-            if rows:
+            delivered = await self.store.control.deliver_commands(gateway_id, now_ms=now)
+            if delivered:
                 orders = [
                     CommandOrder(
-                        id=str(r[0]),
-                        entity_id=str(r[1]),
-                        attr=str(r[2]),
-                        value=orjson.loads(r[3]),
-                        expires_at_ms=int(r[4]),
+                        id=c.id,
+                        entity_id=c.entity_id,
+                        attr=c.attr,
+                        value=c.value,
+                        expires_at_ms=c.expires_at_ms,
                     )
-                    for r in rows
+                    for c in delivered
                 ]
                 for order in orders:
                     await self.audit.record(
@@ -265,12 +255,12 @@ class CommandService:
 
     async def settle(self, gateway_id: str, result: CommandResult) -> bool:
         """Record a gateway's result; False if the command is unknown, foreign or settled."""
-        rows = await self.store.pki_query(
-            "settle_command", (result.status, result.info, _ms(), result.id, gateway_id)
+        settled = await self.store.control.settle_command(
+            result.id, gateway_id, status=result.status, info=result.info, at_ms=_ms()
         )
-        if not rows:
+        if settled is None:
             return False
-        entity_id, attr = str(rows[0][0]), str(rows[0][1])
+        entity_id, attr = settled.entity_id, settled.attr
         await self._show(entity_id, attr, result.status, result.info or "")
         await self.audit.record(
             f"command.{result.status.lower()}",
@@ -286,25 +276,6 @@ class CommandService:
         return await list_commands(self.store, limit)
 
 
-_COMMAND_KEYS: Final = (
-    "id",
-    "gateway_id",
-    "entity_id",
-    "attr",
-    "value",
-    "status",
-    "info",
-    "created_at_ms",
-    "expires_at_ms",
-    "updated_at_ms",
-)
-
-
 async def list_commands(store: Store, limit: int = 100) -> list[dict[str, Any]]:
     """The newest commands with their status, for the CLI and the admin API."""
-    out = []
-    for row in await store.pki_query("commands", (limit,)):
-        item = dict(zip(_COMMAND_KEYS, row, strict=True))
-        item["value"] = orjson.loads(item["value"])
-        out.append(item)
-    return out
+    return [dataclasses.asdict(c) for c in await store.control.commands(limit)]

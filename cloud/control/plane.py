@@ -142,9 +142,9 @@ class ControlPlane:
         return ControlAnswer(assignments=assignments, commands=orders)
 
     async def _assignments(self, gateway_id: str) -> list[Assignment]:
-        rows = await self.catalogue.store.pki_query("assigned_to", (gateway_id, gateway_id))
+        assigned = await self.catalogue.store.control.assigned_to(gateway_id)
         return [
-            Assignment.model_validate({"kind": kind, "name": name, "version": version})
-            for kind, name, version in rows
-            if version is not None
+            Assignment.model_validate({"kind": a.kind, "name": a.name, "version": a.version})
+            for a in assigned
+            if a.version is not None
         ]

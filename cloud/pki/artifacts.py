@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from ldt.cloud.ngsild.media import JSON, read_body
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.routes import gateway_of
+from ldt.cloud.store.artifacts import ArtifactReport
 from ldt.cloud.store.base import Store
 from ldt.contract.artifacts import ARTIFACT_KINDS, ArtifactError, sign_artifact
 
@@ -41,19 +41,6 @@ _log = logging.getLogger("ldt.cloud.artifacts")
 
 REPORT_STATUSES = ("downloaded", "verified", "refused", "running", "failed")
 _MAX_REASON = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactReport:
-    """What a gateway said about one artifact version."""
-
-    gateway_id: str
-    kind: str
-    name: str
-    version: int
-    status: str
-    reason: str | None
-    at_ms: int
 
 
 class ArtifactService:
@@ -67,8 +54,7 @@ class ArtifactService:
         self, kind: str, name: str, content: bytes, version: int | None = None
     ) -> dict[str, Any]:
         """Sign and store ``content`` as the next version (or ``version``, if newer)."""
-        rows = await self.store.pki_query("latest_version", (kind, name))
-        latest = int(rows[0][0]) if rows and rows[0][0] is not None else 0
+        latest = await self.store.artifacts.latest_version(kind, name) or 0
         version = latest + 1 if version is None else version
         if version <= latest:
             raise CloudError(
@@ -79,20 +65,16 @@ class ArtifactService:
             envelope = sign_artifact(self.ca.signing_key, kind, name, version, content)
         except ArtifactError as exc:
             raise CloudError(str(exc)) from None
-        await self.store.pki_query(
-            "add_artifact",
-            (kind, name, version, orjson.dumps(envelope).decode(), content, _ms()),
+        await self.store.artifacts.add(
+            kind, name, version, envelope=envelope, content=content, created_at_ms=_ms()
         )
         _log.info("artifact published", extra={"kind": kind, "artifact": name, "version": version})
         return envelope
 
     async def latest(self, kind: str, name: str) -> tuple[dict[str, Any], bytes] | None:
         """The newest version's envelope and content."""
-        rows = await self.store.pki_query("latest_artifact", (kind, name))
-        if not rows:
-            return None
-        envelope: dict[str, Any] = orjson.loads(rows[0][0])
-        return envelope, bytes(rows[0][1])
+        found = await self.store.artifacts.latest(kind, name)
+        return None if found is None else (found.envelope, found.content)
 
     async def report(self, gateway_id: str, body: Any) -> ArtifactReport:
         """Record a gateway's report; ``CloudError`` for a malformed one."""
@@ -117,10 +99,7 @@ class ArtifactService:
             (reason or None) and reason[:_MAX_REASON],
             _ms(),
         )
-        await self.store.pki_query(
-            "add_report",
-            (gateway_id, kind, name, version, status, report.reason, report.at_ms),
-        )
+        await self.store.artifacts.add_report(report)
         log = _log.warning if status in ("refused", "failed") else _log.info
         log(
             "artifact %s by %s",
@@ -132,11 +111,7 @@ class ArtifactService:
 
     async def reports(self) -> list[ArtifactReport]:
         """Every report, oldest first."""
-        rows = await self.store.pki_query("reports", ())
-        return [
-            ArtifactReport(str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), r[5], int(r[6]))
-            for r in rows
-        ]
+        return await self.store.artifacts.reports()
 
 
 def _ms() -> int:

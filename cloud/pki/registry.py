@@ -1,6 +1,6 @@
 """Provisioning and authentication of gateways: claim tokens -> certificates -> requests.
 
-The rules, in one place for both stores (``Store.pki_query`` runs ``pki_sql``):
+The rules, in one place for both stores (``store.gateways`` keeps the records):
 
 - a claim token is used at most once, before it expires; one bound to a gateway id
   certifies only that id; one not bound certifies only a *new* gateway id (otherwise
@@ -22,7 +22,6 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -37,6 +36,7 @@ from ldt.cloud.pki.ca import (
     csr_gateway_id,
 )
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.gateways import CertificateRecord
 from ldt.contract.claims import ClaimTokenError, new_claim_token, parse_claim_token
 
 __all__ = ["CertificateRecord", "PkiRefusedError", "Provisioner"]
@@ -55,20 +55,13 @@ class PkiRefusedError(CloudError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class CertificateRecord:
-    """A certificate the CA issued, as the fleet view shows it."""
-
-    serial: str
-    gateway_id: str
-    site: str
-    issued_at_ms: int
-    not_after_ms: int
-    revoked_at_ms: int | None
-
-
 def _ms() -> int:
     return int(time.time() * 1000)
+
+
+def _unknown_token_sha256() -> bytes:
+    """The hash of a bearer token nobody holds (certificate-only or revoked gateways)."""
+    return hashlib.sha256(secrets.token_bytes(32)).digest()
 
 
 class Provisioner:
@@ -90,8 +83,12 @@ class Provisioner:
             raise CloudError(f"invalid gateway id {gateway_id!r}")
         text, token = new_claim_token(self.ca.fingerprint)
         now = _ms()
-        await self.store.pki_query(
-            "add_claim", (token.secret_sha256, site, gateway_id, now, now + int(ttl_s * 1000))
+        await self.store.gateways.add_claim(
+            token.secret_sha256,
+            site=site,
+            gateway_id=gateway_id,
+            created_at_ms=now,
+            expires_at_ms=now + int(ttl_s * 1000),
         )
         _log.info("claim token created", extra={"site": site, "gateway": gateway_id})
         return text
@@ -101,31 +98,18 @@ class Provisioner:
 
         ``CloudError`` for a gateway that is not registered (nothing is created).
         """
-        if gateway_id not in {g.id for g in await self.store.gateways()}:
-            raise CloudError(f"no gateway {gateway_id} is registered")
-        await self.store.pki_query("revoke", (_ms(), gateway_id))
         # the bearer token dies too: replaced by the hash of a secret nobody has
-        await self.store.add_gateway(
-            gateway_id, hashlib.sha256(secrets.token_bytes(32)).digest(), rotate=True
-        )
+        if not await self.store.gateways.revoke(
+            gateway_id, at_ms=_ms(), token_sha256=_unknown_token_sha256()
+        ):
+            raise CloudError(f"no gateway {gateway_id} is registered")
         certs = [c for c in await self.certificates() if c.gateway_id == gateway_id]
         _log.warning("gateway revoked", extra={"gateway": gateway_id, "certificates": len(certs)})
         return len(certs)
 
     async def certificates(self) -> list[CertificateRecord]:
         """Every issued certificate, by gateway then issue time."""
-        rows = await self.store.pki_query("certs", ())
-        return [
-            CertificateRecord(
-                serial=str(r[0]),
-                gateway_id=str(r[1]),
-                site=str(r[2]),
-                issued_at_ms=int(r[3]),
-                not_after_ms=int(r[4]),
-                revoked_at_ms=None if r[5] is None else int(r[5]),
-            )
-            for r in rows
-        ]
+        return await self.store.gateways.certificates()
 
     # --- the gateway's side --------------------------------------------------------------
 
@@ -149,30 +133,30 @@ class Provisioner:
         if token.ca_fingerprint != self.ca.fingerprint:
             raise self._refuse(403, "the claim token was issued by another cloud's CA")
         now = _ms()
-        known = await self.store.pki_query("claim", (token.secret_sha256,))
-        if not known:
+        claim = await self.store.gateways.claim(token.secret_sha256)
+        if claim is None:
             raise self._refuse(403, "unknown claim token", gateway=gateway_id)
-        site, bound, expires, used_at, used_by = known[0]
-        if used_at is not None:
-            raise self._refuse(403, f"claim token already used (by {used_by})", gateway=gateway_id)
-        if expires <= now:
+        bound = claim.gateway_id
+        if claim.used_at_ms is not None:
+            raise self._refuse(
+                403, f"claim token already used (by {claim.used_by})", gateway=gateway_id
+            )
+        if claim.expires_at_ms <= now:
             raise self._refuse(403, "claim token expired", gateway=gateway_id)
         if bound is not None and bound != gateway_id:
             raise self._refuse(
                 403, f"this claim token is for gateway {bound}, the CSR names {gateway_id}"
             )
-        if bound is None and await self.store.pki_query("has_certs", (gateway_id,)):
+        if bound is None and await self.store.gateways.has_certificates(gateway_id):
             raise self._refuse(
                 403,
                 f"gateway {gateway_id} already exists: replacing it needs a token created"
                 " for it (ldt cloud token create --gateway ID)",
             )
-        won = await self.store.pki_query(
-            "redeem", (now, gateway_id, token.secret_sha256, now, gateway_id)
-        )
-        if not won:  # lost a race for the same token
+        site = await self.store.gateways.redeem_claim(token.secret_sha256, gateway_id, now_ms=now)
+        if site is None:  # lost a race for the same token
             raise self._refuse(403, "claim token already used", gateway=gateway_id)
-        issued = await self._issue(csr_pem, gateway_id, str(site))
+        issued = await self._issue(csr_pem, gateway_id, site)
         _log.info(
             "gateway provisioned",
             extra={"gateway": gateway_id, "site": site, "serial": issued.serial_hex},
@@ -189,18 +173,15 @@ class Provisioner:
         except CsrError as exc:
             raise self._refuse(400, str(exc), gateway=gateway_id) from None
         with contextlib.suppress(GatewayExistsError):  # registered, with a token nobody has
-            await self.store.add_gateway(
-                gateway_id, hashlib.sha256(secrets.token_bytes(32)).digest(), rotate=False
+            await self.store.gateways.add(gateway_id, _unknown_token_sha256(), rotate=False)
+        await self.store.gateways.add_certificate(
+            CertificateRecord(
+                serial=issued.serial_hex,
+                gateway_id=gateway_id,
+                site=site,
+                issued_at_ms=_ms(),
+                not_after_ms=int(issued.not_after.timestamp() * 1000),
             )
-        await self.store.pki_query(
-            "add_cert",
-            (
-                issued.serial_hex,
-                gateway_id,
-                site,
-                _ms(),
-                int(issued.not_after.timestamp() * 1000),
-            ),
         )
         return issued
 
@@ -212,14 +193,14 @@ class Provisioner:
             raise self._refuse(401, "unreadable client certificate") from None
         names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         serial = format(cert.serial_number, "x")
-        rows = await self.store.pki_query("cert", (serial,))
-        if not rows:
+        record = await self.store.gateways.certificate(serial)
+        if record is None:
             raise self._refuse(401, "client certificate not issued by this cloud", serial=serial)
-        gateway_id, site, not_after, revoked = rows[0]
+        gateway_id = record.gateway_id
         if names != [gateway_id]:
             raise self._refuse(401, "client certificate does not match its record", serial=serial)
-        if revoked is not None:
+        if record.revoked_at_ms is not None:
             raise self._refuse(401, f"gateway {gateway_id}'s certificate is revoked")
-        if not_after <= _ms():
+        if record.not_after_ms <= _ms():
             raise self._refuse(401, f"gateway {gateway_id}'s certificate has expired")
-        return str(gateway_id), str(site)
+        return gateway_id, record.site

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ldt.cloud.store.base import Entity, GatewayRecord, HistoryRow, Store
+from ldt.cloud.store.base import Entity, HistoryRow, Store
+from ldt.cloud.store.gateways import GatewayRecord
 from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
 
 if TYPE_CHECKING:

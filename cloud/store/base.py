@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from ldt.cloud.store.artifacts import ArtifactRepository
+from ldt.cloud.store.control import ControlRepository
 from ldt.cloud.store.database import Database, Tx
+from ldt.cloud.store.gateways import GatewayRepository
 from ldt.cloud.store.registrations import RegistrationRepository
 from ldt.cloud.store.subscriptions import SubscriptionRepository
 
@@ -34,7 +37,6 @@ _GROUP_COMMIT_ITEMS = 2000
 __all__ = [
     "Entity",
     "EntityChange",
-    "GatewayRecord",
     "HistoryRow",
     "Store",
     "TypeAttributeCount",
@@ -49,14 +51,6 @@ EntityChange = Callable[[Entity | None], Entity | None]
 
 WriteOutcome = Literal["created", "updated", "deleted", "unchanged"]
 """What ``Store.write_entities`` did with one change."""
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayRecord:
-    """A registered gateway; ``created_at`` is ISO 8601 UTC."""
-
-    id: str
-    created_at: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +94,9 @@ class Store(abc.ABC):
         self.readings = ReadingRepository(db)
         self.subscriptions = SubscriptionRepository(db)
         self.registrations = RegistrationRepository(db)
+        self.gateways = GatewayRepository(db)
+        self.artifacts = ArtifactRepository(db)
+        self.control = ControlRepository(db)
         self._writes: Coalescer[tuple[str, EntityChange], WriteOutcome | NgsiLdError] = Coalescer(
             self._write_now, max_items=_GROUP_COMMIT_ITEMS
         )
@@ -219,30 +216,6 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # gateways -------------------------------------------------------------
-    @abc.abstractmethod
-    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
-        """Register a gateway, or replace its token hash when ``rotate``.
-
-        Raises ``GatewayExistsError`` if it exists and ``rotate`` is false.
-        """
-
-    @abc.abstractmethod
-    async def gateways(self) -> list[GatewayRecord]:
-        """All registered gateways, by id."""
-
-    @abc.abstractmethod
-    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
-        """The gateway whose token hashes to ``token_sha256``, or None (constant-time compare)."""
-
-    @abc.abstractmethod
-    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """Run one of ``pki_sql``'s statements (by name) in its own transaction.
-
-        Returns the rows it produced (``RETURNING`` or ``SELECT``); the provisioning
-        logic over it is ``ldt.cloud.pki.registry``, the same for every store.
-        """
 
     # ingest ---------------------------------------------------------------
 

@@ -139,6 +139,22 @@ class Dialect:
             return f"jsonb_typeof({expr})"
         return f"json_type({expr})"
 
+    # timestamps (PostgreSQL ``timestamptz``, SQLite ISO 8601 text) ------------
+    @property
+    def timestamp_param(self) -> str:
+        """An ISO 8601 UTC text parameter where a timestamp column is written."""
+        return "?::timestamptz" if self.postgres else "?"
+
+    def iso_utc(self, column: str) -> str:
+        """A timestamp column read as ISO 8601 UTC text with milliseconds (``...T..:..:..000Z``).
+
+        SQLite already keeps that text; PostgreSQL renders its ``timestamptz`` the same way,
+        so callers get one string on both.
+        """
+        if self.postgres:
+            return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+        return column
+
 
 SQLITE: Final = Dialect("sqlite")
 POSTGRESQL: Final = Dialect("postgresql")

@@ -1,4 +1,7 @@
-"""SQL of the provisioning tables (claim tokens, certificates, signed artifacts), both stores.
+"""Schema of the provisioning tables (claim tokens, certificates, signed artifacts, status).
+
+The statements over them are written once in the repositories: ``gateways``
+(``GatewayRepository``) and ``artifacts`` (``ArtifactRepository``).
 
 ``claim_tokens``: one row per one-time claim token; only the SHA-256 of its secret is
 kept (like bearer tokens). Redeeming is one conditional ``UPDATE .. RETURNING``: two
@@ -13,9 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ldt.cloud.store import control_sql
-
-__all__ = ["PG_ARTIFACTS", "PG_SCHEMA", "SQLITE_SCHEMA", "sql"]
+__all__ = ["PG_ARTIFACTS", "PG_SCHEMA", "SQLITE_SCHEMA"]
 
 SQLITE_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS claim_tokens (
@@ -117,46 +118,3 @@ CREATE TABLE IF NOT EXISTS gateway_status (
 );
 """
 """A migration of ``PostgresStore`` (signed artifacts, gateways' reports, the fleet view)."""
-
-_SQL: Final = {
-    "add_claim": "INSERT INTO claim_tokens (token_sha256, site, gateway_id, created_at_ms,"
-    " expires_at_ms) VALUES ({p}, {p}, {p}, {p}, {p})",
-    # (now, gateway, token, now, gateway): the winner gets its site back
-    "redeem": "UPDATE claim_tokens SET used_at_ms = {p}, used_by = {p}"
-    " WHERE token_sha256 = {p} AND used_at_ms IS NULL AND expires_at_ms > {p}"
-    " AND (gateway_id IS NULL OR gateway_id = {p}) RETURNING site",
-    "claim": "SELECT site, gateway_id, expires_at_ms, used_at_ms, used_by FROM claim_tokens"
-    " WHERE token_sha256 = {p}",
-    "add_cert": "INSERT INTO gateway_certificates (serial, gateway_id, site, issued_at_ms,"
-    " not_after_ms) VALUES ({p}, {p}, {p}, {p}, {p})",
-    "cert": "SELECT gateway_id, site, not_after_ms, revoked_at_ms FROM gateway_certificates"
-    " WHERE serial = {p}",
-    "has_certs": "SELECT 1 FROM gateway_certificates WHERE gateway_id = {p} LIMIT 1",
-    "revoke": "UPDATE gateway_certificates SET revoked_at_ms = {p}"
-    " WHERE gateway_id = {p} AND revoked_at_ms IS NULL",
-    "certs": "SELECT serial, gateway_id, site, issued_at_ms, not_after_ms, revoked_at_ms"
-    " FROM gateway_certificates ORDER BY gateway_id, issued_at_ms",
-    "add_artifact": "INSERT INTO artifacts (kind, name, version, envelope, content,"
-    " created_at_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p})",
-    "latest_version": "SELECT max(version) FROM artifacts WHERE kind = {p} AND name = {p}",
-    "latest_artifact": "SELECT envelope, content FROM artifacts WHERE kind = {p} AND name = {p}"
-    " ORDER BY version DESC LIMIT 1",
-    "add_report": "INSERT INTO artifact_reports (gateway_id, kind, name, version, status,"
-    " reason, at_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})",
-    "reports": "SELECT gateway_id, kind, name, version, status, reason, at_ms"
-    " FROM artifact_reports ORDER BY at_ms, gateway_id",
-    "put_status": "INSERT INTO gateway_status (gateway_id, last_seen_ms, agent_version, pending,"
-    " oldest_pending_ms, clock_skew_ms) VALUES ({p}, {p}, {p}, {p}, {p}, {p})"
-    " ON CONFLICT (gateway_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,"
-    " agent_version = excluded.agent_version, pending = excluded.pending,"
-    " oldest_pending_ms = excluded.oldest_pending_ms, clock_skew_ms = excluded.clock_skew_ms",
-    "status_skew": "SELECT clock_skew_ms FROM gateway_status WHERE gateway_id = {p}",
-    "statuses": "SELECT gateway_id, last_seen_ms, agent_version, pending, oldest_pending_ms,"
-    " clock_skew_ms FROM gateway_status ORDER BY gateway_id",
-}
-
-
-def sql(statement: str, *, postgres: bool) -> str:
-    """One statement (of this module or ``control_sql``) in a dialect (``?`` or ``%s``)."""
-    text = _SQL.get(statement) or control_sql.STATEMENTS[statement]
-    return text.format(p="%s" if postgres else "?")

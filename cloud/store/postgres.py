@@ -29,7 +29,6 @@ PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
@@ -37,7 +36,6 @@ from typing import Any, Final, TypeVar
 import orjson
 import psycopg
 
-from ldt.cloud.errors import GatewayExistsError
 from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
@@ -57,7 +55,6 @@ from ldt.cloud.store import (
 )
 from ldt.cloud.store.base import (
     Entity,
-    GatewayRecord,
     Store,
     TypeAttributeCount,
 )
@@ -150,7 +147,6 @@ _MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
 _RETRIES: Final = 5
 _GROUP_COMMIT_ITEMS: Final = 2000
 """At most this many changes in one shared write transaction (a bigger batch runs alone)."""
-_ISO_UTC: Final = """to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 _ANY_MULTI_TYPED: Final = (  # answered from the partial index entities_multi_typed (pg_geo)
     "SELECT 1 FROM entities WHERE jsonb_typeof(doc->'type') = 'array' LIMIT 1"
@@ -222,63 +218,6 @@ class PostgresStore(Store):
 
     async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
         return await self._pg.call(fn, transaction=transaction)
-
-    # gateways -------------------------------------------------------------
-    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
-        """See ``Store.add_gateway``."""
-
-        async def add(conn: _Conn) -> None:
-            if rotate:
-                await conn.execute(
-                    "INSERT INTO gateways (id, token_sha256) VALUES (%s, %s)"
-                    " ON CONFLICT (id) DO UPDATE SET token_sha256 = excluded.token_sha256",
-                    (gateway_id, token_sha256),
-                )
-                return
-            cur = await conn.execute(
-                "INSERT INTO gateways (id, token_sha256) VALUES (%s, %s)"
-                " ON CONFLICT (id) DO NOTHING",
-                (gateway_id, token_sha256),
-            )
-            if cur.rowcount == 0:
-                raise GatewayExistsError(f"gateway {gateway_id} already exists")
-
-        await self._call(add, transaction=True)
-
-    async def gateways(self) -> list[GatewayRecord]:
-        """See ``Store.gateways``."""
-
-        async def read(conn: _Conn) -> list[GatewayRecord]:
-            cur = await conn.execute(f"SELECT id, {_ISO_UTC} FROM gateways ORDER BY id")  # noqa: S608
-            return [GatewayRecord(id=r[0], created_at=r[1]) for r in await cur.fetchall()]
-
-        return await self._call(read, transaction=False)
-
-    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
-        """See ``Store.gateway_for_token``."""
-
-        async def find(conn: _Conn) -> str | None:
-            cur = await conn.execute(
-                "SELECT id, token_sha256 FROM gateways WHERE token_sha256 = %s", (token_sha256,)
-            )
-            row = await cur.fetchone()
-            if row is None or not hmac.compare_digest(bytes(row[1]), token_sha256):
-                return None
-            return str(row[0])
-
-        return await self._call(find, transaction=False)
-
-    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """See ``Store.pki_query``."""
-        text = pki_sql.sql(statement, postgres=True)
-
-        async def run(conn: _Conn) -> list[tuple[Any, ...]]:
-            cur = await conn.execute(text.encode(), tuple(params))
-            if cur.description is None:
-                return []
-            return [tuple(r) for r in await cur.fetchall()]
-
-        return await self._call(run, transaction=True)
 
     # ingest ---------------------------------------------------------------
     # entities -------------------------------------------------------------

@@ -15,7 +15,6 @@ the sync throughput target (docs/smart-data-models.md, "Durability").
 from __future__ import annotations
 
 import contextlib
-import hmac
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +23,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
-from ldt.cloud.errors import GatewayExistsError, StoreError
+from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import search_bbox
@@ -42,7 +41,6 @@ from ldt.cloud.store import (
 )
 from ldt.cloud.store.base import (
     Entity,
-    GatewayRecord,
     Store,
     TypeAttributeCount,
 )
@@ -177,38 +175,6 @@ class SqliteStore(Store):
         """Finish coalesced writes, then close the connections and stop the threads."""
         await self.drain()
         await self.db.close()
-
-    # gateways -------------------------------------------------------------
-    async def add_gateway(self, gateway_id: str, token_sha256: bytes, *, rotate: bool) -> None:
-        """See ``Store.add_gateway``."""
-        await self._run(lambda con: add_gateway_sync(con, gateway_id, token_sha256, rotate=rotate))
-
-    async def gateways(self) -> list[GatewayRecord]:
-        """See ``Store.gateways``."""
-        return await self._run(list_gateways_sync)
-
-    async def gateway_for_token(self, token_sha256: bytes) -> str | None:
-        """See ``Store.gateway_for_token``."""
-
-        def find(con: sqlite3.Connection) -> str | None:
-            row = con.execute(
-                "SELECT id, token_sha256 FROM gateways WHERE token_sha256 = ?", (token_sha256,)
-            ).fetchone()
-            if row is None or not hmac.compare_digest(bytes(row[1]), token_sha256):
-                return None
-            return str(row[0])
-
-        return await self._run(find)
-
-    async def pki_query(self, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """See ``Store.pki_query``."""
-        text = pki_sql.sql(statement, postgres=False)
-
-        def run(con: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            with _transaction(con):
-                return [tuple(r) for r in con.execute(text, tuple(params)).fetchall()]
-
-        return await self._run(run)
 
     # ingest ---------------------------------------------------------------
     # entities -------------------------------------------------------------
@@ -451,33 +417,6 @@ def _transaction(con: sqlite3.Connection) -> Iterator[None]:
 def _load(doc: str | bytes) -> Entity:
     loaded: Entity = orjson.loads(doc)
     return loaded
-
-
-def add_gateway_sync(
-    con: sqlite3.Connection, gateway_id: str, token_sha256: bytes, *, rotate: bool
-) -> None:
-    """Register or re-key a gateway on an open connection (the CLI uses this directly)."""
-    with _transaction(con):
-        exists = con.execute("SELECT 1 FROM gateways WHERE id = ?", (gateway_id,)).fetchone()
-        if exists and not rotate:
-            raise GatewayExistsError(f"gateway {gateway_id} already exists")
-        if exists:
-            con.execute(
-                "UPDATE gateways SET token_sha256 = ? WHERE id = ?", (token_sha256, gateway_id)
-            )
-        else:
-            con.execute(
-                "INSERT INTO gateways (id, token_sha256, created_at) VALUES (?, ?, ?)",
-                (gateway_id, token_sha256, _now()),
-            )
-
-
-def list_gateways_sync(con: sqlite3.Connection) -> list[GatewayRecord]:
-    """All gateways by id, on an open connection."""
-    return [
-        GatewayRecord(id=r[0], created_at=r[1])
-        for r in con.execute("SELECT id, created_at FROM gateways ORDER BY id")
-    ]
 
 
 def _main_type(doc: Entity) -> str:

@@ -54,7 +54,7 @@ async def api(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def register(store: Store, gateway_id: str) -> str:
     """Register a gateway in ``store``; returns its token."""
     token = new_token()
-    await store.add_gateway(gateway_id, token_sha256(token), rotate=False)
+    await store.gateways.add(gateway_id, token_sha256(token), rotate=False)
     return token
 
 

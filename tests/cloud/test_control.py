@@ -25,6 +25,7 @@ from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.server import PKI_DIRNAME, running_cloud
 from ldt.cloud.service.ingest import ingest
 from ldt.cloud.store import Store
+from ldt.cloud.store.control import AssignedVersion
 from ldt.contract import IngestBatch
 from ldt.contract.control import CommandResult, ControlSync
 from tests.cloud.batches import batch, good_rows
@@ -81,16 +82,15 @@ async def test_upload_assign_rollout_and_rollback(store: Store, tmp_path: Path) 
         "gw-c": ("failed", "no point m0/fan"),
     }
     # assignments as a gateway sees them: direct or through its group
-    rows = await store.pki_query("assigned_to", ("gw-c", "gw-c"))
-    assert [tuple(r) for r in rows] == [("rules", "cooling", 1)]
+    assert await store.control.assigned_to("gw-c") == [AssignedVersion("rules", "cooling", 1)]
     second = await catalogue.upload("rules", RULES_2)
     assert second.version == 2
     assert {s.status for s in await catalogue.rollout("rules", "cooling")} == {"pending"}
     back = await catalogue.rollback("rules", "cooling")
     assert (back.version, back.rollback_of) == (3, 1)
-    content = await store.pki_query("artifact_content", ("rules", "cooling", 3))
-    original = await store.pki_query("artifact_content", ("rules", "cooling", 1))
-    assert bytes(content[0][0]) == bytes(original[0][0])
+    content = await store.artifacts.content("rules", "cooling", 3)
+    assert content is not None
+    assert content == await store.artifacts.content("rules", "cooling", 1)
     with pytest.raises(CloudError, match="nothing to roll back to"):
         await catalogue.rollback("rules", "cooling")
     await catalogue.unassign("rules", "cooling", "group:north")

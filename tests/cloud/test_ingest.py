@@ -99,7 +99,7 @@ async def test_rotated_token_replaces_the_old_one(
     from ldt.cloud.gateways import new_token, token_sha256
 
     fresh = new_token()
-    await store.add_gateway("gw-1", token_sha256(fresh), rotate=True)
+    await store.gateways.add("gw-1", token_sha256(fresh), rotate=True)
     _problem(await _post(client, gw1_token, batch("gw-1", good_rows(1, 5))), 401)
     assert (await _post(client, fresh, batch("gw-1", good_rows(1, 5)))).status_code == 200
 

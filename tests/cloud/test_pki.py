@@ -16,6 +16,7 @@ from ldt.cloud.errors import CloudError
 from ldt.cloud.pki.ca import CertificateAuthority, CsrError, check_csr
 from ldt.cloud.pki.registry import PkiRefusedError, Provisioner
 from ldt.cloud.store import Store
+from ldt.cloud.store.gateways import CertificateRecord
 from ldt.contract.claims import ClaimTokenError, new_claim_token, parse_claim_token
 from tests.cloud.helpers import make_csr as _csr
 
@@ -123,7 +124,7 @@ async def test_a_token_certifies_one_gateway_once(store: Store, ca: CertificateA
     with pytest.raises(PkiRefusedError, match="already used") as again:
         await pki.provision(token, _csr("gw-2")[0])
     assert again.value.status == 403
-    assert [g.id for g in await store.gateways()] == ["gw-1"]
+    assert [g.id for g in await store.gateways.all()] == ["gw-1"]
 
 
 async def test_expired_unknown_and_foreign_tokens_are_refused(
@@ -184,10 +185,10 @@ async def test_revocation_is_immediate_and_kills_every_certificate(
         with pytest.raises(PkiRefusedError, match="revoked") as refused:
             await pki.authenticate(cert.pem.decode())
         assert refused.value.status == 401
-    assert await store.gateway_for_token(b"\x00" * 32) is None
+    assert await store.gateways.for_token(b"\x00" * 32) is None
     with pytest.raises(CloudError, match="no gateway gw-ghost"):
         await pki.revoke("gw-ghost")
-    assert "gw-ghost" not in {g.id for g in await store.gateways()}
+    assert "gw-ghost" not in {g.id for g in await store.gateways.all()}
 
 
 async def test_certificates_not_on_record_or_expired_are_refused(
@@ -200,7 +201,9 @@ async def test_certificates_not_on_record_or_expired_are_refused(
     await pki.provision(await pki.create_claim("s", 600), _csr("gw-2")[0])
     expired = ca.issue_gateway(_csr("gw-3")[0], "gw-3", days=-0.001)  # ended 86 s ago
     not_after_ms = int(expired.not_after.timestamp() * 1000)
-    await store.pki_query("add_cert", (expired.serial_hex, "gw-3", "s", 0, not_after_ms))
+    await store.gateways.add_certificate(
+        CertificateRecord(expired.serial_hex, "gw-3", "s", 0, not_after_ms)
+    )
     with pytest.raises(PkiRefusedError, match="has expired"):
         await pki.authenticate(expired.pem.decode())
     with pytest.raises(PkiRefusedError):

@@ -186,7 +186,7 @@ async def test_schema_is_versioned_and_a_newer_schema_is_refused(postgres_dsn: s
     async with PostgresStore(dsn=postgres_dsn) as store:
         await register(store, "gw-1")
     async with PostgresStore(dsn=postgres_dsn) as again:  # reopening migrates nothing
-        assert [g.id for g in await again.gateways()] == ["gw-1"]
+        assert [g.id for g in await again.gateways.all()] == ["gw-1"]
     async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as con:
         cur = await con.execute("SELECT version FROM ldt_schema_version ORDER BY version")
         assert [r[0] for r in await cur.fetchall()] == list(range(1, SCHEMA_VERSION + 1))
@@ -209,7 +209,7 @@ async def test_unreachable_server_is_a_store_error_within_the_deadline() -> None
 async def test_closed_store_refuses_calls(postgres_dsn: str) -> None:
     store = PostgresStore(dsn=postgres_dsn)
     with pytest.raises(StoreError, match="not open"):
-        await store.gateways()
+        await store.gateways.all()
     with pytest.raises(ValueError, match="pool_size"):
         PostgresStore(dsn=postgres_dsn, pool_size=0)
 

@@ -340,8 +340,9 @@ async def _reason_has(cloud: CloudHandle, kind: str, name: str, text: str) -> bo
 
 
 async def _tamper_signature(cloud: CloudHandle, kind: str, name: str) -> None:
-    rows = await cloud.store.pki_query("latest_artifact", (kind, name))
-    envelope = orjson.loads(rows[0][0])
+    latest = await cloud.store.artifacts.latest(kind, name)
+    assert latest is not None
+    envelope = dict(latest.envelope)
     signature = bytearray(envelope["signature"].encode())
     signature[5] = ord("A") if signature[5] != ord("A") else ord("B")
     envelope["signature"] = signature.decode()
@@ -502,8 +503,8 @@ async def test_commands_ok_error_and_expired(tmp_path: Path) -> None:
             assert resp.status_code == 204, resp.text
         await _wait_command(cloud, RELAY, "relay3", "EXPIRED", within=15)
         assert site.relay.expected("relay3") is False
-        commands = await cloud.store.pki_query("commands", (10,))
-        assert sorted(str(c[5]) for c in commands) == ["ERROR", "EXPIRED", "OK"]
+        commands = await cloud.store.control.commands(10)
+        assert sorted(c.status for c in commands) == ["ERROR", "EXPIRED", "OK"]
         lines = await AuditLog(cloud.store).entries(500)
         actions = [e.action for e in lines]
         for action in ("command.create", "command.delivered", "command.ok", "command.error"):
@@ -512,8 +513,8 @@ async def test_commands_ok_error_and_expired(tmp_path: Path) -> None:
 
 
 async def _declared(cloud: CloudHandle, entity_id: str, attr: str) -> bool:
-    rows = await cloud.store.pki_query("command_points", ())
-    return any(r[0] == entity_id and r[1] == attr for r in rows)
+    points = await cloud.store.control.command_points()
+    return any(p.entity_id == entity_id and p.attr == attr for p in points)
 
 
 async def _wait_command(

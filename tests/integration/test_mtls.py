@@ -33,6 +33,7 @@ from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.server import PKI_DIRNAME, CloudHandle, add_gateway, running_cloud
+from ldt.cloud.store.gateways import CertificateRecord
 from ldt.contract import INGEST_PATH
 from ldt.contract.artifacts import ArtifactError, sign_artifact
 from tests.cloud.batches import batch, encode, good_rows
@@ -371,9 +372,10 @@ async def test_the_agent_renews_its_certificate_before_it_expires(tmp_path: Path
         identity = await _provisioned(cloud, tmp_path, GATEWAY)
         pki = _pki(cloud)
         short = pki.ca.issue_gateway(identity.csr(), GATEWAY, days=0.0005)  # ~43 s left
-        await cloud.store.pki_query(
-            "add_cert",
-            (short.serial_hex, GATEWAY, "depot-7", 0, int(short.not_after.timestamp() * 1000)),
+        await cloud.store.gateways.add_certificate(
+            CertificateRecord(
+                short.serial_hex, GATEWAY, "depot-7", 0, int(short.not_after.timestamp() * 1000)
+            )
         )
         identity.store_certificate(short.pem)
         assert identity.renewal_due()
@@ -420,8 +422,8 @@ async def test_artifacts_are_verified_and_refusals_reported_to_the_cloud(
             await fetcher.fetch("rules", "cooling")
         # signed with another key (not by this cloud)
         forged = sign_artifact(ed25519.Ed25519PrivateKey.generate(), "rules", "cooling", 9, b"{}")
-        await cloud.store.pki_query(
-            "add_artifact", ("rules", "cooling", 9, orjson.dumps(forged).decode(), b"{}", 0)
+        await cloud.store.artifacts.add(
+            "rules", "cooling", 9, envelope=forged, content=b"{}", created_at_ms=0
         )
         with pytest.raises(ArtifactError, match="signature does not verify"):
             await fetcher.fetch("rules", "cooling")

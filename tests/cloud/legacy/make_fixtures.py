@@ -321,7 +321,7 @@ async def _control(client: httpx.AsyncClient, plane: ControlPlane, pki: Provisio
 async def populate(store: Store, work: Path) -> None:
     """The scenario, on an open, empty ``store``; ``work``: a folder for the CA."""
     for gateway_id, token in TOKENS.items():
-        await store.add_gateway(gateway_id, token_sha256(token), rotate=False)
+        await store.gateways.add(gateway_id, token_sha256(token), rotate=False)
     ca = CertificateAuthority.open(work / "pki", passphrase=b"")
     app = build_app(store)
     app.state.pki = pki = Provisioner(store, ca)
@@ -377,7 +377,7 @@ async def describe(store: Store) -> dict[str, Any]:
             if info["entity_id"] == eid and info["attr"] in doc
         }
     return {
-        "gateways": [g.id for g in await store.gateways()],
+        "gateways": [g.id for g in await store.gateways.all()],
         "entities": {
             eid: {
                 "type": doc["type"],
