@@ -194,8 +194,8 @@ def type_sql(expr: TypeExpr, *, dialect: Literal["sqlite", "postgresql"]) -> tup
                 [expr, expr],
             )
         return (
-            "(type = %s OR id IN (SELECT id FROM entities"
-            " WHERE jsonb_typeof(doc->'type') = 'array' AND doc->'type' ? %s))",
+            "(type = ? OR id IN (SELECT id FROM entities"
+            " WHERE jsonb_typeof(doc->'type') = 'array' AND jsonb_exists(doc->'type', ?)))",
             [expr, expr],
         )
     parts = [type_sql(i, dialect=dialect) for i in expr.items]

@@ -106,7 +106,7 @@ def fetch_from(store: Store) -> Fetch:
         found: list[Entity] = []
         for start in range(0, len(ids), _FETCH_CHUNK):
             chunk = tuple(ids[start : start + _FETCH_CHUNK])
-            page, _ = await store.search_entities(
+            page, _ = await store.entities.search(
                 EntityQuery(ids=chunk), limit=len(chunk), offset=0, count=False
             )
             found.extend(page)

@@ -65,7 +65,8 @@ from ldt.cloud.ngsild.subscriptions import (
     status_of,
 )
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
+from ldt.cloud.store.base import Entity, Store
+from ldt.cloud.store.entities import EntityChange, WriteOutcome
 from ldt.contract import IngestBatch
 
 __all__ = ["Notifier"]
@@ -265,8 +266,9 @@ class Notifier:
 
             return run
 
-        results = await self._store.write_entities(
-            [(eid, recording(i, change)) for i, (eid, change) in enumerate(changes)]
+        results = await self._store.entities.write(
+            refusable=NgsiLdError,
+            changes=[(eid, recording(i, change)) for i, (eid, change) in enumerate(changes)],
         )
         committed: list[Change] = []
         for outcome, pair in zip(results, seen, strict=True):
@@ -295,7 +297,7 @@ class Notifier:
             attrs.setdefault(info.entity_id, set()).add(info.attr)
         changes: list[Change] = []
         for entity_id, names in attrs.items():
-            doc = await self._store.get_entity(entity_id)
+            doc = await self._store.entities.get(entity_id)
             if doc is None:
                 continue
             before = {**doc, **{n: {"type": "Property"} for n in names if n in doc}}
@@ -412,7 +414,7 @@ class Notifier:
     async def _periodic(self, matcher: Matcher) -> None:
         found: dict[str, Entity] = {}
         for query in matcher.queries():
-            page, _ = await self._store.search_entities(
+            page, _ = await self._store.entities.search(
                 query, limit=_PERIODIC_MAX, offset=0, count=False
             )
             found.update((doc["id"], doc) for doc in page)

@@ -220,7 +220,7 @@ def _entity_key(key: OrderKey, dialect: Dialect) -> tuple[str, list[Any]]:
     if member in ("id", "type"):
         return ("json_quote(" if dialect == "sqlite" else "to_jsonb(") + f"{member})", []
     if member is not None:  # createdAt / modifiedAt, kept in the document
-        return ("doc -> ?", [f"$.{member}"]) if dialect == "sqlite" else ("doc -> %s", [member])
+        return ("doc -> ?", [f"$.{member}"]) if dialect == "sqlite" else ("doc -> ?", [member])
     attr, subs = key.names[0], key.sub_attributes
     ends = [key.member] if key.member is not None else ["value", "object"]
     if dialect == "sqlite":
@@ -230,10 +230,8 @@ def _entity_key(key: OrderKey, dialect: Dialect) -> tuple[str, list[Any]]:
         parts = [f"doc -> ({node} || ?)" for _ in ends]
         params = [p for end in ends for p in [*node_params, f"{_sqlite_suffix(subs)}.{end}"]]
     else:
-        node = (
-            "(CASE WHEN jsonb_typeof(doc -> %s) = 'array' THEN doc -> %s -> 0 ELSE doc -> %s END)"
-        )
-        parts = [f"({node} #> %s::text[])" for _ in ends]
+        node = "(CASE WHEN jsonb_typeof(doc -> ?) = 'array' THEN doc -> ? -> 0 ELSE doc -> ? END)"
+        parts = [f"({node} #> ?::text[])" for _ in ends]
         params = [p for end in ends for p in [attr, attr, attr, [*subs, end]]]
     return (parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"), params
 

@@ -68,7 +68,7 @@ async def purge_entities(request: Request) -> Response:
         keep=_names(params["keep"], "keep", name) if "keep" in params else None,
         drop=_names(params["drop"], "drop", name) if "drop" in params else None,
     )
-    changes = await store_of(request).purge_entities(query, purge)
+    changes = await store_of(request).entities.purge(query, purge)
     await notifier_of(request).entities_changed(changes)
     return Response(status_code=204)
 

@@ -32,7 +32,8 @@ database's comparisons to agree; strings are valid Unicode. PostgreSQL string or
 ``COLLATE "C"`` (code point order, like Python).
 
 Parameters are bound, never interpolated; only ``doc_column`` (checked to be an identifier) is
-pasted into the text. Placeholders are ``?`` (sqlite3) and ``%s`` (psycopg).
+pasted into the text. Placeholders are ``?`` on both engines (``ldt.cloud.store.database``
+converts them for psycopg).
 """
 
 # ruff: noqa: S608 - this module builds SQL text; every value is a bound parameter, and the only
@@ -114,7 +115,7 @@ class _Sql:
         return f"_q{self._aliases}"
 
     def finish(self, text: str) -> tuple[str, list[Any]]:
-        placeholder = "?" if self.dialect == "sqlite" else "%s"
+        placeholder = "?"  # both engines: database.Tx turns it into psycopg's %s
         params: list[Any] = []
         parts = text.split(_MARK)
         out: list[str] = []

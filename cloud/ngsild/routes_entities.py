@@ -40,7 +40,8 @@ from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.request_body import context_of, json_object, link_context, read_json
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store.base import Entity, EntityChange, Store, WriteOutcome
+from ldt.cloud.store.base import Entity, Store
+from ldt.cloud.store.entities import EntityChange, WriteOutcome
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_ENTITY_BYTES", "MERGE_PATCH", "routes"]
 

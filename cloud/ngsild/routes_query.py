@@ -196,7 +196,7 @@ class Output:
     ) -> Response:
         """One page of the entities ``query`` selects, as the answer (with
         ``NGSILD-Results-Count`` when ``count=true``)."""
-        found, total = await store.search_entities(
+        found, total = await store.entities.search(
             query, limit=wanted.limit, offset=wanted.offset, count=wanted.count
         )
         headers = {"NGSILD-Results-Count": str(total)} if total is not None else None
@@ -263,7 +263,7 @@ async def retrieve_entity(request: Request) -> Response:
     ctx, url = await _context(request)
     out = Output(request, ctx, url)
     attrs = parse_attrs_param(request.query_params, ctx)
-    doc = await _store(request).get_entity(entity_id)
+    doc = await _store(request).entities.get(entity_id)
     if doc is None:
         raise NgsiLdError(
             404, "ResourceNotFound", "Entity not found", f"no entity with id {entity_id}"
@@ -314,7 +314,7 @@ async def _discovery(
     details = flag(request.query_params, "details")
     formats.negotiate_read(request)
     ctx, url = await _context(request)
-    rows = await _store(request).type_attribute_counts()
+    rows = await _store(request).entities.type_attribute_counts()
     return rows, ctx, url, details
 
 

@@ -156,7 +156,7 @@ async def create_or_update(request: Request) -> Response:
     entity_id = str(raw["id"])
     store = _store(request)
     new = await store.get_temporal(entity_id) is None
-    if new and await store.get_entity(entity_id) is None:
+    if new and await store.entities.get(entity_id) is None:
         rows = await _create_current(request, head, rows, iso_ms(now_ms))
     created = await store.add_temporal(entity_id, head["type"], rows, now=iso_ms(now_ms))
     if created or new:

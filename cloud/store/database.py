@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +45,8 @@ __all__ = ["Database", "PostgresDatabase", "Row", "SqliteDatabase", "Tx", "Work"
 
 _T = TypeVar("_T")
 Row = tuple[Any, ...]
+_CHUNK = 500
+"""Rows per hop of ``Tx.stream``."""
 
 
 class Tx(abc.ABC):
@@ -63,6 +65,11 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one statement and return every row it produced."""
+
+    @abc.abstractmethod
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
+        """The rows of one statement, read a chunk at a time (a server-side cursor on
+        PostgreSQL): for scans the caller filters and may stop early."""
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row a statement produced, or None."""
@@ -147,6 +154,19 @@ class _SqliteTx(Tx):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See ``Tx.fetchall``."""
         return await self._on_thread(lambda: self._con.execute(sql, params).fetchall())
+
+    async def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
+        """See ``Tx.stream``: a cursor on the connection's thread, ``_CHUNK`` rows a hop."""
+        cur = await self._on_thread(lambda: self._con.execute(sql, params))
+        try:
+            while True:
+                rows = await self._on_thread(lambda: cur.fetchmany(_CHUNK))
+                if not rows:
+                    return
+                for row in rows:
+                    yield row
+        finally:
+            await self._on_thread(cur.close)
 
 
 class _Lane:
@@ -360,6 +380,14 @@ class _PgTx(Tx):
         if cur.description is None:
             return []
         return await cur.fetchall()
+
+    async def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
+        """See ``Tx.stream``: a server-side cursor, ``_CHUNK`` rows a round trip."""
+        async with self._conn.cursor(name="ldt_stream") as cur:
+            cur.itersize = _CHUNK
+            await cur.execute(POSTGRESQL.sql(sql).encode(), tuple(params))
+            async for row in cur:
+                yield row
 
 
 class PostgresDatabase(Database):

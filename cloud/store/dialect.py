@@ -120,6 +120,14 @@ class Dialect:
         return " ORDER BY id FOR UPDATE" if self.postgres else ""
 
     @property
+    def multi_typed(self) -> str:
+        """A ``WHERE`` condition over ``entities``: the entity has a list of types. Spelled as
+        the partial index ``entities_multi_typed`` is, so the index answers it."""
+        if self.postgres:
+            return "jsonb_typeof(doc->'type') = 'array'"
+        return "json_type(doc, '$.type') = 'array'"
+
+    @property
     def real_type(self) -> str:
         """A double-precision column."""
         return "double precision" if self.postgres else "REAL"

@@ -40,7 +40,8 @@ class Pushdown:
 def where(
     query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"], multi_typed: bool = True
 ) -> Pushdown:
-    """The pushdown of ``query`` for ``dialect`` (placeholders ``?`` or ``%s``).
+    """The pushdown of ``query`` for ``dialect`` (placeholders ``?``, as every statement run
+    through ``database.Tx``; no ``?`` operator of jsonb: ``jsonb_exists_any`` instead).
 
     ``multi_typed=False`` promises that no stored entity has a list of types (the store
     checked, in the snapshot it then queries): a type selection is then a plain test of the
@@ -49,7 +50,7 @@ def where(
     entities, and that OR makes both SQLite and PostgreSQL collect and sort every row of
     the type (and evaluate ``q`` on each) before returning the first page.
     """
-    mark = "?" if dialect == "sqlite" else "%s"
+    mark = "?"
     clauses: list[str] = []
     params: list[Any] = []
     if query.ids is not None:
@@ -57,7 +58,7 @@ def where(
             clauses.append(f"id IN ({','.join(mark * len(query.ids))})")
             params.extend(query.ids)
         else:
-            clauses.append("id = ANY(%s::text[])")
+            clauses.append("id = ANY(?::text[])")
             params.append(list(query.ids))
     if query.types is not None:
         if multi_typed:
@@ -75,7 +76,7 @@ def where(
             clauses.append(f"({ors})")
             params.extend(_json_path(a) for a in query.attrs)
         else:
-            clauses.append("doc ?| %s::text[]")
+            clauses.append("jsonb_exists_any(doc, ?::text[])")
             params.append(list(query.attrs))
     q_exact = True
     if query.q is not None:

@@ -29,7 +29,6 @@ PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -37,15 +36,10 @@ import orjson
 import psycopg
 
 from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
-from ldt.cloud.ngsild.geo import search_bbox
-from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
+from ldt.cloud.ngsild.temporal import AttrInstance, Window
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
-from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store import (
     control_sql,
-    entity_search,
-    geo_cells,
     pg_geo,
     pg_temporal,
     pki_sql,
@@ -56,12 +50,8 @@ from ldt.cloud.store import (
 from ldt.cloud.store.base import (
     Entity,
     Store,
-    TypeAttributeCount,
 )
 from ldt.cloud.store.database import PostgresDatabase
-from ldt.cloud.store.dialect import POSTGRESQL
-from ldt.cloud.store.geo_cells import columns
-from ldt.cloud.store.purge_sql import Purge
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
@@ -221,149 +211,6 @@ class PostgresStore(Store):
 
     # ingest ---------------------------------------------------------------
     # entities -------------------------------------------------------------
-    async def get_entity(self, entity_id: str) -> Entity | None:
-        """See ``Store.get_entity``."""
-
-        async def read(conn: _Conn) -> Entity | None:
-            cur = await conn.execute("SELECT doc::text FROM entities WHERE id = %s", (entity_id,))
-            row = await cur.fetchone()
-            return None if row is None else _load(row[0])
-
-        return await self._call(read, transaction=False)
-
-    async def query_entities(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-    ) -> tuple[list[Entity], int]:
-        """See ``Store.query_entities``; the page and the total come from one snapshot."""
-        where: list[str] = []
-        params: list[object] = []
-        if types is not None:
-            where.append("type = ANY(%s::text[])")
-            params.append(list(types))
-        if ids is not None:
-            where.append("id = ANY(%s::text[])")
-            params.append(list(ids))
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        async def read(conn: _Conn) -> tuple[list[Entity], int]:
-            cur = await conn.execute(f"SELECT count(*) FROM entities{clause}", params)  # noqa: S608
-            row = await cur.fetchone()
-            total = 0 if row is None else int(row[0])
-            if limit == 0 or total == 0:
-                return [], total
-            cur = await conn.execute(
-                f"SELECT doc::text FROM entities{clause} ORDER BY id LIMIT %s OFFSET %s",  # noqa: S608
-                [*params, limit, offset],
-            )
-            return [_load(r[0]) for r in await cur.fetchall()], total
-
-        async def snapshot(conn: _Conn) -> tuple[list[Entity], int]:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return await read(conn)
-
-        return await self._call(snapshot, transaction=True)
-
-    async def search_entities(
-        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
-    ) -> tuple[list[Entity], int | None]:
-        """See ``Store.search_entities``; geo-queries are checked in Python (no PostGIS).
-
-        A ``location`` geo-query reads only the entities whose box meets the query's
-        (``pg_geo``, GiST); the type test is the plain column one when no entity is
-        multi-typed, asked in the same snapshot (``entity_search.where``).
-        """
-        geo: tuple[str, list[Any]] | None = None
-        if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
-            boxes = search_bbox(query.geo)
-            if boxes is not None:
-                text, values = geo_cells.search_clause(POSTGRESQL, boxes)
-                geo = (POSTGRESQL.sql(text), values)
-
-        async def read(conn: _Conn) -> tuple[list[Entity], int | None]:
-            await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            multi = False
-            if query.types is not None:
-                cur = await conn.execute(_ANY_MULTI_TYPED)
-                multi = await cur.fetchone() is not None
-            push = entity_search.where(query, dialect="postgresql", multi_typed=multi)
-            clauses, params = list(push.clauses), list(push.params)
-            if geo is not None:
-                clauses.append(geo[0])
-                params.extend(geo[1])
-            clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            order = order_by.entity_order(query.order, dialect="postgresql")
-            select = order_by.ordered_select("doc::text", f"entities{clause}", order)
-            ordered = [*(order.params if order is not None else ()), *params]
-            if push.residual:
-                page: list[Entity] = []
-                total = 0
-                if geo is not None:
-                    # a cursor is planned for its first 10 % of rows, which picks a walk of the
-                    # whole table in id order over the GiST index's few candidates and a sort
-                    await conn.execute("SET LOCAL cursor_tuple_fraction = 1.0")
-                async with conn.cursor(name="ldt_search") as stream:  # server-side cursor
-                    await stream.execute(select, ordered)
-                    async for (text,) in stream:
-                        if not count and total >= offset + limit:
-                            break
-                        entity = _load(text)
-                        if not query.matches(entity, q=not push.q_exact):
-                            continue
-                        if offset <= total < offset + limit:
-                            page.append(entity)
-                        total += 1
-                return page, total if count else None
-            counted: int | None = None
-            if count:
-                cur = await conn.execute(f"SELECT count(*) FROM entities{clause}", params)  # noqa: S608
-                row = await cur.fetchone()
-                counted = 0 if row is None else int(row[0])
-                if limit == 0 or counted <= offset:
-                    return [], counted
-            cur = await conn.execute(f"{select} LIMIT %s OFFSET %s", [*ordered, limit, offset])
-            return [_load(r[0]) for r in await cur.fetchall()], counted
-
-        return await self._call(read, transaction=True)
-
-    async def purge_entities(
-        self, query: EntityQuery, purge: Purge
-    ) -> list[tuple[Entity, Entity | None]]:
-        """See ``Store.purge_entities``: the matching rows locked, then one ``DELETE``/``UPDATE``
-        over the array of their ids (and one more for the location boxes a purge changed)."""
-
-        async def apply(conn: _Conn) -> list[tuple[Entity, Entity | None]]:
-            return await _purge(conn, query, purge)
-
-        return await self._call(apply, transaction=True)
-
-    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
-        """See ``Store.type_attribute_counts``."""
-        sql = (
-            "WITH t AS (SELECT e.doc, tt.etype FROM entities AS e CROSS JOIN LATERAL"
-            " jsonb_array_elements_text(CASE WHEN jsonb_typeof(e.doc->'type') = 'array'"
-            " THEN e.doc->'type' ELSE jsonb_build_array(e.type) END) AS tt (etype))"
-            " SELECT etype, NULL, NULL, count(*) FROM t GROUP BY etype"
-            " UNION ALL"
-            " SELECT etype, a.key, coalesce(a.value->>'type', a.value->0->>'type'), count(*)"
-            " FROM t CROSS JOIN LATERAL jsonb_each(t.doc) AS a (key, value)"
-            " WHERE a.key <> ALL(%s::text[]) AND jsonb_typeof(a.value) IN ('object', 'array')"
-            " GROUP BY 1, 2, 3"
-        )
-
-        async def read(conn: _Conn) -> list[TypeAttributeCount]:
-            cur = await conn.execute(sql, (list(entity_search.DISCOVERY_SKIPPED),))
-            return [
-                TypeAttributeCount(entity_type=t, attribute=a, attribute_type=k, entities=int(n))
-                for t, a, k, n in await cur.fetchall()
-            ]
-
-        return await self._call(read, transaction=False)
-
     # temporal ---------------------------------------------------------------
     async def add_temporal(
         self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
@@ -460,66 +307,6 @@ class PostgresStore(Store):
     async def replace_temporal_instance(self, row: AttrInstance) -> bool:
         """See ``Store.replace_temporal_instance``."""
         return await self._call(lambda c: pg_temporal.replace_instance(c, row), transaction=True)
-
-
-async def _purge(
-    conn: _Conn, query: EntityQuery, purge: Purge
-) -> list[tuple[Entity, Entity | None]]:
-    """``PostgresStore.purge_entities`` inside the caller's transaction."""
-    multi = False
-    if query.types is not None:
-        cur = await conn.execute(_ANY_MULTI_TYPED)
-        multi = await cur.fetchone() is not None
-    push = entity_search.where(query, dialect="postgresql", multi_typed=multi)
-    cur = await conn.execute(
-        f"SELECT id, doc::text FROM entities{push.sql()} ORDER BY id FOR UPDATE",  # noqa: S608
-        push.params,
-    )
-    before: dict[str, Entity] = {}
-    for eid, text in await cur.fetchall():
-        doc = _load(text)
-        matched = not push.residual or query.matches(doc, q=not push.q_exact)
-        if matched and purge.changes(doc):
-            before[eid] = doc
-    if not before:
-        return []
-    after: dict[str, Entity | None] = dict.fromkeys(before)
-    if purge.whole:
-        await conn.execute("DELETE FROM entities WHERE id = ANY(%s::text[])", (list(before),))
-    else:
-        sql, params = purge.postgres_update(list(before), iso_ms(time.time_ns() // 1_000_000))
-        cur = await conn.execute(sql, params)
-        fresh = {eid: _load(text) for eid, text in await cur.fetchall()}
-        after.update(fresh)
-        moved = [  # location columns are computed in Python (geo_cells): redo changed ones
-            (*columns(doc), eid)
-            for eid, doc in fresh.items()
-            if any(n in before[eid] and n not in doc for n in LOCATION_NAMES)
-        ]
-        if moved:
-            async with conn.cursor() as cur:
-                await cur.executemany(POSTGRESQL.sql(geo_cells.UPDATE).encode(), moved)
-    await _record_history(conn, [(eid, before[eid], after[eid]) for eid in before])
-    return [(before[eid], after[eid]) for eid in before]
-
-
-async def _record_history(
-    conn: _Conn, docs: Sequence[tuple[str, Entity | None, Entity | None]]
-) -> None:
-    """Add what changed in each (id, old, new) to the temporal history (same transaction)."""
-    now_ms = time.time_ns() // 1_000_000
-    now = iso_ms(now_ms)
-    headers: dict[str, tuple[Any, str]] = {}
-    rows: list[AttrInstance] = []
-    for eid, old, new in docs:
-        doc = new if new is not None else old
-        if new is old or doc is None:
-            continue
-        added = history_of(eid, old, new, now_ms)
-        if added:
-            headers[eid] = (doc["type"], now)
-            rows.extend(added)
-    await pg_temporal.record(conn, headers, rows)
 
 
 async def _migrate(conn: _Conn) -> None:

@@ -20,6 +20,8 @@ from typing import Any, Final
 
 import orjson
 
+from ldt.cloud.store.dialect import Dialect
+
 __all__ = ["FIXED_MEMBERS", "Purge"]
 
 FIXED_MEMBERS: Final = frozenset({"id", "type", "scope", "createdAt", "modifiedAt"})
@@ -65,6 +67,12 @@ class Purge:
             return True, sorted(self.keep | FIXED_MEMBERS)
         return False, sorted((self.drop or frozenset()) - FIXED_MEMBERS)
 
+    def update(self, dialect: Dialect, ids: Sequence[str], now: str) -> tuple[str, list[Any]]:
+        """One ``UPDATE`` rewriting the documents of ``ids``, ``RETURNING id, doc`` (text)."""
+        if dialect.postgres:
+            return self.postgres_update(ids, now)
+        return self.sqlite_update(ids, now)
+
     def sqlite_update(self, ids: Sequence[str], now: str) -> tuple[str, list[Any]]:
         """One ``UPDATE`` rewriting the documents of ``ids`` (SQLite JSON1), ``RETURNING``
         ``id, doc``. Member names travel as a JSON array parameter: no path quoting."""
@@ -95,14 +103,14 @@ _SQLITE_DROP: Final = (
 )
 _POSTGRES_KEEP: Final = (
     "UPDATE entities SET doc = (SELECT jsonb_object_agg(key, value)"
-    " FROM jsonb_each(entities.doc) WHERE key = ANY(%s::text[]))"
-    " || jsonb_build_object('modifiedAt', %s::text), modified_at = %s::timestamptz"
-    " WHERE id = ANY(%s::text[]) RETURNING id, doc::text"
+    " FROM jsonb_each(entities.doc) WHERE key = ANY(?::text[]))"
+    " || jsonb_build_object('modifiedAt', ?::text), modified_at = ?::timestamptz"
+    " WHERE id = ANY(?::text[]) RETURNING id, doc::text"
 )
 _POSTGRES_DROP: Final = (
-    "UPDATE entities SET doc = (entities.doc - %s::text[])"
-    " || jsonb_build_object('modifiedAt', %s::text), modified_at = %s::timestamptz"
-    " WHERE id = ANY(%s::text[]) RETURNING id, doc::text"
+    "UPDATE entities SET doc = (entities.doc - ?::text[])"
+    " || jsonb_build_object('modifiedAt', ?::text), modified_at = ?::timestamptz"
+    " WHERE id = ANY(?::text[]) RETURNING id, doc::text"
 )
 
 

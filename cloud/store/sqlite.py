@@ -25,15 +25,10 @@ import orjson
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
-from ldt.cloud.ngsild.geo import search_bbox
-from ldt.cloud.ngsild.temporal import AttrInstance, Window, history_of
+from ldt.cloud.ngsild.temporal import AttrInstance, Window
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
-from ldt.cloud.ngsild.timestamps import parse_iso_ms
 from ldt.cloud.store import (
     control_sql,
-    entity_search,
-    geo_cells,
     pki_sql,
     registration_sql,
     sqlite_temporal,
@@ -42,12 +37,8 @@ from ldt.cloud.store import (
 from ldt.cloud.store.base import (
     Entity,
     Store,
-    TypeAttributeCount,
 )
 from ldt.cloud.store.database import SqliteDatabase
-from ldt.cloud.store.dialect import SQLITE
-from ldt.cloud.store.geo_cells import columns
-from ldt.cloud.store.purge_sql import Purge
 
 __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
 
@@ -178,129 +169,6 @@ class SqliteStore(Store):
 
     # ingest ---------------------------------------------------------------
     # entities -------------------------------------------------------------
-    async def get_entity(self, entity_id: str) -> Entity | None:
-        """See ``Store.get_entity``."""
-
-        def read(con: sqlite3.Connection) -> Entity | None:
-            row = con.execute("SELECT doc FROM entities WHERE id = ?", (entity_id,)).fetchone()
-            return None if row is None else _load(row[0])
-
-        return await self._run(read)
-
-    async def query_entities(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-    ) -> tuple[list[Entity], int]:
-        """See ``Store.query_entities``."""
-        where: list[str] = []
-        params: list[object] = []
-        if types is not None:
-            where.append(f"type IN ({','.join('?' * len(types))})")
-            params.extend(types)
-        if ids is not None:
-            where.append(f"id IN ({','.join('?' * len(ids))})")
-            params.extend(ids)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-
-        def read(con: sqlite3.Connection) -> tuple[list[Entity], int]:
-            total = int(con.execute(f"SELECT count(*) FROM entities{clause}", params).fetchone()[0])  # noqa: S608
-            if limit == 0:
-                return [], total
-            rows = con.execute(
-                f"SELECT doc FROM entities{clause} ORDER BY id LIMIT ? OFFSET ?",  # noqa: S608
-                [*params, limit, offset],
-            )
-            return [_load(r[0]) for r in rows], total
-
-        return await self._run(read)
-
-    async def search_entities(
-        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
-    ) -> tuple[list[Entity], int | None]:
-        """See ``Store.search_entities``; a ``location`` geo-query uses the R*Tree."""
-        geo_clause: tuple[str, list[Any]] | None = None
-        if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
-            boxes = search_bbox(query.geo)
-            if boxes is not None:
-                geo_clause = geo_cells.search_clause(SQLITE, boxes)
-
-        def read(con: sqlite3.Connection) -> tuple[list[Entity], int | None]:
-            # this thread is the only writer: the answer holds for the statements below. With
-            # a geo clause the general (OR) form stays: a plain type test would make SQLite
-            # walk the type index in id order instead of starting from the R*Tree's few rows
-            multi = query.types is not None and (
-                geo_clause is not None or bool(con.execute(_ANY_MULTI_TYPED).fetchone())
-            )
-            push = entity_search.where(query, dialect="sqlite", multi_typed=multi)
-            clauses, params = list(push.clauses), list(push.params)
-            if geo_clause is not None:
-                clauses.append(geo_clause[0])
-                params.extend(geo_clause[1])
-            clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            order = order_by.entity_order(query.order, dialect="sqlite")
-            select = order_by.ordered_select("doc", f"entities{clause}", order)
-            ordered = [*(order.params if order is not None else ()), *params]
-            if push.residual:
-                rows = con.execute(select, ordered)
-                return entity_search.paginate(
-                    rows,
-                    lambda r: _load(r[0]),
-                    query,
-                    limit=limit,
-                    offset=offset,
-                    q_checked=push.q_exact,
-                    count=count,
-                )
-            con.execute("BEGIN")  # one snapshot for the count and the page
-            try:
-                total: int | None = None
-                if count:
-                    total = int(
-                        con.execute(f"SELECT count(*) FROM entities{clause}", params).fetchone()[0]  # noqa: S608
-                    )
-                    if limit == 0 or total <= offset:
-                        return [], total
-                rows = con.execute(f"{select} LIMIT ? OFFSET ?", [*ordered, limit, offset])
-                return [_load(r[0]) for r in rows], total
-            finally:
-                con.execute("COMMIT")
-
-        return await self._run(read)
-
-    async def purge_entities(
-        self, query: EntityQuery, purge: Purge
-    ) -> list[tuple[Entity, Entity | None]]:
-        """See ``Store.purge_entities``: one ``DELETE``/``UPDATE`` over a JSON array of ids."""
-        return await self._run(lambda con: _purge(con, query, purge))
-
-    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
-        """See ``Store.type_attribute_counts``."""
-        skipped = orjson.dumps(entity_search.DISCOVERY_SKIPPED).decode()
-        sql = (
-            "WITH t AS (SELECT e.doc AS doc, tt.value AS etype FROM entities AS e,"
-            " json_each(CASE WHEN json_type(e.doc, '$.type') = 'array'"
-            " THEN json_extract(e.doc, '$.type') ELSE json_array(e.type) END) AS tt)"
-            " SELECT etype, NULL, NULL, count(*) FROM t GROUP BY etype"
-            " UNION ALL"
-            " SELECT etype, a.key, coalesce(json_extract(a.value, '$.type'),"
-            " json_extract(a.value, '$[0].type')), count(*) FROM t, json_each(t.doc) AS a"
-            " WHERE a.key NOT IN (SELECT value FROM json_each(?))"
-            " AND a.type IN ('object', 'array')"
-            " GROUP BY 1, 2, 3"
-        )
-
-        def read(con: sqlite3.Connection) -> list[TypeAttributeCount]:
-            return [
-                TypeAttributeCount(entity_type=t, attribute=a, attribute_type=k, entities=n)
-                for t, a, k, n in con.execute(sql, (skipped,))
-            ]
-
-        return await self._run(read)
-
     # temporal ---------------------------------------------------------------
     async def add_temporal(
         self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
@@ -427,53 +295,3 @@ def _main_type(doc: Entity) -> str:
 _ANY_MULTI_TYPED = (  # answered from the partial index entities_multi_typed
     "SELECT 1 FROM entities WHERE json_type(doc, '$.type') = 'array' LIMIT 1"
 )
-
-
-def _purge(
-    con: sqlite3.Connection, query: EntityQuery, purge: Purge
-) -> list[tuple[Entity, Entity | None]]:
-    """``SqliteStore.purge_entities`` on the store thread (one ``BEGIN IMMEDIATE``)."""
-    now = _now()
-    with _transaction(con):
-        multi = query.types is not None and bool(con.execute(_ANY_MULTI_TYPED).fetchone())
-        push = entity_search.where(query, dialect="sqlite", multi_typed=multi)
-        rows = con.execute(f"SELECT id, doc FROM entities{push.sql()}", push.params)  # noqa: S608
-        before: dict[str, Entity] = {}
-        for eid, text in rows:
-            doc = _load(text)
-            matched = not push.residual or query.matches(doc, q=not push.q_exact)
-            if matched and purge.changes(doc):
-                before[eid] = doc
-        if not before:
-            return []
-        ids = orjson.dumps(list(before)).decode()
-        after: dict[str, Entity | None] = dict.fromkeys(before)
-        if purge.whole:
-            con.execute("DELETE FROM entities WHERE id IN (SELECT value FROM json_each(?))", (ids,))
-        else:
-            sql, params = purge.sqlite_update(list(before), now)
-            after.update((eid, _load(text)) for eid, text in con.execute(sql, params).fetchall())
-            con.executemany(
-                geo_cells.UPDATE,
-                [(*columns(doc), eid) for eid, doc in after.items() if doc is not None],
-            )
-        _record_history(con, [(eid, before[eid], after[eid]) for eid in before], now)
-    return [(before[eid], after[eid]) for eid in before]
-
-
-def _record_history(
-    con: sqlite3.Connection, docs: Sequence[tuple[str, Entity | None, Entity | None]], now: str
-) -> None:
-    """Add what changed in each (id, old, new) to the temporal history (same transaction)."""
-    now_ms = parse_iso_ms(now) or 0
-    headers: dict[str, tuple[Any, str]] = {}
-    rows: list[AttrInstance] = []
-    for eid, old, new in docs:
-        doc = new if new is not None else old
-        if new is old or doc is None:
-            continue
-        added = history_of(eid, old, new, now_ms)
-        if added:
-            headers[eid] = (doc["type"], now)
-            rows.extend(added)
-    sqlite_temporal.record(con, headers, rows)

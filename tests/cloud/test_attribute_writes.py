@@ -39,7 +39,7 @@ async def _create(client: httpx.AsyncClient, **attrs: Any) -> None:
 
 
 async def _stored(store: Store) -> dict[str, Any]:
-    doc = await store.get_entity(EID)
+    doc = await store.entities.get(EID)
     assert doc is not None
     return doc
 

@@ -42,7 +42,7 @@ async def _op(
 
 
 async def _doc(store: Store, n: int) -> dict[str, Any] | None:
-    doc = await store.get_entity(f"urn:ngsi-ld:Room:{n}")
+    doc = await store.entities.get(f"urn:ngsi-ld:Room:{n}")
     return None if doc is None else present(doc, core_context())
 
 
@@ -170,7 +170,7 @@ async def test_batch_ld_json_items_need_their_context(
     )
     assert resp.status_code == 207
     assert _error_ids(resp) == ["urn:ngsi-ld:Room:2"]
-    stored = await store.get_entity("urn:ngsi-ld:Room:1")
+    stored = await store.entities.get("urn:ngsi-ld:Room:1")
     assert stored is not None
     assert "https://x.example/t" in stored
 
@@ -182,54 +182,60 @@ async def test_write_entities_applies_repeated_ids_in_order(store: Store) -> Non
     frag = {"id": "urn:x:1", "type": "T", "a": {"type": "Property", "value": 1}}
     report = ops.UpdateReport()
     more = {"b": {"type": "Property", "value": 2}}
-    results = await store.write_entities(
-        [
+    results = await store.entities.write(
+        refusable=NgsiLdError,
+        changes=[
             ("urn:x:1", ops.create(frag, NOW)),
             ("urn:x:1", ops.append_attrs("urn:x:1", more, NOW, no_overwrite=False, report=report)),
             ("urn:x:1", ops.create(frag, NOW)),
             ("urn:x:2", ops.delete_entity("urn:x:2")),
-        ]
+        ],
     )
     assert results[:2] == ["created", "updated"]
     assert isinstance(results[2], NgsiLdError)
     assert results[2].status == 409
     assert isinstance(results[3], NgsiLdError)
     assert results[3].status == 404
-    doc = await store.get_entity("urn:x:1")
+    doc = await store.entities.get("urn:x:1")
     assert doc is not None
     assert doc["b"]["value"] == 2
-    results = await store.write_entities([("urn:x:1", ops.delete_entity("urn:x:1"))])
+    results = await store.entities.write(
+        refusable=NgsiLdError, changes=[("urn:x:1", ops.delete_entity("urn:x:1"))]
+    )
     assert results == ["deleted"]
-    assert await store.get_entity("urn:x:1") is None
+    assert await store.entities.get("urn:x:1") is None
 
 
 async def test_write_entities_rolls_back_on_an_unexpected_error(store: Store) -> None:
     frag = {"id": "urn:x:1", "type": "T"}
-    await store.write_entities([("urn:x:1", ops.create(frag, NOW))])
+    await store.entities.write(refusable=NgsiLdError, changes=[("urn:x:1", ops.create(frag, NOW))])
 
     def explode(current: dict[str, Any] | None) -> dict[str, Any] | None:
         raise RuntimeError("a bug in a change")
 
     with pytest.raises(RuntimeError):
-        await store.write_entities(
-            [
+        await store.entities.write(
+            refusable=NgsiLdError,
+            changes=[
                 ("urn:x:2", ops.create({"id": "urn:x:2", "type": "T"}, NOW)),
                 ("urn:x:1", ops.delete_entity("urn:x:1")),
                 ("urn:x:3", explode),
-            ]
+            ],
         )
-    assert await store.get_entity("urn:x:2") is None
-    assert await store.get_entity("urn:x:1") is not None
+    assert await store.entities.get("urn:x:2") is None
+    assert await store.entities.get("urn:x:1") is not None
 
 
 async def test_unchanged_entity_is_not_rewritten(store: Store) -> None:
     frag = {"id": "urn:x:1", "type": "T", "a": {"type": "Property", "value": 1}}
-    await store.write_entities([("urn:x:1", ops.create(frag, NOW))])
+    await store.entities.write(refusable=NgsiLdError, changes=[("urn:x:1", ops.create(frag, NOW))])
     later = "2026-11-27T13:00:00.000Z"
     report = ops.UpdateReport()
     same = {"a": {"type": "Property", "value": 1}}
     change = ops.update_attrs("urn:x:1", same, later, report=report)
-    assert await store.write_entities([("urn:x:1", change)]) == ["unchanged"]
-    doc = await store.get_entity("urn:x:1")
+    assert await store.entities.write(refusable=NgsiLdError, changes=[("urn:x:1", change)]) == [
+        "unchanged"
+    ]
+    doc = await store.entities.get("urn:x:1")
     assert doc is not None
     assert doc["modifiedAt"] == NOW

@@ -148,7 +148,7 @@ async def test_a_command_goes_pending_delivered_ok_on_the_entity(
     now = "2026-11-28T00:00:00.000Z"
     fragment = {"activePower": {"type": "Property", "value": 5.0}}
     await notifier.write_entities([(ENTITY, ops.merge_entity(ENTITY, fragment, now))])
-    doc = await store.get_entity(ENTITY)
+    doc = await store.entities.get(ENTITY)
     assert doc is not None
     assert doc["activePower_status"]["value"] == "PENDING"
     orders = await service.take(GW)
@@ -159,7 +159,7 @@ async def test_a_command_goes_pending_delivered_ok_on_the_entity(
     assert not await service.settle("gw-other", result)
     assert await service.settle(GW, result)
     assert not await service.settle(GW, result)
-    doc = await store.get_entity(ENTITY)
+    doc = await store.entities.get(ENTITY)
     assert doc is not None
     assert (doc["activePower_status"]["value"], doc["activePower_info"]["value"]) == (
         "OK",
@@ -186,7 +186,7 @@ async def test_commands_expire_and_foreign_declarations_are_refused(
     )
     await asyncio.sleep(0.1)
     assert await service.expire() == 1
-    doc = await store.get_entity(ENTITY)
+    doc = await store.entities.get(ENTITY)
     assert doc is not None
     assert doc["activePower_status"]["value"] == "EXPIRED"
     assert await service.take(GW) == []
@@ -195,7 +195,7 @@ async def test_commands_expire_and_foreign_declarations_are_refused(
     await notifier.write_entities(
         [(ENTITY, ops.merge_entity(ENTITY, bad, "2026-11-28T00:00:01.000Z"))]
     )
-    doc = await store.get_entity(ENTITY)
+    doc = await store.entities.get(ENTITY)
     assert doc is not None
     assert doc["activePower_status"]["value"] == "ERROR"
 

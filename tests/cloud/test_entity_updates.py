@@ -27,7 +27,7 @@ async def _send(client: httpx.AsyncClient, token: str, rows: list[list[Any]], **
 
 async def _entity(store: SqliteStore) -> dict[str, Any]:
     """The stored entity without createdAt/modifiedAt (test_ingest checks those)."""
-    entity = await store.get_entity(ENTITY)
+    entity = await store.entities.get(ENTITY)
     assert entity is not None
     return {
         k: ({a: b for a, b in v.items() if a not in _SYS} if isinstance(v, dict) else v)

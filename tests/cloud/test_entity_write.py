@@ -62,7 +62,7 @@ def _problem(resp: httpx.Response, status: int, kind: str | None) -> dict[str, A
 
 
 async def _stored(store: Store, entity_id: str = EID) -> dict[str, Any]:
-    doc = await store.get_entity(entity_id)
+    doc = await store.entities.get(entity_id)
     assert doc is not None
     return doc
 
@@ -104,7 +104,7 @@ async def test_create_is_201_with_location_and_served(
 async def test_create_with_trailing_slash(client: httpx.AsyncClient, store: Store) -> None:
     resp = await _send(client, "POST", "/entities/", _entity())
     assert resp.status_code == 201, resp.text
-    assert await store.get_entity(EID) is not None
+    assert await store.entities.get(EID) is not None
 
 
 async def test_create_twice_is_409(client: httpx.AsyncClient, store: Store) -> None:
@@ -161,7 +161,7 @@ async def test_invalid_entity_is_400_and_stores_nothing(
     client: httpx.AsyncClient, store: Store, body: Any
 ) -> None:
     _problem(await _send(client, "POST", "/entities", body), 400, "BadRequestData")
-    assert await store.get_entity(EID) is None
+    assert await store.entities.get(EID) is None
 
 
 async def test_invalid_json_is_400_invalid_request(client: httpx.AsyncClient) -> None:
@@ -172,7 +172,7 @@ async def test_invalid_json_is_400_invalid_request(client: httpx.AsyncClient) ->
 async def test_oversized_body_is_413(client: httpx.AsyncClient, store: Store) -> None:
     big = _entity(blob={"type": "Property", "value": "x" * MAX_ENTITY_BYTES})
     _problem(await _send(client, "POST", "/entities", big), 413, None)
-    assert await store.get_entity(EID) is None
+    assert await store.entities.get(EID) is None
 
 
 @pytest.mark.parametrize("ctype", ["text/plain", "application/xml", ""])
@@ -248,7 +248,7 @@ async def test_unknown_context_without_network_is_503(
         503,
         "LdContextNotAvailable",
     )
-    assert await store.get_entity(EID) is None
+    assert await store.entities.get(EID) is None
 
 
 # --- DELETE / PUT / PATCH /entities/{id} ---------------------------------------------------
@@ -257,7 +257,7 @@ async def test_unknown_context_without_network_is_503(
 async def test_delete_entity(client: httpx.AsyncClient, store: Store) -> None:
     await _create(client)
     assert (await client.delete(f"{API}/entities/{EID}")).status_code == 204
-    assert await store.get_entity(EID) is None
+    assert await store.entities.get(EID) is None
     _problem(await client.delete(f"{API}/entities/{EID}"), 404, "ResourceNotFound")
     _problem(await client.delete(f"{API}/entities/not-a-uri"), 400, "BadRequestData")
 

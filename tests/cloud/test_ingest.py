@@ -56,7 +56,7 @@ async def test_replayed_batch_counts_duplicates_and_stores_nothing_twice(
 ) -> None:
     first = batch("gw-1", good_rows(1, 50))
     assert (await _post(client, gw1_token, first)).status_code == 200
-    entity_before = await store.get_entity("urn:ngsi-ld:Device:gw-1:m0")
+    entity_before = await store.entities.get("urn:ngsi-ld:Device:gw-1:m0")
     # the same batch again, then one overlapping it by half
     again = BatchAck.model_validate_json((await _post(client, gw1_token, first)).content)
     assert (again.accepted, again.duplicates, again.max_seq) == (0, 50, 50)
@@ -134,8 +134,8 @@ async def test_entity_owned_by_another_gateway_is_403_for_the_whole_batch(
     body = _problem(await _post(client, gw2_token, mixed), 403)
     assert owned_by_gw1["entity_id"] in body["detail"]
     assert await store.readings.count("gw-2") == 0
-    assert await store.get_entity("urn:ngsi-ld:Device:gw-2:m0") is None
-    gw1_entity = await store.get_entity(owned_by_gw1["entity_id"])
+    assert await store.entities.get("urn:ngsi-ld:Device:gw-2:m0") is None
+    gw1_entity = await store.entities.get(owned_by_gw1["entity_id"])
     assert gw1_entity is not None
     assert gw1_entity["activePower"]["value"] == 205.0
     # its own entity alone is fine
@@ -257,7 +257,7 @@ async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owne
     )
     assert resp.status_code == 201
     assert (await _post(client, gw1_token, batch("gw-1", good_rows(1, 3)))).status_code == 200
-    entity = await store.get_entity(eid)
+    entity = await store.entities.get(eid)
     assert entity is not None
     assert entity["name"]["value"] == "meter"
     assert entity["activePower"]["value"] == 203.0

@@ -301,4 +301,4 @@ async def test_ingested_device_is_served_through_the_api(
     assert devices[0]["activePower"]["value"] == 210.0
     assert "createdAt" not in devices[0]["activePower"]  # system attributes only when asked
     with_sys = await client.get(f"{API}/entities", params={"type": "Device", "options": "sysAttrs"})
-    assert with_sys.json()[0] == await store.get_entity("urn:ngsi-ld:Device:gw-1:m0")
+    assert with_sys.json()[0] == await store.entities.get("urn:ngsi-ld:Device:gw-1:m0")

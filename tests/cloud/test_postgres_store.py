@@ -62,7 +62,7 @@ async def test_the_same_batch_replayed_concurrently_is_stored_once(
         assert sorted((r.accepted, r.duplicates) for r in results) == [(0, 5000), (5000, 0)]
         assert {r.max_seq for r in results} == {start + 4999}
     assert await b.readings.seqs("gw-1") == list(range(1, 15_001))
-    entity = await a.get_entity(ENTITY)
+    entity = await a.entities.get(ENTITY)
     assert entity is not None
     assert entity["activePower"]["value"] == 200.0 + 15_000 % 50
     assert len(await a.readings.history(ENTITY, "activePower")) == 15_000
@@ -84,7 +84,7 @@ async def test_two_gateways_ingesting_concurrently_are_both_stored(
         assert [r.accepted for r in done] == [1000, 1000]
     for store, gw in ((b, "gw-1"), (a, "gw-2")):
         assert await store.readings.seqs(gw) == list(range(1, 3001))
-        entity = await store.get_entity(f"urn:ngsi-ld:Device:{gw}:m0")
+        entity = await store.entities.get(f"urn:ngsi-ld:Device:{gw}:m0")
         assert entity is not None
         assert entity["dateLastValueReported"]["value"]["@value"].endswith("12:00:03.000Z")
 
@@ -105,7 +105,7 @@ async def test_concurrent_batches_on_one_entity_lose_no_attribute(
         *(ingest((a if i % 2 else b).db, "gw-1", body) for i, body in enumerate(batches))
     )
     assert sum(r.accepted for r in done) == len(attrs)
-    entity = await a.get_entity(ENTITY)
+    entity = await a.entities.get(ENTITY)
     assert entity is not None
     assert {name: entity[name]["value"] for name in attrs} == {
         attr: float(i) for i, attr in enumerate(attrs)
@@ -120,13 +120,13 @@ async def test_ownership_is_enforced_across_brokers(
     await register(a, "gw-1")
     await register(a, "gw-2")
     await ingest(a.db, "gw-1", _batch("gw-1", good_rows(1, 5)))
-    before = await b.get_entity(ENTITY)
+    before = await b.entities.get(ENTITY)
     intruder = _batch("gw-2", [[1, 0, T0 + 99, 1.0, "good", None]], series_map=series("gw-1"))
     with pytest.raises(OwnershipError) as refused:
         await ingest(b.db, "gw-2", intruder)
     assert refused.value.owner == "gw-1"
     assert await a.readings.count("gw-2") == 0
-    assert await a.get_entity(ENTITY) == before
+    assert await a.entities.get(ENTITY) == before
 
 
 @pytest.mark.parametrize("provisioned", [True, False], ids=["provisioned", "new"])
@@ -142,7 +142,7 @@ async def test_two_gateways_racing_to_claim_one_entity_leave_one_owner(
     for n in range(5):
         eid = f"urn:ngsi-ld:Device:shared:{n}"
         if provisioned:
-            await a.upsert_entities([{"id": eid, "type": "Device"}], replace=False)
+            await a.entities.upsert([{"id": eid, "type": "Device"}], replace=False)
         target = {"0": {"entity_id": eid, "entity_type": "Device", "attr": "x"}}
         results = await asyncio.gather(
             ingest(
@@ -157,7 +157,7 @@ async def test_two_gateways_racing_to_claim_one_entity_leave_one_owner(
         assert len(refused) == 1, results
         winner = "gw-2" if results[0] is refused[0] else "gw-1"
         assert refused[0].owner == winner
-        entity = await b.get_entity(eid)
+        entity = await b.entities.get(eid)
         assert entity is not None
         assert entity["x"]["value"] == (1.0 if winner == "gw-1" else 2.0)
         wins[winner] += 1
@@ -173,11 +173,11 @@ async def test_new_entities_created_concurrently_by_upsert_are_created_once(
     first = [{"id": i, "type": "Thing", "p": {"type": "Property", "value": 1}} for i in ids]
     second = [{"id": i, "type": "Thing", "q": {"type": "Property", "value": 2}} for i in ids]
     created_a, created_b = await asyncio.gather(
-        a.upsert_entities(first, replace=False), b.upsert_entities(second, replace=False)
+        a.entities.upsert(first, replace=False), b.entities.upsert(second, replace=False)
     )
     assert [x or y for x, y in zip(created_a, created_b, strict=True)] == [True] * len(ids)
     assert not any(x and y for x, y in zip(created_a, created_b, strict=True))
-    page, total = await a.query_entities(types=["Thing"], ids=None, limit=100, offset=0)
+    page, total = await a.entities.query(types=["Thing"], ids=None, limit=100, offset=0)
     assert total == len(ids)
     assert all(e["p"]["value"] == 1 and e["q"]["value"] == 2 for e in page)  # merged, none lost
 

@@ -37,7 +37,7 @@ async def _create(client: httpx.AsyncClient, *docs: dict[str, Any]) -> None:
 
 
 async def _ids(store: Store) -> list[str]:
-    page, _ = await store.search_entities(EntityQuery(), limit=100, offset=0)
+    page, _ = await store.entities.search(EntityQuery(), limit=100, offset=0)
     return [doc["id"] for doc in page]
 
 
@@ -110,16 +110,16 @@ async def test_purge_keep_and_drop_attributes(client: httpx.AsyncClient, store: 
             },
         },
     )
-    before = await store.get_entity("urn:ngsi-ld:Building:p1")
+    before = await store.entities.get("urn:ngsi-ld:Building:p1")
     assert before is not None
     purge = f"{API}/entities"
     resp = await client.delete(purge, params={"type": "Building", "drop": "height,location"})
     assert resp.status_code == 204, resp.text
-    one = await store.get_entity("urn:ngsi-ld:Building:p1")
+    one = await store.entities.get("urn:ngsi-ld:Building:p1")
     assert one is not None
     assert set(one) - {"createdAt", "modifiedAt"} == {"id", "type", "name", "colour"}
     assert one["modifiedAt"] >= before["modifiedAt"]
-    three = await store.get_entity("urn:ngsi-ld:Building:p3")
+    three = await store.entities.get("urn:ngsi-ld:Building:p3")
     assert three is not None
     assert "location" not in three
     # the location index forgot it too: a geo-query no longer finds the entity
@@ -132,10 +132,10 @@ async def test_purge_keep_and_drop_attributes(client: httpx.AsyncClient, store: 
     assert near.json() == []
     resp = await client.delete(purge, params={"id": "urn:ngsi-ld:Building:p1", "keep": "name"})
     assert resp.status_code == 204
-    one = await store.get_entity("urn:ngsi-ld:Building:p1")
+    one = await store.entities.get("urn:ngsi-ld:Building:p1")
     assert one is not None
     assert set(one) - {"createdAt", "modifiedAt"} == {"id", "type", "name"}
-    two = await store.get_entity("urn:ngsi-ld:Building:p2")
+    two = await store.entities.get("urn:ngsi-ld:Building:p2")
     assert two is not None
     assert "name" in two
 
@@ -146,8 +146,8 @@ async def test_store_purge_reports_changes_and_records_history(store: Store) -> 
          "b": {"type": "Property", "value": -n}}
         for n in range(3)
     ]  # fmt: skip
-    await store.upsert_entities(docs, replace=True)
-    changes = await store.purge_entities(
+    await store.entities.upsert(docs, replace=True)
+    changes = await store.entities.purge(
         EntityQuery(ids=("urn:x:0", "urn:x:1")), Purge(drop=frozenset({"b"}))
     )
     assert sorted((old["id"], sorted(new or {})) for old, new in changes) == [
@@ -155,9 +155,9 @@ async def test_store_purge_reports_changes_and_records_history(store: Store) -> 
         ("urn:x:1", ["a", "id", "modifiedAt", "type"]),
     ]
     # an entity the purge would not change is left out (and not rewritten)
-    again = await store.purge_entities(EntityQuery(ids=("urn:x:0",)), Purge(drop=frozenset({"b"})))
+    again = await store.entities.purge(EntityQuery(ids=("urn:x:0",)), Purge(drop=frozenset({"b"})))
     assert again == []
-    gone = await store.purge_entities(EntityQuery(types="T"), Purge())
+    gone = await store.entities.purge(EntityQuery(types="T"), Purge())
     assert sorted(old["id"] for old, new in gone if new is None) == [
         "urn:x:0",
         "urn:x:1",

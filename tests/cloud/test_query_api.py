@@ -15,6 +15,7 @@ import pytest
 from ldt.cloud.ngsild.entity_ops import upsert
 from ldt.cloud.ngsild.entity_query import EntityQuery, map_q_names, parse_types
 from ldt.cloud.ngsild.geo import parse_geoquery
+from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.query import parse_q
 from ldt.cloud.store import Store
 
@@ -67,7 +68,9 @@ async def seeded(store: Store) -> Store:
 async def _put(store: Store, docs: list[dict[str, Any]]) -> None:
     """Create or replace entities in their stored form (as the write routes would)."""
     now = "2024-05-01T12:00:00.000Z"
-    outcomes = await store.write_entities([(d["id"], upsert(d, now, replace=True)) for d in docs])
+    outcomes = await store.entities.write(
+        refusable=NgsiLdError, changes=[(d["id"], upsert(d, now, replace=True)) for d in docs]
+    )
     assert all(isinstance(o, str) for o in outcomes), outcomes
 
 

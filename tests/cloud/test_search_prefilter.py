@@ -10,6 +10,7 @@ from typing import Any
 from ldt.cloud.ngsild.entity_ops import delete_entity, upsert
 from ldt.cloud.ngsild.entity_query import EntityQuery, parse_types
 from ldt.cloud.ngsild.geo import parse_geoquery
+from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.store import Store, schema
 from ldt.cloud.store.database import Tx
 
@@ -19,12 +20,14 @@ SELECTIONS = ("Alpha", "Alpha,Beta", "Alpha|Gamma", "Alpha;Beta", "Beta,(Alpha;G
 
 
 async def _put(store: Store, docs: list[dict[str, Any]]) -> None:
-    outcomes = await store.write_entities([(d["id"], upsert(d, NOW, replace=True)) for d in docs])
+    outcomes = await store.entities.write(
+        refusable=NgsiLdError, changes=[(d["id"], upsert(d, NOW, replace=True)) for d in docs]
+    )
     assert all(isinstance(o, str) for o in outcomes), outcomes
 
 
 async def _ids(store: Store, query: EntityQuery) -> list[str]:
-    page, total = await store.search_entities(query, limit=1000, offset=0)
+    page, total = await store.entities.search(query, limit=1000, offset=0)
     assert total == len(page)
     return [e["id"] for e in page]
 
@@ -85,10 +88,12 @@ async def test_location_boxes_follow_every_write(store: Store) -> None:
     await _put(store, [{"id": eid, "type": "Spot"}])  # no location any more
     assert await _ids(store, _near(11.57, 48.13)) == []
 
-    await store.upsert_entities([{"id": eid, "type": "Spot", **_point(4.0, 50.0)}], replace=True)
+    await store.entities.upsert([{"id": eid, "type": "Spot", **_point(4.0, 50.0)}], replace=True)
     assert await _ids(store, _near(4.0, 50.0)) == [eid]
 
-    (outcome,) = await store.write_entities([(eid, delete_entity(eid))])
+    (outcome,) = await store.entities.write(
+        refusable=NgsiLdError, changes=[(eid, delete_entity(eid))]
+    )
     assert outcome == "deleted"
     assert await _ids(store, _near(4.0, 50.0)) == []
 

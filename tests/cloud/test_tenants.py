@@ -373,4 +373,4 @@ async def test_a_served_broker_closes_its_tenants_on_exit(tmp_path: Path) -> Non
     # the tenant's SQLite thread is gone (else the suite's leak guard fails this test)
     path = tmp_path / TENANTS_DIRNAME / tenant_key(A["NGSILD-Tenant"]) / DB_FILENAME
     async with SqliteStore(path=path) as reopened:
-        assert await reopened.get_entity("urn:ngsi-ld:Building:b1") is not None
+        assert await reopened.entities.get("urn:ngsi-ld:Building:b1") is not None

@@ -346,7 +346,7 @@ async def populate(store: Store, work: Path) -> None:
 
 async def describe(store: Store) -> dict[str, Any]:
     """What the manifest states, read through the ``Store`` API (the same on both stores)."""
-    entities, _ = await store.query_entities(types=None, ids=None, limit=1000, offset=0)
+    entities, _ = await store.entities.query(types=None, ids=None, limit=1000, offset=0)
     by_id = {e["id"]: e for e in entities}
     temporal, _ = await store.query_temporal(types=None, ids=None, limit=1000, offset=0)
     subscriptions, _ = await store.subscriptions.list()
@@ -396,7 +396,7 @@ async def describe(store: Store) -> dict[str, Any]:
 
 async def entity_docs(store: Store) -> dict[str, Any]:
     """Every entity document and temporal header (what the restored dump must give back)."""
-    entities, _ = await store.query_entities(types=None, ids=None, limit=1000, offset=0)
+    entities, _ = await store.entities.query(types=None, ids=None, limit=1000, offset=0)
     temporal, _ = await store.query_temporal(types=None, ids=None, limit=1000, offset=0)
     return {"entities": entities, "temporal": temporal}
 

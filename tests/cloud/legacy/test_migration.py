@@ -49,14 +49,14 @@ async def _check(store: Store, manifest: dict[str, Any]) -> None:
     made_by_api = sum(r["instances"] for r in manifest["attr_instances"])
     assert instances >= made_by_api + 32
     for eid in manifest["entities"]:
-        assert await store.get_entity(eid) is not None, eid
+        assert await store.entities.get(eid) is not None, eid
     for sub in manifest["subscriptions"]:
         assert await store.subscriptions.get(sub) is not None
     for reg in manifest["registrations"]:
         assert await store.registrations.get(reg) is not None
     located = [eid for eid, info in manifest["entities"].items() if "location" in info["attrs"]]
     if located:
-        doc = await store.get_entity(located[0])
+        doc = await store.entities.get(located[0])
         assert doc is not None
         lon, lat = doc["location"]["value"]["coordinates"][:2]
         query = EntityQuery(
@@ -64,7 +64,7 @@ async def _check(store: Store, manifest: dict[str, Any]) -> None:
                 georel="near;maxDistance==50", geometry="Point", coordinates=f"[{lon},{lat}]"
             )
         )
-        found, _ = await store.search_entities(query, limit=100, offset=0)
+        found, _ = await store.entities.search(query, limit=100, offset=0)
         assert located[0] in {e["id"] for e in found}
 
 
