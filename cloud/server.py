@@ -44,7 +44,7 @@ from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
 from ldt.cloud.ngsild.tenant_routing import TenantMiddleware
-from ldt.cloud.pki import artifacts
+from ldt.cloud.pki import artifact_routes
 from ldt.cloud.pki import routes as pki_routes
 from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.pki.ca import CertificateAuthority
@@ -111,7 +111,7 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
             *ingest.routes,
             *fleet.routes,
             *pki_routes.routes,
-            *artifacts.routes,
+            *artifact_routes.routes,
             *control_routes.routes,
             Mount(
                 "/ngsi-ld/v1",
