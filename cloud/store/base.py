@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
+from ldt.cloud.store.temporal import TemporalRepository
 from ldt.contract import IngestBatch
 
 if TYPE_CHECKING:
     from ldt.cloud.ngsild.entity_query import EntityQuery
-    from ldt.cloud.ngsild.order_by import OrderKey
     from ldt.cloud.ngsild.problems import NgsiLdError
-    from ldt.cloud.ngsild.temporal import AttrInstance, Window
-    from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
     from ldt.cloud.store.database import Database
     from ldt.cloud.store.purge_sql import Purge
 
@@ -136,6 +134,8 @@ class Store(abc.ABC):
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.temporal = TemporalRepository(db)
+        """The temporal representation (attribute-instance history)."""
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -346,80 +346,3 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_registrations(self) -> list[dict[str, Any]]:
         """Every registration's document, by id (the API filters and pages them)."""
-
-    # temporal representation (ldt.cloud.ngsild.temporal) ---------------------
-    @abc.abstractmethod
-    async def add_temporal(
-        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
-    ) -> bool:
-        """Create or update a temporal entity and add ``instances``; True if it was created.
-
-        Entity writes record their history themselves (same transaction);
-        this is for the temporal API's own provision (5.6.11, 5.6.12).
-        """
-
-    @abc.abstractmethod
-    async def get_temporal(self, entity_id: str) -> Entity | None:
-        """A temporal entity's header (id, type, createdAt, modifiedAt), or None."""
-
-    @abc.abstractmethod
-    async def query_temporal(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        order: Sequence[OrderKey] = (),
-    ) -> tuple[list[Entity], int]:
-        """Headers of temporal entities of any of ``types``/``ids`` (None: all); total.
-
-        In ``order`` (``order_by.temporal_order``; empty: by id), ties by id.
-        """
-
-    @abc.abstractmethod
-    async def temporal_instances(
-        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
-    ) -> list[AttrInstance]:
-        """The instances of these entities (and attributes) in ``window`` (lastN per attribute)."""
-
-    @abc.abstractmethod
-    async def temporal_page(
-        self,
-        entity_ids: Sequence[str],
-        attrs: Sequence[str] | None,
-        window: Window,
-        *,
-        datasets: frozenset[str | None] | None,
-        limit: int,
-        render: Render | None = None,
-    ) -> TemporalPage:
-        """What a temporal answer shows: at most ``limit`` instances, cut in SQL.
-
-        As ``temporal_instances`` of the ``datasets`` (None: all) then
-        ``temporal.paginate``, without reading the instances past the cut
-        (``temporal_read``); ``render``: the instances as JSON the store wrote
-        (``temporal_page``), not parsed.
-        """
-
-    @abc.abstractmethod
-    async def delete_temporal(
-        self,
-        entity_id: str,
-        *,
-        attr: str | None = None,
-        dataset_id: str | None = None,
-        all_datasets: bool = False,
-    ) -> bool:
-        """Delete a temporal entity, or one attribute's instances (of one datasetId or all).
-
-        False if there was nothing to delete.
-        """
-
-    @abc.abstractmethod
-    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
-        """Delete one attribute instance; False if absent."""
-
-    @abc.abstractmethod
-    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
-        """Replace instance ``row.instance_id`` of ``row``'s entity and attribute; False: absent."""
