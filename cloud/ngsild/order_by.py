@@ -237,7 +237,11 @@ def _entity_key(key: OrderKey, dialect: Dialect) -> tuple[str, list[Any]]:
 
 
 def _temporal_key(key: OrderKey, dialect: Dialect) -> tuple[str, list[Any]]:
-    """One key of a temporal entity as JSON: header columns, or the latest instance's value."""
+    """One key of a temporal entity as JSON: header columns, or the latest instance's value.
+
+    Placeholders are ``?`` in both dialects (``ldt.cloud.store.dialect``: the store's
+    connection converts them for psycopg).
+    """
     member = key.entity_member
     quote = "json_quote(" if dialect == "sqlite" else "to_jsonb("
     if member in ("id", "type"):
@@ -247,16 +251,15 @@ def _temporal_key(key: OrderKey, dialect: Dialect) -> tuple[str, list[Any]]:
         return f"{quote}temporal_entities.{column})", []
     attr, subs = key.names[0], key.sub_attributes
     ends = [key.member] if key.member is not None else ["value", "object"]
-    mark = "?" if dialect == "sqlite" else "%s"
     if dialect == "sqlite":
         parts = ["i.doc -> ?" for _ in ends]
         params: list[Any] = [f"${_sqlite_suffix(subs)}.{end}" for end in ends]
     else:
-        parts = ["i.doc #> %s::text[]" for _ in ends]
+        parts = ["i.doc #> ?::text[]" for _ in ends]
         params = [[*subs, end] for end in ends]
     value = parts[0] if len(parts) == 1 else f"coalesce({', '.join(parts)})"
     sql = (
         f"(SELECT {value} FROM attr_instances AS i WHERE i.entity_id = temporal_entities.id"  # noqa: S608
-        f" AND i.attr = {mark} ORDER BY i.modified_at_ms DESC, i.instance_id DESC LIMIT 1)"
+        " AND i.attr = ? ORDER BY i.modified_at_ms DESC, i.instance_id DESC LIMIT 1)"
     )
     return sql, [*params, attr]

@@ -54,6 +54,7 @@ from ldt.cloud.ngsild.temporal_page import Render, TemporalPage, attribute_value
 from ldt.cloud.ngsild.tenant_routing import store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.temporal import TemporalHeader
 
 __all__ = ["DEFAULT_INSTANCE_LIMIT", "routes"]
 
@@ -155,10 +156,10 @@ async def create_or_update(request: Request) -> Response:
     head, rows = _instances(raw, ctx, now_ms)
     entity_id = str(raw["id"])
     store = _store(request)
-    new = await store.get_temporal(entity_id) is None
+    new = await store.temporal.get(entity_id) is None
     if new and await store.entities.get(entity_id) is None:
         rows = await _create_current(request, head, rows, iso_ms(now_ms))
-    created = await store.add_temporal(entity_id, head["type"], rows, now=iso_ms(now_ms))
+    created = await store.temporal.add(entity_id, head["type"], rows, now=iso_ms(now_ms))
     if created or new:
         return Response(
             status_code=201, headers={"Location": f"{_API}/temporal/entities/{entity_id}"}
@@ -186,7 +187,7 @@ async def add_attrs(request: Request) -> Response:
     """Add attributes to temporal representation (5.6.12): 204, 404."""
     entity_id = _entity_id(request)
     store = _store(request)
-    header = await store.get_temporal(entity_id)
+    header = await store.temporal.get(entity_id)
     if header is None:
         raise _not_found(f"no temporal entity {entity_id}")
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -194,13 +195,13 @@ async def add_attrs(request: Request) -> Response:
     ctx = await context_of(request, body, raw)
     if raw.get("id", entity_id) != entity_id:
         raise _bad(f"the body's id {raw['id']} is not the URL's {entity_id}")
-    stored_type = header["type"]
+    stored_type = header.type
     client_type = _client_name(
         stored_type[0] if isinstance(stored_type, list) else stored_type, ctx
     )
     now_ms = _now_ms()
     _, rows = _instances({**raw, "id": entity_id, "type": client_type}, ctx, now_ms)
-    await store.add_temporal(entity_id, stored_type, rows, now=iso_ms(now_ms))
+    await store.temporal.add(entity_id, stored_type, rows, now=iso_ms(now_ms))
     return Response(status_code=204)
 
 
@@ -216,11 +217,11 @@ async def delete_entity(request: Request) -> Response:
         )
     entity_id = _entity_id(request)
     store = _store(request)
-    if await store.get_temporal(entity_id) is None:
+    if await store.temporal.get(entity_id) is None:
         raise _not_found(f"no temporal entity {entity_id}")
     # the entity goes with its history (one entity, two views: see _create_current)
     await _write(request, [(entity_id, ops.delete_entity(entity_id))])
-    if not await store.delete_temporal(entity_id):
+    if not await store.temporal.delete(entity_id):
         raise _not_found(f"no temporal entity {entity_id}")
     return Response(status_code=204)
 
@@ -248,9 +249,9 @@ async def delete_attr(request: Request) -> Response:
     params = request.query_params
     delete_all = params.get("deleteAll", "false") == "true"
     store = _store(request)
-    if await store.get_temporal(entity_id) is None:
+    if await store.temporal.get(entity_id) is None:
         raise _not_found(f"no temporal entity {entity_id}")
-    found = await store.delete_temporal(
+    found = await store.temporal.delete(
         entity_id, attr=attr, dataset_id=params.get("datasetId"), all_datasets=delete_all
     )
     if not found:
@@ -264,7 +265,7 @@ async def _instance(request: Request, ctx: ActiveContext) -> tuple[str, str, Att
     instance_id: str = request.path_params["instance_id"]
     if not is_uri(instance_id):
         raise _bad(f"instanceId {instance_id!r} is not a URI")
-    rows = await _store(request).temporal_instances(
+    rows = await _store(request).temporal.instances(
         [entity_id], [attr], Window(time_property="modifiedAt")
     )
     for row in rows:
@@ -292,7 +293,7 @@ async def patch_instance(request: Request) -> Response:
     now_ms = _now_ms()
     doc = {**row.doc, **patch, "modifiedAt": iso_ms(now_ms)}
     new = instance_row(entity_id, attr, {**doc, "instanceId": row.instance_id}, now_ms)
-    if not await _store(request).replace_temporal_instance(new):
+    if not await _store(request).temporal.replace_instance(new):
         raise _not_found(f"no instance {row.instance_id}")
     return Response(status_code=204)
 
@@ -301,7 +302,7 @@ async def delete_instance(request: Request) -> Response:
     """Delete attribute instance from temporal representation (5.6.15): 204, 404."""
     ctx, _ = await _link_ctx(request)
     entity_id, attr, row = await _instance(request, ctx)
-    if not await _store(request).delete_temporal_instance(entity_id, attr, row.instance_id):
+    if not await _store(request).temporal.delete_instance(entity_id, attr, row.instance_id):
         raise _not_found(f"no instance {row.instance_id}")
     return Response(status_code=204)
 
@@ -383,8 +384,21 @@ class _Read:
 
     async def page(self, store: Store, entity_ids: list[str], limit: int) -> TemporalPage:
         """The instances to show, at most ``limit`` (the rest: 206), chosen in SQL."""
-        return await store.temporal_page(
+        return await store.temporal.page(
             entity_ids,
+            self.attrs,
+            self.window,
+            datasets=self.datasets,
+            limit=limit,
+            render=self.render_mode,
+        )
+
+    async def entity(
+        self, store: Store, entity_id: str, limit: int
+    ) -> tuple[TemporalHeader, TemporalPage] | None:
+        """The entity's header and its ``page``, read together; None if it does not exist."""
+        return await store.temporal.entity(
+            entity_id,
             self.attrs,
             self.window,
             datasets=self.datasets,
@@ -394,7 +408,7 @@ class _Read:
 
     def show(
         self,
-        headers: Iterable[dict[str, Any]],
+        headers: Iterable[TemporalHeader],
         page: TemporalPage,
         ctx: ActiveContext,
         *,
@@ -412,8 +426,9 @@ class _Read:
         for row in page.rows:
             by_entity.setdefault(row.entity_id, []).append(row)
         out = []
-        for header in headers:
-            entity_id = header["id"]
+        for temporal_header in headers:
+            header = temporal_header.as_doc()
+            entity_id = temporal_header.id
             if not every and entity_id not in attrs_of:  # nothing in the window
                 continue
             if page.texts is None:
@@ -488,10 +503,10 @@ async def retrieve(request: Request) -> Response:
     ctx, url = await _link_ctx(request)
     read = _Read(request.query_params, ctx)
     store = _store(request)
-    header = await store.get_temporal(entity_id)
-    if header is None:
+    found = await read.entity(store, entity_id, _instance_limit(request))
+    if found is None:
         raise _not_found(f"no temporal entity {entity_id}")
-    page = await read.page(store, [entity_id], _instance_limit(request))
+    header, page = found
     if read.attrs is not None and not page.present:
         raise _not_found(f"temporal entity {entity_id} has none of the attributes asked for")
     content_range = page.content_range(read.window)
@@ -603,10 +618,10 @@ async def _query(
         if not ids:
             extra = {"NGSILD-Results-Count": "0"} if params.get("count") == "true" else None
             return _respond(request, [], url, extra)
-    headers, total = await store.query_temporal(
+    headers, total = await store.temporal.query(
         types=types, ids=ids, limit=limit, offset=offset, order=order
     )
-    page = await read.page(store, [h["id"] for h in headers], _instance_limit(request))
+    page = await read.page(store, [h.id for h in headers], _instance_limit(request))
     content_range = page.content_range(read.window)
     payload = read.show(headers, page, ctx, every=False)
     extra = {"NGSILD-Results-Count": str(total)} if params.get("count") == "true" else None

@@ -7,7 +7,7 @@ near the point within the window is answered, one without a location is not.
 
 History has no spatial index, so the candidates (the type/id selection) are read a page at a
 time, only the geoproperty's instances of each page are fetched, and what matches is kept as an
-id list; the caller then pages and orders that selection with ``Store.query_temporal`` as usual.
+id list; the caller then pages and orders that selection with ``store.temporal.query`` as usual.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ async def matching_ids(
     )
     offset = 0
     while True:
-        headers, total = await store.query_temporal(
+        headers, total = await store.temporal.query(
             types=types, ids=ids, limit=_PAGE, offset=offset
         )
-        page = [str(h["id"]) for h in headers]
+        page = [h.id for h in headers]
         found = {
             row.entity_id
-            for row in await store.temporal_instances(page, [geoproperty], span)
+            for row in await store.temporal.instances(page, [geoproperty], span)
             if geo.matches(query, row.doc.get("value"))
         }
         matched.extend(i for i in page if i in found)

@@ -1,6 +1,6 @@
 """One temporal answer's page of instances, and its rendering from JSON the store wrote.
 
-A store cuts a temporal read at the instance limit in SQL (``Store.temporal_page``,
+A store cuts a temporal read at the instance limit in SQL (``TemporalRepository.page``,
 ``store.temporal_read``). For the normalized and the simplified formats it can
 also render each instance's JSON in SQL (``Render``), so a 10,000-instance
 answer costs no JSON parsing and no per-instance dict in Python: the texts are

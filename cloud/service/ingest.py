@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ldt.cloud.errors import OwnershipError
 from ldt.cloud.ngsild.device_model import apply_update, reading_id, reading_instance, summarize
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
-from ldt.cloud.store import entity_rows, readings
+from ldt.cloud.store import entity_rows, readings, temporal
 from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Database, Tx
 from ldt.contract import IngestBatch
@@ -96,7 +96,7 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
         # the points' history is their readings; the entity's own summary attributes
         # (deviceState, dateLastValueReported) are recorded as any entity change is
         await entity_rows.record_history(tx, changes, now, skip=points)
-        await entity_rows.record(
+        await temporal.record(
             tx,
             {eid: (types.get(eid, "Device"), now) for eid in {r.entity_id for r in fresh_rows}},
             [],

@@ -1,16 +1,17 @@
-"""The storage interface the cloud is written against (SQLite today, PostgreSQL later).
+"""The store the cloud is written against: one ``Database`` and the repositories over it.
 
-A store keeps three things: registered gateways (only the SHA-256 of each
-token), the append-only reading history keyed by (gateway, seq), and the
-current NGSI-LD entities. Every method is async; implementations keep blocking
-work off the event loop. Entity documents are normalized NGSI-LD without
-``@context`` (terms are the core context's short names).
+There is no storage interface to implement twice any more. ``Store`` is one concrete class
+for both engines: it holds a ``Database`` (``database``: SQLite or PostgreSQL) and one
+repository per concern, each written once over the database's units of work
+(``store.entities``, ``store.temporal``, ``store.readings``, ``store.subscriptions``,
+``store.registrations``, ``store.gateways``, ``store.artifacts``, ``store.control``). A
+later concern (users and access, gateway configs, releases) adds one repository here.
+``SqliteStore`` and ``PostgresStore`` only build the database. Entity documents are
+normalized NGSI-LD without ``@context`` (terms are the core context's short names).
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -21,20 +22,13 @@ from ldt.cloud.store.database import Database
 from ldt.cloud.store.gateways import GatewayRepository
 from ldt.cloud.store.registrations import RegistrationRepository
 from ldt.cloud.store.subscriptions import SubscriptionRepository
+from ldt.cloud.store.temporal import TemporalRepository
 
 if TYPE_CHECKING:
-    from ldt.cloud.ngsild.order_by import OrderKey
-    from ldt.cloud.ngsild.temporal import AttrInstance, Window
-    from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
-    from ldt.cloud.store.database import Database
+    from ldt.cloud.store.entities import EntityRepository
+    from ldt.cloud.store.readings import ReadingRepository
 
-
-__all__ = [
-    "Entity",
-    "HistoryRow",
-    "Store",
-    "TypeAttributeCount",
-]
+__all__ = ["Entity", "HistoryRow", "Store", "TypeAttributeCount"]
 
 Entity = dict[str, Any]
 """A normalized NGSI-LD entity: ``{"id": ..., "type": ..., attr: {"type": "Property", ...}}``."""
@@ -42,7 +36,7 @@ Entity = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
-    """One stored reading of one attribute, as the gateway sent it."""
+    """One synced reading of one attribute, as the gateway sent it."""
 
     gateway_id: str
     seq: int
@@ -65,30 +59,24 @@ class TypeAttributeCount:
     entities: int
 
 
-class Store(abc.ABC):
-    """Async storage for gateways, reading history and entities.
-
-    Use as ``async with store:`` (opens and closes it). Every method may raise
-    ``StoreError``; nothing else escapes. ``db`` runs the SQL (``database``); the
-    repositories written once over it hang off the store as attributes.
-    """
+class Store:
+    """The repositories over one database. Use as ``async with store:`` (opens and closes
+    it). Every repository method may raise ``StoreError``; nothing else escapes."""
 
     def __init__(self, db: Database) -> None:
+        # these two import this module's records: imported here to keep the cycle out
         from ldt.cloud.store.entities import EntityRepository
         from ldt.cloud.store.readings import ReadingRepository
 
         self.db = db
-        self.entities = EntityRepository(db)
-        self.readings = ReadingRepository(db)
+        self.entities: EntityRepository = EntityRepository(db)
+        self.temporal = TemporalRepository(db)
+        self.readings: ReadingRepository = ReadingRepository(db)
         self.subscriptions = SubscriptionRepository(db)
         self.registrations = RegistrationRepository(db)
         self.gateways = GatewayRepository(db)
         self.artifacts = ArtifactRepository(db)
         self.control = ControlRepository(db)
-
-    async def drain(self) -> None:
-        """Finish the writes that are queued for a shared transaction."""
-        await self.entities.drain()
 
     async def open(self) -> None:
         """Connect, then create or migrate the schema (``schema``); idempotent."""
@@ -97,9 +85,14 @@ class Store(abc.ABC):
         await self.db.open()
         await migrate(self.db)
 
-    @abc.abstractmethod
+    async def drain(self) -> None:
+        """Finish the writes that are queued for a shared transaction."""
+        await self.entities.drain()
+
     async def close(self) -> None:
-        """Finish pending work and release files and threads."""
+        """Finish queued writes, then release connections and threads."""
+        await self.drain()
+        await self.db.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -112,83 +105,3 @@ class Store(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-    # ingest ---------------------------------------------------------------
-
-    # entities -------------------------------------------------------------
-    # temporal representation (ldt.cloud.ngsild.temporal) ---------------------
-    @abc.abstractmethod
-    async def add_temporal(
-        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
-    ) -> bool:
-        """Create or update a temporal entity and add ``instances``; True if it was created.
-
-        Entity writes record their history themselves (same transaction);
-        this is for the temporal API's own provision (5.6.11, 5.6.12).
-        """
-
-    @abc.abstractmethod
-    async def get_temporal(self, entity_id: str) -> Entity | None:
-        """A temporal entity's header (id, type, createdAt, modifiedAt), or None."""
-
-    @abc.abstractmethod
-    async def query_temporal(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        order: Sequence[OrderKey] = (),
-    ) -> tuple[list[Entity], int]:
-        """Headers of temporal entities of any of ``types``/``ids`` (None: all); total.
-
-        In ``order`` (``order_by.temporal_order``; empty: by id), ties by id.
-        """
-
-    @abc.abstractmethod
-    async def temporal_instances(
-        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
-    ) -> list[AttrInstance]:
-        """The instances of these entities (and attributes) in ``window`` (lastN per attribute)."""
-
-    @abc.abstractmethod
-    async def temporal_page(
-        self,
-        entity_ids: Sequence[str],
-        attrs: Sequence[str] | None,
-        window: Window,
-        *,
-        datasets: frozenset[str | None] | None,
-        limit: int,
-        render: Render | None = None,
-    ) -> TemporalPage:
-        """What a temporal answer shows: at most ``limit`` instances, cut in SQL.
-
-        As ``temporal_instances`` of the ``datasets`` (None: all) then
-        ``temporal.paginate``, without reading the instances past the cut
-        (``temporal_read``); ``render``: the instances as JSON the store wrote
-        (``temporal_page``), not parsed.
-        """
-
-    @abc.abstractmethod
-    async def delete_temporal(
-        self,
-        entity_id: str,
-        *,
-        attr: str | None = None,
-        dataset_id: str | None = None,
-        all_datasets: bool = False,
-    ) -> bool:
-        """Delete a temporal entity, or one attribute's instances (of one datasetId or all).
-
-        False if there was nothing to delete.
-        """
-
-    @abc.abstractmethod
-    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
-        """Delete one attribute instance; False if absent."""
-
-    @abc.abstractmethod
-    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
-        """Replace instance ``row.instance_id`` of ``row``'s entity and attribute; False: absent."""

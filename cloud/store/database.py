@@ -66,10 +66,12 @@ class Tx(abc.ABC):
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run one statement and return every row it produced."""
 
-    @abc.abstractmethod
-    def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
+    async def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
         """The rows of one statement, read a chunk at a time (a server-side cursor on
-        PostgreSQL): for scans the caller filters and may stop early."""
+        PostgreSQL): for scans the caller filters and may stop early. This default reads
+        them all at once."""
+        for row in await self.fetchall(sql, params):
+            yield row
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row a statement produced, or None."""

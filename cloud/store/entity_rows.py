@@ -23,12 +23,12 @@ import orjson
 from ldt.cloud.errors import ConcurrentChangeError
 from ldt.cloud.ngsild.temporal import AttrInstance, history_of
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.store import temporal
 from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Tx
 from ldt.cloud.store.geo_cells import columns
-from ldt.cloud.store.temporal_rows import header_params, instance_params
 
-__all__ = ["dumps", "load", "load_doc", "main_type", "now_iso", "record", "record_history", "save"]
+__all__ = ["dumps", "load", "load_doc", "main_type", "now_iso", "record_history", "save"]
 
 _CREATE: Final = (
     "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at,"
@@ -39,16 +39,6 @@ _UPDATE: Final = (
     "UPDATE entities SET type = ?, doc = {json}, modified_at = ?,"
     " geo_cell = ?, x0 = ?, y0 = ?, x1 = ?, y1 = ?,"
     " gateway_id = coalesce(gateway_id, ?) WHERE id = ?"
-)
-_UPSERT_HEADERS: Final = (
-    "INSERT INTO temporal_entities (id, type, types, created_at_ms, modified_at_ms)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET type = excluded.type,"
-    " types = excluded.types, modified_at_ms = excluded.modified_at_ms"
-)
-_INSERT_INSTANCES: Final = (
-    "INSERT INTO attr_instances (instance_id, entity_id, attr, dataset_id,"
-    " observed_at_ms, created_at_ms, modified_at_ms, doc, deleted_at_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, {json}, ?) ON CONFLICT (instance_id) DO NOTHING"
 )
 
 
@@ -139,17 +129,6 @@ async def save(
         )
 
 
-async def record(tx: Tx, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]) -> None:
-    """Upsert temporal entity headers (id -> (type, now)) and add instances (an instance id
-    already stored is left as it is: a replay adds nothing)."""
-    if headers:
-        await tx.executemany(_UPSERT_HEADERS, header_params(headers))
-    if rows:
-        await tx.executemany(
-            _INSERT_INSTANCES.format(json=tx.dialect.json_param), instance_params(rows)
-        )
-
-
 async def record_history(
     tx: Tx,
     docs: Iterable[tuple[str, Entity | None, Entity | None]],
@@ -175,4 +154,4 @@ async def record_history(
         if added:
             headers[eid] = (doc["type"], now)
             rows.extend(added)
-    await record(tx, headers, rows)
+    await temporal.record(tx, headers, rows)

@@ -29,15 +29,12 @@ PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, TypeVar
 
 import orjson
 import psycopg
 
-from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.temporal import AttrInstance, Window
-from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.store import (
     control_sql,
     pg_geo,
@@ -45,7 +42,6 @@ from ldt.cloud.store import (
     pki_sql,
     registration_sql,
     schema,
-    temporal_read,
 )
 from ldt.cloud.store.base import (
     Entity,
@@ -208,105 +204,6 @@ class PostgresStore(Store):
 
     async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
         return await self._pg.call(fn, transaction=transaction)
-
-    # ingest ---------------------------------------------------------------
-    # entities -------------------------------------------------------------
-    # temporal ---------------------------------------------------------------
-    async def add_temporal(
-        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
-    ) -> bool:
-        """See ``Store.add_temporal``."""
-
-        async def write(conn: _Conn) -> bool:
-            created = not await pg_temporal.exists(conn, entity_id)
-            await pg_temporal.drop_same_time(conn, instances)
-            await pg_temporal.record(conn, {entity_id: (etype, now)}, instances)
-            return created
-
-        return await self._call(write, transaction=True)
-
-    async def get_temporal(self, entity_id: str) -> Entity | None:
-        """See ``Store.get_temporal``."""
-        return await self._call(lambda c: pg_temporal.header(c, entity_id), transaction=False)
-
-    async def query_temporal(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        order: Sequence[order_by.OrderKey] = (),
-    ) -> tuple[list[Entity], int]:
-        """See ``Store.query_temporal``."""
-        return await self._call(
-            lambda c: pg_temporal.query(c, types, ids, limit, offset, order=order), transaction=True
-        )
-
-    async def temporal_instances(
-        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
-    ) -> list[AttrInstance]:
-        """See ``Store.temporal_instances``."""
-        return await self._call(
-            lambda c: pg_temporal.instances(c, entity_ids, attrs, window), transaction=False
-        )
-
-    async def temporal_page(
-        self,
-        entity_ids: Sequence[str],
-        attrs: Sequence[str] | None,
-        window: Window,
-        *,
-        datasets: frozenset[str | None] | None,
-        limit: int,
-        render: Render | None = None,
-    ) -> TemporalPage:
-        """See ``Store.temporal_page``.
-
-        Sorting is switched off for the read's transaction: its statements
-        ORDER BY the time of an (entity_id, attr, time) index and LIMIT, and
-        right after a bulk load (no statistics yet) the planner estimated one
-        row and chose a bitmap scan of all 86,400 instances and a sort.
-        Statements no index can order are still sorted (at a penalty only).
-        """
-
-        async def read(conn: _Conn) -> TemporalPage:
-            async def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                cur = await conn.execute(sql.replace("?", "%s").encode(), params)
-                return await cur.fetchall()
-
-            await conn.execute("SET LOCAL enable_sort = off")
-            return await temporal_read.read_page(
-                fetch, temporal_read.PG, entity_ids, attrs, window,
-                datasets=datasets, limit=limit, render=render,
-            )  # fmt: skip
-
-        return await self._call(read, transaction=True)
-
-    async def delete_temporal(
-        self,
-        entity_id: str,
-        *,
-        attr: str | None = None,
-        dataset_id: str | None = None,
-        all_datasets: bool = False,
-    ) -> bool:
-        """See ``Store.delete_temporal``."""
-        return await self._call(
-            lambda c: pg_temporal.delete(c, entity_id, attr, dataset_id, all_datasets),
-            transaction=True,
-        )
-
-    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
-        """See ``Store.delete_temporal_instance``."""
-        return await self._call(
-            lambda c: pg_temporal.delete_instance(c, entity_id, attr, instance_id),
-            transaction=True,
-        )
-
-    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
-        """See ``Store.replace_temporal_instance``."""
-        return await self._call(lambda c: pg_temporal.replace_instance(c, row), transaction=True)
 
 
 async def _migrate(conn: _Conn) -> None:

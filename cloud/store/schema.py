@@ -21,7 +21,7 @@ import orjson
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.device_model import reading_id, reading_instance
-from ldt.cloud.store import entity_rows
+from ldt.cloud.store import entity_rows, temporal
 from ldt.cloud.store.database import Database, Tx
 from ldt.cloud.store.geo_cells import columns
 
@@ -174,7 +174,7 @@ async def _readings_to_instances(db: Database) -> None:
                 int(ts),
             )
             headers = {eid: (docs.get(eid, {}).get("type", "Device"), now) for eid in ids}
-            await entity_rows.record(tx, headers, [])
+            await temporal.record(tx, headers, [])
             await tx.executemany(
                 "DELETE FROM readings WHERE gateway_id = ? AND seq = ?",
                 [(r[0], r[1]) for r in rows],

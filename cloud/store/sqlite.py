@@ -17,22 +17,18 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import orjson
 
 from ldt.cloud.errors import StoreError
-from ldt.cloud.ngsild import order_by
-from ldt.cloud.ngsild.temporal import AttrInstance, Window
-from ldt.cloud.ngsild.temporal_page import Render, TemporalPage
 from ldt.cloud.store import (
     control_sql,
     pki_sql,
     registration_sql,
     sqlite_temporal,
-    temporal_read,
 )
 from ldt.cloud.store.base import (
     Entity,
@@ -166,107 +162,6 @@ class SqliteStore(Store):
         """Finish coalesced writes, then close the connections and stop the threads."""
         await self.drain()
         await self.db.close()
-
-    # ingest ---------------------------------------------------------------
-    # entities -------------------------------------------------------------
-    # temporal ---------------------------------------------------------------
-    async def add_temporal(
-        self, entity_id: str, etype: Any, instances: Sequence[AttrInstance], *, now: str
-    ) -> bool:
-        """See ``Store.add_temporal``."""
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                created = not sqlite_temporal.exists(con, entity_id)
-                sqlite_temporal.drop_same_time(con, instances)
-                sqlite_temporal.record(con, {entity_id: (etype, now)}, instances)
-            return created
-
-        return await self._run(write)
-
-    async def get_temporal(self, entity_id: str) -> Entity | None:
-        """See ``Store.get_temporal``."""
-        return await self._run(lambda con: sqlite_temporal.header(con, entity_id))
-
-    async def query_temporal(
-        self,
-        *,
-        types: Sequence[str] | None,
-        ids: Sequence[str] | None,
-        limit: int,
-        offset: int,
-        order: Sequence[order_by.OrderKey] = (),
-    ) -> tuple[list[Entity], int]:
-        """See ``Store.query_temporal``."""
-        return await self._run(
-            lambda con: sqlite_temporal.query(con, types, ids, limit, offset, order=order)
-        )
-
-    async def temporal_instances(
-        self, entity_ids: Sequence[str], attrs: Sequence[str] | None, window: Window
-    ) -> list[AttrInstance]:
-        """See ``Store.temporal_instances``."""
-        return await self._run(
-            lambda con: sqlite_temporal.instances(con, entity_ids, attrs, window)
-        )
-
-    async def temporal_page(
-        self,
-        entity_ids: Sequence[str],
-        attrs: Sequence[str] | None,
-        window: Window,
-        *,
-        datasets: frozenset[str | None] | None,
-        limit: int,
-        render: Render | None = None,
-    ) -> TemporalPage:
-        """See ``Store.temporal_page``."""
-
-        def read(con: sqlite3.Connection) -> TemporalPage:
-            async def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                return con.execute(sql, params).fetchall()
-
-            page = temporal_read.read_page(
-                fetch, temporal_read.SQLITE, entity_ids, attrs, window,
-                datasets=datasets, limit=limit, render=render,
-            )  # fmt: skip
-            return temporal_read.run_sync(page)
-
-        return await self._run(read)
-
-    async def delete_temporal(
-        self,
-        entity_id: str,
-        *,
-        attr: str | None = None,
-        dataset_id: str | None = None,
-        all_datasets: bool = False,
-    ) -> bool:
-        """See ``Store.delete_temporal``."""
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                return sqlite_temporal.delete(con, entity_id, attr, dataset_id, all_datasets)
-
-        return await self._run(write)
-
-    async def delete_temporal_instance(self, entity_id: str, attr: str, instance_id: str) -> bool:
-        """See ``Store.delete_temporal_instance``."""
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                return sqlite_temporal.delete_instance(con, entity_id, attr, instance_id)
-
-        return await self._run(write)
-
-    async def replace_temporal_instance(self, row: AttrInstance) -> bool:
-        """See ``Store.replace_temporal_instance``."""
-
-        def write(con: sqlite3.Connection) -> bool:
-            with _transaction(con):
-                return sqlite_temporal.replace_instance(con, row)
-
-        return await self._run(write)
 
 
 @contextlib.contextmanager

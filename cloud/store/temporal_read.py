@@ -18,105 +18,42 @@ ties at the cut in Python (``_settle_ties``); where the time may be missing
 compared as code points (PostgreSQL ``COLLATE "C"``, like Python and SQLite).
 
 The statements differ only in the instance-id collation and the JSON functions
-(``Dialect``; PostgreSQL's fetch turns ``?`` into ``%s``). The logic is written
-once as a coroutine over an async ``Fetch``; SQLite's fetch never suspends, so
-``run_sync`` drives it to completion on the store's own thread.
+(``ldt.cloud.store.dialect``); the logic is written once, over a ``Tx``
+(``TemporalRepository.page`` runs it in one read snapshot).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from ldt.cloud.ngsild.temporal import VALUE_MEMBERS, WRAPPED_MEMBERS, Window
 from ldt.cloud.ngsild.temporal_page import InstanceText, Render, TemporalPage
-from ldt.cloud.store.temporal_rows import instance_from_row
+from ldt.cloud.store.database import Row, Tx
+from ldt.cloud.store.dialect import Dialect
+from ldt.cloud.store.temporal_rows import TIME_COLUMNS, instance_from_row
 
-__all__ = ["PG", "SQLITE", "Dialect", "Fetch", "read_page", "run_sync"]
-
-_T = TypeVar("_T")
-
-Fetch = Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]]
-"""Run one statement (``?`` placeholders) and return its rows."""
+__all__ = ["read_page"]
 
 
-@dataclass(frozen=True, slots=True)
-class Dialect:
-    """What differs between the stores' SQL."""
-
-    doc: str
-    """``doc`` as JSON text."""
-    tie: str
-    """``instance_id`` compared as code points (Python's str order)."""
-    full: str
-    """The instance with its instanceId, without createdAt/modifiedAt (``temporal._full``)."""
-    full_sys: str
-    """The instance with its instanceId."""
-    kind: str
-    """The instance's type, Property without one."""
-    member: Callable[[str], str]
-    """The JSON of a named member of ``doc`` (SQL NULL when absent)."""
-    text_of: Callable[[str], str]
-    """A string member's text."""
-    pair: Callable[[str, str], str]
-    """A JSON array of two members (value JSON, time text)."""
-    wrap: Callable[[str, str], str]
-    """``{name: value}`` for a member name expression and a value JSON."""
-
-
-def _case_member(d_kind: str) -> str:
+def _case_member(d: Dialect) -> str:
     """The value member's name of the instance's kind (``temporal.VALUE_MEMBERS``)."""
     whens = " ".join(
         f"WHEN '{kind}' THEN '{member}'"
         for kind, (member, _) in VALUE_MEMBERS.items()
         if member != "value"
     )
-    return f"(CASE {d_kind} {whens} ELSE 'value' END)"
+    return f"(CASE {_kind(d)} {whens} ELSE 'value' END)"
 
 
-SQLITE = Dialect(
-    doc="doc",
-    tie="instance_id",
-    full="json_set(json_remove(doc, '$.createdAt', '$.modifiedAt'), '$.instanceId', instance_id)",
-    full_sys="json_set(doc, '$.instanceId', instance_id)",
-    kind="COALESCE(json_extract(doc, '$.type'), 'Property')",
-    member=lambda name: f"json(doc -> ('$.' || {name}))",
-    text_of=lambda name: f"json_extract(doc, '$.{name}')",
-    pair=lambda value, at: f"json_array({value}, {at})",
-    wrap=lambda name, value: f"json_object({name}, {value})",
-)
-PG = Dialect(
-    doc="doc::text",
-    tie='instance_id COLLATE "C"',
-    full="((doc - 'createdAt' - 'modifiedAt')"
-    " || jsonb_build_object('instanceId', instance_id))::text",
-    full_sys="(doc || jsonb_build_object('instanceId', instance_id))::text",
-    kind="COALESCE(doc ->> 'type', 'Property')",
-    member=lambda name: f"(doc -> {name})",
-    text_of=lambda name: f"(doc ->> '{name}')",
-    pair=lambda value, at: f"jsonb_build_array({value}, {at})::text",
-    wrap=lambda name, value: f"jsonb_build_object({name}, {value})",
-)
+def _kind(d: Dialect) -> str:
+    """The instance's type, Property without one."""
+    return f"COALESCE({d.json_member_text('doc', 'type')}, 'Property')"
 
-_COLUMNS = {
-    "observedAt": "observed_at_ms",
-    "createdAt": "created_at_ms",
-    "modifiedAt": "modified_at_ms",
-    "deletedAt": "deleted_at_ms",
-}
+
 _AT = {"observedAt": 4, "createdAt": 5, "modifiedAt": 6, "deletedAt": 8}
 """Where ``_select`` puts each time; modifiedAt (6) stands in for a missing one."""
-
-
-def run_sync(coro: Coroutine[Any, Any, _T]) -> _T:
-    """The result of a coroutine that never suspends (SQLite's fetch): no event loop needed."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("a synchronous temporal read suspended")
 
 
 def _in(column: str, values: Sequence[Any]) -> str:
@@ -125,7 +62,7 @@ def _in(column: str, values: Sequence[Any]) -> str:
 
 def _filters(window: Window, datasets: frozenset[str | None] | None) -> tuple[list[str], list[Any]]:
     """The window and datasetId conditions (not the entity/attribute ones)."""
-    column = _COLUMNS[window.time_property]
+    column = TIME_COLUMNS[window.time_property]
     # deletion records have only deletedAt: they answer that time property and no other
     where = [f"deleted_at_ms IS {'NOT ' if window.time_property == 'deletedAt' else ''}NULL"]
     params: list[Any] = []
@@ -157,23 +94,27 @@ def _never_null(window: Window) -> bool:
 def _rendered(d: Dialect, render: Render | None, window: Window) -> str:
     """What the eighth column holds: ``doc``, or the instance as ``render`` shows it."""
     if render is None:
-        return d.doc
-    if render == "full":
-        return d.full
+        return d.doc_text()
+    if render == "full":  # without createdAt/modifiedAt (``temporal._full``), with its id
+        doc = d.json_without("doc", "createdAt", "modifiedAt")
+        return d.json_text(d.json_with(doc, "instanceId", "instance_id"))
     if render == "full_sys":
-        return d.full_sys
-    member = _case_member(d.kind)
-    value = d.member(member)
+        return d.json_text(d.json_with("doc", "instanceId", "instance_id"))
+    member = _case_member(d)
+    value = d.json_member("doc", member)
     wrapped = "', '".join(sorted(WRAPPED_MEMBERS))
-    value = f"(CASE WHEN {member} IN ('{wrapped}') THEN {d.wrap(member, value)} ELSE {value} END)"
-    prop = window.time_property
-    at = f"COALESCE({d.text_of(prop)}, {d.text_of('modifiedAt')})"
-    return d.pair(value, at)
+    value = (
+        f"(CASE WHEN {member} IN ('{wrapped}') THEN {d.json_object_of(member, value)}"
+        f" ELSE {value} END)"
+    )
+    text_of = d.json_member_text
+    at = f"COALESCE({text_of('doc', window.time_property)}, {text_of('doc', 'modifiedAt')})"
+    return d.json_text(d.json_array_of(value, at))
 
 
 def _select(d: Dialect, render: Render | None = None, window: Window | None = None) -> str:
-    column = d.doc if window is None else _rendered(d, render, window)
-    kind = "NULL" if render != "values" else d.kind
+    column = d.doc_text() if window is None else _rendered(d, render, window)
+    kind = "NULL" if render != "values" else _kind(d)
     return (  # the dialect's own expressions, no input
         "SELECT entity_id, attr, instance_id, dataset_id, observed_at_ms, created_at_ms,"  # noqa: S608
         f" modified_at_ms, {column}, deleted_at_ms, {kind} FROM attr_instances"
@@ -181,7 +122,7 @@ def _select(d: Dialect, render: Render | None = None, window: Window | None = No
 
 
 def _page(
-    rows: list[tuple[Any, ...]],
+    rows: list[Row],
     present: frozenset[tuple[str, str]],
     window: Window,
     render: Render | None,
@@ -214,14 +155,14 @@ def _page(
     return TemporalPage([], present, more=more, span=span, texts=texts)
 
 
-async def _attrs_of(fetch: Fetch, entity_id: str) -> list[str]:
+async def _attrs_of(tx: Tx, entity_id: str) -> list[str]:
     """The attributes with history of one entity: a loose index scan, one seek per name.
 
     ``SELECT DISTINCT attr`` would read every instance of the entity (86,400 per
     attribute-day); the recursive query asks the (entity_id, attr, ...) index
     for the next name after each, so it costs one seek per attribute.
     """
-    rows = await fetch(
+    rows = await tx.fetchall(
         "WITH RECURSIVE a(attr) AS ("
         " SELECT (SELECT min(attr) FROM attr_instances WHERE entity_id = ?)"
         " UNION ALL SELECT (SELECT min(i.attr) FROM attr_instances AS i"
@@ -233,20 +174,19 @@ async def _attrs_of(fetch: Fetch, entity_id: str) -> list[str]:
 
 
 async def _pairs(
-    fetch: Fetch, entity_ids: Sequence[str], attrs: Sequence[str] | None
+    tx: Tx, entity_ids: Sequence[str], attrs: Sequence[str] | None
 ) -> list[tuple[str, str]]:
     """The (entity, attribute) pairs that may have instances: asked for, or stored."""
     if attrs is not None:
         return [(e, a) for e in dict.fromkeys(entity_ids) for a in dict.fromkeys(attrs)]
-    return [(e, a) for e in dict.fromkeys(entity_ids) for a in await _attrs_of(fetch, e)]
+    return [(e, a) for e in dict.fromkeys(entity_ids) for a in await _attrs_of(tx, e)]
 
 
 @dataclass(frozen=True, slots=True)
 class _Ask:
     """One read: whose instances, the window and datasetId conditions, the page size."""
 
-    fetch: Fetch
-    d: Dialect
+    tx: Tx
     entity_ids: Sequence[str]
     attrs: Sequence[str] | None
     window: Window
@@ -258,8 +198,7 @@ class _Ask:
 
 
 async def read_page(
-    fetch: Fetch,
-    d: Dialect,
+    tx: Tx,
     entity_ids: Sequence[str],
     attrs: Sequence[str] | None,
     window: Window,
@@ -277,13 +216,12 @@ async def read_page(
         return TemporalPage([], frozenset(), more=False, texts=None if render is None else [])
     if window.last_n is not None:  # lastN counts every datasetId; the asked ones are kept after
         filters, filter_params = _filters(window, None)
-        ask = _Ask(
-            fetch, d, entity_ids, attrs, window, filters, filter_params, limit, render, datasets
-        )
+        ask = _Ask(tx, entity_ids, attrs, window, filters, filter_params, limit, render, datasets)
         return await _last_n(ask, window.last_n)
     filters, filter_params = _filters(window, datasets)
-    ask = _Ask(fetch, d, entity_ids, attrs, window, filters, filter_params, limit, render, datasets)
-    column = _COLUMNS[window.time_property]
+    ask = _Ask(tx, entity_ids, attrs, window, filters, filter_params, limit, render, datasets)
+    d = tx.dialect
+    column = TIME_COLUMNS[window.time_property]
     key = column if _never_null(window) else f"COALESCE({column}, modified_at_ms)"
     where = [_in("entity_id", entity_ids)]
     params: list[Any] = [*entity_ids]
@@ -292,12 +230,14 @@ async def read_page(
         params.extend(attrs)
     head = f"{_select(d, render, window)} WHERE {' AND '.join([*where, *ask.filters])}"
     if _never_null(window):  # the index's order; ties at the cut by instanceId, below
-        rows = await fetch(f"{head} ORDER BY {key} LIMIT ?", [*params, *ask.params, limit + 1])
+        rows = await tx.fetchall(
+            f"{head} ORDER BY {key} LIMIT ?", [*params, *ask.params, limit + 1]
+        )
         tie = [*params, *ask.params]
         rows = await _settle_ties(ask, head, tie, rows, limit, newest_first=False)
     else:
-        order = f" ORDER BY {key}, {d.tie} LIMIT ?"
-        rows = await fetch(head + order, [*params, *ask.params, limit + 1])
+        order = f" ORDER BY {key}, {d.code_points('instance_id')} LIMIT ?"
+        rows = await tx.fetchall(head + order, [*params, *ask.params, limit + 1])
     more = len(rows) > limit
     del rows[limit:]
     present = {(str(r[0]), str(r[1])) for r in rows}
@@ -310,32 +250,36 @@ async def _settle_ties(
     ask: _Ask,
     head: str,
     params: list[Any],
-    rows: list[tuple[Any, ...]],
-    last: int,
+    rows: list[Row],
+    keep: int,
     *,
     newest_first: bool,
-) -> list[tuple[Any, ...]]:
-    """``rows`` (ordered by time alone, up to ``last + 1``) ordered by (time, instanceId).
+) -> list[Row]:
+    """``rows`` (ordered by time alone) ordered by (time, instanceId), the first ``keep`` exact.
 
     Ordering by the time alone is the (entity_id, attr, time) index's order, so
     the database reads only the rows it returns; adding instanceId made
     PostgreSQL's planner sort every instance of the window instead. Only the
-    instances at row ``last``'s instant can be cut wrongly: all of that instant
-    are fetched (an index equality) and the first by instanceId kept.
+    instances at row ``keep - 1``'s instant can be cut wrongly, and only when
+    the row after it (fetched for that) shares the instant: then all of that
+    instant are fetched (an index equality) and the first by instanceId kept.
     """
-    if len(rows) <= last or not rows:
-        return sorted(rows, key=_time_and_id(ask.window), reverse=newest_first)
+    order = _time_and_id(ask.window)
+    if len(rows) <= keep or keep < 1:
+        return sorted(rows, key=order, reverse=newest_first)
     at = _AT[ask.window.time_property]
-    edge = rows[last][at]
-    column = _COLUMNS[ask.window.time_property]
+    edge = rows[keep - 1][at]
+    if rows[keep][at] != edge:  # the instant ends within what was read
+        return sorted(rows, key=order, reverse=newest_first)
+    column = TIME_COLUMNS[ask.window.time_property]
     before = [r for r in rows if r[at] != edge]
-    same = await ask.fetch(f"{head} AND {column} = ?", [*params, edge])
+    same = await ask.tx.fetchall(f"{head} AND {column} = ?", [*params, edge])
     merged = [*before, *same]
-    merged.sort(key=_time_and_id(ask.window), reverse=newest_first)
+    merged.sort(key=order, reverse=newest_first)
     return merged[: len(rows)]
 
 
-def _time_and_id(window: Window) -> Callable[[tuple[Any, ...]], tuple[int, str]]:
+def _time_and_id(window: Window) -> Callable[[Row], tuple[int, str]]:
     """The page order of selected rows: the time (modifiedAt without it), then instanceId."""
     at = _AT[window.time_property]
     return lambda r: (r[6] if r[at] is None else r[at], r[2])
@@ -349,8 +293,8 @@ async def _present(ask: _Ask, known: set[tuple[str, str]]) -> set[tuple[str, str
         + " LIMIT 1"
     )
     found: set[tuple[str, str]] = set()
-    for pair in await _pairs(ask.fetch, ask.entity_ids, ask.attrs):
-        if pair not in known and await ask.fetch(sql, [*pair, *ask.params]):
+    for pair in await _pairs(ask.tx, ask.entity_ids, ask.attrs):
+        if pair not in known and await ask.tx.fetchall(sql, [*pair, *ask.params]):
             found.add(pair)
     return found
 
@@ -365,8 +309,8 @@ async def _last_n(ask: _Ask, last_n: int) -> TemporalPage:
     + 1`` rows to the page when every row has the time and every datasetId is
     asked for (then the SQL order is the page's order); otherwise all lastN.
     """
-    window, d = ask.window, ask.d
-    column = _COLUMNS[window.time_property]
+    window, d = ask.window, ask.tx.dialect
+    column = TIME_COLUMNS[window.time_property]
     whole = _never_null(window) and ask.datasets is None
     per_pair = min(last_n, ask.limit + 1) if whole else last_n
     head = (
@@ -376,18 +320,18 @@ async def _last_n(ask: _Ask, last_n: int) -> TemporalPage:
     # NULLs last as two index scans: "DESC NULLS LAST" is not the index's backward
     # order on PostgreSQL, which then sorted every instance of the attribute
     timed = f"{head} AND {column} IS NOT NULL"
-    untimed = f"{head} AND {column} IS NULL ORDER BY {d.tie} DESC LIMIT ?"
-    rows: list[tuple[Any, ...]] = []
-    for pair in await _pairs(ask.fetch, ask.entity_ids, ask.attrs):
-        found = await ask.fetch(
-            f"{timed} ORDER BY {column} DESC LIMIT ?", [*pair, *ask.params, per_pair]
+    untimed = f"{head} AND {column} IS NULL ORDER BY {d.code_points('instance_id')} DESC LIMIT ?"
+    rows: list[Row] = []
+    for pair in await _pairs(ask.tx, ask.entity_ids, ask.attrs):
+        found = await ask.tx.fetchall(  # one more: does the last one's instant go on?
+            f"{timed} ORDER BY {column} DESC LIMIT ?", [*pair, *ask.params, per_pair + 1]
         )
         found = await _settle_ties(
-            ask, timed, [*pair, *ask.params], found, per_pair - 1, newest_first=True
+            ask, timed, [*pair, *ask.params], found, per_pair, newest_first=True
         )
         del found[per_pair:]
         if len(found) < per_pair and not _never_null(window):
-            found += await ask.fetch(untimed, [*pair, *ask.params, per_pair - len(found)])
+            found += await ask.tx.fetchall(untimed, [*pair, *ask.params, per_pair - len(found)])
         rows.extend(found)
     if ask.datasets is not None:
         rows = [r for r in rows if r[3] in ask.datasets]

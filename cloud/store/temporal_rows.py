@@ -1,20 +1,51 @@
 """Rows of the temporal tables <-> Python values, the same for SQLite and PostgreSQL.
 
-The two stores differ in SQL (placeholders, JSON types, lateral joins) but not
-in what a row holds, so the conversions live here once.
+The two engines differ in SQL (placeholders, JSON types) but not in what a row
+holds, so the conversions live here once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
 from ldt.cloud.ngsild.temporal import AttrInstance
-from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.store.dialect import BulkKind
 
-__all__ = ["header_doc", "header_params", "instance_from_row", "instance_params"]
+__all__ = [
+    "HEADER_KINDS",
+    "INSTANCE_COLUMNS",
+    "INSTANCE_KINDS",
+    "TIME_COLUMNS",
+    "header_params",
+    "instance_from_row",
+    "instance_params",
+]
+
+TIME_COLUMNS: Final = {
+    "observedAt": "observed_at_ms",
+    "createdAt": "created_at_ms",
+    "modifiedAt": "modified_at_ms",
+    "deletedAt": "deleted_at_ms",
+}
+"""The ``attr_instances`` column of each time property."""
+
+INSTANCE_COLUMNS: Final = (
+    "instance_id, entity_id, attr, dataset_id, observed_at_ms, created_at_ms,"
+    " modified_at_ms, doc, deleted_at_ms"
+)
+"""``attr_instances`` in table order (``instance_params``)."""
+INSTANCE_KINDS: Final[tuple[BulkKind, ...]] = (
+    *(4 * ("text",)),
+    *(3 * ("int",)),
+    "json",
+    "int",
+)
+HEADER_KINDS: Final[tuple[BulkKind, ...]] = ("text", "text", "text", "int", "int")
+"""``header_params``'s columns: id, main type, types (JSON text), created, modified."""
 
 
 def _main(etype: Any) -> str:
@@ -35,7 +66,7 @@ def instance_params(
     """The ``attr_instances`` columns of each instance, in table order.
 
     ``doc_text``: the document as JSON text (a statement parameter); False keeps it
-    as it is, for rows that are serialized together (PostgreSQL's one JSON array).
+    as it is (``Dialect.bulk_params`` serializes it).
     """
     return [
         (
@@ -51,16 +82,6 @@ def instance_params(
         )
         for r in rows
     ]
-
-
-def header_doc(row: Sequence[Any]) -> dict[str, Any]:
-    """A ``temporal_entities`` row (id, types, created ms, modified ms) as an entity header."""
-    return {
-        "id": row[0],
-        "type": orjson.loads(row[1]),
-        "createdAt": iso_ms(int(row[2])),
-        "modifiedAt": iso_ms(int(row[3])),
-    }
 
 
 def instance_from_row(r: Sequence[Any]) -> AttrInstance:

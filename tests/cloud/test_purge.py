@@ -164,7 +164,7 @@ async def test_store_purge_reports_changes_and_records_history(store: Store) -> 
         "urn:x:2",
     ]
     assert await _ids(store) == []
-    temporal = await store.get_temporal("urn:x:2")
+    temporal = await store.temporal.get("urn:x:2")
     assert temporal is not None  # the deletion is in the temporal history, as for DELETE
 
 

@@ -1,7 +1,7 @@
-"""``Store.temporal_page`` (the temporal read cut in SQL) against the Python reference, both stores.
+"""``store.temporal.page`` (the temporal read cut in SQL) against the Python reference, both stores.
 
 The reference is what the broker did before: every instance of the window
-(``temporal_instances``), the datasetIds kept, then ``temporal.paginate`` and
+(``store.temporal.instances``), the datasetIds kept, then ``temporal.paginate`` and
 ``temporal.temporal_entity``. The page must hold the same instances in the same
 order, the same attributes, the same Content-Range, and render the same JSON.
 """
@@ -27,7 +27,10 @@ from ldt.cloud.ngsild.temporal import (
 )
 from ldt.cloud.ngsild.temporal_page import Render, TemporalPage, attribute_values
 from ldt.cloud.ngsild.timestamps import iso_ms
-from ldt.cloud.store import PostgresStore, Store, sqlite_temporal, temporal_read
+from ldt.cloud.store import PostgresStore, Store, sqlite_temporal
+from ldt.cloud.store.database import Row, Tx
+from ldt.cloud.store.dialect import POSTGRESQL, SQLITE, Dialect
+from ldt.cloud.store.temporal_read import read_page
 
 E1 = "urn:ngsi-ld:Vehicle:p1"
 E2 = "urn:ngsi-ld:Vehicle:p2"
@@ -65,7 +68,7 @@ def _rows(entity_id: str) -> list[AttrInstance]:
 @pytest.fixture
 async def filled(store: Store) -> Store:
     for entity_id in (E1, E2):
-        await store.add_temporal(entity_id, "Vehicle", _rows(entity_id), now=iso_ms(T0))
+        await store.temporal.add(entity_id, "Vehicle", _rows(entity_id), now=iso_ms(T0))
     return store
 
 
@@ -77,7 +80,7 @@ async def _reference(
     datasets: frozenset[str | None] | None,
     limit: int,
 ) -> tuple[list[AttrInstance], set[tuple[str, str]], str | None]:
-    found = await store.temporal_instances(ids, attrs, window)
+    found = await store.temporal.instances(ids, attrs, window)
     if datasets is not None:
         found = [r for r in found if r.dataset_id in datasets]
     rows, content_range = paginate(found, window, limit)
@@ -114,7 +117,7 @@ async def test_page_is_the_reference_cut(filled: Store, window: Window, limit: i
         want_rows, want_present, want_range = await _reference(
             filled, ids, attrs, window, datasets, limit
         )
-        page = await filled.temporal_page(ids, attrs, window, datasets=datasets, limit=limit)
+        page = await filled.temporal.page(ids, attrs, window, datasets=datasets, limit=limit)
         got = (
             page.rows if want_range is not None else sorted(page.rows, key=lambda r: r.instance_id)
         )
@@ -132,8 +135,8 @@ async def test_rendered_page_is_the_reference_json(
     filled: Store, window: Window, limit: int, render: Render
 ) -> None:
     ids = [E1, E2]
-    parsed = await filled.temporal_page(ids, None, window, datasets=None, limit=limit)
-    page = await filled.temporal_page(ids, None, window, datasets=None, limit=limit, render=render)
+    parsed = await filled.temporal.page(ids, None, window, datasets=None, limit=limit)
+    page = await filled.temporal.page(ids, None, window, datasets=None, limit=limit, render=render)
     assert page.texts is not None
     assert not page.rows
     assert page.present == parsed.present
@@ -160,43 +163,56 @@ async def test_empty_asks_read_nothing(filled: Store) -> None:
         (["urn:ngsi-ld:Vehicle:none"], None),
     ]
     for ids, attrs in asks:
-        page = await filled.temporal_page(ids, attrs, Window(), datasets=None, limit=10)
+        page = await filled.temporal.page(ids, attrs, Window(), datasets=None, limit=10)
         assert page == TemporalPage([], frozenset(), more=False)
 
 
 async def test_attributes_cut_away_still_show_empty(filled: Store) -> None:
     """With room for one instance (speed's first, at T0), the other attributes show, empty."""
-    page = await filled.temporal_page([E1], None, Window(), datasets=None, limit=1)
+    page = await filled.temporal.page([E1], None, Window(), datasets=None, limit=1)
     assert [(r.attr, r.observed_at_ms) for r in page.rows] == [("speed", T0)]
     assert page.present == {(E1, a) for a in ("speed", "fuel", "owner", "name")}
     assert page.more
     assert page.content_range(Window()) == f"date-time {iso_ms(T0)}-{iso_ms(T0)}/*"
 
 
-async def _statements(window: Window, dialect: temporal_read.Dialect) -> list[str]:
-    """The statements a one-attribute read issues (against no data: the first of each kind)."""
-    issued: list[str] = []
+class _Recorder(Tx):
+    """A transaction that only records the statements it is given (and finds no rows)."""
 
-    async def fetch(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        issued.append(sql)
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.issued: list[str] = []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self.issued.append(sql)
+        return 0
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        self.issued.append(sql)
+        return 0
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        self.issued.append(sql)
         return []
 
-    await temporal_read.read_page(
-        fetch, dialect, [E1], ["speed"], window, datasets=None, limit=10_000, render="full"
-    )
-    return issued
+
+async def _statements(window: Window, dialect: Dialect) -> list[str]:
+    """The statements a one-attribute read issues (against no data: the first of each kind)."""
+    tx = _Recorder(dialect)
+    await read_page(tx, [E1], ["speed"], window, datasets=None, limit=10_000, render="full")
+    return tx.issued
 
 
 PLANNED = [Window(start_ms=T0, end_ms=T0 + 86_400_000), Window(last_n=100)]
 
 
 @pytest.mark.parametrize("window", PLANNED, ids=["between", "lastN"])
-def test_sqlite_reads_the_time_index_in_order(tmp_path: Path, window: Window) -> None:
+async def test_sqlite_reads_the_time_index_in_order(tmp_path: Path, window: Window) -> None:
     """The page is a range of the (entity_id, attr, observed_at_ms) index, read in its order."""
     con = sqlite3.connect(tmp_path / "plan.db")
     con.executescript(sqlite_temporal.SCHEMA)
     sqlite_temporal.migrate(con)
-    (sql,) = temporal_read.run_sync(_statements(window, temporal_read.SQLITE))[:1]
+    (sql,) = (await _statements(window, SQLITE))[:1]
     params = [E1, "speed", *([T0, T0 + 1] if window.last_n is None else []), 1]
     plan = " | ".join(r[3] for r in con.execute(f"EXPLAIN QUERY PLAN {sql}", params))
     assert "USING INDEX attr_instances_by_observed (entity_id=? AND attr=?" in plan, plan
@@ -213,12 +229,13 @@ async def test_postgresql_reads_the_time_index_in_order(postgres_dsn: str, windo
             )
             for i in range(5_000)
         ]
-        await store.add_temporal(E1, "Vehicle", rows, now=iso_ms(T0))
-    (sql,) = (await _statements(window, temporal_read.PG))[:1]
+        await store.temporal.add(E1, "Vehicle", rows, now=iso_ms(T0))
+    (sql,) = (await _statements(window, POSTGRESQL))[:1]
     params = [E1, "speed", *([T0, T0 + 86_400_000] if window.last_n is None else []), 100]
     async with await psycopg.AsyncConnection.connect(postgres_dsn) as con, con.transaction():
-        await con.execute("SET LOCAL enable_sort = off")  # as PostgresStore.temporal_page
-        cur = await con.execute(f"EXPLAIN {sql.replace('?', '%s')}".encode(), params)
+        assert POSTGRESQL.index_order is not None  # as TemporalRepository.page
+        await con.execute(POSTGRESQL.index_order.encode())
+        cur = await con.execute(f"EXPLAIN {POSTGRESQL.sql(sql)}".encode(), params)
         plan = " | ".join(str(r[0]) for r in await cur.fetchall())
     assert "Index Scan" in plan, plan
     assert "attr_instances_by_observed" in plan, plan

@@ -348,7 +348,8 @@ async def describe(store: Store) -> dict[str, Any]:
     """What the manifest states, read through the ``Store`` API (the same on both stores)."""
     entities, _ = await store.entities.query(types=None, ids=None, limit=1000, offset=0)
     by_id = {e["id"]: e for e in entities}
-    temporal, _ = await store.query_temporal(types=None, ids=None, limit=1000, offset=0)
+    headers, _ = await store.temporal.query(types=None, ids=None, limit=1000, offset=0)
+    temporal = [h.as_doc() for h in headers]
     subscriptions, _ = await store.subscriptions.list()
     readings: list[dict[str, Any]] = []
     for sid in sorted(SERIES, key=int):
@@ -397,7 +398,8 @@ async def describe(store: Store) -> dict[str, Any]:
 async def entity_docs(store: Store) -> dict[str, Any]:
     """Every entity document and temporal header (what the restored dump must give back)."""
     entities, _ = await store.entities.query(types=None, ids=None, limit=1000, offset=0)
-    temporal, _ = await store.query_temporal(types=None, ids=None, limit=1000, offset=0)
+    headers, _ = await store.temporal.query(types=None, ids=None, limit=1000, offset=0)
+    temporal = [h.as_doc() for h in headers]
     return {"entities": entities, "temporal": temporal}
 
 
