@@ -1,7 +1,7 @@
 """The box both stores index an entity's ``location`` by: the union of its valid geometries.
 
-One definition for SQLite's R*Tree (``sqlite_geo``) and PostgreSQL's GiST ``box`` column
-(``pg_geo``), so a geo-query prefilters the same candidates on both. The box is only a
+One definition for the grid index both engines keep (``geo_cells``), so a geo-query
+prefilters the same candidates on both. The box is only a
 prefilter: ``EntityQuery.matches`` decides, so an entity whose ``location`` is not a valid
 geometry simply gets no box (it can match no ``location`` geo-query).
 """

@@ -1,27 +1,12 @@
 """The shared store: PostgreSQL, so several broker processes can serve one city.
 
-Same contract and results as ``SqliteStore`` (the same tests run on both);
-what differs is how correctness under concurrency is obtained, since other
-processes write the same tables at the same time:
-
-- Readings: ``PRIMARY KEY (gateway_id, seq)`` and ``INSERT ... ON CONFLICT DO
-  NOTHING``; the row count is what was new. A batch replayed concurrently by
-  two processes waits on the other's uncommitted keys and is counted once.
-- Entities: read-modify-write under row locks. Existing rows are locked with
-  ``SELECT ... FOR UPDATE`` (sorted by id, so two writers never lock in
-  opposite orders); missing ones are created with ``INSERT ... ON CONFLICT DO
-  NOTHING`` and, if another process created them meanwhile, locked and merged
-  like existing ones. Ownership is checked on the locked rows, so two gateways
-  racing to create one entity cannot both own it.
-- Isolation is READ COMMITTED: every statement sees what committed before it
-  and the locks do the rest; SERIALIZABLE would turn every concurrent replay
-  into a retry. A deadlock or serialization failure (possible only with
-  writers outside this class) is retried a few times with jittered backoff.
-
-Connections come from a fixed-size ``psycopg_pool.AsyncConnectionPool``
-(asyncio tasks, no threads): each call borrows one connection for one
-transaction, so reads never queue behind a batch, and a broken connection (a
-server restart) is replaced by the pool rather than failing every later call.
+This module only builds the ``database.PostgresDatabase`` and brings an older database up
+to schema version 11 (its own numbered migrations, under an advisory lock so brokers
+starting together migrate one after the other); later steps are ``schema``'s, written once
+for both engines, and every repository is written once over ``Database``. How correctness
+holds with other processes writing the same tables: ``entity_rows`` (row locks, a
+concurrent creation runs the unit of work again) and ``service.ingest`` (a reading's key
+is its gateway and seq: a concurrent replay is stored once).
 
 Durability is the server's: a batch is acknowledged after COMMIT, which with
 PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
@@ -29,10 +14,8 @@ PostgreSQL's defaults (``fsync=on``, ``synchronous_commit=on``) is on disk.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-import orjson
 import psycopg
 
 from ldt.cloud.store import (
@@ -44,14 +27,12 @@ from ldt.cloud.store import (
     schema,
 )
 from ldt.cloud.store.base import (
-    Entity,
     Store,
 )
 from ldt.cloud.store.database import PostgresDatabase
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]
 
-_T = TypeVar("_T")
 _Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _MIGRATIONS: Final[tuple[str, ...]] = (
@@ -130,40 +111,6 @@ SCHEMA_VERSION: Final = schema.SCHEMA_VERSION
 after ``len(_MIGRATIONS)`` are ``schema``'s, written once for both engines)."""
 
 _MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
-_RETRIES: Final = 5
-_GROUP_COMMIT_ITEMS: Final = 2000
-"""At most this many changes in one shared write transaction (a bigger batch runs alone)."""
-
-_ANY_MULTI_TYPED: Final = (  # answered from the partial index entities_multi_typed (pg_geo)
-    "SELECT 1 FROM entities WHERE jsonb_typeof(doc->'type') = 'array' LIMIT 1"
-)
-
-
-def _dumps(doc: object) -> str:
-    return orjson.dumps(doc).decode()
-
-
-def _json_docs(docs: Iterable[Entity]) -> str:
-    """Documents as one JSON array, which the statements take apart in order.
-
-    Not a ``jsonb[]`` of texts: psycopg escapes every quote of every document in
-    a text array with a regex substitution, a third of the CPU of a 1,000-entity
-    upsert. orjson writes the one array in C and PostgreSQL parses it in C.
-    """
-    return orjson.dumps(list(docs)).decode()
-
-
-def _load(text: str) -> Entity:
-    """An entity document as stored; ``id`` and ``type`` first, as users expect to read them.
-
-    jsonb keeps keys sorted by length, not as written. orjson reads jsonb's
-    integral renderings of huge floats (1e20 comes back as
-    "100000000000000000000") as floats, where json.loads would make ints.
-    """
-    loaded: Entity = orjson.loads(text)
-    if "id" in loaded and "type" in loaded:
-        return {"id": loaded.pop("id"), "type": loaded.pop("type"), **loaded}
-    return loaded
 
 
 class PostgresStore(Store):
@@ -197,14 +144,6 @@ class PostgresStore(Store):
         """The connection URL (tenant stores derive theirs from it; may hold a password)."""
         return self._pg.dsn
 
-    async def close(self) -> None:
-        """Close every connection (waits for calls in progress to return them)."""
-        await self.drain()
-        await self.db.close()
-
-    async def _call(self, fn: Callable[[_Conn], Awaitable[_T]], *, transaction: bool) -> _T:
-        return await self._pg.call(fn, transaction=transaction)
-
 
 async def _migrate(conn: _Conn) -> None:
     """Bring the schema up to ``SCHEMA_VERSION`` in one transaction.
@@ -226,8 +165,3 @@ async def _migrate(conn: _Conn) -> None:
             if _MIGRATIONS[version - 1] is pg_geo.MIGRATION:
                 await pg_geo.backfill(conn)
             await conn.execute("INSERT INTO ldt_schema_version (version) VALUES (%s)", (version,))
-
-
-def _describe(exc: psycopg.Error) -> str:
-    """One line: libpq's messages span lines and may end with a hint."""
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,9 +1,8 @@
-"""The embedded store: one SQLite file in WAL mode, one connection on one writer thread.
+"""The embedded store: one SQLite file in WAL mode (``database.SqliteDatabase``).
 
-Why one thread: SQLite allows one writer at a time anyway, and a single
-connection keeps transactions simple and correct (an ingest batch is one
-``BEGIN IMMEDIATE ... COMMIT``). Reads go through the same thread; they are
-short.
+This module only opens the file: pragmas and the tables as they were up to schema
+version 11 (idempotent ``CREATE .. IF NOT EXISTS``); later steps are ``schema``'s, written
+once for both engines, and every repository is written once over ``Database``.
 
 Durability: ``synchronous=FULL`` by default, so an acknowledged batch survives
 a power cut. ``NORMAL`` in WAL mode survives a crash of the process but may
@@ -14,14 +13,9 @@ the sync throughput target (docs/smart-data-models.md, "Durability").
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal, TypeVar
-
-import orjson
+from typing import Literal
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.store import (
@@ -31,7 +25,6 @@ from ldt.cloud.store import (
     sqlite_temporal,
 )
 from ldt.cloud.store.base import (
-    Entity,
     Store,
 )
 from ldt.cloud.store.database import SqliteDatabase
@@ -40,7 +33,6 @@ __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
 
 DB_FILENAME = "cloud.db"
 
-_T = TypeVar("_T")
 _GROUP_COMMIT_ITEMS = 2000
 """At most this many changes in one shared write transaction (a bigger batch runs alone)."""
 
@@ -78,19 +70,6 @@ CREATE TABLE IF NOT EXISTS subscription_slots (  -- notification slots (subscrip
     due_ms INTEGER NOT NULL
 );
 """
-
-_UPSERT_ENTITY = (
-    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO UPDATE SET type = excluded.type, doc = excluded.doc,"
-    " gateway_id = excluded.gateway_id, modified_at = excluded.modified_at"
-)
-
-
-def _now() -> str:
-    ms = time.time_ns() // 1_000_000
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> sqlite3.Connection:
@@ -151,42 +130,6 @@ class SqliteStore(Store):
         """The sync policy (tenant databases beside this one open with the same)."""
         return self._synchronous
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await self._sqlite.call(fn)
-
     def _connect_indexed(self) -> sqlite3.Connection:
-        """Open the file and install the location index's triggers (store thread)."""
+        """Open the file with the tables up to the legacy version (the writer's thread)."""
         return connect(self._path, synchronous=self._synchronous)
-
-    async def close(self) -> None:
-        """Finish coalesced writes, then close the connections and stop the threads."""
-        await self.drain()
-        await self.db.close()
-
-
-@contextlib.contextmanager
-def _transaction(con: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` .. ``COMMIT``; any exception rolls back and propagates."""
-    con.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
-
-
-def _load(doc: str | bytes) -> Entity:
-    loaded: Entity = orjson.loads(doc)
-    return loaded
-
-
-def _main_type(doc: Entity) -> str:
-    etype = doc["type"]
-    return str(etype[0] if isinstance(etype, list) else etype)
-
-
-_ANY_MULTI_TYPED = (  # answered from the partial index entities_multi_typed
-    "SELECT 1 FROM entities WHERE json_type(doc, '$.type') = 'array' LIMIT 1"
-)
