@@ -27,7 +27,7 @@ import orjson
 __all__ = ["POSTGRESQL", "SQLITE", "BulkKind", "Dialect", "DialectName"]
 
 DialectName = Literal["sqlite", "postgresql"]
-BulkKind = Literal["text", "int", "json"]
+BulkKind = Literal["text", "int", "real", "time", "json"]
 """What one column of a bulk insert (``Dialect.bulk_rows``) holds."""
 
 
@@ -176,9 +176,53 @@ class Dialect:
         """
         if not self.postgres:
             return f"VALUES ({', '.join('?' * len(kinds))})"
-        spell = {"text": "value ->> {}", "int": "(value ->> {})::bigint", "json": "value -> {}"}
-        members = ", ".join(spell[kind].format(i) for i, kind in enumerate(kinds))
-        return f"SELECT {members} FROM jsonb_array_elements(?::jsonb) AS j (value)"  # noqa: S608
+        return f"SELECT {self._members(kinds)} FROM jsonb_array_elements(?::jsonb) AS j (value)"  # noqa: S608
+
+    @staticmethod
+    def _members(kinds: Sequence[BulkKind], names: Sequence[str] = ()) -> str:
+        spell = {
+            "text": "value ->> {}",
+            "int": "(value ->> {})::bigint",
+            "real": "(value ->> {})::float8",
+            "time": "(value ->> {})::timestamptz",
+            "json": "value -> {}",
+        }
+        members = [spell[kind].format(i) for i, kind in enumerate(kinds)]
+        if names:
+            members = [f"{m} AS {n}" for m, n in zip(members, names, strict=True)]
+        return ", ".join(members)
+
+    def bulk_update(
+        self,
+        table: str,
+        key: str,
+        columns: Sequence[str],
+        kinds: Sequence[BulkKind],
+        *,
+        keep: Sequence[str] = (),
+    ) -> str:
+        """``UPDATE table SET columns = .. WHERE key = ..`` for many rows, with ``bulk_params``
+        of rows ``(*column values, key value)`` (``kinds`` likewise, the key's last).
+        A column in ``keep`` takes the new value only where it holds none (``coalesce``).
+
+        SQLite: one UPDATE per parameter row. PostgreSQL: one UPDATE joined to the rows of
+        one JSON-array parameter, for the reason ``bulk_rows`` gives.
+        """
+        if not self.postgres:
+            sets = ", ".join(
+                f"{c} = coalesce({c}, ?)" if c in keep else f"{c} = ?" for c in columns
+            )
+            return f"UPDATE {table} SET {sets} WHERE {key} = ?"  # noqa: S608
+        names = [f"u_{c}" for c in columns]
+        sets = ", ".join(
+            f"{c} = coalesce({table}.{c}, u.{n})" if c in keep else f"{c} = u.{n}"
+            for c, n in zip(columns, names, strict=True)
+        )
+        rows = self._members(kinds, [*names, "u_key"])
+        return (
+            f"UPDATE {table} SET {sets} FROM (SELECT {rows}"  # noqa: S608
+            f" FROM jsonb_array_elements(?::jsonb) AS j (value)) AS u WHERE {table}.{key} = u.u_key"
+        )
 
     def bulk_params(
         self, kinds: Sequence[BulkKind], rows: Sequence[Sequence[Any]]

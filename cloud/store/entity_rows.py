@@ -26,20 +26,15 @@ from ldt.cloud.ngsild.timestamps import parse_iso_ms
 from ldt.cloud.store import temporal
 from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Tx
+from ldt.cloud.store.dialect import BulkKind
 from ldt.cloud.store.geo_cells import columns
 
 __all__ = ["dumps", "load", "load_doc", "main_type", "now_iso", "record_history", "save"]
 
-_CREATE: Final = (
-    "INSERT INTO entities (id, type, doc, gateway_id, created_at, modified_at,"
-    " geo_cell, x0, y0, x1, y1) VALUES (?, ?, {json}, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (id) DO NOTHING"
-)
-_UPDATE: Final = (
-    "UPDATE entities SET type = ?, doc = {json}, modified_at = ?,"
-    " geo_cell = ?, x0 = ?, y0 = ?, x1 = ?, y1 = ?,"
-    " gateway_id = coalesce(gateway_id, ?) WHERE id = ?"
-)
+_COLUMNS: Final = ("id", "type", "doc", "gateway_id", "created_at", "modified_at")
+_GEO: Final = ("geo_cell", "x0", "y0", "x1", "y1")
+_KINDS: Final[tuple[BulkKind, ...]] = ("text", "text", "json", "text", "time", "time")
+_GEO_KINDS: Final[tuple[BulkKind, ...]] = ("int", "real", "real", "real", "real")
 
 
 def now_iso() -> str:
@@ -97,11 +92,16 @@ async def save(
     if deleted:
         await tx.execute(f"DELETE FROM entities WHERE id IN ({d.text_values})", (dumps(deleted),))  # noqa: S608
     if created:
+        kinds = (*_KINDS, *_GEO_KINDS)
+        sql = (
+            f"INSERT INTO entities ({', '.join((*_COLUMNS, *_GEO))})"
+            f" {d.bulk_rows(kinds)} ON CONFLICT (id) DO NOTHING"
+        )
         rows = [
             (
                 doc["id"],
                 main_type(doc),
-                dumps(doc),
+                doc,
                 owner,
                 str(doc.get("createdAt", now)),
                 str(doc.get("modifiedAt", now)),
@@ -109,24 +109,26 @@ async def save(
             )
             for doc in created
         ]
-        done = await tx.executemany(_CREATE.format(json=d.json_param), rows)
+        done = await _bulk(tx, sql, d.bulk_params(kinds, rows))
         if done != len(rows):
             raise ConcurrentChangeError("an entity was created by another process meanwhile")
     if updated:
-        await tx.executemany(
-            _UPDATE.format(json=d.json_param),
-            [
-                (
-                    main_type(doc),
-                    dumps(doc),
-                    str(doc.get("modifiedAt", now)),
-                    *columns(doc),
-                    owner,
-                    doc["id"],
-                )
-                for doc in updated
-            ],
-        )
+        sets = ("type", "doc", "modified_at", *_GEO, "gateway_id")
+        kinds = ("text", "json", "time", *_GEO_KINDS, "text", "text")
+        # the owner is set only where there is none
+        sql = d.bulk_update("entities", "id", sets, kinds, keep=("gateway_id",))
+        changed = [
+            (main_type(doc), doc, str(doc.get("modifiedAt", now)), *columns(doc), owner, doc["id"])
+            for doc in updated
+        ]
+        await _bulk(tx, sql, d.bulk_params(kinds, changed))
+
+
+async def _bulk(tx: Tx, sql: str, params: Sequence[Sequence[Any]]) -> int:
+    """One statement over a JSON array (PostgreSQL) or one per row (SQLite); rows changed."""
+    if len(params) == 1 and tx.dialect.postgres:
+        return await tx.execute(sql, params[0])
+    return await tx.executemany(sql, params)
 
 
 async def record_history(
