@@ -29,6 +29,7 @@ from ldt.cloud.ngsild.query import (
     render,
 )
 from ldt.cloud.ngsild.query_sql import SqlFilter, to_sql
+from ldt.cloud.store.dialect import POSTGRESQL
 from tests.pg import postgres_dsn, postgres_server
 
 __all__ = ["postgres_dsn", "postgres_server"]
@@ -289,6 +290,7 @@ def test_postgresql_selects_what_evaluate_accepts(
     result = to_sql(expr, dialect="postgresql")
     found = None
     if result is not None:
-        rows = pg.execute(f"SELECT id FROM entities WHERE {result.sql}", result.params)
+        sql = POSTGRESQL.sql(f"SELECT id FROM entities WHERE {result.sql}")  # ? -> %s
+        rows = pg.execute(sql.encode(), result.params)
         found = {r[0] for r in rows}
     _check(expr, docs, found, result)
