@@ -1,12 +1,13 @@
 """Geo-query latency: ``near;maxDistance==500`` over 100,000 Point entities in SQLite.
 
 The entities (NGSI-LD documents with a ``location`` GeoProperty) lie at random
-within 20 km of a city centre, in an SQLite file (WAL) with the R*Tree geo
-index (``ldt.cloud.store.geo_index``). Each query, at a random point of the
-city: the R*Tree gives candidate rowids for the query's ``search_bbox``, their
-documents are read and parsed, and ``geo.matches`` (exact haversine) keeps the
-true matches. The baseline, in the same run, is a full scan that parses and
-tests every entity. Both must return the same entities. Target: p95 <= 50 ms.
+within 20 km of a city centre, written through the store (``SqliteStore``,
+``store.entities.upsert``), which gives each row its grid cell and box
+(``ldt.cloud.store.geo_cells``). Each query, at a random point of the city, is
+the store's own search (``store.entities.search``): the cells and boxes
+prefilter in SQL, then ``EntityQuery.matches`` (exact haversine) keeps the true
+matches. The baseline, in the same run, is a full scan that parses and tests
+every entity. Both must return the same entities. Target: p95 <= 50 ms.
 
     python bench/geo.py            # 100,000 entities, 2,000 indexed / 20 scan queries
     python bench/geo.py --quick    # 100,000 entities, 300 indexed / 5 scan queries (CI)
@@ -15,6 +16,7 @@ tests every entity. Both must return the same entities. Target: p95 <= 50 ms.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
 import random
@@ -23,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,14 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import orjson
 from _table import print_table
 
-from ldt.cloud.ngsild.geo import EARTH_RADIUS_M, GeoQuery, bbox, matches, search_bbox
-from ldt.cloud.store.geo_index import GeoIndex
+from ldt.cloud.ngsild.entity_query import EntityQuery
+from ldt.cloud.ngsild.geo import EARTH_RADIUS_M, GeoQuery, matches
+from ldt.cloud.store import DB_FILENAME, SqliteStore
 
 ENTITIES = 100_000
 RADIUS_M = 20_000.0
 MAX_DISTANCE_M = 500.0
 CENTRE = (2.3522, 48.8566)  # Paris, lon/lat
 TARGET_P95_MS = 50.0
+_BATCH = 2000
 
 
 def _random_point(rng: random.Random) -> tuple[float, float]:
@@ -54,62 +58,58 @@ def _random_point(rng: random.Random) -> tuple[float, float]:
     return round(math.degrees(lon), 7), round(math.degrees(lat), 7)
 
 
-def build(path: Path, n: int) -> tuple[sqlite3.Connection, GeoIndex, float]:
-    """Create the entities and their index in one transaction; returns seconds taken."""
+async def build(store: SqliteStore, n: int) -> float:
+    """Write the entities through the store; returns seconds taken."""
     rng = random.Random(42)
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute(
-        "CREATE TABLE entities (rowid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, doc TEXT)"
-    )
-    index = GeoIndex(table="geo_location")
-    index.create(con)
     started = time.perf_counter()
-    con.execute("BEGIN IMMEDIATE")
-    rows, boxes = [], []
-    for i in range(1, n + 1):
-        location = {"type": "Point", "coordinates": list(_random_point(rng))}
-        doc = {
-            "id": f"urn:ngsi-ld:Sensor:{i:06d}",
-            "type": "Sensor",
-            "location": {"type": "GeoProperty", "value": location},
-        }
-        rows.append((i, doc["id"], orjson.dumps(doc).decode()))
-        boxes.append((i, bbox(location)))
-    con.executemany("INSERT INTO entities (rowid, id, doc) VALUES (?, ?, ?)", rows)
-    index.put_many(con, boxes)
-    con.execute("COMMIT")
-    return con, index, time.perf_counter() - started
+    for first in range(1, n + 1, _BATCH):
+        docs = []
+        for i in range(first, min(n, first + _BATCH - 1) + 1):
+            location = {"type": "Point", "coordinates": list(_random_point(rng))}
+            docs.append(
+                {
+                    "id": f"urn:ngsi-ld:Sensor:{i:06d}",
+                    "type": "Sensor",
+                    "location": {"type": "GeoProperty", "value": location},
+                }
+            )
+        await store.entities.upsert(docs, replace=True)
+    return time.perf_counter() - started
 
 
-def indexed_query(con: sqlite3.Connection, index: GeoIndex, query: GeoQuery) -> set[str]:
-    """R*Tree prefilter, then read, parse and test the candidates exactly."""
-    rowids = index.candidates(con, search_bbox(query) or ())
-    if not rowids:
-        return set()
-    marks = ",".join("?" * len(rowids))
-    sql = f"SELECT doc FROM entities WHERE rowid IN ({marks})"
-    found = set()
-    for (doc,) in con.execute(sql, tuple(rowids)):
-        entity = orjson.loads(doc)
-        if matches(query, entity["location"]["value"]):
-            found.add(entity["id"])
-    return found
+async def indexed_query(store: SqliteStore, query: GeoQuery) -> set[str]:
+    """The store's search: grid cells and boxes in SQL, then the exact test."""
+    found, _ = await store.entities.search(
+        EntityQuery(geo=query), limit=10_000, offset=0, count=False
+    )
+    return {str(e["id"]) for e in found}
 
 
-def scan_query(con: sqlite3.Connection, query: GeoQuery) -> set[str]:
+def scan_query(path: Path, query: GeoQuery) -> set[str]:
     """Baseline: parse and test every entity."""
     found = set()
-    for (doc,) in con.execute("SELECT doc FROM entities"):
-        entity = orjson.loads(doc)
-        if matches(query, entity["location"]["value"]):
-            found.add(entity["id"])
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        for (doc,) in con.execute("SELECT doc FROM entities"):
+            entity = orjson.loads(doc)
+            if matches(query, entity["location"]["value"]):
+                found.add(entity["id"])
+    finally:
+        con.close()
     return found
 
 
 def _timed(fn: Callable[..., set[str]], *args: object) -> tuple[float, set[str]]:
     started = time.perf_counter()
     result = fn(*args)
+    return (time.perf_counter() - started) * 1000.0, result
+
+
+async def _timed_async(
+    fn: Callable[..., Awaitable[set[str]]], *args: object
+) -> tuple[float, set[str]]:
+    started = time.perf_counter()
+    result = await fn(*args)
     return (time.perf_counter() - started) * 1000.0, result
 
 
@@ -120,15 +120,13 @@ def _p(samples: list[float], q: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[q - 1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    n_indexed, n_scan = (300, 5) if args.quick else (2000, 20)
+async def run(n_indexed: int, n_scan: int) -> tuple[list[float], list[float], list[int], float]:
+    """(indexed ms, scan ms, hits per query, build s)."""
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="ldt-bench-geo-") as d:
-        con, index, build_s = build(Path(d) / "geo.db", ENTITIES)
-        try:
+        path = Path(d) / DB_FILENAME
+        async with SqliteStore(path=path) as store:
+            build_s = await build(store, ENTITIES)
             queries = [
                 GeoQuery(
                     georel="near",
@@ -138,28 +136,35 @@ def main() -> None:
                 for _ in range(n_indexed)
             ]
             for q in queries[:10]:  # warm the page cache and the code paths
-                indexed_query(con, index, q)
+                await indexed_query(store, q)
             indexed: list[float] = []
             hits: list[int] = []
             for q in queries:
-                ms, found = _timed(indexed_query, con, index, q)
+                ms, found = await _timed_async(indexed_query, store, q)
                 indexed.append(ms)
                 hits.append(len(found))
             scanned: list[float] = []
             for q in queries[:n_scan]:
-                ms, full = _timed(scan_query, con, q)
+                ms, full = _timed(scan_query, path, q)
                 scanned.append(ms)
-                fast = indexed_query(con, index, q)
+                fast = await indexed_query(store, q)
                 if fast != full:
                     raise SystemExit(f"index and scan disagree: {len(fast)} vs {len(full)} hits")
-        finally:
-            con.close()
+    return indexed, scanned, hits, build_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    n_indexed, n_scan = (300, 5) if args.quick else (2000, 20)
+    indexed, scanned, hits, build_s = asyncio.run(run(n_indexed, n_scan))
     p50, p95 = _p(indexed, 50), _p(indexed, 95)
     s50, s95 = _p(scanned, 50), _p(scanned, 95)
     rows = [
         ("full scan + haversine (baseline)", len(scanned), f"{s50:.1f}", f"{s95:.1f}", "1.0"),
         (
-            "R*Tree prefilter + haversine",
+            "store search: grid cells + boxes, then haversine",
             len(indexed),
             f"{p50:.2f}",
             f"{p95:.2f}",

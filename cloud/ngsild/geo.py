@@ -3,7 +3,7 @@
 Pure functions, no I/O: the API layer turns ``GeometryError`` and
 ``GeoQueryError`` into ProblemDetails ``BadRequestData``/``InvalidRequest``
 (their message is the sentence the client sees); the store uses ``bbox`` and
-``search_bbox`` to prefilter with an R*Tree (``ldt.cloud.store.geo_index``)
+``search_bbox`` to prefilter with the grid index (``ldt.cloud.store.geo_cells``)
 and ``matches`` for the exact test.
 
 Geometry: GeoJSON (IETF RFC 7946) ``Point``, ``MultiPoint``, ``LineString``,
