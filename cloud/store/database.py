@@ -27,7 +27,8 @@ from __future__ import annotations
 import abc
 import asyncio
 import sqlite3
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -84,7 +85,7 @@ class Tx(abc.ABC):
         return None if row is None else row[0]
 
 
-Work = Callable[[Tx], Awaitable[_T]]
+Work = Callable[[Tx], Coroutine[Any, Any, _T]]
 """A unit of work: an async function of a transaction."""
 
 
@@ -109,8 +110,12 @@ class Database(abc.ABC):
         """Run ``work`` in one write transaction; committed before this returns."""
 
     @abc.abstractmethod
-    async def read(self, work: Work[_T]) -> _T:
-        """Run ``work`` on one consistent snapshot of the last commit."""
+    async def read(self, work: Work[_T], *, snapshot: bool = True) -> _T:
+        """Run ``work`` on one consistent snapshot of the last commit.
+
+        ``snapshot=False`` is for a unit of one statement, which sees one state anyway:
+        PostgreSQL then skips the read-only transaction's two extra round trips.
+        """
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -132,43 +137,79 @@ class Database(abc.ABC):
 
 
 class _SqliteTx(Tx):
-    """Statements of one transaction, each run on the connection's own thread."""
+    """Statements of one transaction, run directly on the connection.
+
+    Only ever used on the connection's own thread, inside ``_drive``: its methods are
+    coroutines that never suspend, so a whole unit of work runs in one hop to the thread
+    instead of one per statement (the hops, not the SQL, were what a PATCH cost).
+    """
 
     dialect = SQLITE
 
-    def __init__(self, con: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, con: sqlite3.Connection) -> None:
         self._con = con
-        self._executor = executor
-
-    async def _on_thread(self, fn: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """See ``Tx.execute``."""
-        return await self._on_thread(lambda: self._con.execute(sql, params).rowcount)
+        return self._con.execute(sql, params).rowcount
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
         """See ``Tx.executemany``."""
         if not rows:
             return 0
-        return await self._on_thread(lambda: self._con.executemany(sql, rows).rowcount)
+        return self._con.executemany(sql, rows).rowcount
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """See ``Tx.fetchall``."""
-        return await self._on_thread(lambda: self._con.execute(sql, params).fetchall())
+        return self._con.execute(sql, params).fetchall()
 
     async def stream(self, sql: str, params: Sequence[Any] = ()) -> AsyncGenerator[Row, None]:
-        """See ``Tx.stream``: a cursor on the connection's thread, ``_CHUNK`` rows a hop."""
-        cur = await self._on_thread(lambda: self._con.execute(sql, params))
+        """See ``Tx.stream``: the cursor is read as the caller goes."""
+        cur = self._con.execute(sql, params)
         try:
-            while True:
-                rows = await self._on_thread(lambda: cur.fetchmany(_CHUNK))
-                if not rows:
-                    return
+            while rows := cur.fetchmany(_CHUNK):
                 for row in rows:
                     yield row
         finally:
-            await self._on_thread(cur.close)
+            cur.close()
+
+
+class _SuspendedError(RuntimeError):
+    """A SQLite unit of work awaited something other than its transaction."""
+
+
+def _drive(
+    con: sqlite3.Connection, tx: _SqliteTx, work: Work[_T], begin: str, deadline: float
+) -> _T:
+    """Run ``work`` to completion on this thread, in one transaction (the caller's thread).
+
+    The deadline interrupts a statement still running when it passes (SQLite's progress
+    handler), which rolls back: a write never commits after its caller gave up on it.
+    The COMMIT itself runs with the handler off.
+    """
+
+    def late() -> int:
+        return 1 if time.monotonic() > deadline else 0
+
+    con.execute(begin)
+    con.set_progress_handler(late, 10_000)
+    try:
+        coro = work(tx)
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            result: _T = done.value
+        else:
+            coro.close()
+            raise _SuspendedError("a SQLite unit of work may only await its transaction")
+    except BaseException:
+        con.set_progress_handler(None, 0)
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    con.set_progress_handler(None, 0)
+    con.execute("COMMIT")
+    return result
 
 
 class _Lane:
@@ -177,7 +218,7 @@ class _Lane:
     def __init__(self, con: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
         self.con = con
         self.executor = executor
-        self.tx = _SqliteTx(con, executor)
+        self.tx = _SqliteTx(con)
 
     async def run(self, fn: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
@@ -306,7 +347,7 @@ class SqliteDatabase(Database):
         finally:
             self._lock.release()
 
-    async def read(self, work: Work[_T]) -> _T:
+    async def read(self, work: Work[_T], *, snapshot: bool = True) -> _T:
         """See ``Database.read``: a deferred transaction on a reader connection."""
         queue = self._readers
         if queue is None:
@@ -325,29 +366,19 @@ class SqliteDatabase(Database):
             queue.put_nowait(lane)
 
     async def _transaction(self, lane: _Lane, work: Work[_T], begin: str) -> _T:
-        con = lane.con
+        deadline = time.monotonic() + self.timeout_s
+        # shielded: the thread finishes (commits or rolls back) whatever happens to us,
+        # and the lane is handed back only when it has
         try:
-            await lane.run(lambda: con.execute(begin))
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    result = await work(lane.tx)
-            except BaseException:
-                await asyncio.shield(lane.run(_rollback(con)))
-                raise
-            await asyncio.shield(lane.run(lambda: con.execute("COMMIT")))
-        except TimeoutError as exc:
-            raise self._late() from exc
+            return await asyncio.shield(
+                lane.run(lambda: _drive(lane.con, lane.tx, work, begin, deadline))
+            )
+        except sqlite3.OperationalError as exc:
+            if "interrupted" in str(exc):
+                raise self._late() from exc
+            raise StoreError(f"database error: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"database error: {exc}") from exc
-        return result
-
-
-def _rollback(con: sqlite3.Connection) -> Callable[[], None]:
-    def run() -> None:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-
-    return run
 
 
 # PostgreSQL -------------------------------------------------------------------------
@@ -533,9 +564,11 @@ class PostgresDatabase(Database):
         """See ``Database.write`` (READ COMMITTED; row locks do the rest)."""
         return await self.call(lambda conn: work(_PgTx(conn)), transaction=True)
 
-    async def read(self, work: Work[_T]) -> _T:
+    async def read(self, work: Work[_T], *, snapshot: bool = True) -> _T:
         """See ``Database.read`` (REPEATABLE READ, READ ONLY: one snapshot)."""
-        return await self.call(lambda conn: work(_PgTx(conn)), transaction=True, read_only=True)
+        return await self.call(
+            lambda conn: work(_PgTx(conn)), transaction=snapshot, read_only=snapshot
+        )
 
 
 def describe(exc: BaseException) -> str:

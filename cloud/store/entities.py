@@ -148,7 +148,7 @@ class EntityRepository:
             )
             return None if row is None else load_doc(row[0])
 
-        return await self._db.read(read)
+        return await self._db.read(read, snapshot=False)
 
     async def query(
         self,

@@ -154,7 +154,7 @@ class GatewayRepository:
                 "SELECT id, token_sha256 FROM gateways WHERE token_sha256 = ?", (token_sha256,)
             )
 
-        row = await self._db.read(work)
+        row = await self._db.read(work, snapshot=False)
         if row is None or not hmac.compare_digest(bytes(row[1]), token_sha256):
             return None
         return str(row[0])

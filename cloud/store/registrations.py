@@ -60,7 +60,7 @@ class RegistrationRepository:
             row = await tx.fetchone(f"{self._select} WHERE id = ?", (reg_id,))
             return None if row is None else _load(row[0])
 
-        return await self._db.read(work)
+        return await self._db.read(work, snapshot=False)
 
     async def list(self) -> builtins.list[Document]:
         """Every registration's document, by id (the API filters and pages them)."""

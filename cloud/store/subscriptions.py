@@ -142,7 +142,7 @@ class SubscriptionRepository:
             row = await tx.fetchone(f"{self._select} WHERE id = ?", (sub_id,))
             return None if row is None else _record(row)
 
-        return await self._db.read(work)
+        return await self._db.read(work, snapshot=False)
 
     async def list(
         self, *, limit: int | None = None, offset: int = 0
@@ -194,7 +194,7 @@ class SubscriptionRepository:
             n = await tx.scalar("SELECT n FROM subscription_generation")
             return 0 if n is None else int(n)
 
-        return await self._db.read(work)
+        return await self._db.read(work, snapshot=False)
 
     async def claim_notification_slot(
         self, sub_id: str, *, now_ms: int, period_ms: int

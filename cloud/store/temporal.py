@@ -260,7 +260,7 @@ class TemporalRepository:
     async def get(self, entity_id: str) -> TemporalHeader | None:
         """A temporal entity's header, or None."""
 
-        return await self._db.read(lambda tx: _get(tx, entity_id))
+        return await self._db.read(lambda tx: _get(tx, entity_id), snapshot=False)
 
     async def query(
         self,
