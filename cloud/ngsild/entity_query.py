@@ -177,7 +177,9 @@ def _types_hold(expr: TypeExpr, types: set[str]) -> bool:
     return any(_types_hold(i, types) for i in expr.items)
 
 
-def type_sql(expr: TypeExpr, *, dialect: Literal["sqlite", "postgresql"]) -> tuple[str, list[Any]]:
+def type_sql(
+    expr: TypeExpr, *, dialect: Literal["sqlite", "postgresql"], column: str = "type"
+) -> tuple[str, list[Any]]:
     """An exact ``WHERE`` fragment over table ``entities`` for a type selection.
 
     The ``type`` column holds the type of a single-typed entity (the first of several); an
@@ -188,17 +190,17 @@ def type_sql(expr: TypeExpr, *, dialect: Literal["sqlite", "postgresql"]) -> tup
         # and the few entities with several types (partial index entities_multi_typed)
         if dialect == "sqlite":
             return (
-                "(type = ? OR rowid IN (SELECT rowid FROM entities"
+                f"({column} = ? OR rowid IN (SELECT rowid FROM entities"  # noqa: S608 (a column name of ours)
                 " WHERE json_type(doc, '$.type') = 'array' AND EXISTS"
                 " (SELECT 1 FROM json_each(doc, '$.type') WHERE value = ?)))",
                 [expr, expr],
             )
         return (
-            "(type = ? OR id IN (SELECT id FROM entities"
+            f"({column} = ? OR id IN (SELECT id FROM entities"  # noqa: S608
             " WHERE jsonb_typeof(doc->'type') = 'array' AND jsonb_exists(doc->'type', ?)))",
             [expr, expr],
         )
-    parts = [type_sql(i, dialect=dialect) for i in expr.items]
+    parts = [type_sql(i, dialect=dialect, column=column) for i in expr.items]
     joiner = " AND " if isinstance(expr, TypeAnd) else " OR "
     return (
         "(" + joiner.join(p[0] for p in parts) + ")",

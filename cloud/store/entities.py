@@ -16,18 +16,18 @@ Python over a streamed scan, so a query SQL cannot fully express is still exact.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import orjson
 
 from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
-from ldt.cloud.ngsild.geo import search_bbox
+from ldt.cloud.ngsild.geo import BBox, search_bbox
 from ldt.cloud.store import entity_rows, entity_search, geo_cells
 from ldt.cloud.store.base import Entity, TypeAttributeCount
 from ldt.cloud.store.coalesce import Coalescer
-from ldt.cloud.store.database import Database, Tx
+from ldt.cloud.store.database import Database, Row, Tx
 from ldt.cloud.store.entity_rows import dumps, load_doc
 from ldt.cloud.store.purge_sql import Purge
 
@@ -76,6 +76,38 @@ def _outcome(old: Entity | None, new: Entity | None) -> WriteOutcome:
     if new is None:
         return "deleted"
     return "unchanged" if new is old or new == old else "updated"
+
+
+async def _aiter(rows: list[Row]) -> AsyncGenerator[Row, None]:
+    for row in rows:
+        yield row
+
+
+def _boxes(query: EntityQuery) -> tuple[BBox, ...] | None:
+    """The boxes a ``location`` geo-query prefilters with (None: no geo prefilter)."""
+    if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
+        return search_bbox(query.geo)
+    return None
+
+
+async def _search_sql(
+    tx: Tx, query: EntityQuery, boxes: tuple[BBox, ...] | None
+) -> tuple[entity_search.Pushdown, str, list[Any], str, list[Any]]:
+    """(pushdown, WHERE clause, its parameters, the ordered SELECT, its parameters)."""
+    d = tx.dialect
+    multi = query.types is not None and await _multi_typed(tx)
+    # with a geo clause the grid cells' few rows are where to start, not the type
+    push = entity_search.where(query, dialect=d.name, multi_typed=multi, type_index=boxes is None)
+    clauses, params = list(push.clauses), list(push.params)
+    if boxes is not None:
+        text, values = geo_cells.search_clause(d, boxes)
+        clauses.append(text)
+        params.extend(values)
+    clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    order = order_by.entity_order(query.order, dialect=d.name)
+    select = order_by.ordered_select(d.doc_text(), f"entities{clause}", order)
+    ordered = [*(order.params if order is not None else ()), *params]
+    return push, clause, params, select, ordered
 
 
 async def _multi_typed(tx: Tx) -> bool:
@@ -191,36 +223,20 @@ class EntityRepository:
         One page (``limit`` 0: none) and, with ``count``, the total number of matches (None
         without: counting may cost a scan the page does not need).
         """
-        boxes = None
-        if query.geo is not None and set(query.geo_names) <= set(LOCATION_NAMES):
-            boxes = search_bbox(query.geo)
+        boxes = _boxes(query)
 
         async def read(tx: Tx) -> tuple[list[Entity], int | None]:
-            d = tx.dialect
-            # with a geo clause SQLite keeps the general (OR) type test: a plain one would
-            # make it walk the type index in id order instead of starting from the few cells
-            multi = query.types is not None and (
-                (boxes is not None and not d.postgres) or await _multi_typed(tx)
-            )
-            push = entity_search.where(query, dialect=d.name, multi_typed=multi)
-            clauses, params = list(push.clauses), list(push.params)
-            if boxes is not None:
-                text, values = geo_cells.search_clause(d, boxes)
-                clauses.append(text)
-                params.extend(values)
-            clause = (" WHERE " + " AND ".join(clauses)) if clauses else ""
-            order = order_by.entity_order(query.order, dialect=d.name)
-            select = order_by.ordered_select(d.doc_text(), f"entities{clause}", order)
-            ordered = [*(order.params if order is not None else ()), *params]
+            push, clause, params, select, ordered = await _search_sql(tx, query, boxes)
             if push.residual:
-                if boxes is not None and d.postgres:
-                    # a cursor is planned for its first 10 % of rows, which picks a walk of
-                    # the whole table in id order over the cells' few candidates
-                    await tx.execute("SET LOCAL cursor_tuple_fraction = 1.0")
                 page: list[Entity] = []
                 total = 0
-                async with contextlib.aclosing(tx.stream(select, ordered)) as rows:
-                    async for (text,) in rows:
+                if boxes is not None and geo_cells.bounded(boxes):
+                    # the cells bound the candidates to a few rows: one round trip
+                    rows: Any = _aiter(await tx.fetchall(select, ordered))
+                else:
+                    rows = tx.stream(select, ordered)
+                async with contextlib.aclosing(rows) as candidates:
+                    async for (text,) in candidates:
                         if not count and total >= offset + limit:
                             break
                         entity = load_doc(text)
@@ -239,6 +255,18 @@ class EntityRepository:
                     return [], counted
             found = await tx.fetchall(f"{select} LIMIT ? OFFSET ?", [*ordered, limit, offset])
             return [load_doc(r[0]) for r in found], counted
+
+        return await self._db.read(read)
+
+    async def plan(self, query: EntityQuery) -> str:
+        """How the database would run ``search(query)``'s page: its query plan as text
+        (``EXPLAIN``), for the tests that keep the indexes in use, and for an operator."""
+
+        async def read(tx: Tx) -> str:
+            _, _, _, select, ordered = await _search_sql(tx, query, _boxes(query))
+            explain = "EXPLAIN" if tx.dialect.postgres else "EXPLAIN QUERY PLAN"
+            rows = await tx.fetchall(f"{explain} {select} LIMIT 100", ordered)
+            return "\n".join(str(r[-1]) for r in rows)
 
         return await self._db.read(read)
 

@@ -38,7 +38,11 @@ class Pushdown:
 
 
 def where(
-    query: EntityQuery, *, dialect: Literal["sqlite", "postgresql"], multi_typed: bool = True
+    query: EntityQuery,
+    *,
+    dialect: Literal["sqlite", "postgresql"],
+    multi_typed: bool = True,
+    type_index: bool = True,
 ) -> Pushdown:
     """The pushdown of ``query`` for ``dialect`` (placeholders ``?``, as every statement run
     through ``database.Tx``; no ``?`` operator of jsonb: ``jsonb_exists_any`` instead).
@@ -49,8 +53,14 @@ def where(
     and stops at the page's end. The general form (``type_sql``) ORs in the multi-typed
     entities, and that OR makes both SQLite and PostgreSQL collect and sort every row of
     the type (and evaluate ``q`` on each) before returning the first page.
+
+    ``type_index=False`` keeps SQLite from answering the type test from its index (``+type``
+    is not indexable): with a geo-query the grid cells' few rows are the place to start, and
+    SQLite's planner, without statistics, walked every entity of the type instead (5.5 ms
+    against 0.7 ms at 10,000 entities).
     """
     mark = "?"
+    column = "type" if type_index or dialect != "sqlite" else "+type"
     clauses: list[str] = []
     params: list[Any] = []
     if query.ids is not None:
@@ -62,9 +72,9 @@ def where(
             params.append(list(query.ids))
     if query.types is not None:
         if multi_typed:
-            text, values = type_sql(query.types, dialect=dialect)
+            text, values = type_sql(query.types, dialect=dialect, column=column)
         else:
-            text, values = _column_type_sql(query.types, mark)
+            text, values = _column_type_sql(query.types, mark, column)
         clauses.append(text)
         params.extend(values)
     attrs_exact = True
@@ -91,11 +101,11 @@ def where(
     return Pushdown(clauses, params, residual, q_exact)
 
 
-def _column_type_sql(expr: TypeExpr, mark: str) -> tuple[str, list[Any]]:
+def _column_type_sql(expr: TypeExpr, mark: str, column: str) -> tuple[str, list[Any]]:
     """A type selection over the ``type`` column alone (exact when no entity is multi-typed)."""
     if isinstance(expr, str):
-        return f"type = {mark}", [expr]
-    parts = [_column_type_sql(i, mark) for i in expr.items]
+        return f"{column} = {mark}", [expr]
+    parts = [_column_type_sql(i, mark, column) for i in expr.items]
     joiner = " AND " if isinstance(expr, TypeAnd) else " OR "
     return "(" + joiner.join(p[0] for p in parts) + ")", [v for p in parts for v in p[1]]
 
