@@ -120,6 +120,7 @@ def reading_instance(
     *,
     unit: str | None,
     provenance: str | None,
+    observed: str | None = None,
 ) -> dict[str, Any]:
     """The temporal instance of one synced reading (the history keeps every reading).
 
@@ -129,15 +130,20 @@ def reading_instance(
     NGSI-LD's null with its ``quality`` and ``reason``, so the history shows when and
     why the device was not read, where an older value would hide the gap.
     """
+    at = observed or iso_ms(ts)  # ``observed``: iso_ms(ts), when the caller has it
     has_value = quality != "bad" and value is not None
-    doc = _prop(value if has_value else NULL_VALUE, ts)
+    doc: dict[str, Any] = {
+        "type": "Property",
+        "value": value if has_value else NULL_VALUE,
+        "observedAt": at,
+    }
     if unit is not None:
         doc["unitCode"] = unit
     if provenance is not None:
-        doc["provenance"] = _prop(provenance, ts)
-    doc["quality"] = _prop(quality, ts)
+        doc["provenance"] = {"type": "Property", "value": provenance, "observedAt": at}
+    doc["quality"] = {"type": "Property", "value": quality, "observedAt": at}
     if reason is not None or not has_value:  # a good reading may carry one (a skewed clock)
-        doc["reason"] = _prop(reason or "read failed", ts)
+        doc["reason"] = {"type": "Property", "value": reason or "read failed", "observedAt": at}
     return doc
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ldt.cloud.errors import OwnershipError
 from ldt.cloud.ngsild.device_model import apply_update, reading_id, reading_instance, summarize
-from ldt.cloud.ngsild.timestamps import parse_iso_ms
+from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
 from ldt.cloud.store import entity_rows, readings, temporal
 from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Database, Tx
@@ -44,6 +44,8 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
     gateway owns.
     """
     series = {int(k): v for k, v in batch.series.items()}
+    # a poll cycle stamps many readings with one time: format each time once
+    times = {ts: iso_ms(ts) for ts in {r[2] for r in batch.readings}}
     rows = [
         readings.ReadingRow(
             instance_id=reading_id(gateway_id, seq),
@@ -52,7 +54,7 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
             observed_at_ms=ts,
             doc=reading_instance(
                 value, ts, quality, reason, unit=series[sid].unit,
-                provenance=series[sid].provenance,
+                provenance=series[sid].provenance, observed=times[ts],
             ),
         )
         for seq, sid, ts, value, quality, reason in batch.readings
@@ -66,13 +68,21 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
         for eid, (owner, _) in current.items():
             if owner is not None and owner != gateway_id:
                 raise OwnershipError(eid, owner)
-        stored = await readings.existing(tx, [r.instance_id for r in rows])
-        fresh_rows = [r for r in rows if r.instance_id not in stored]
-        if not fresh_rows:
-            return 0
         now = entity_rows.now_iso()
         now_ms = parse_iso_ms(now) or 0
-        inserted = await readings.insert(tx, fresh_rows, now_ms)
+        # a replay is rare (a lost acknowledgement): try the batch whole, and only when a
+        # reading turns out to be stored already, undo that and set the stored ones aside
+        await tx.execute("SAVEPOINT readings")
+        inserted = await readings.insert(tx, rows, now_ms)
+        fresh_rows = rows
+        if inserted != len(rows):
+            await tx.execute("ROLLBACK TO SAVEPOINT readings")
+            stored = await readings.existing(tx, [r.instance_id for r in rows])
+            fresh_rows = [r for r in rows if r.instance_id not in stored]
+            inserted = await readings.insert(tx, fresh_rows, now_ms)
+        await tx.execute("RELEASE SAVEPOINT readings")
+        if not fresh_rows:
+            return 0
         fresh = batch
         if len(fresh_rows) != len(rows):
             keep = {r.instance_id for r in fresh_rows}
