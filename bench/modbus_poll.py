@@ -35,6 +35,8 @@ from _agent import start_agent, stop_agent
 from _cloud import start_cloud
 from _table import print_table
 
+from ldt.cloud.ngsild.device_model import READING_ID_PREFIX
+
 GATEWAY = "gw-poll"
 POINTS = 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -183,7 +185,7 @@ def window_counts(db: Path, t0_ms: int, t1_ms: int) -> dict[str, int]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         # every synced reading is a temporal instance named after its gateway and seq
-        prefix = f"urn:ngsi-ld:reading:{GATEWAY}:"
+        prefix = f"{READING_ID_PREFIX}{GATEWAY}:"
         rows = con.execute(
             "SELECT doc ->> '$.quality.value', count(*) FROM attr_instances"
             " WHERE instance_id >= ? AND instance_id < ?"

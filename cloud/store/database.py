@@ -74,6 +74,13 @@ class Tx(abc.ABC):
         for row in await self.fetchall(sql, params):
             yield row
 
+    async def bulk(self, sql: str, params: Sequence[Sequence[Any]]) -> int:
+        """Run a ``Dialect.bulk_rows``/``bulk_update`` statement with its ``bulk_params``: one
+        statement for the one JSON-array row (PostgreSQL), one per row (SQLite); rows changed."""
+        if len(params) == 1:
+            return await self.execute(sql, params[0])
+        return await self.executemany(sql, params)
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row a statement produced, or None."""
         rows = await self.fetchall(sql, params)
@@ -315,24 +322,6 @@ class SqliteDatabase(Database):
         if self._writer is None:
             raise StoreError("the store is not open")
         return self._writer
-
-    async def call(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run a synchronous function of the writer connection on its thread, exclusively.
-
-        For code that drives the connection itself (schema work, bulk migrations).
-        """
-        lane = self._writer_lane()
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self._lock.acquire()
-        except TimeoutError as exc:
-            raise self._late() from exc
-        try:
-            return await asyncio.shield(lane.run(lambda: fn(lane.con)))
-        except sqlite3.Error as exc:
-            raise StoreError(f"database error: {exc}") from exc
-        finally:
-            self._lock.release()
 
     async def write(self, work: Work[_T]) -> _T:
         """See ``Database.write``: ``BEGIN IMMEDIATE`` .. ``COMMIT`` on the writer."""

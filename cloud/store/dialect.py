@@ -54,16 +54,6 @@ class Dialect:
 
     # column types (DDL) ---------------------------------------------------
     @property
-    def json_type(self) -> str:
-        """A column holding a JSON document (text in SQLite, ``jsonb`` in PostgreSQL)."""
-        return "jsonb" if self.postgres else "TEXT"
-
-    @property
-    def bytes_type(self) -> str:
-        """A column holding bytes."""
-        return "bytea" if self.postgres else "BLOB"
-
-    @property
     def int_type(self) -> str:
         """A 64-bit integer column (epoch milliseconds, sequence numbers)."""
         return "bigint" if self.postgres else "INTEGER"
@@ -86,13 +76,6 @@ class Dialect:
         return "SELECT value FROM json_each(?)"
 
     @property
-    def int_values(self) -> str:
-        """A subquery of the integers in one JSON-array parameter (``x IN (...)``)."""
-        if self.postgres:
-            return "SELECT jsonb_array_elements_text(?::jsonb)::bigint"
-        return "SELECT value FROM json_each(?)"
-
-    @property
     def json_rows(self) -> str:
         """A FROM item over one JSON-array parameter: one row per element, column ``value``.
 
@@ -102,22 +85,6 @@ class Dialect:
         if self.postgres:
             return "jsonb_array_elements(?::jsonb) AS j (value)"
         return "json_each(?) AS j"
-
-    def row_text(self, n: int) -> str:
-        """Member ``n`` of a ``json_rows`` row as text (NULL for JSON null)."""
-        return f"value ->> {n}"
-
-    def row_int(self, n: int) -> str:
-        """Member ``n`` of a ``json_rows`` row as a 64-bit integer."""
-        return f"(value ->> {n})::bigint" if self.postgres else f"value ->> {n}"
-
-    def row_real(self, n: int) -> str:
-        """Member ``n`` of a ``json_rows`` row as a double."""
-        return f"(value ->> {n})::float8" if self.postgres else f"value ->> {n}"
-
-    def row_json(self, n: int) -> str:
-        """Member ``n`` of a ``json_rows`` row as a JSON document for a JSON column."""
-        return f"value -> {n}" if self.postgres else f"value ->> {n}"
 
     @property
     def for_update(self) -> str:
@@ -140,10 +107,6 @@ class Dialect:
     def doc_text(self, column: str = "doc") -> str:
         """A JSON column as text, as the application parses it."""
         return f"{column}::text" if self.postgres else column
-
-    def json_array_length(self, expr: str) -> str:
-        """The length of a JSON array expression."""
-        return f"jsonb_array_length({expr})" if self.postgres else f"json_array_length({expr})"
 
     def any_of(self, expr: str, *, cast: str = "text") -> str:
         """``expr`` is one of the values of one list parameter (``list_param``).
@@ -299,13 +262,6 @@ class Dialect:
         SQLite's planner needs no telling.
         """
         return "SET LOCAL enable_sort = off" if self.postgres else None
-
-    def json_type_of(self, expr: str) -> str:
-        """The JSON type name of an expression; 'array' and 'object' agree, scalars differ
-        (SQLite: integer, real, text, true, false; PostgreSQL: number, string, boolean)."""
-        if self.postgres:
-            return f"jsonb_typeof({expr})"
-        return f"json_type({expr})"
 
     # timestamps (PostgreSQL ``timestamptz``, SQLite ISO 8601 text) ------------
     @property

@@ -109,7 +109,7 @@ async def save(
             )
             for doc in created
         ]
-        done = await _bulk(tx, sql, d.bulk_params(kinds, rows))
+        done = await tx.bulk(sql, d.bulk_params(kinds, rows))
         if done != len(rows):
             raise ConcurrentChangeError("an entity was created by another process meanwhile")
     if updated:
@@ -121,14 +121,7 @@ async def save(
             (main_type(doc), doc, str(doc.get("modifiedAt", now)), *columns(doc), owner, doc["id"])
             for doc in updated
         ]
-        await _bulk(tx, sql, d.bulk_params(kinds, changed))
-
-
-async def _bulk(tx: Tx, sql: str, params: Sequence[Sequence[Any]]) -> int:
-    """One statement over a JSON array (PostgreSQL) or one per row (SQLite); rows changed."""
-    if len(params) == 1 and tx.dialect.postgres:
-        return await tx.execute(sql, params[0])
-    return await tx.executemany(sql, params)
+        await tx.bulk(sql, d.bulk_params(kinds, changed))
 
 
 async def record_history(

@@ -110,8 +110,6 @@ SCHEMA_VERSION: Final = schema.SCHEMA_VERSION
 """The schema this code writes; ``open()`` migrates older databases up to it (the steps
 after ``len(_MIGRATIONS)`` are ``schema``'s, written once for both engines)."""
 
-_MIGRATION_LOCK: Final = 0x6C64_7473_6368  # pg_advisory_xact_lock key: "ldtsch"
-
 
 class PostgresStore(Store):
     """``Store`` on a PostgreSQL database that other broker processes may share.
@@ -153,7 +151,7 @@ async def _migrate(conn: _Conn) -> None:
     done. Raises ``StoreError`` for a schema newer than this code.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (schema.MIGRATION_LOCK,))
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS ldt_schema_version (version integer NOT NULL)"
         )

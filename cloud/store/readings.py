@@ -63,10 +63,15 @@ async def insert(tx: Tx, rows: Sequence[ReadingRow], now_ms: int) -> int:
     )
 
 
-def _range(gateway_id: str) -> tuple[str, str]:
-    """The instance ids of one gateway's readings sort between these two strings."""
-    prefix = f"{READING_ID_PREFIX}{gateway_id}:"
+def _range(prefix: str) -> tuple[str, str]:
+    """Instance ids starting with ``prefix`` (which ends in ``:``) sort between these two."""
     return prefix, prefix[:-1] + ";"  # ';' follows ':' in code-point order
+
+
+def _in_range(tx: Tx) -> str:
+    """``instance_id`` in a ``_range``, compared by code point on both engines."""
+    column = tx.dialect.code_points("instance_id")
+    return f"{column} >= ? AND {column} < ?"
 
 
 class ReadingRepository:
@@ -81,13 +86,11 @@ class ReadingRepository:
 
     async def seqs(self, gateway_id: str) -> list[int]:
         """The stored seqs of this gateway, ascending."""
-        low, high = _range(gateway_id)
+        low, high = _range(f"{READING_ID_PREFIX}{gateway_id}:")
 
         async def read(tx: Tx) -> list[int]:
-            collate = ' COLLATE "C"' if tx.dialect.postgres else ""
             rows = await tx.fetchall(
-                f"SELECT instance_id FROM attr_instances WHERE instance_id{collate} >= ?"  # noqa: S608
-                f" AND instance_id{collate} < ?",
+                f"SELECT instance_id FROM attr_instances WHERE {_in_range(tx)}",  # noqa: S608
                 (low, high),
             )
             return sorted(int(r[0][len(low) :]) for r in rows)
@@ -98,12 +101,10 @@ class ReadingRepository:
         """Every synced reading of one attribute, oldest first (observed time, then seq)."""
 
         async def read(tx: Tx) -> list[tuple[Any, ...]]:
-            collate = ' COLLATE "C"' if tx.dialect.postgres else ""
             return await tx.fetchall(
                 f"SELECT instance_id, observed_at_ms, {tx.dialect.doc_text()}"  # noqa: S608
-                f" FROM attr_instances WHERE entity_id = ? AND attr = ?"
-                f" AND instance_id{collate} >= ? AND instance_id{collate} < ?",
-                (entity_id, attr, READING_ID_PREFIX, READING_ID_PREFIX[:-1] + ";"),
+                f" FROM attr_instances WHERE entity_id = ? AND attr = ? AND {_in_range(tx)}",
+                (entity_id, attr, *_range(READING_ID_PREFIX)),
             )
 
         out: list[HistoryRow] = []

@@ -21,11 +21,11 @@ import orjson
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.device_model import reading_id, reading_instance
-from ldt.cloud.store import entity_rows, temporal
+from ldt.cloud.store import entity_rows, geo_cells, temporal
 from ldt.cloud.store.database import Database, Tx
 from ldt.cloud.store.geo_cells import columns
 
-__all__ = ["LEGACY_VERSION", "SCHEMA_VERSION", "migrate"]
+__all__ = ["LEGACY_VERSION", "MIGRATION_LOCK", "SCHEMA_VERSION", "migrate"]
 
 LEGACY_VERSION: Final = 11
 """Where both engines' own migration histories end."""
@@ -39,13 +39,14 @@ class _Step:
     run: Callable[[Database], Awaitable[None]]
 
 
-_LOCK: Final = 0x6C64_7473_6368  # the advisory lock key of postgres._migrate: "ldtsch"
+MIGRATION_LOCK: Final = 0x6C64_7473_6368  # "ldtsch"
+"""PostgreSQL's advisory lock for schema changes (``postgres._migrate`` and the steps here)."""
 
 
 async def _serialize(tx: Tx) -> None:
     """Brokers opening one PostgreSQL database together run each schema change in turn."""
     if tx.dialect.postgres:
-        await tx.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK,))
+        await tx.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
 
 
 async def _version(tx: Tx) -> int:
@@ -106,7 +107,7 @@ async def _geo_grid(db: Database) -> None:
                 return None
             located = [(columns(orjson.loads(text)), eid) for eid, text in rows]
             await tx.executemany(
-                "UPDATE entities SET geo_cell = ?, x0 = ?, y0 = ?, x1 = ?, y1 = ? WHERE id = ?",
+                geo_cells.UPDATE,
                 [(*cols, eid) for cols, eid in located if cols[0] is not None],
             )
             return str(rows[-1][0])

@@ -112,7 +112,7 @@ class SqliteStore(Store):
     ) -> None:
         self._sqlite = SqliteDatabase(
             path=path,
-            connect=self._connect_indexed,
+            connect=self._connect,
             timeout_s=timeout_s,
             synchronous=synchronous,
         )
@@ -130,6 +130,6 @@ class SqliteStore(Store):
         """The sync policy (tenant databases beside this one open with the same)."""
         return self._synchronous
 
-    def _connect_indexed(self) -> sqlite3.Connection:
-        """Open the file with the tables up to the legacy version (the writer's thread)."""
+    def _connect(self) -> sqlite3.Connection:
+        """Open the file with the tables up to schema 11 (on the writer's thread)."""
         return connect(self._path, synchronous=self._synchronous)

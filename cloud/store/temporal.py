@@ -72,11 +72,7 @@ async def _bulk_insert(
 ) -> None:
     """``{head} <rows> {tail}``: every row in one statement (``Dialect.bulk_rows``)."""
     sql = f"{head} {tx.dialect.bulk_rows(kinds)} {tail}"
-    params = tx.dialect.bulk_params(kinds, rows)
-    if len(params) == 1:
-        await tx.execute(sql, params[0])
-    else:
-        await tx.executemany(sql, params)
+    await tx.bulk(sql, tx.dialect.bulk_params(kinds, rows))
 
 
 async def record(tx: Tx, headers: dict[str, tuple[Any, str]], rows: Sequence[AttrInstance]) -> None:
