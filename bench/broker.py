@@ -11,7 +11,12 @@ same two cores), the reads and checks through an httpx ``AsyncClient``:
 - batch upserts: ``POST /entityOperations/upsert`` with 1,000 WeatherObserved
   entities (8 attributes, a ``location`` Point within 20 km of a city centre);
 - single updates: ``PATCH /entities/{id}/attrs`` changing ``temperature``;
-- queries: ``GET /entities?type=WeatherObserved&q=temperature>20&limit=100``;
+- queries: ``GET /entities?type=WeatherObserved&q=...&limit=100`` in five forms: a
+  comparison half the entities match (its page fills in id order), and four that match
+  about 1 % or one entity, answered from the value indexes declared on ``temperature``
+  and ``name`` before the load (``ldt cloud index add``): a numeric comparison, a
+  string equality, a range, and an ``observedAt`` window. Every page is compared with
+  the expected ids;
 - near geo-queries: ``georel=near;maxDistance==500`` at random points;
 - notifications: a subscription to every WeatherObserved's ``temperature``
   notifies a local HTTP receiver (a bare asyncio server in this process) while
@@ -55,6 +60,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +85,21 @@ RADIUS_M = 20_000.0
 MAX_DISTANCE_M = 500.0
 EARTH_RADIUS_M = 6_371_008.8
 Q_THRESHOLD = 20.0
+Q_SHARE = 0.01
+"""The selective ``q`` forms match about this share of the entities (1 %)."""
+OBSERVED_START_S = 1_714_564_800  # 2024-05-01T12:00:00Z
+OBSERVED_STEP_S = 1
+"""Entity i's attributes were observed at OBSERVED_START_S + i seconds."""
+INDEXED = ("temperature", "name")
+"""Attributes declared for a value index (``ldt cloud index add``) before the load."""
 API = "/ngsi-ld/v1"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 TARGET_UPSERTS_S = 10_000.0
-TARGET_UPDATES_S = 2_000.0
+TARGET_UPDATES_S = 2_500.0
 TARGET_NEAR_P95_MS = 50.0
+TARGET_Q_S = 200.0
+TARGET_Q_P95_MS = 50.0
 
 
 class BenchError(Exception):
@@ -170,9 +185,9 @@ def entity_id(i: int) -> str:
 def make_entities(n: int) -> tuple[list[dict[str, Any]], dict[str, tuple[float, float]]]:
     """``n`` realistic WeatherObserved entities (normalized) and their locations by id."""
     rng = random.Random(42)
-    observed = "2024-05-01T12:00:00.000Z"
     entities, points = [], {}
     for i in range(n):
+        observed = _iso(OBSERVED_START_S + i * OBSERVED_STEP_S)
         point = _random_point(rng)
         eid = entity_id(i)
         points[eid] = point
@@ -275,6 +290,11 @@ def running_broker(data: Path, store: str | None) -> Iterator[str]:
     if store is not None:
         cmd += ["--store", store]
     log = data.parent / f"broker-{port}.log"
+    for name in INDEXED:  # as an operator would, before the data arrives
+        index = [sys.executable, "-m", "ldt", "cloud", "index", "add", name, "--data", str(data)]
+        if store is not None:
+            index += ["--store", store]
+        subprocess.run(index, check=True, capture_output=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -384,7 +404,8 @@ class Result:
     update_s: float = 0.0
     lookup: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
     """(requests/s, p50 ms, p95 ms, requests)."""
-    query: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
+    queries: dict[str, tuple[float, float, float, int]] = field(default_factory=dict)
+    """Per ``q`` form (``q_forms``)."""
     near: tuple[float, float, float, int] = (0.0, 0.0, 0.0, 0)
     near_hits: float = 0.0
     notify_s: float = 0.0
@@ -407,6 +428,77 @@ def _p(samples: list[float], q: int) -> float:
 
 def _summary(elapsed: float, latencies: list[float]) -> tuple[float, float, float, int]:
     return len(latencies) / elapsed, _p(latencies, 50), _p(latencies, 95), len(latencies)
+
+
+def _temperature(e: dict[str, Any]) -> float:
+    return float(e["temperature"]["value"])
+
+
+def _above(t: float, e: dict[str, Any]) -> bool:
+    return _temperature(e) > t
+
+
+def _between(low: float, high: float, e: dict[str, Any]) -> bool:
+    return low <= _temperature(e) <= high
+
+
+def _observed_between(start: int, end: int, e: dict[str, Any]) -> bool:
+    """Entity i was observed at OBSERVED_START_S + i s, unless a PATCH replaced it since."""
+    if "observedAt" not in e["temperature"]:
+        return False
+    return start <= OBSERVED_START_S + int(e["id"].rsplit("-", 1)[1]) * OBSERVED_STEP_S <= end
+
+
+QueryCase = tuple[str, list[str]]
+"""A ``q`` text and the ids of the page it must return (the first 100 matches by id)."""
+Job = Callable[[], Awaitable[None]]
+VARIANTS = 20
+
+
+def q_forms(entities: Sequence[dict[str, Any]], rng: random.Random) -> dict[str, list[QueryCase]]:
+    """The ``q`` forms timed, each with a few variants and their answers, from the local
+    copy of the entities (plain comparisons here, not the broker's query code)."""
+
+    def page(test: Callable[[dict[str, Any]], bool]) -> list[str]:
+        out: list[str] = []
+        for e in entities:  # in id order
+            if test(e):
+                out.append(e["id"])
+                if len(out) == 100:
+                    break
+        return out
+
+    temps = sorted(_temperature(e) for e in entities)
+    n = len(entities)
+    above: list[QueryCase] = []
+    ranges: list[QueryCase] = []
+    names: list[QueryCase] = []
+    windows: list[QueryCase] = []
+    for _ in range(VARIANTS):
+        t = temps[int(n * (1 - Q_SHARE * rng.uniform(0.5, 1.5)))]
+        above.append((f"temperature>{t:g}", page(partial(_above, t))))
+        low = round(rng.uniform(5, 34), 2)
+        high = round(low + 30 * Q_SHARE, 2)
+        in_range = page(partial(_between, low, high))
+        ranges.append((f"temperature=={low:g}..{high:g}", in_range))
+        i = rng.randrange(n)
+        names.append((f'name=="Station {i}"', [entity_id(i)]))
+        start = OBSERVED_START_S + rng.randrange(n)
+        end = start + int(n * Q_SHARE) * OBSERVED_STEP_S
+        windows.append(
+            (
+                f"temperature.observedAt=={_iso(start)}..{_iso(end)}",
+                page(partial(_observed_between, start, end)),
+            )
+        )
+    half = f"temperature>{Q_THRESHOLD:g}"
+    return {
+        f"q={half} (half match)": [(half, page(partial(_above, Q_THRESHOLD)))],
+        "q=temperature>T (1 % match)": above,
+        'q=name=="Station N" (1 match)': names,
+        "q=temperature==a..b (1 % match)": ranges,
+        "q=temperature.observedAt==t0..t1 (1 % match)": windows,
+    }
 
 
 async def measure(url: str, sizes: Sizes) -> Result:
@@ -444,8 +536,8 @@ async def measure(url: str, sizes: Sizes) -> Result:
         )
         result.update_s = sizes.updates / elapsed
         for entity in entities:  # keep the local copy in step for the query checks
-            if entity["id"] in expected:
-                entity["temperature"]["value"] = expected[entity["id"]]
+            if entity["id"] in expected:  # PATCH replaces the attribute whole
+                entity["temperature"] = {"type": "Property", "value": expected[entity["id"]]}
         await _check_updates(client, expected, entities)
 
         # single lookups (the query baseline)
@@ -467,31 +559,32 @@ async def measure(url: str, sizes: Sizes) -> Result:
             )
         )
 
-        # q queries
-        matching = sum(1 for e in entities if e["temperature"]["value"] > Q_THRESHOLD)
-        wanted = min(100, matching)
+        # q queries: one form that half the entities match (its page fills in id order)
+        # and the selective forms, each answered from a declared value index
+        for label, variants in q_forms(entities, rng).items():
 
-        def query(i: int) -> Callable[[], Awaitable[None]]:
-            params = {"type": ENTITY_TYPE, "q": f"temperature>{Q_THRESHOLD:g}", "limit": "100"}
+            def query(i: int, variants: list[QueryCase] = variants) -> Job:
+                text, wanted = variants[i % len(variants)]
+                params = {"type": ENTITY_TYPE, "q": text, "limit": "100"}
 
-            async def job() -> None:
-                response = await client.get("/entities", params=params)
-                _check(response, 200, "query")
-                found = response.json()
-                if len(found) != wanted:
-                    raise BenchError(f"q query returned {len(found)} entities, want {wanted}")
-                for e in found[:: max(1, len(found) // 5)]:  # spot-check a few
-                    if e["type"] != ENTITY_TYPE or not e["temperature"]["value"] > Q_THRESHOLD:
-                        raise BenchError(f"q query returned a non-matching entity: {e}")
+                async def job() -> None:
+                    response = await client.get("/entities", params=params)
+                    _check(response, 200, f"q={text}")
+                    got = [e["id"] for e in response.json()]
+                    if got != wanted:
+                        raise BenchError(
+                            f"q={text} returned {len(got)} entities, want {len(wanted)}"
+                            f" (first difference near {next(iter(set(got) ^ set(wanted)), '-')})"
+                        )
 
-            return job
+                return job
 
-        await _run_clients([query(i) for i in range(CLIENTS)], CLIENTS)  # warm-up
-        result.query = _summary(
-            *await _run_clients(
-                [query(i) for i in range(sizes.queries)], CLIENTS, sizes.query_budget_s
+            await _run_clients([query(i) for i in range(CLIENTS)], CLIENTS)  # warm-up
+            result.queries[label] = _summary(
+                *await _run_clients(
+                    [query(i) for i in range(sizes.queries)], CLIENTS, sizes.query_budget_s
+                )
             )
-        )
 
         # near geo-queries; the first few are compared with a brute-force answer
         hits: list[int] = []
@@ -782,7 +875,7 @@ def _ratio(x: float, base: float) -> str:
 
 
 def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: float) -> None:
-    lookup_s, query_s, near_s = r.lookup[0], r.query[0], r.near[0]
+    lookup_s, near_s = r.lookup[0], r.near[0]
     rows: list[tuple[object, ...]] = [
         (
             "raw SQLite executemany, 1,000/txn (write baseline)",
@@ -830,15 +923,6 @@ def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: floa
             "1.00",
         ),
         (
-            f"GET entities?type&q=temperature>{Q_THRESHOLD:g}&limit=100",
-            _rate(r.query[3]),
-            CLIENTS,
-            _rate(query_s),
-            f"{r.query[1]:.1f}",
-            f"{r.query[2]:.1f}",
-            _ratio(query_s, lookup_s),
-        ),
-        (
             f"GET entities?georel=near;maxDistance=={MAX_DISTANCE_M:g}",
             _rate(r.near[3]),
             CLIENTS,
@@ -858,6 +942,20 @@ def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: floa
             f"{_ratio(r.notify_s, r.update_s)} of PATCH",
         ),
     ]
+    at = next(i for i, row in enumerate(rows) if str(row[0]).startswith("GET entities?georel"))
+    for label, (rate, p50, p95, count) in reversed(r.queries.items()):
+        rows.insert(
+            at,
+            (
+                f"GET entities?type&{label}&limit=100",
+                _rate(count),
+                CLIENTS,
+                _rate(rate),
+                f"{p50:.1f}",
+                f"{p95:.1f}",
+                _ratio(rate, lookup_s),
+            ),
+        )
     day = DAY_S // sizes.instance_step_s
     labels = {
         "hour": f"GET temporal/entities/{{id}} timerel=between, 1 hour of {day:,} instances",
@@ -900,6 +998,15 @@ def table(name: str, r: Result, sizes: Sizes, raw_batch: float, raw_update: floa
             "near p95",
             r.near[2] <= TARGET_NEAR_P95_MS,
             f"{r.near[2]:.1f} ms vs <= {TARGET_NEAR_P95_MS:g} ms",
+        ),
+        *(
+            (
+                label,
+                rate >= TARGET_Q_S and p95 <= TARGET_Q_P95_MS,
+                f"{_rate(rate)}/s p95 {p95:.1f} ms vs >= {TARGET_Q_S:g}/s,"
+                f" <= {TARGET_Q_P95_MS:g} ms",
+            )
+            for label, (rate, _, p95, _) in r.queries.items()
         ),
     ]
     print(

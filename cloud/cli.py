@@ -123,6 +123,10 @@ def register(sub: Any) -> None:
 
     control_cli.register(cloud_sub, _add_data_options, _with_ca)
 
+    from ldt.cloud import index_cli
+
+    index_cli.register(cloud_sub, _add_data_options)
+
 
 def _gateway_add(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError

@@ -91,8 +91,6 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
                     "readings": [r for r in batch.readings if reading_id(gateway_id, r[0]) in keep]
                 }
             )
-        created: list[Entity] = []
-        updated: list[Entity] = []
         changes: list[tuple[str, Entity | None, Entity | None]] = []
         for eid, upd in summarize(fresh).items():
             before = current.get(eid)
@@ -100,9 +98,8 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
             doc = apply_update(old, eid, upd, now=now)
             if old is not None and doc == old:
                 continue
-            (created if old is None else updated).append(doc)
             changes.append((eid, old, doc))
-        await entity_rows.save(tx, created=created, updated=updated, owner=gateway_id, now=now)
+        await entity_rows.save(tx, changes, owner=gateway_id, now=now)
         # the points' history is their readings; the entity's own summary attributes
         # (deviceState, dateLastValueReported) are recorded as any entity change is
         await entity_rows.record_history(tx, changes, now, skip=points)

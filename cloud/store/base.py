@@ -64,9 +64,10 @@ class Store:
     it). Every repository method may raise ``StoreError``; nothing else escapes."""
 
     def __init__(self, db: Database) -> None:
-        # these two import this module's records: imported here to keep the cycle out
+        # these import this module's records: imported here to keep the cycle out
         from ldt.cloud.store.entities import EntityRepository
         from ldt.cloud.store.readings import ReadingRepository
+        from ldt.cloud.store.value_index import ValueIndexRepository
 
         self.db = db
         self.entities: EntityRepository = EntityRepository(db)
@@ -77,6 +78,7 @@ class Store:
         self.gateways = GatewayRepository(db)
         self.artifacts = ArtifactRepository(db)
         self.control = ControlRepository(db)
+        self.value_indexes: ValueIndexRepository = ValueIndexRepository(db)
 
     async def open(self) -> None:
         """Connect, then create or migrate the schema (``schema``); idempotent."""

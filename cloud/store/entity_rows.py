@@ -23,7 +23,7 @@ import orjson
 from ldt.cloud.errors import ConcurrentChangeError
 from ldt.cloud.ngsild.temporal import AttrInstance, history_of
 from ldt.cloud.ngsild.timestamps import parse_iso_ms
-from ldt.cloud.store import temporal
+from ldt.cloud.store import temporal, value_index
 from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Tx
 from ldt.cloud.store.dialect import BulkKind
@@ -79,16 +79,20 @@ async def load(tx: Tx, ids: Sequence[str]) -> dict[str, tuple[str | None, Entity
 
 async def save(
     tx: Tx,
+    changes: Sequence[tuple[str, Entity | None, Entity | None]],
     *,
-    created: Sequence[Entity],
-    updated: Sequence[Entity],
-    deleted: Sequence[str] = (),
     owner: str | None = None,
     now: str,
 ) -> None:
-    """Write new and changed documents; ``owner`` becomes the owner of created entities and
-    of updated ones that had none (a gateway's ingest), and is never taken away."""
+    """Write what changed, as (id, document before, after; None: absent), after ``load``
+    locked the rows: created, changed and deleted entities, and the declared value
+    indexes (``value_index``). ``owner`` becomes the owner of created entities and of
+    updated ones that had none (a gateway's ingest), and is never taken away."""
     d = tx.dialect
+    moved = [c for c in changes if c[1] is not c[2]]
+    deleted = [eid for eid, old, new in moved if new is None and old is not None]
+    created = [new for _, old, new in moved if old is None and new is not None]
+    updated = [new for _, old, new in moved if old is not None and new is not None]
     if deleted:
         await tx.execute(f"DELETE FROM entities WHERE id IN ({d.text_values})", (dumps(deleted),))  # noqa: S608
     if created:
@@ -122,6 +126,7 @@ async def save(
             for doc in updated
         ]
         await tx.bulk(sql, d.bulk_params(kinds, changed))
+    await value_index.maintain(tx, moved)
 
 
 async def record_history(

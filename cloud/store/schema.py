@@ -21,7 +21,7 @@ import orjson
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.device_model import reading_id, reading_instance
-from ldt.cloud.store import entity_rows, geo_cells, temporal
+from ldt.cloud.store import entity_rows, geo_cells, temporal, value_index
 from ldt.cloud.store.database import Database, Tx
 from ldt.cloud.store.geo_cells import columns
 
@@ -193,9 +193,20 @@ async def _readings_to_instances(db: Database) -> None:
     await db.write(drop)
 
 
+async def _value_indexes(db: Database) -> None:
+    """Step 14: the tables of declared indexes on attribute values (``value_index``)."""
+
+    async def create(tx: Tx) -> None:
+        await _serialize(tx)
+        await value_index.create_tables(tx)
+
+    await db.write(create)
+
+
 _STEPS: Final = (
     _Step(12, "location index as a grid cell and a box in plain columns", _geo_grid),
     _Step(13, "synced readings become temporal instances", _readings_to_instances),
+    _Step(14, "declared indexes on attribute values", _value_indexes),
 )
 SCHEMA_VERSION: Final = _STEPS[-1].version
 
