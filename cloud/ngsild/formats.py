@@ -180,7 +180,7 @@ def _strip_system(value: Any) -> Any:
     if not isinstance(value, dict):
         return value
     return {
-        k: (v if k in _VALUE_KEYS else _strip_system(v))
+        k: (_strip_system(v) if isinstance(v, dict | list) and k not in _VALUE_KEYS else v)
         for k, v in value.items()
         if k not in SYSTEM_ATTRIBUTES
     }

@@ -104,7 +104,7 @@ async def _search_sql(
         query,
         dialect=d.name,
         multi_typed=multi,
-        type_index=boxes is None and driver is None,
+        type_index=boxes is None and (driver is None or driver.ids is None),
         driver=driver,
     )
     clauses, params = list(push.clauses), list(push.params)
@@ -123,7 +123,7 @@ async def _candidates_page(
     tx: Tx,
     clause: str,
     params: list[Any],
-    driver: value_index.Driver,
+    ids: Sequence[str],
     *,
     limit: int,
     offset: int,
@@ -136,11 +136,11 @@ async def _candidates_page(
     want = offset + limit
     found: list[Row] = []
     start, step = 0, max(16, want + want // 4)
-    while len(found) < want and start < len(driver.ids):
-        ids = driver.ids[start : start + step]
+    while len(found) < want and start < len(ids):
+        part = ids[start : start + step]
         found += await tx.fetchall(
             f"SELECT {d.doc_text()} FROM entities{clause} ORDER BY id",  # noqa: S608
-            [*params[:-1], entity_search.candidates_param(d.name, ids)],
+            [*params[:-1], entity_search.candidates_param(d.name, part)],
         )
         start, step = start + step, step * 2
     return [load_doc(r[0]) for r in found[offset:want]]
@@ -280,9 +280,9 @@ class EntityRepository:
                 )
                 if limit == 0 or counted <= offset:
                     return [], counted
-            if driver is not None and not query.order:
+            if driver is not None and driver.ids is not None and not query.order:
                 return await _candidates_page(
-                    tx, clause, params, driver, limit=limit, offset=offset
+                    tx, clause, params, driver.ids, limit=limit, offset=offset
                 ), counted
             found = await tx.fetchall(f"{select} LIMIT ? OFFSET ?", [*ordered, limit, offset])
             return [load_doc(r[0]) for r in found], counted
@@ -298,7 +298,7 @@ class EntityRepository:
             explain = "EXPLAIN" if tx.dialect.postgres else "EXPLAIN QUERY PLAN"
             rows = await tx.fetchall(f"{explain} {select} LIMIT 100", ordered)
             driver = None if _boxes(query) else await value_index.choose(tx, query.q)
-            if driver is not None:  # how the index found the candidates, first
+            if driver is not None and driver.ids is not None:  # how it found the candidates
                 rows = [
                     *await tx.fetchall(f"{explain} {driver.sql}", driver.params),
                     ("then",),

@@ -74,7 +74,8 @@ def where(
     ``driver``: a declared value index that answers one of ``q``'s terms
     (``value_index.choose``); its candidates bound the rows, and an exact one replaces
     its term's test on the document. Their clause (``CANDIDATES``) is the last one, and
-    the list of ids (``candidates_param``) the last parameter.
+    the list of ids (``candidates_param``) the last parameter. A driver without ids tests
+    each row against the index instead (``Driver.row_sql``).
     """
     mark = "?"
     column = "type" if type_index or dialect != "sqlite" else "+type"
@@ -117,7 +118,10 @@ def where(
             clauses.append(f"({compiled.sql})")
             params.extend(compiled.params)
             q_exact = compiled.exact
-    if driver is not None:  # last, so a caller can fetch the candidates a few at a time
+    if driver is not None and driver.ids is None:
+        clauses.append(driver.row_sql)
+        params.extend(driver.params)
+    elif driver is not None and driver.ids is not None:  # last: read a few at a time
         clauses.append(CANDIDATES[dialect])
         params.append(candidates_param(dialect, driver.ids))
     residual = query.residual(q_exact=q_exact) or not attrs_exact

@@ -141,7 +141,8 @@ class Driver:
 
     ``sql`` selects their ids (``entity_id``), and ``choose`` fills ``ids`` with them;
     ``exact``: they are exactly the entities the term holds for, so the term itself need
-    not be checked again.
+    not be checked again. ``row_sql`` tests one row of ``entities`` instead, for a term
+    too common to list its ids (``ids`` is then None).
     """
 
     term: QTerm
@@ -149,7 +150,8 @@ class Driver:
     sql: str
     params: list[Any]
     exact: bool
-    ids: tuple[str, ...] = ()
+    row_sql: str
+    ids: tuple[str, ...] | None = ()
 
 
 def term_driver(term: QTerm) -> Driver | None:
@@ -230,12 +232,24 @@ def _driver(
         return None
     kind_test = f"kind = {kinds[0]}" if len(kinds) == 1 else f"kind IN {kinds}"
     sql = f"SELECT entity_id FROM attr_values WHERE name = ? AND {kind_test} AND {test}"
-    return Driver(term, name, sql, [name, *params], exact)
+    # per row, by entity_id (a few rows): "name || ''" and "+kind" keep SQLite from a
+    # covering index of every row of the attribute (it chose one, without statistics:
+    # 230 ms a page), and "OFFSET 0" keeps PostgreSQL from turning the test into a join
+    # that reads every such row first (its estimates for "num > ?" are of all attributes'
+    # numbers together); walking the type in id order then stops at the page's end
+    row_sql = (
+        "EXISTS (SELECT 1 FROM attr_values WHERE entity_id = entities.id AND name || '' = ?"
+        f" AND +{kind_test} AND {test} LIMIT 1 OFFSET 0)"
+    )
+    return Driver(term, name, sql, [name, *params], exact, row_sql)
 
 
 async def choose(tx: Tx, q: QExpr | None, *, enough: int | None = None) -> Driver | None:
-    """The most selective ready index among ``q``'s top-level terms, with the ids it
-    selects, if fewer than ``enough`` (default ``ENOUGH``); None: search without one.
+    """How a declared index serves ``q``'s top-level terms; None: it does not.
+
+    The most selective term naming fewer than ``enough`` (default ``ENOUGH``) entities
+    comes with their ids. Otherwise an exactly indexed term is tested per row
+    (``row_sql``, ``ids`` None): its index rows cost less to check than the document.
 
     The ids travel back into the search as a list rather than as a subquery: PostgreSQL
     estimates ``name = ? AND num > ?`` from statistics of every attribute's numbers mixed
@@ -247,17 +261,20 @@ async def choose(tx: Tx, q: QExpr | None, *, enough: int | None = None) -> Drive
     enough = ENOUGH if enough is None else enough
     terms = q.items if isinstance(q, QAnd) else (q,)
     best: Driver | None = None
+    common: Driver | None = None
     for term in terms:
         driver = term_driver(term) if isinstance(term, QTerm) else None
         if driver is None:
             continue
         state = await tx.fetchone(
             "SELECT ready, (SELECT count(*) FROM attr_values WHERE name = ?"
-            f" AND kind = {UNINDEXED}) FROM value_indexes WHERE name = ?",
-            (driver.name, driver.name),
+            f" AND kind = {UNINDEXED}), (SELECT count(*) FROM ({driver.sql} LIMIT ?) AS c)"
+            " FROM value_indexes WHERE name = ?",
+            [driver.name, *driver.params, enough, driver.name],
         )
         if state is None or not state[0]:
             continue
+        found = int(state[2]) + int(state[1])
         if state[1]:  # those entities are candidates too, checked by their documents
             driver = replace(
                 driver,
@@ -266,10 +283,13 @@ async def choose(tx: Tx, q: QExpr | None, *, enough: int | None = None) -> Drive
                 params=[*driver.params, driver.name],
                 exact=False,
             )
-        rows = await tx.fetchall(f"{driver.sql} LIMIT ?", [*driver.params, enough])
-        if len(rows) < enough and (best is None or len(rows) < len(best.ids)):
-            best = replace(driver, ids=tuple(sorted({str(r[0]) for r in rows})))
-    return best
+        if found < enough:
+            if best is None or best.ids is None or found < len(best.ids):
+                rows = await tx.fetchall(driver.sql, driver.params)
+                best = replace(driver, ids=tuple(sorted({str(r[0]) for r in rows})))
+        elif driver.exact and common is None:
+            common = replace(driver, ids=None)
+    return best or common
 
 
 # -- declarations ---------------------------------------------------------------------------
