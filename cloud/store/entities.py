@@ -124,26 +124,39 @@ async def _candidates_page(
     clause: str,
     params: list[Any],
     ids: Sequence[str],
+    keep: Callable[[Entity], bool] | None,
     *,
     limit: int,
     offset: int,
-) -> list[Entity]:
-    """One page in id order from a value index's sorted candidates, read a slice of ids at
-    a time (``clause`` ends with their list, the last of ``params``): only about a page of
-    rows is visited. PostgreSQL spent ~10 us a candidate on its own checks and sort, 10 ms
-    for 1,000 candidates where the page needs 100."""
+    count: bool,
+) -> tuple[list[Entity], int]:
+    """One page in id order from a value index's sorted candidates, and how many matched
+    (all of them only with ``count``). ``clause`` ends with the list of ids, the last of
+    ``params``: they are read a slice at a time, so about a page of rows is visited.
+    PostgreSQL spent ~10 us a candidate on its own checks and sort, 10 ms for 1,000
+    candidates where the page needs 100. ``keep``: the Python re-check, if any."""
     d = tx.dialect
     want = offset + limit
-    found: list[Row] = []
+    page: list[Entity] = []
+    total = 0
     start, step = 0, max(16, want + want // 4)
-    while len(found) < want and start < len(ids):
+    while start < len(ids) and (count or total < want):
         part = ids[start : start + step]
-        found += await tx.fetchall(
+        rows = await tx.fetchall(
             f"SELECT {d.doc_text()} FROM entities{clause} ORDER BY id",  # noqa: S608
             [*params[:-1], entity_search.candidates_param(d.name, part)],
         )
+        for (text,) in rows:
+            if not count and total >= want:
+                break
+            entity = load_doc(text)
+            if keep is not None and not keep(entity):
+                continue
+            if offset <= total < want:
+                page.append(entity)
+            total += 1
         start, step = start + step, step * 2
-    return [load_doc(r[0]) for r in found[offset:want]]
+    return page, total
 
 
 async def _multi_typed(tx: Tx) -> bool:
@@ -254,6 +267,29 @@ class EntityRepository:
 
         async def read(tx: Tx) -> tuple[list[Entity], int | None]:
             push, clause, params, select, ordered, driver = await _search_sql(tx, query, boxes)
+            if driver is not None and driver.ids is not None and not query.order:
+                keep = None
+                sql_count: int | None = None
+                if push.residual:
+
+                    def keep(entity: Entity) -> bool:
+                        return query.matches(entity, q=not push.q_exact)
+
+                elif count:  # the database counts without reading the documents
+                    sql_count = int(
+                        await tx.scalar(f"SELECT count(*) FROM entities{clause}", params)  # noqa: S608
+                    )
+                found_page, matched = await _candidates_page(
+                    tx,
+                    clause,
+                    params,
+                    driver.ids,
+                    keep,
+                    limit=limit,
+                    offset=offset,
+                    count=count and sql_count is None,
+                )
+                return found_page, (matched if sql_count is None else sql_count) if count else None
             if push.residual:
                 page: list[Entity] = []
                 total = 0
@@ -280,10 +316,6 @@ class EntityRepository:
                 )
                 if limit == 0 or counted <= offset:
                     return [], counted
-            if driver is not None and driver.ids is not None and not query.order:
-                return await _candidates_page(
-                    tx, clause, params, driver.ids, limit=limit, offset=offset
-                ), counted
             found = await tx.fetchall(f"{select} LIMIT ? OFFSET ?", [*ordered, limit, offset])
             return [load_doc(r[0]) for r in found], counted
 
