@@ -78,9 +78,15 @@ WRAPPED_MEMBERS = _WRAPPED
 """Members whose simplified temporal values keep their name (4.5.9: ``[{"vocab": v}, t]``)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AttrInstance:
-    """One stored attribute instance of an entity's history (times in Unix ms)."""
+    """One stored attribute instance of an entity's history (times in Unix ms).
+
+    Treat it as immutable; it is not ``frozen`` because a frozen dataclass sets each
+    field through ``object.__setattr__``: 1.6 µs a row against 0.3 µs, and every
+    entity write makes one row per changed attribute (``history_of`` fell from ~74 to
+    ~42 µs for an entity of eight attributes). Rows compare by value and do not hash.
+    """
 
     entity_id: str
     attr: str
