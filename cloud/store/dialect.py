@@ -89,7 +89,12 @@ class Dialect:
     @property
     def for_update(self) -> str:
         """Row locks for a read-modify-write (SQLite's write transaction is exclusive)."""
-        return " ORDER BY id FOR UPDATE" if self.postgres else ""
+        return f" ORDER BY id{self.row_lock}" if self.postgres else ""
+
+    @property
+    def row_lock(self) -> str:
+        """Row locks on a statement that orders its rows itself (``for_update`` orders by id)."""
+        return " FOR UPDATE" if self.postgres else ""
 
     @property
     def multi_typed(self) -> str:

@@ -144,7 +144,7 @@ async def _candidates_page(
         part = ids[start : start + step]
         rows = await tx.fetchall(
             f"SELECT {d.doc_text()} FROM entities{clause} ORDER BY id",  # noqa: S608
-            [*params[:-1], entity_search.candidates_param(d.name, part)],
+            [*params[:-1], d.list_param(part)],
         )
         for (text,) in rows:
             if not count and total >= want:
@@ -326,10 +326,9 @@ class EntityRepository:
         (``EXPLAIN``), for the tests that keep the indexes in use, and for an operator."""
 
         async def read(tx: Tx) -> str:
-            _, _, _, select, ordered, _ = await _search_sql(tx, query, _boxes(query))
+            _, _, _, select, ordered, driver = await _search_sql(tx, query, _boxes(query))
             explain = "EXPLAIN" if tx.dialect.postgres else "EXPLAIN QUERY PLAN"
             rows = await tx.fetchall(f"{explain} {select} LIMIT 100", ordered)
-            driver = None if _boxes(query) else await value_index.choose(tx, query.q)
             if driver is not None and driver.ids is not None:  # how it found the candidates
                 rows = [
                     *await tx.fetchall(f"{explain} {driver.sql}", driver.params),

@@ -9,26 +9,18 @@ id order, so ``limit``/``offset`` and the total count agree with the exact resul
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
-
-import orjson
+from typing import Any, Literal
 
 from ldt.cloud.ngsild.entity_query import EntityQuery, TypeAnd, TypeExpr, type_sql
 from ldt.cloud.ngsild.query import QAnd, QExpr, QTerm
 from ldt.cloud.ngsild.query_sql import to_sql
 from ldt.cloud.store.base import Entity
+from ldt.cloud.store.dialect import POSTGRESQL, SQLITE
 from ldt.cloud.store.value_index import Driver
 
-__all__ = [
-    "CANDIDATES",
-    "DISCOVERY_SKIPPED",
-    "Pushdown",
-    "candidates_param",
-    "paginate",
-    "where",
-]
+__all__ = ["DISCOVERY_SKIPPED", "Pushdown", "paginate", "where"]
 
 DISCOVERY_SKIPPED = ("id", "type", "scope", "createdAt", "modifiedAt", "deletedAt", "@context")
 """Entity members that are not attributes (left out of /types and /attributes)."""
@@ -74,8 +66,8 @@ def where(
     ``driver``: a declared value index that answers one of ``q``'s terms
     (``value_index.choose``); its candidates bound the rows and replace its term's test
     on the document (an inexact one leaves the whole ``q`` to the Python re-check).
-    Their clause (``CANDIDATES``) is the last one, and the list of ids
-    (``candidates_param``) the last parameter. A driver without ids tests each row
+    Their clause (``Dialect.any_of``) is the last one, and the list of ids
+    (``Dialect.list_param``) the last parameter. A driver without ids tests each row
     against the index instead (``Driver.row_sql``).
     """
     mark = "?"
@@ -127,22 +119,11 @@ def where(
         clauses.append(driver.row_sql)
         params.extend(driver.params)
     elif driver is not None and driver.ids is not None:  # last: read a few at a time
-        clauses.append(CANDIDATES[dialect])
-        params.append(candidates_param(dialect, driver.ids))
+        d = POSTGRESQL if dialect == "postgresql" else SQLITE
+        clauses.append(d.any_of("id"))
+        params.append(d.list_param(driver.ids))
     residual = query.residual(q_exact=q_exact) or not attrs_exact
     return Pushdown(clauses, params, residual, q_exact)
-
-
-CANDIDATES: Final = {
-    "sqlite": "id IN (SELECT value FROM json_each(?))",
-    "postgresql": "id = ANY(?::text[])",
-}
-"""The clause naming a value index's candidates, per dialect."""
-
-
-def candidates_param(dialect: Literal["sqlite", "postgresql"], ids: Sequence[str]) -> Any:
-    """The parameter of ``CANDIDATES``: JSON text in SQLite, an array in PostgreSQL."""
-    return orjson.dumps(list(ids)).decode() if dialect == "sqlite" else list(ids)
 
 
 def _without(q: QExpr | None, term: QTerm) -> QExpr | None:

@@ -148,7 +148,7 @@ async def _readings_to_instances(db: Database) -> None:
             rows = await tx.fetchall(
                 "SELECT gateway_id, seq, entity_id, attr, observed_at_ms,"  # noqa: S608
                 f" {d.doc_text('value')}, quality, reason FROM readings"
-                f" ORDER BY gateway_id, seq LIMIT ?{d.for_update.replace(' ORDER BY id', '')}",
+                f" ORDER BY gateway_id, seq LIMIT ?{d.row_lock}",
                 (_CHUNK,),
             )
             if not rows:

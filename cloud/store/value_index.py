@@ -322,7 +322,7 @@ class ValueIndexRepository:
                 d = tx.dialect
                 rows = await tx.fetchall(
                     f"SELECT id, {d.doc_text()} FROM entities WHERE id > ? ORDER BY id LIMIT ?"
-                    f"{d.for_update.replace(' ORDER BY id', '')}",
+                    f"{d.row_lock}",
                     (last, _CHUNK),
                 )
                 if not rows:
