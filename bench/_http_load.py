@@ -17,6 +17,7 @@ body for callers that need it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -36,10 +37,16 @@ class HttpAnswer:
 
 
 def encode_request(
-    method: str, path: str, body: bytes = b"", content_type: str = "application/json"
+    method: str,
+    path: str,
+    body: bytes = b"",
+    content_type: str = "application/json",
+    headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """One request's bytes, encoded once before the clock starts."""
     head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    for name, value in (headers or {}).items():
+        head += f"{name}: {value}\r\n"
     if body or method in {"POST", "PUT", "PATCH"}:
         head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
     return (head + "\r\n").encode("ascii") + body

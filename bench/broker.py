@@ -282,11 +282,16 @@ def raw_sqlite_rates(
 
 
 @contextmanager
-def running_broker(data: Path, store: str | None) -> Iterator[str]:
-    """``ldt cloud serve`` as its own process; yields its base URL, stops it after."""
+def running_broker(data: Path, store: str | None, *, auth: bool = False) -> Iterator[str]:
+    """``ldt cloud serve`` as its own process; yields its base URL, stops it after.
+
+    Without ``auth`` it runs ``--insecure-no-auth`` (the rows measure the broker, not
+    sign-in); ``measure_auth`` compares the two."""
     port = free_port()
     cmd = [sys.executable, "-m", "ldt", "cloud", "serve", "--port", str(port)]
     cmd += ["--data", str(data), "--log-level", "WARNING"]
+    if not auth:
+        cmd += ["--insecure-no-auth"]
     if store is not None:
         cmd += ["--store", store]
     log = data.parent / f"broker-{port}.log"
@@ -866,6 +871,84 @@ async def _check_updates(
 # --- the report --------------------------------------------------------------------------
 
 
+# --- what authentication costs ----------------------------------------------------------
+
+AUTH_ENTITIES = 2_000
+AUTH_ROUNDS = 3
+AUTH_PASSWORD = "bench password, long enough"
+
+
+async def _auth_round(url: str, headers: dict[str, str], n: int) -> tuple[float, float]:
+    """(GET by id /s, PATCH /s) with ``headers`` on every request, lean client, 4 in flight."""
+    rng = random.Random(11)
+    gets = [
+        encode_request("GET", f"{API}/entities/{entity_id(rng.randrange(AUTH_ENTITIES))}",
+                       headers=headers)
+        for _ in range(n)
+    ]  # fmt: skip
+    patches = [
+        encode_request(
+            "PATCH",
+            f"{API}/entities/{entity_id(rng.randrange(AUTH_ENTITIES))}/attrs",
+            orjson.dumps({"temperature": {"type": "Property", "value": rng.uniform(5, 35)}}),
+            headers=headers,
+        )
+        for _ in range(n)
+    ]
+    await _run_lean(url, gets[:50], CLIENTS, lambda a: _check_lean(a, 200, "GET"))  # warm-up
+    get_s = await _run_lean(url, gets, CLIENTS, lambda a: _check_lean(a, 200, "GET"))
+    patch_s = await _run_lean(url, patches, CLIENTS, lambda a: _check_lean(a, 204, "PATCH"))
+    return n / get_s, n / patch_s
+
+
+def measure_auth(data: Path, n: int) -> dict[str, tuple[float, float]]:
+    """GET by id and PATCH against the same SQLite data, served alternately with
+    ``--insecure-no-auth`` and with a bearer token (an operator's, signed in through
+    ``POST /auth/token``); per mode the best of ``AUTH_ROUNDS`` rounds (noisy machines).
+    Returns {"lab": (get/s, patch/s), "token": (...)}."""
+    data.mkdir()
+    add = [sys.executable, "-m", "ldt", "cloud", "users", "add", "bench", "--role", "operator",
+           "--password-stdin", "--data", str(data)]  # fmt: skip
+    subprocess.run(add, input=AUTH_PASSWORD + "\n", text=True, check=True, capture_output=True)
+    entities, _ = make_entities(AUTH_ENTITIES)
+    with running_broker(data, None) as url:
+        response = httpx.post(
+            f"{url}{API}/entityOperations/upsert", content=orjson.dumps(entities),
+            headers=JSON_HEADERS, timeout=120,
+        )  # fmt: skip
+        _check(response, 201, "auth rows: upsert")
+    best: dict[str, tuple[float, float]] = {"lab": (0.0, 0.0), "token": (0.0, 0.0)}
+    for _ in range(AUTH_ROUNDS):
+        for mode in ("lab", "token"):
+            with running_broker(data, None, auth=mode == "token") as url:
+                headers = {}
+                if mode == "token":
+                    form = {"grant_type": "password", "username": "bench",
+                            "password": AUTH_PASSWORD}  # fmt: skip
+                    signed = httpx.post(f"{url}/auth/token", data=form, timeout=30)
+                    _check(signed, 200, "sign in")
+                    headers = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+                got = asyncio.run(_auth_round(url, headers, n))
+                best[mode] = (max(best[mode][0], got[0]), max(best[mode][1], got[1]))
+    return best
+
+
+def auth_table(best: dict[str, tuple[float, float]], n: int) -> None:
+    lab, token = best["lab"], best["token"]
+    print_table(
+        f"Authentication's cost (SQLite, {AUTH_ENTITIES:,} entities, {n:,} requests a row,"
+        f" best of {AUTH_ROUNDS} alternating rounds; target: token >= 0.95 of no auth)",
+        ("operation", "--insecure-no-auth /s", "bearer token /s", "ratio"),
+        [
+            ("GET entities/{id}", _rate(lab[0]), _rate(token[0]), _ratio(token[0], lab[0])),
+            ("PATCH entities/{id}/attrs", _rate(lab[1]), _rate(token[1]), _ratio(token[1], lab[1])),
+        ],
+    )
+    for what, a, b in (("GET", lab[0], token[0]), ("PATCH", lab[1], token[1])):
+        if b < 0.95 * a:
+            print(f"  {what}: authentication costs {100 * (1 - b / a):.1f} % — over the 5 % target")
+
+
 def _rate(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -1032,6 +1115,8 @@ def main() -> None:
             with running_broker(tmp / "sqlite", None) as url:
                 result = asyncio.run(measure(url, sizes))
             table("SQLite", result, sizes, raw_batch, raw_update)
+            auth_n = 2_000 if sizes is QUICK else 10_000
+            auth_table(measure_auth(tmp / "auth", auth_n), auth_n)
             bin_dir = find_pg_bin()
             if bin_dir is None:
                 print("\nPostgreSQL: not measured (no initdb/pg_ctl installed)")

@@ -72,6 +72,32 @@ def register(sub: Any) -> None:
         help="a host name or address gateways use to reach the cloud, for the server"
         " certificate (repeatable; default: --host, localhost and this machine's name)",
     )
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="no sign-in at all: anyone reaching the port may do anything (loopback addresses"
+        " only; for a lab or the conformance run; warns every 10 minutes)",
+    )
+    serve.add_argument(
+        "--oidc-issuer",
+        default=None,
+        metavar="URL",
+        help="also accept access tokens of this OpenID Connect provider (Keycloak, Keyrock)",
+    )
+    serve.add_argument("--oidc-audience", default=None, help="the aud the provider's tokens carry")
+    serve.add_argument(
+        "--oidc-roles-claim",
+        default="realm_access.roles",
+        metavar="PATH",
+        help="where the roles are in the provider's tokens (realm_access.roles); a role is"
+        " 'operator' (default tenant), 'operator@TENANT' or 'admin@*'",
+    )
+    serve.add_argument(
+        "--oidc-jwks-url",
+        default=None,
+        metavar="URL",
+        help="the provider's keys, when they are not on the issuer's host (default: discovered)",
+    )
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
@@ -124,8 +150,10 @@ def register(sub: Any) -> None:
     control_cli.register(cloud_sub, _add_data_options, _with_ca)
 
     from ldt.cloud import index_cli
+    from ldt.cloud.access import cli as access_cli
 
     index_cli.register(cloud_sub, _add_data_options)
+    access_cli.register(cloud_sub, _add_data_options)
 
 
 def _gateway_add(args: argparse.Namespace) -> int:
@@ -340,6 +368,16 @@ def _serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         tune_collector()
         contexts = ContextStore(preload_dir=args.contexts, cache_dir=args.data / CONTEXTS_DIRNAME)
+        oidc = None
+        if args.oidc_issuer:
+            from ldt.cloud.access.oidc import OidcSettings
+
+            oidc = OidcSettings(
+                issuer=args.oidc_issuer,
+                audience=args.oidc_audience,
+                roles_claim=args.oidc_roles_claim,
+                jwks_url=args.oidc_jwks_url,
+            )
         await serve(
             args.host,
             args.port,
@@ -349,6 +387,8 @@ def _serve(args: argparse.Namespace) -> int:
             store_url=args.store,
             contexts=contexts,
             tls_hosts=_tls_hosts(args),
+            insecure_no_auth=args.insecure_no_auth,
+            oidc=oidc,
         )
 
     try:

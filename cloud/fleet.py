@@ -8,9 +8,8 @@ skewed, and its readings are stored with a reason saying so (``flag_skewed``): t
 sources until it is fixed (NTP in a street cabinet fails
 more often than one would think: no RTC battery, a firewall blocking UDP 123).
 
-``GET /ldt/v1/fleet`` answers the view as JSON; ``ldt cloud gateway list`` prints it. Like
-the NGSI-LD API, it has no user authentication of its own yet: keep it behind the
-operator's network or proxy.
+``GET /ldt/v1/fleet`` answers the view as JSON to technicians and admins
+(``ldt.cloud.access``); ``ldt cloud gateway list`` prints it.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.gateways import GatewayStatusRecord
 from ldt.contract import GatewayStatus, IngestBatch
@@ -133,6 +134,7 @@ async def fleet_view(store: Store) -> list[GatewayView]:
     return views
 
 
+@allow(Permission.FLEET)
 async def get_fleet(request: Request) -> Response:
     """The fleet view as a JSON array."""
     views = await fleet_view(request.app.state.store)

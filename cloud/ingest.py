@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import gateway_route
 from ldt.cloud.errors import OwnershipError
 from ldt.cloud.fleet import clock_skew_ms, flag_skewed, record_status
 from ldt.cloud.gateways import token_sha256
@@ -94,6 +95,7 @@ def _schema_error(exc: ValidationError) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", "Invalid batch", f"{where}: {first['msg']}{more}")
 
 
+@gateway_route
 async def ingest(request: Request) -> Response:
     """Validate, authorize and store one batch; answer with its ``BatchAck``."""
     store: Store = request.app.state.store

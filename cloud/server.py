@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -26,8 +27,13 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from ldt.cloud import fleet, ingest
+from ldt.cloud.access import routes as access_routes
+from ldt.cloud.access.guard import AccessControl, protect
+from ldt.cloud.access.legacy import migrate_admin_token
+from ldt.cloud.access.service import AccessService
+from ldt.cloud.access.tokens import TokenSigner
 from ldt.cloud.control import routes as control_routes
-from ldt.cloud.control.plane import ControlPlane, admin_token
+from ldt.cloud.control.plane import ControlPlane
 from ldt.cloud.errors import CloudError, StoreError
 from ldt.cloud.gateways import add_gateway
 from ldt.cloud.ngsild import (
@@ -53,6 +59,9 @@ from ldt.cloud.store.base import Store
 from ldt.cloud.store.locator import store_for
 from ldt.cloud.tenancy import TenantRegistry, backend_for
 from ldt.cloud.tls import TlsHttpToolsProtocol, server_context
+
+if TYPE_CHECKING:
+    from ldt.cloud.access.oidc import OidcSettings
 
 __all__ = ["CloudHandle", "add_gateway", "build_app", "running_cloud", "serve"]
 
@@ -100,14 +109,19 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
+def build_app(
+    store: Store, contexts: ContextStore | None = None, *, access: AccessControl
+) -> Starlette:
     """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller).
 
     ``contexts`` (opened by the caller) resolves @contexts; without one, only the
     core context and memory-hosted contexts are known and nothing is fetched.
+    ``access``: who may call what (``AccessControl.lab()`` switches checks off); every
+    route is wrapped with the policy its endpoint declares (``guard.protect``).
     """
     app = Starlette(
         routes=[
+            *access_routes.routes,
             *ingest.routes,
             *fleet.routes,
             *pki_routes.routes,
@@ -134,19 +148,27 @@ def build_app(store: Store, contexts: ContextStore | None = None) -> Starlette:
             ContextError: _on_context_error,
         },
     )
+    protect(app.routes)
     app.state.store = store
+    app.state.access = access
     app.state.pki = None  # a Provisioner when serving TLS (running_cloud)
     app.state.artifacts = None  # an ArtifactService when serving TLS
     app.state.control = None  # a ControlPlane when serving TLS
     app.state.contexts = contexts or ContextStore(
         preload_dir=None, cache_dir=None, allow_network=False
     )
+    owner_scope = access.service.owner_scope if isinstance(access.service, AccessService) else None
+
+    def notifier(of: Store, tenant: str | None = None) -> Notifier:
+        made = Notifier(store=of, contexts=app.state.contexts, tenant=tenant)
+        made.owner_scope = owner_scope  # notifications carry only what owners may read
+        return made
+
     # subscription notifications; its tasks start on first use, the caller closes it
-    app.state.notifier = Notifier(store=store, contexts=app.state.contexts)
+    app.state.notifier = notifier(store)
     # NGSILD-Tenant: other tenants' stores and notifiers, opened on first use; caller closes
     app.state.tenants = TenantRegistry(
-        backend_for(store),
-        lambda s, name: Notifier(store=s, contexts=app.state.contexts, tenant=name),
+        backend_for(store), notifier, store.access, implicit=not access.enabled
     )
     return app
 
@@ -199,22 +221,34 @@ async def running_cloud(
     store_url: str | None = None,
     contexts: ContextStore | None = None,
     tls_hosts: Sequence[str] | None = None,
+    insecure_no_auth: bool = False,
+    oidc: OidcSettings | None = None,
 ) -> AsyncIterator[CloudHandle]:
     """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
 
     ``store_url``: a ``postgresql://`` URL, or None for SQLite in ``data_dir``.
     ``tls_hosts``: serve HTTPS (TLS 1.3, gateway client certificates, provisioning) with a
     certificate from the cloud's CA (``DATA/pki``) for these names; None: plain HTTP.
+    ``insecure_no_auth``: no tokens needed (loopback addresses only; a warning at start and
+    every ``LAB_WARNING_S``). ``oidc``: also accept an OIDC provider's access tokens.
     Raises ``CloudError`` if the port is busy, the store cannot be opened or
     the server does not start.
     """
+    if insecure_no_auth and not _loopback(host):
+        raise CloudError(
+            f"--insecure-no-auth listens on loopback addresses only, not {host}: anyone who"
+            " reaches the port could switch a pump"
+        )
     sock = _bind(host, port)
     try:
         async with (
             store_for(store_url, data_dir=data_dir, synchronous=synchronous) as store,
             _context_store(contexts, data_dir) as context_store,
         ):
-            app = build_app(store, context_store)
+            access, closers = await _access_control(
+                store, data_dir, insecure_no_auth=insecure_no_auth, oidc=oidc
+            )
+            app = build_app(store, context_store, access=access)
             ssl_context = None
             if tls_hosts is not None:
                 ca = CertificateAuthority.open(data_dir / PKI_DIRNAME)
@@ -225,10 +259,7 @@ async def running_cloud(
                 app.state.pki = Provisioner(store, ca)
                 app.state.artifacts = ArtifactService(store, ca)
                 app.state.control = ControlPlane.build(
-                    store,
-                    app.state.notifier,
-                    app.state.artifacts,
-                    admin_token(data_dir / PKI_DIRNAME),
+                    store, app.state.notifier, app.state.artifacts
                 )
             config = uvicorn.Config(
                 app,
@@ -250,6 +281,11 @@ async def running_cloud(
                 if app.state.control is not None
                 else None
             )
+            warner = (
+                None
+                if access.enabled
+                else asyncio.create_task(_warn_lab_forever(), name="ldt-no-auth-warning")
+            )
             try:
                 async with asyncio.timeout(STARTUP_TIMEOUT_S):
                     while not server.started:
@@ -268,10 +304,11 @@ async def running_cloud(
             finally:
                 if app.state.control is not None:
                     app.state.control.close()  # long polls answer now, not at the deadline
-                if sweeper is not None:
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
+                for background in (sweeper, warner):
+                    if background is not None:
+                        background.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await background
                 server.should_exit = True
                 try:
                     async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
@@ -283,8 +320,47 @@ async def running_cloud(
                 finally:
                     await app.state.notifier.aclose()
                     await app.state.tenants.aclose()
+                    for close in closers:
+                        await close()
     finally:
         sock.close()
+
+
+LAB_WARNING_S: Final = 600.0
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _warn_lab_forever() -> None:
+    while True:
+        _log.warning(
+            "authentication is OFF (--insecure-no-auth): anyone reaching this port can read,"
+            " change and delete the twin and send commands; for a lab or a conformance run only"
+        )
+        await asyncio.sleep(LAB_WARNING_S)
+
+
+async def _access_control(
+    store: Store, data_dir: Path, *, insecure_no_auth: bool, oidc: OidcSettings | None
+) -> tuple[AccessControl, list[Callable[[], Awaitable[None]]]]:
+    """Who may call the app, and what to close at the end (the OIDC client)."""
+    if insecure_no_auth:
+        return AccessControl.lab(), []
+    verifier = None
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if oidc is not None:
+        from ldt.cloud.access.oidc import OidcVerifier
+
+        verifier = OidcVerifier(oidc)
+        closers.append(verifier.aclose)
+    service = AccessService(store, TokenSigner.open(data_dir / PKI_DIRNAME), verifier)
+    await migrate_admin_token(service, data_dir / PKI_DIRNAME)
+    return AccessControl(service), closers
 
 
 async def serve(
@@ -297,12 +373,26 @@ async def serve(
     store_url: str | None = None,
     contexts: ContextStore | None = None,
     tls_hosts: Sequence[str] | None = None,
+    insecure_no_auth: bool = False,
+    oidc: OidcSettings | None = None,
 ) -> None:
     """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
     stop = stop or asyncio.Event()
     async with running_cloud(
-        data_dir, host, port, store_url=store_url, contexts=contexts, tls_hosts=tls_hosts
+        data_dir,
+        host,
+        port,
+        store_url=store_url,
+        contexts=contexts,
+        tls_hosts=tls_hosts,
+        insecure_no_auth=insecure_no_auth,
+        oidc=oidc,
     ) as cloud:
+        if not insecure_no_auth and not await cloud.store.access.principals("user"):
+            _log.warning(
+                "no users yet: create the first admin with"
+                " ldt cloud users add NAME --role admin --tenant '*'"
+            )
         if on_ready is not None:
             on_ready(cloud)
         waiter = asyncio.create_task(stop.wait(), name="ldt-cloud-stop")

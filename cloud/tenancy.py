@@ -23,10 +23,19 @@ BadRequestData). ``tenant_key`` maps a name to a lowercase ``[a-z0-9_]`` identif
 a readable slug plus 12 hex digits of its SHA-256, so names differing only in case or
 punctuation stay distinct tenants and the key is safe as a folder and schema name.
 
-Opening: ``TenantRegistry.get`` opens a tenant's store on first use and caches it;
-``create=True`` (a creating request) makes the tenant if it is missing, otherwise a
+Which tenants exist: with access control on (``registrations``: the default store's
+``store.access``), those a global admin created (``ldt cloud tenants add``, ``add``), and
+no request of any kind creates one on the side. A tenant whose data was created by a
+request before tenants were registered is adopted on its first use (logged), so existing
+data folders keep their tenants. With ``--insecure-no-auth`` (no ``registrations``), a
+creating request still creates its tenant, as NGSI-LD says (``create=True``), and the
+tenant is registered too.
+
+Opening: ``TenantRegistry.get`` opens a tenant's store on first use and caches it; a
 missing tenant raises ``NonexistentTenantError`` (404 NonexistentTenant). Existence is
 not cached negatively: a tenant another process creates is found on the next request.
+An open tenant is checked again every ``RECHECK_S``: one removed by another process
+stops answering within that time.
 """
 
 from __future__ import annotations
@@ -34,8 +43,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import re
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +61,10 @@ from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
 
 if TYPE_CHECKING:
     from psycopg import sql
+
+    from ldt.cloud.store.access import AccessRepository
+
+_log = logging.getLogger("ldt.cloud.tenancy")
 
 __all__ = [
     "TENANTS_DIRNAME",
@@ -66,6 +81,7 @@ __all__ = [
 ]
 
 TENANTS_DIRNAME: Final = "tenants"
+RECHECK_S: Final = 30.0
 TENANT_POOL_SIZE: Final = 2
 """PostgreSQL connections per open tenant (the default store keeps its own size)."""
 
@@ -82,8 +98,8 @@ class NonexistentTenantError(NgsiLdError):
             404,
             None,
             "Nonexistent tenant",
-            f"tenant {name!r} does not exist; it is created by the first request that"
-            " creates something in it (e.g. POST /entities)",
+            f"tenant {name!r} does not exist; a global admin creates tenants"
+            " ('ldt cloud tenants add NAME')",
         )
 
     def body(self) -> dict[str, object]:
@@ -249,12 +265,70 @@ class TenantRegistry:
     notifier are not its business.
     """
 
-    def __init__(self, backend: TenantBackend | None, make_notifier: NotifierFactory) -> None:
+    def __init__(
+        self,
+        backend: TenantBackend | None,
+        make_notifier: NotifierFactory,
+        registrations: AccessRepository | None = None,
+        *,
+        implicit: bool = False,
+    ) -> None:
+        """``registrations``: where created tenants are listed (the default store's
+        ``store.access``); ``implicit``: creating requests create their tenant (lab mode)."""
         self._backend = backend
         self._make_notifier = make_notifier
+        self._registrations = registrations
+        self._implicit = implicit
         self._open: dict[str, Tenant] = {}
+        self._checked: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._closed = False
+
+    async def registered(self) -> list[str]:
+        """The tenants that exist (created by an admin, or adopted)."""
+        return [] if self._registrations is None else await self._registrations.tenants()
+
+    async def add(self, name: str) -> bool:
+        """Create tenant ``name`` (its folder or schema, and its registration); False if it
+        existed. Raises ``NgsiLdError`` 400 for an invalid name."""
+        key = tenant_key(validate_tenant(name))
+        backend = self._require_backend()
+        await backend.create(key)
+        return self._registrations is None or await self._registrations.add_tenant(name)
+
+    async def remove(self, name: str) -> bool:
+        """Unregister ``name`` and close it here; its data stays. False if it was unknown."""
+        if self._registrations is None or not await self._registrations.remove_tenant(name):
+            return False
+        await self.remove_open(tenant_key(validate_tenant(name)))
+        return True
+
+    def _require_backend(self) -> TenantBackend:
+        if self._backend is None:
+            raise NgsiLdError(
+                501, "OperationNotSupported", "Tenants not supported", "this store has no tenants"
+            )
+        return self._backend
+
+    async def _admitted(self, name: str, key: str, backend: TenantBackend, create: bool) -> None:
+        """Raise ``NonexistentTenantError`` unless ``name`` exists (see the docstring)."""
+        registrations = self._registrations
+        exists = await backend.exists(key)
+        if registrations is not None and await registrations.has_tenant(name):
+            if not exists:  # registered by an admin; its folder or schema comes now
+                await backend.create(key)
+            return
+        if exists:
+            if registrations is not None:
+                _log.info("tenant adopted: it held data before tenants were registered",
+                          extra={"tenant": name})  # fmt: skip
+                await registrations.add_tenant(name)
+            return
+        if not (create and self._implicit):
+            raise NonexistentTenantError(name)
+        await backend.create(key)
+        if registrations is not None:
+            await registrations.add_tenant(name)
 
     async def __aenter__(self) -> Self:
         return self
@@ -275,28 +349,41 @@ class TenantRegistry:
         """
         key = tenant_key(validate_tenant(name))
         tenant = self._open.get(key)
-        if tenant is not None:
+        if tenant is not None and (
+            self._registrations is None or self._checked.get(key, 0.0) > time.monotonic()
+        ):
             return tenant
-        backend = self._backend
-        if backend is None:
-            raise NgsiLdError(
-                501, "OperationNotSupported", "Tenants not supported", "this store has no tenants"
-            )
+        backend = self._require_backend()
         async with self._locks.setdefault(key, asyncio.Lock()):
-            tenant = self._open.get(key)
-            if tenant is not None:
-                return tenant
             if self._closed:
                 raise StoreError("the broker is shutting down")
-            if not await backend.exists(key):
-                if not create:
-                    raise NonexistentTenantError(name)
-                await backend.create(key)
+            if (
+                key in self._open
+                and self._registrations is not None
+                and not await self._registrations.has_tenant(name)
+            ):
+                await self.remove_open(key)
+                raise NonexistentTenantError(name)
+            tenant = self._open.get(key)
+            if tenant is not None:
+                self._checked[key] = time.monotonic() + RECHECK_S
+                return tenant
+            await self._admitted(name, key, backend, create)
             store = backend.store(key)
             await store.open()
             tenant = Tenant(name=name, store=store, notifier=self._make_notifier(store, name))
             self._open[key] = tenant
+            self._checked[key] = time.monotonic() + RECHECK_S
             return tenant
+
+    async def remove_open(self, key: str) -> None:
+        """Close an open tenant that no longer exists."""
+        tenant = self._open.pop(key, None)
+        self._checked.pop(key, None)
+        if tenant is not None:
+            with contextlib.suppress(Exception):
+                await tenant.notifier.aclose()
+            await tenant.store.close()
 
     def opened(self) -> list[str]:
         """The names of the tenants open in this process (for logs and tests)."""

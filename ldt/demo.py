@@ -41,6 +41,7 @@ from ldt.demo_devices import (
 
 if TYPE_CHECKING:
     from ldt.agent.runtime import AgentRuntime
+    from ldt.demo_control import DemoUsers
 
 __all__ = ["run_demo"]
 
@@ -128,7 +129,7 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
     from ldt.agent.config import load_gateway_config
     from ldt.agent.runtime import AgentRuntime
     from ldt.cloud.server import running_cloud
-    from ldt.demo_control import provision_gateway, publish_edge_control
+    from ldt.demo_control import demo_users, provision_gateway, publish_edge_control
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -141,6 +142,7 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
         cloud = await stack.enter_async_context(
             running_cloud(data / "cloud", port=port, tls_hosts=["127.0.0.1", "localhost"])
         )
+        users = await demo_users(cloud)
         sims = await _start_devices(stack, data, devices)
         await provision_gateway(cloud, data / "agent", GATEWAY_ID)
         await publish_edge_control(cloud, GATEWAY_ID, meter="dev-1")
@@ -150,11 +152,13 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
             config=load_gateway_config(cfg_path),
             driver_kwargs={d.device_id: d.driver_kwargs for d in sims if d.driver_kwargs},
         )
-        _print_banner(cloud.url, data, sims)
+        _print_banner(cloud.url, data, sims, users)
         ca_file = data / "cloud" / "pki" / "ca.pem"
         async with asyncio.TaskGroup() as tg:
             agent_task = tg.create_task(runtime.run(), name="agent")
-            tg.create_task(_report(cloud.url, ca_file, runtime, stop), name="demo-status")
+            tg.create_task(
+                _report(cloud.url, ca_file, users.status_token, runtime, stop), name="demo-status"
+            )
             started = time.monotonic()
             while not stop.is_set():
                 if agent_task.done():
@@ -168,32 +172,50 @@ async def _demo(*, data: Path, port: int, devices: int, seconds: float | None) -
         print("ldt demo: stopped cleanly", flush=True)
 
 
-def _print_banner(url: str, data: Path, devices: list[DemoDevice]) -> None:
+def _print_banner(url: str, data: Path, devices: list[DemoDevice], users: DemoUsers) -> None:
     ca = data / "cloud" / "pki" / "ca.pem"
     print(f"ldt demo: cloud (NGSI-LD broker) on {url}", flush=True)
     for dev in devices:
         print(f"ldt demo: simulated {dev.profile} '{dev.device_id}' on {dev.where}")
     print(f"ldt demo: agent '{GATEWAY_ID}' (mutual TLS), buffer and config under {data}")
     print("ldt demo: model meter-forecast on dev-1 and rule set lift-station on the gateway")
-    print("ldt demo: look at the twin with (TLS: the cloud's own CA)")
-    api = f"{url}/ngsi-ld/v1"
-    print(f"    curl --cacert {ca} '{api}/entities?type=Device'")
-    print(f"    curl --cacert {ca} '{api}/entities?type=PumpingStation'")
-    print(f"    curl --cacert {ca} '{api}/entities?type=Alert'")
-    print(f"    curl --cacert {ca} '{api}/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:dev-1'")
-    print("ldt demo: send a command (relay2 of the relay module), then read relay2_status:")
+    print(f"ldt demo: users (passwords also in {users.file}):")
+    for name, role, password in users.people:
+        print(f"    {name} ({role}): {password}")
+    print("ldt demo: sign in (a token lasts 15 minutes; TLS: the cloud's own CA):")
     print(
-        f"    curl --cacert {ca} -X PATCH -H 'Content-Type: application/json'"
+        f"    TOKEN=$(curl -s --cacert {ca} -d grant_type=password -d username=operator"
+        f" --data-urlencode password='{users.password('operator')}' {url}/auth/token"
+        """ | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"""
+    )
+    print("ldt demo: look at the twin with")
+    api = f"{url}/ngsi-ld/v1"
+    auth = '-H "Authorization: Bearer $TOKEN"'
+    print(f"    curl --cacert {ca} {auth} '{api}/entities?type=Device'")
+    print(f"    curl --cacert {ca} {auth} '{api}/entities?type=PumpingStation'")
+    print(f"    curl --cacert {ca} {auth} '{api}/entities?type=Alert'")
+    print(f"    curl --cacert {ca} {auth} '{api}/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:dev-1'")
+    print(
+        "ldt demo: send a command (relay2 of the relay module) as the operator, then read"
+        " relay2_status (the viewer's token is refused with 403):"
+    )
+    print(
+        f"    curl --cacert {ca} {auth} -X PATCH -H 'Content-Type: application/json'"
         f" -d '{{\"value\": true}}'"
         f" '{api}/entities/urn:ngsi-ld:Device:{GATEWAY_ID}:relay-1/attrs/relay2'"
     )
     print("ldt demo: Ctrl-C stops everything", flush=True)
 
 
-async def _report(url: str, ca: Path, runtime: AgentRuntime, stop: asyncio.Event) -> None:
+async def _report(
+    url: str, ca: Path, token: str, runtime: AgentRuntime, stop: asyncio.Event
+) -> None:
     """Every few seconds: what was read, buffered, synced, and one value from the broker."""
     trust = ssl.create_default_context(cafile=str(ca))
-    async with httpx.AsyncClient(base_url=url, timeout=2.0, verify=trust) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=url, timeout=2.0, verify=trust, headers=headers
+    ) as client:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=STATUS_EVERY_S)

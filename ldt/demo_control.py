@@ -1,20 +1,21 @@
 """The demo's edge control: a provisioned gateway, the project's model and a rule set.
 
-What an admin and a technician do by hand (``ldt cloud token create``, ``ldt gw provision``,
-``ldt cloud models|rules upload/assign``), done in process so the demo shows on its own
-forecasts with their provenance, a rule driving the pumping station and raising an
-``Alert``, and commands through the NGSI-LD API.
+What an admin and a technician do by hand (``ldt cloud users add``, ``ldt cloud token
+create``, ``ldt gw provision``, ``ldt cloud models|rules upload/assign``), done in process
+so the demo shows on its own forecasts with their provenance, a rule driving the pumping
+station and raising an ``Alert``, and commands through the NGSI-LD API.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ldt.cloud.server import CloudHandle
 
-__all__ = ["DEMO_RULES", "provision_gateway", "publish_edge_control"]
+__all__ = ["DEMO_RULES", "DemoUsers", "demo_users", "provision_gateway", "publish_edge_control"]
 
 DEMO_RULES: Final = """
 name = "lift-station"
@@ -83,3 +84,49 @@ async def publish_edge_control(cloud: CloudHandle, gateway_id: str, meter: str) 
     await catalogue.assign("model", model.name, target)
     rules = await catalogue.upload("rules", DEMO_RULES.encode())
     await catalogue.assign("rules", rules.name, target)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUsers:
+    """The demo's people (name, role, password), and a viewer token for its status lines."""
+
+    people: tuple[tuple[str, str, str], ...]
+    status_token: str
+    file: Path
+
+    def password(self, name: str) -> str:
+        """The password of ``name``."""
+        return next(p for n, _, p in self.people if n == name)
+
+
+DEMO_PEOPLE: Final = (("admin", "admin"), ("operator", "operator"), ("viewer", "viewer"))
+"""Name and role; ``admin`` is the global admin (every tenant)."""
+
+
+async def demo_users(cloud: CloudHandle) -> DemoUsers:
+    """An admin, an operator and a viewer with generated passwords (kept, 0600, in
+    ``DATA/cloud/demo-users.json`` so a restarted demo shows the same ones), as an admin
+    would make them with ``ldt cloud users add``."""
+    import orjson
+
+    from ldt.cloud.access.service import AccessService
+    from ldt.cloud.access.tokens import TokenSigner
+    from ldt.cloud.server import PKI_DIRNAME
+    from ldt.private_files import write_private
+
+    service = AccessService(cloud.store, TokenSigner.open(cloud.data_dir / PKI_DIRNAME))
+    file = cloud.data_dir / "demo-users.json"
+    known: dict[str, str] = orjson.loads(file.read_bytes()) if file.exists() else {}
+    people = []
+    for name, role in DEMO_PEOPLE:
+        if name not in known:
+            tenant = "*" if role == "admin" else ""
+            generated = await service.add_user(name, role, tenant)
+            assert generated is not None
+            known[name] = generated
+        people.append((name, role, known[name]))
+    if "demo-status" not in known:
+        await service.add_client("demo-status", "viewer")
+        known["demo-status"], _ = await service.client_token("demo-status")
+    write_private(file, orjson.dumps(known, option=orjson.OPT_INDENT_2))
+    return DemoUsers(tuple(people), known["demo-status"], file)

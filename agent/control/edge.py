@@ -548,7 +548,8 @@ class EdgeControl:
         await self.audit.record(
             "command.received",
             order.id,
-            {"entity": order.entity_id, "attr": order.attr, "value": order.value},
+            {"entity": order.entity_id, "attr": order.attr, "value": order.value}
+            | ({} if order.by is None else {"by": order.by}),
         )
         status, info = await self._command_outcome(order)
         self._save_state()

@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
+from ldt.cloud.access.current import actor
 from ldt.cloud.control.audit import AuditLog
 from ldt.cloud.errors import CloudError, OwnershipError
 from ldt.cloud.ngsild import entity_ops as ops
@@ -135,6 +136,7 @@ class CommandService:
 
     async def _create(self, gateway_id: str, entity_id: str, attr: str, instance: Any) -> None:
         value, expires_ms = _command_value(instance)
+        by = actor()
         now = _ms()
         expires_ms = expires_ms or now + int(self.default_ttl_s * 1000)
         command_id = f"urn:ngsi-ld:Command:{uuid.uuid4()}"
@@ -146,11 +148,13 @@ class CommandService:
             value=value,
             created_at_ms=now,
             expires_at_ms=expires_ms,
+            issued_by=by,
         )
+        detail = {"entity": entity_id, "attr": attr, "value": value, "expires_at_ms": expires_ms}
         await self.audit.record(
             "command.create",
             command_id,
-            {"entity": entity_id, "attr": attr, "value": value, "expires_at_ms": expires_ms},
+            detail if by is None else {**detail, "by": by},
             gateway_id=gateway_id,
         )
         if isinstance(value, bool | int | float | str) and expires_ms > now:
@@ -205,6 +209,7 @@ class CommandService:
         wait_s: float = 0,
         gone: Callable[[], Awaitable[bool]] | None = None,
         news: Callable[[], Awaitable[bool]] | None = None,
+        version: int = 1,
     ) -> list[CommandOrder]:
         """The gateway's pending commands (marked DELIVERED), waiting up to ``wait_s`` for one.
 
@@ -230,6 +235,7 @@ class CommandService:
                         attr=c.attr,
                         value=c.value,
                         expires_at_ms=c.expires_at_ms,
+                        by=c.issued_by if version >= 2 else None,
                     )
                     for c in delivered
                 ]

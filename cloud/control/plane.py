@@ -6,53 +6,30 @@ certificates, and artifacts are signed by the CA folder's key). ``sync`` answers
 alerts), then answers with its assignments and any pending command, waiting for one up to
 the gateway's ``wait_s`` (``ldt.contract.control``).
 
-The admin side (``ldt cloud models|rules|commands|audit`` and ``/ldt/v1/catalogue``) needs
-the admin token, created with the CA folder (``ADMIN_TOKEN_FILE``, 0600): a gateway's
-certificate never authorises an upload.
+The people's side (``ldt cloud models|rules|commands|audit`` and ``/ldt/v1/catalogue``)
+follows the roles of ``ldt.cloud.access``: a gateway's certificate never authorises an
+upload.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
 
 from ldt.cloud.control.alerts import AlertService
 from ldt.cloud.control.audit import AuditLog
 from ldt.cloud.control.catalogue import Catalogue
 from ldt.cloud.control.commands import CommandService
-from ldt.cloud.errors import CloudError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.pki.artifacts import ArtifactService
 from ldt.cloud.store.base import Store
 from ldt.contract.control import Assignment, ControlAnswer, ControlSync
-from ldt.private_files import write_private
 
-__all__ = ["ADMIN_TOKEN_FILE", "ControlPlane", "admin_token"]
+__all__ = ["ControlPlane"]
 
 _log = logging.getLogger("ldt.cloud.control")
-
-ADMIN_TOKEN_FILE: Final = "admin-token"  # noqa: S105 - a file name, not a secret
-
-
-def admin_token(pki_dir: Path) -> str:
-    """The admin API's bearer token (``pki_dir/admin-token``), created on first use."""
-    path = pki_dir / ADMIN_TOKEN_FILE
-    try:
-        token = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        token = ""
-    except OSError as exc:
-        raise CloudError(f"cannot read the admin token {path}: {exc}") from exc
-    if not token:
-        token = secrets.token_urlsafe(32)
-        write_private(path, (token + "\n").encode())
-    return token
 
 
 @dataclass
@@ -63,12 +40,9 @@ class ControlPlane:
     catalogue: Catalogue
     commands: CommandService
     alerts: AlertService
-    admin_token: str
 
     @classmethod
-    def build(
-        cls, store: Store, notifier: Notifier, artifacts: ArtifactService, token: str
-    ) -> ControlPlane:
+    def build(cls, store: Store, notifier: Notifier, artifacts: ArtifactService) -> ControlPlane:
         """Wire the services and hook commands into the NGSI-LD write path."""
         audit = AuditLog(store)
         plane = cls(
@@ -76,16 +50,9 @@ class ControlPlane:
             catalogue=Catalogue(store, artifacts, audit),
             commands=CommandService(store, notifier, audit),
             alerts=AlertService(notifier),
-            admin_token=token,
         )
         notifier.observers.append(plane.commands.observe)
         return plane
-
-    def is_admin(self, presented: str | None) -> bool:
-        """Whether ``presented`` (a bearer token) is the admin token (constant time)."""
-        return presented is not None and hmac.compare_digest(
-            presented.encode(), self.admin_token.encode()
-        )
 
     def close(self) -> None:
         """Release waiting long polls (the server is stopping)."""
@@ -136,7 +103,7 @@ class ControlPlane:
             # another broker reaches it within a second, not at the end of its long poll
             return await self._assignments(gateway_id) != assignments
 
-        orders = await self.commands.take(gateway_id, message.wait_s, gone, news)
+        orders = await self.commands.take(gateway_id, message.wait_s, gone, news, version=message.v)
         if not orders:
             assignments = await self._assignments(gateway_id)
         return ControlAnswer(assignments=assignments, commands=orders)

@@ -1,7 +1,8 @@
 """HTTP of the control plane: the gateways' exchange and the admin API.
 
 - ``POST /ldt/v1/control/sync``: a gateway (client certificate) -> ``ControlAnswer``.
-- Admin (``Authorization: Bearer <admin token>``, ``ldt.cloud.control.plane``):
+- People (``ldt.cloud.access``: operators list, assign and roll back; admins upload and
+  read the audit):
   ``GET|POST /ldt/v1/catalogue/{kind}`` (list, upload: the body is the bundle or rule
   set), ``POST /ldt/v1/catalogue/{kind}/{name}/assign`` ``{"gateway": ID}`` or
   ``{"group": NAME}``, ``POST .../rollback``, ``GET .../rollout``, ``GET /ldt/v1/commands``,
@@ -22,6 +23,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import allow, gateway_route
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.control.catalogue import CATALOGUE_KINDS, target_of
 from ldt.cloud.control.plane import ControlPlane
 from ldt.cloud.errors import CloudError
@@ -48,6 +51,7 @@ def _json(body: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(body, default=str), status_code=status, media_type=JSON)
 
 
+@gateway_route
 async def control_sync(request: Request) -> Response:
     """One exchange with an authenticated gateway."""
     plane = _plane(request)
@@ -71,17 +75,6 @@ async def control_sync(request: Request) -> Response:
     return Response(answer.model_dump_json().encode(), media_type=JSON)
 
 
-def _admin(request: Request) -> ControlPlane:
-    plane = _plane(request)
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not plane.is_admin(token.strip() or None):
-        _log.warning(
-            "admin request refused", extra={"path": request.url.path, "client": request.client}
-        )
-        raise NgsiLdError(401, None, "Unauthorized", "the admin API needs the admin token")
-    return plane
-
-
 def _kind(request: Request) -> str:
     kind = str(request.path_params["kind"])
     if kind not in CATALOGUE_KINDS:
@@ -93,16 +86,18 @@ def _bad(exc: CloudError) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", "Bad Request", str(exc))
 
 
+@allow(Permission.CONTROL)
 async def catalogue_list(request: Request) -> Response:
     """Every published version of models or rule sets."""
-    plane = _admin(request)
+    plane = _plane(request)
     entries = await plane.catalogue.entries(_kind(request))
     return _json([dataclasses.asdict(e) for e in entries])
 
 
+@allow(Permission.ADMIN)
 async def catalogue_upload(request: Request) -> Response:
     """Validate, sign and publish an upload (the body)."""
-    plane = _admin(request)
+    plane = _plane(request)
     kind = _kind(request)
     content = await read_body(request, limit=MAX_ARTIFACT_BYTES)
     try:
@@ -112,9 +107,10 @@ async def catalogue_upload(request: Request) -> Response:
     return _json(dataclasses.asdict(entry), 201)
 
 
+@allow(Permission.CONTROL)
 async def catalogue_assign(request: Request) -> Response:
     """Assign an artifact to a gateway or a group."""
-    plane = _admin(request)
+    plane = _plane(request)
     kind = _kind(request)
     try:
         body = orjson.loads(await read_body(request, limit=4096))
@@ -128,9 +124,10 @@ async def catalogue_assign(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.CONTROL)
 async def catalogue_rollback(request: Request) -> Response:
     """Publish the previous version again."""
-    plane = _admin(request)
+    plane = _plane(request)
     try:
         entry = await plane.catalogue.rollback(_kind(request), str(request.path_params["name"]))
     except CloudError as exc:
@@ -138,9 +135,10 @@ async def catalogue_rollback(request: Request) -> Response:
     return _json(dataclasses.asdict(entry), 201)
 
 
+@allow(Permission.CONTROL)
 async def catalogue_rollout(request: Request) -> Response:
     """Per assigned gateway, its status on the newest version."""
-    plane = _admin(request)
+    plane = _plane(request)
     try:
         statuses = await plane.catalogue.rollout(_kind(request), str(request.path_params["name"]))
     except CloudError as exc:
@@ -148,15 +146,17 @@ async def catalogue_rollout(request: Request) -> Response:
     return _json([dataclasses.asdict(s) for s in statuses])
 
 
+@allow(Permission.CONTROL)
 async def commands_list(request: Request) -> Response:
     """The newest commands and their status."""
-    plane = _admin(request)
+    plane = _plane(request)
     return _json(await plane.commands.commands())
 
 
+@allow(Permission.ADMIN)
 async def audit_list(request: Request) -> Response:
     """The newest audit lines, both sides."""
-    plane = _admin(request)
+    plane = _plane(request)
     return _json([dataclasses.asdict(e) for e in await plane.audit.entries(200)])
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeAlias
 
+from ldt.cloud.access.roles import Scope
 from ldt.cloud.ngsild import geo
 from ldt.cloud.ngsild.order_by import OrderKey
 from ldt.cloud.ngsild.query import (
@@ -262,6 +263,8 @@ class EntityQuery:
     geo: geo.GeoQuery | None = None
     geo_names: tuple[str, ...] = field(default=LOCATION_NAMES)
     order: tuple[OrderKey, ...] = ()
+    allowed: Scope | None = None
+    """The entities the caller's grant reaches (``ldt.cloud.access``); None: all of them."""
 
     def matches(self, entity: Mapping[str, Any], *, q: bool = True) -> bool:
         """Whether ``entity`` (a stored document) satisfies every filter.
@@ -280,6 +283,10 @@ class EntityQuery:
             return False
         if self.scope is not None and not evaluate_scope(self.scope, entity):
             return False
+        if self.allowed is not None and not self.allowed.allows(
+            str(entity.get("id")), entity_types(entity)
+        ):
+            return False
         if self.geo is not None:
             found = geometries(entity, self.geo_names)
             if not any(geo.matches(self.geo, g) for g in found):
@@ -291,6 +298,7 @@ class EntityQuery:
         return (
             self.id_pattern is not None
             or self.scope is not None
+            or self.allowed is not None
             or self.geo is not None
             or (self.q is not None and not q_exact)
         )

@@ -39,6 +39,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -47,8 +48,10 @@ import httpx
 import orjson
 
 from ldt.backoff import Backoff
+from ldt.cloud.access.roles import Scope
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.entity_query import entity_types
 from ldt.cloud.ngsild.jsonld import CORE_CONTEXT_URL, ContextError
 from ldt.cloud.ngsild.linked import fetch_from
 from ldt.cloud.ngsild.media import JSON, JSON_LD
@@ -188,6 +191,10 @@ class Notifier:
         self._ticker: asyncio.Task[None] | None = None
         self._mqtt = MqttPublisher(backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         self._counters = Counters(store, interval_s=counters_s)
+        self.owner_scope: Callable[[str, str], Awaitable[Scope]] | None = None
+        """What a subscription's owner may read in a tenant (``AccessService.owner_scope``);
+        None: authentication is off, every subscription sees everything."""
+        self._owners: dict[str, str] = {}
         self.observers: list[Callable[[Sequence[Change]], Awaitable[None]]] = []
         """Called with every committed API write (the commands of ``ldt.cloud.control``)."""
 
@@ -311,11 +318,34 @@ class Notifier:
         now_ms = time.time_ns() // 1_000_000
         for matcher in await self._current():
             matched = [c for c in changes if matcher.matches(c, now_ms)]
+            if matched:
+                matched = await self._readable(matcher, matched)
             if not matched:
                 continue
             if matcher.throttling_s and not await self._claim(matcher, matcher.throttling_s):
                 continue
             await self._enqueue(matcher, matched)
+
+    async def _allowed(self, matcher: Matcher) -> Scope | None:
+        """What the subscription's owner may read (None: everything)."""
+        owner = self._owners.get(matcher.id)
+        if owner is None or self.owner_scope is None:
+            return None
+        allowed = await self.owner_scope(owner, self._tenant or "")
+        return None if allowed.unrestricted else allowed
+
+    async def _readable(self, matcher: Matcher, changes: list[Change]) -> list[Change]:
+        """The changes of entities the owner may read (a scoped grant's subscription
+        does not see the others)."""
+        allowed = await self._allowed(matcher)
+        if allowed is None:
+            return changes
+        kept = []
+        for old, new in changes:
+            doc = new if new is not None else old
+            if doc is not None and allowed.allows(str(doc.get("id")), entity_types(doc)):
+                kept.append((old, new))
+        return kept
 
     async def _claim(self, matcher: Matcher, period_s: float) -> bool:
         """Take the subscription's slot for this period (shared by every broker process)."""
@@ -376,6 +406,9 @@ class Notifier:
             if fresh is None:
                 records, _ = await self._store.subscriptions.list()
                 loaded: list[Matcher] = []
+                self._owners = {
+                    str(r.doc.get("id")): r.owner for r in records if r.owner is not None
+                }
                 for record in records:
                     doc = record.doc
                     try:
@@ -413,7 +446,10 @@ class Notifier:
 
     async def _periodic(self, matcher: Matcher) -> None:
         found: dict[str, Entity] = {}
+        allowed = await self._allowed(matcher)
         for query in matcher.queries():
+            if allowed is not None:
+                query = replace(query, allowed=allowed)  # noqa: PLW2901
             page, _ = await self._store.entities.search(
                 query, limit=_PERIODIC_MAX, offset=0, count=False
             )
@@ -427,7 +463,8 @@ class Notifier:
         if matcher.join is None:
             return None
         try:
-            return await matcher.joined(changes, fetch_from(self._store))
+            allowed = await self._allowed(matcher)
+            return await matcher.joined(changes, fetch_from(self._store, allowed))
         except (StoreError, NgsiLdError) as exc:
             _log.warning("notification sent without linked entities", extra={"error": str(exc)})
             return None

@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.ngsild import formats
 from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.params import check_params, entity_filter, flag, name_as_stored
@@ -46,6 +48,7 @@ def _names(raw: str, what: str, name: Callable[[str], str]) -> frozenset[str]:
     return frozenset(name(t) for t in terms)
 
 
+@allow(Permission.ADMIN)
 async def purge_entities(request: Request) -> Response:
     """Purge entities (5.6.21): 204; 400 without a selector or with both keep and drop."""
     check_params(request, _PARAMS)

@@ -29,10 +29,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.guard import limited, out_of_scope
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission, Scope
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild import purge
 from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.entities import is_uri
+from ldt.cloud.ngsild.entity_query import entity_types
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.media import JSON, MERGE_PATCH
 from ldt.cloud.ngsild.notifier import Notifier
@@ -61,9 +65,30 @@ def _now() -> str:
 async def _write(
     request: Request, changes: Sequence[tuple[str, EntityChange]]
 ) -> list[WriteOutcome | NgsiLdError]:
-    """Every entity write: the store's transaction, then subscription notifications."""
+    """Every entity write: the store's transaction, then subscription notifications.
+
+    A scoped grant is checked inside the transaction, on the entity before and after the
+    change: a write reaching outside it is refused (403; one error item in a batch).
+    """
     notifier: Notifier = notifier_of(request)
+    allowed = limited(request.scope, Permission.WRITE)
+    if allowed is not None:
+        changes = [(eid, _within(allowed, change)) for eid, change in changes]
     return await notifier.write_entities(changes)
+
+
+def _within(allowed: Scope, change: EntityChange) -> EntityChange:
+    def check(doc: Entity | None) -> None:
+        if doc is not None and not allowed.allows(str(doc.get("id")), entity_types(doc)):
+            raise out_of_scope(str(doc.get("id")))
+
+    def run(old: Entity | None) -> Entity | None:
+        check(old)
+        new = change(old)
+        check(new)
+        return new
+
+    return run
 
 
 def _bad(detail: str, title: str = "Invalid request") -> NgsiLdError:
@@ -124,6 +149,7 @@ def _no_id_mismatch(fragment: Entity, entity_id: str) -> None:
 # --- /entities ------------------------------------------------------------------------------
 
 
+@allow(Permission.WRITE)
 async def create_entity(request: Request) -> Response:
     """Create entity (5.6.1): 201 with Location, 409 if the id exists."""
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -133,6 +159,7 @@ async def create_entity(request: Request) -> Response:
     return Response(status_code=201, headers={"Location": f"{_API}/entities/{fragment['id']}"})
 
 
+@allow(Permission.WRITE)
 async def delete_entity(request: Request) -> Response:
     """Delete entity (5.6.6): 204, 404."""
     entity_id = _entity_id(request)
@@ -140,6 +167,7 @@ async def delete_entity(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def replace_entity(request: Request) -> Response:
     """Replace entity (5.6.18): every attribute replaced; 204, 404."""
     entity_id = _entity_id(request)
@@ -152,6 +180,7 @@ async def replace_entity(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def merge_entity(request: Request) -> Response:
     """Merge entity (5.6.17, JSON merge-patch semantics): 204, 404."""
     entity_id = _entity_id(request)
@@ -175,6 +204,7 @@ async def _attrs_fragment(request: Request, entity_id: str) -> Entity:
     return fragment
 
 
+@allow(Permission.WRITE)
 async def append_attrs(request: Request) -> Response:
     """Append entity attributes (5.6.3): 204, or 207 with what ``noOverwrite`` kept."""
     entity_id = _entity_id(request)
@@ -186,6 +216,7 @@ async def append_attrs(request: Request) -> Response:
     return _update_result(report)
 
 
+@allow(Permission.WRITE)
 async def update_attrs(request: Request) -> Response:
     """Update entity attributes (5.6.2): 204, or 207 listing what was not updated."""
     entity_id = _entity_id(request)
@@ -206,6 +237,7 @@ async def _one_attr(request: Request, *, partial: bool) -> tuple[str, Entity]:
     return entity_id, ops.attribute_fragment(json_object(body), name, ctx, partial=partial)
 
 
+@allow(Permission.WRITE)
 async def patch_attr(request: Request) -> Response:
     """Partial attribute update (5.6.4): 204, 404 (entity or attribute)."""
     entity_id, fragment = await _one_attr(request, partial=True)
@@ -213,6 +245,7 @@ async def patch_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def replace_attr(request: Request) -> Response:
     """Replace attribute (5.6.19): 204, 404 (entity or attribute)."""
     entity_id, fragment = await _one_attr(request, partial=False)
@@ -220,6 +253,7 @@ async def replace_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def delete_attr(request: Request) -> Response:
     """Delete attribute (5.6.5): ``datasetId=`` one instance, ``deleteAll=true`` every one."""
     entity_id = _entity_id(request)
@@ -240,6 +274,7 @@ async def delete_attr(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def no_attribute_named(request: Request) -> Response:
     """``DELETE /entities/{id}/attrs`` names no attribute: 405, the path only takes POST/PATCH.
 
@@ -306,6 +341,7 @@ async def _batch(
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def batch_create(request: Request) -> Response:
     """Batch create (5.6.7): 201 with the ids, 207 if any failed."""
     now = _now()
@@ -318,6 +354,7 @@ async def batch_create(request: Request) -> Response:
     return await _batch(request, build, created_status=True)
 
 
+@allow(Permission.WRITE)
 async def batch_upsert(request: Request) -> Response:
     """Batch upsert (5.6.8): 201 with new ids, 204 if none was new, 207 if any failed."""
     options = _options(request, {"replace", "update"})
@@ -334,6 +371,7 @@ async def batch_upsert(request: Request) -> Response:
     return await _batch(request, build, created_status=True)
 
 
+@allow(Permission.WRITE)
 async def batch_update(request: Request) -> Response:
     """Batch update (5.6.9): append to existing entities (``noOverwrite``); 204 or 207."""
     no_overwrite = "noOverwrite" in _options(request, {"noOverwrite"})
@@ -359,6 +397,7 @@ async def batch_update(request: Request) -> Response:
     return await _batch(request, build, created_status=False, check=kept)
 
 
+@allow(Permission.WRITE)
 async def batch_merge(request: Request) -> Response:
     """Batch merge (5.6.20): merge-patch existing entities; 204 or 207."""
     now = _now()
@@ -371,6 +410,7 @@ async def batch_merge(request: Request) -> Response:
     return await _batch(request, build, created_status=False)
 
 
+@allow(Permission.WRITE)
 async def batch_delete(request: Request) -> Response:
     """Batch delete (5.6.10): the body is an array of ids; 204 or 207."""
 

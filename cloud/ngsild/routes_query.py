@@ -26,12 +26,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.guard import limited, out_of_scope
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.ngsild import formats, linked
 from ldt.cloud.ngsild.contexts_api import resolve_context
 from ldt.cloud.ngsild.datasets import keep_datasets, parse_dataset_ids
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.entity_ops import present
-from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery, map_type_names, parse_types
+from ldt.cloud.ngsild.entity_query import (
+    LOCATION_NAMES,
+    EntityQuery,
+    entity_types,
+    map_type_names,
+    parse_types,
+)
 from ldt.cloud.ngsild.geo import GeoQueryError, parse_geoquery
 from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.languages import parse_lang, select_languages
@@ -116,6 +125,7 @@ class Output:
     """
 
     def __init__(self, request: Request, ctx: ActiveContext, context_url: str | None) -> None:
+        self.allowed = limited(request.scope, Permission.READ)
         self.rep = formats.parse_representation(request)
         self.media = formats.negotiate_read(request)
         self.ctx = ctx
@@ -199,7 +209,7 @@ class Output:
             join,
             projection=projection,
             form=self.rep.form,
-            fetch=linked.fetch_from(store),
+            fetch=linked.fetch_from(store, self.allowed),
             show=show,
             render=lambda shown: formats.render(shown, self.rep),
         )
@@ -209,7 +219,9 @@ class Output:
         self, store: Store, query: EntityQuery, attrs: tuple[str, ...] | None, wanted: Page
     ) -> Response:
         """One page of the entities ``query`` selects, as the answer (with
-        ``NGSILD-Results-Count`` when ``count=true``)."""
+        ``NGSILD-Results-Count`` when ``count=true``; only what the caller may read)."""
+        if self.allowed is not None:
+            query = replace(query, allowed=self.allowed)
         found, total = await store.entities.search(
             query, limit=wanted.limit, offset=wanted.offset, count=wanted.count
         )
@@ -227,6 +239,7 @@ class Output:
         )
 
 
+@allow(Permission.READ)
 async def query_entities(request: Request) -> Response:
     """Query entities (5.7.2, 6.4.3.2)."""
     check_params(request, _QUERY_PARAMS)
@@ -267,6 +280,7 @@ async def query_entities(request: Request) -> Response:
     return await out.matches(_store(request), query, attrs, wanted)
 
 
+@allow(Permission.READ)
 async def retrieve_entity(request: Request) -> Response:
     """Retrieve one entity (5.7.1, 6.5.3.1)."""
     check_params(request, _RETRIEVE_PARAMS)
@@ -282,6 +296,8 @@ async def retrieve_entity(request: Request) -> Response:
         raise NgsiLdError(
             404, "ResourceNotFound", "Entity not found", f"no entity with id {entity_id}"
         )
+    if out.allowed is not None and not out.allowed.allows(entity_id, entity_types(doc)):
+        raise out_of_scope(entity_id)
     if "type" in request.query_params:
         try:
             types = map_type_names(
@@ -328,7 +344,10 @@ async def _discovery(
     details = flag(request.query_params, "details")
     formats.negotiate_read(request)
     ctx, url = await _context(request)
-    rows = await _store(request).entities.type_attribute_counts()
+    allowed = limited(request.scope, Permission.READ)  # a scoped grant lists what it reaches
+    rows = await _store(request).entities.type_attribute_counts(
+        None if allowed is None else allowed.parts
+    )
     return rows, ctx, url, details
 
 
@@ -339,6 +358,7 @@ def _json_out(request: Request, payload: Any, url: str | None) -> Response:
     return formats.entities_response(payload, media, context=url)
 
 
+@allow(Permission.READ)
 async def list_types(request: Request) -> Response:
     """Available entity types (5.7.5) or their details (5.7.6, ``details=true``)."""
     rows, ctx, url, details = await _discovery(request)
@@ -367,6 +387,7 @@ async def list_types(request: Request) -> Response:
     return _json_out(request, payload, url)
 
 
+@allow(Permission.READ)
 async def type_info(request: Request) -> Response:
     """Details of one entity type (5.7.7); the type may be a term or an IRI."""
     rows, ctx, url, _ = await _discovery(request)
@@ -396,6 +417,7 @@ async def type_info(request: Request) -> Response:
     return _json_out(request, payload, url)
 
 
+@allow(Permission.READ)
 async def list_attributes(request: Request) -> Response:
     """Available attributes (5.7.8) or their details (5.7.9, ``details=true``)."""
     rows, ctx, url, details = await _discovery(request)
@@ -422,6 +444,7 @@ async def list_attributes(request: Request) -> Response:
     return _json_out(request, payload, url)
 
 
+@allow(Permission.READ)
 async def attribute_info(request: Request) -> Response:
     """Details of one attribute (5.7.10); the name may be a term or an IRI."""
     rows, ctx, url, _ = await _discovery(request)

@@ -34,6 +34,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.ngsild import formats
 from ldt.cloud.ngsild.entities import is_uri
 from ldt.cloud.ngsild.entity_query import (
@@ -210,6 +212,7 @@ def _check_body(body: Any) -> dict[str, Any]:
     return body
 
 
+@allow(Permission.READ)
 async def query_post(request: Request) -> Response:
     """Query entities with a Query in the body (6.23.3.1): as ``GET /entities`` answers."""
     check_params(request, _URL_PARAMS)

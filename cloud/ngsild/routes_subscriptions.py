@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.current import current_principal
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission, owner_text
 from ldt.cloud.ngsild import formats, subscriptions
 from ldt.cloud.ngsild.contexts_api import drop_context, implicit_context, resolve_context
 from ldt.cloud.ngsild.entities import is_uri
@@ -133,6 +136,7 @@ def _counters(record: SubscriptionRecord) -> dict[str, Any]:
     }
 
 
+@allow(Permission.WRITE)
 async def create_subscription(request: Request) -> Response:
     """Create subscription (5.8.1): 201 + Location, 409 if the id exists."""
     value, ctx, context = await read_document(request)
@@ -145,7 +149,9 @@ async def create_subscription(request: Request) -> Response:
     implicit = None if "jsonldContext" in doc else implicit_context(request, single)
     if implicit is not None:  # notifications are compacted with it (contexts_api)
         doc["jsonldContext"] = implicit
-    if not await _store(request).subscriptions.create(doc):
+    principal = current_principal.get()
+    owner = None if principal is None or principal.kind == "lab" else owner_text(principal)
+    if not await _store(request).subscriptions.create(doc, owner):
         if implicit is not None:
             drop_context(request, implicit)
         raise NgsiLdError(
@@ -155,6 +161,7 @@ async def create_subscription(request: Request) -> Response:
     return Response(status_code=201, headers={"Location": f"{_API}/subscriptions/{doc['id']}"})
 
 
+@allow(Permission.READ)
 async def query_subscriptions(request: Request) -> Response:
     """Query subscriptions (5.8.4): one page by id, ``count=true`` adds the total."""
     refuse_unknown(request, _LIST_PARAMS, detail="not known")
@@ -191,6 +198,7 @@ def _page_links(limit: int, offset: int, total: int) -> list[str]:
     return links
 
 
+@allow(Permission.READ)
 async def retrieve_subscription(request: Request) -> Response:
     """Retrieve subscription (5.8.3): 200, 404."""
     sub_id = _sub_id(request)
@@ -205,6 +213,7 @@ async def retrieve_subscription(request: Request) -> Response:
     return formats.entities_response(payload, media, context=url)
 
 
+@allow(Permission.WRITE)
 async def update_subscription(request: Request) -> Response:
     """Update subscription (5.8.2): each member replaces the stored one (null removes it)."""
     sub_id = _sub_id(request)
@@ -237,6 +246,7 @@ async def update_subscription(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def delete_subscription(request: Request) -> Response:
     """Delete subscription (5.8.5): 204, 404."""
     sub_id = _sub_id(request)

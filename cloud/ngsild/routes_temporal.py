@@ -25,6 +25,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.guard import limited, out_of_scope
+from ldt.cloud.access.policy import allow
+from ldt.cloud.access.roles import Permission
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild import formats
 from ldt.cloud.ngsild.contexts_api import resolve_context
@@ -147,6 +150,25 @@ def _instances(
     return head, rows
 
 
+def _type_list(declared: Any) -> list[str]:
+    return [declared] if isinstance(declared, str) else [t for t in declared if isinstance(t, str)]
+
+
+async def _writable(
+    request: Request, store: Store, entity_id: str, new_type: Any = None
+) -> TemporalHeader | None:
+    """The temporal entity's header, after checking that a scoped grant reaches the entity
+    as it is and as the write would make it (403 otherwise)."""
+    header = await store.temporal.get(entity_id)
+    allowed = limited(request.scope, Permission.WRITE)
+    if allowed is not None:
+        for declared in (None if header is None else header.type, new_type):
+            if declared is not None and not allowed.allows(entity_id, _type_list(declared)):
+                raise out_of_scope(entity_id)
+    return header
+
+
+@allow(Permission.WRITE)
 async def create_or_update(request: Request) -> Response:
     """Create or update temporal representation (5.6.11): 201 + Location, or 204."""
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -156,7 +178,7 @@ async def create_or_update(request: Request) -> Response:
     head, rows = _instances(raw, ctx, now_ms)
     entity_id = str(raw["id"])
     store = _store(request)
-    new = await store.temporal.get(entity_id) is None
+    new = await _writable(request, store, entity_id, head["type"]) is None
     if new and await store.entities.get(entity_id) is None:
         rows = await _create_current(request, head, rows, iso_ms(now_ms))
     created = await store.temporal.add(entity_id, head["type"], rows, now=iso_ms(now_ms))
@@ -183,11 +205,12 @@ async def _create_current(
     return rows if isinstance(outcome, NgsiLdError) else rest
 
 
+@allow(Permission.WRITE)
 async def add_attrs(request: Request) -> Response:
     """Add attributes to temporal representation (5.6.12): 204, 404."""
     entity_id = _entity_id(request)
     store = _store(request)
-    header = await store.temporal.get(entity_id)
+    header = await _writable(request, store, entity_id)
     if header is None:
         raise _not_found(f"no temporal entity {entity_id}")
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -205,6 +228,7 @@ async def add_attrs(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def delete_entity(request: Request) -> Response:
     """Delete temporal representation of an entity (5.6.16): 204, 404."""
     if not request.path_params["entity_id"]:
@@ -217,7 +241,7 @@ async def delete_entity(request: Request) -> Response:
         )
     entity_id = _entity_id(request)
     store = _store(request)
-    if await store.temporal.get(entity_id) is None:
+    if await _writable(request, store, entity_id) is None:
         raise _not_found(f"no temporal entity {entity_id}")
     # the entity goes with its history (one entity, two views: see _create_current)
     await _write(request, [(entity_id, ops.delete_entity(entity_id))])
@@ -241,6 +265,7 @@ def _attr_name(request: Request, ctx: ActiveContext) -> str:
     return name
 
 
+@allow(Permission.WRITE)
 async def delete_attr(request: Request) -> Response:
     """Delete attribute from temporal representation (5.6.13): 204, 404."""
     entity_id = _entity_id(request)
@@ -249,7 +274,7 @@ async def delete_attr(request: Request) -> Response:
     params = request.query_params
     delete_all = params.get("deleteAll", "false") == "true"
     store = _store(request)
-    if await store.temporal.get(entity_id) is None:
+    if await _writable(request, store, entity_id) is None:
         raise _not_found(f"no temporal entity {entity_id}")
     found = await store.temporal.delete(
         entity_id, attr=attr, dataset_id=params.get("datasetId"), all_datasets=delete_all
@@ -265,6 +290,7 @@ async def _instance(request: Request, ctx: ActiveContext) -> tuple[str, str, Att
     instance_id: str = request.path_params["instance_id"]
     if not is_uri(instance_id):
         raise _bad(f"instanceId {instance_id!r} is not a URI")
+    await _writable(request, _store(request), entity_id)
     rows = await _store(request).temporal.instances(
         [entity_id], [attr], Window(time_property="modifiedAt")
     )
@@ -274,6 +300,7 @@ async def _instance(request: Request, ctx: ActiveContext) -> tuple[str, str, Att
     raise _not_found(f"no instance {instance_id} of {attr} in temporal entity {entity_id}")
 
 
+@allow(Permission.WRITE)
 async def patch_instance(request: Request) -> Response:
     """Modify attribute instance in temporal representation (5.6.14): 204, 404."""
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -298,6 +325,7 @@ async def patch_instance(request: Request) -> Response:
     return Response(status_code=204)
 
 
+@allow(Permission.WRITE)
 async def delete_instance(request: Request) -> Response:
     """Delete attribute instance from temporal representation (5.6.15): 204, 404."""
     ctx, _ = await _link_ctx(request)
@@ -496,6 +524,7 @@ def _instance_limit(request: Request) -> int:
     return DEFAULT_INSTANCE_LIMIT if limit is None else int(limit)
 
 
+@allow(Permission.READ)
 async def retrieve(request: Request) -> Response:
     """Retrieve temporal evolution of an entity (5.7.3): 200, 404."""
     entity_id = _entity_id(request)
@@ -507,6 +536,10 @@ async def retrieve(request: Request) -> Response:
     if found is None:
         raise _not_found(f"no temporal entity {entity_id}")
     header, page = found
+    allowed = limited(request.scope, Permission.READ)
+    types = [header.type] if isinstance(header.type, str) else header.type
+    if allowed is not None and not allowed.allows(entity_id, types):
+        raise out_of_scope(entity_id)
     if read.attrs is not None and not page.present:
         raise _not_found(f"temporal entity {entity_id} has none of the attributes asked for")
     content_range = page.content_range(read.window)
@@ -516,6 +549,7 @@ async def retrieve(request: Request) -> Response:
     return _respond(request, body, url, None, content_range)
 
 
+@allow(Permission.READ)
 async def query(request: Request) -> Response:
     """Query temporal evolution of entities (5.7.4): 200 with an array."""
     _check_read(request, _READ_PARAMS | _QUERY_ONLY)
@@ -553,6 +587,7 @@ def _query_params(body: Any, url_params: Mapping[str, str]) -> dict[str, str]:
     return params
 
 
+@allow(Permission.READ)
 async def query_post(request: Request) -> Response:
     """Query temporal evolution of entities via POST (5.7.5): the body is a Query."""
     body = await read_json(request, limit=MAX_ENTITY_BYTES)
@@ -618,8 +653,14 @@ async def _query(
         if not ids:
             extra = {"NGSILD-Results-Count": "0"} if params.get("count") == "true" else None
             return _respond(request, [], url, extra)
+    allowed = limited(request.scope, Permission.READ)
     headers, total = await store.temporal.query(
-        types=types, ids=ids, limit=limit, offset=offset, order=order
+        types=types,
+        ids=ids,
+        limit=limit,
+        offset=offset,
+        order=order,
+        within=None if allowed is None else allowed.parts,
     )
     page = await read.page(store, [h.id for h in headers], _instance_limit(request))
     content_range = page.content_range(read.window)

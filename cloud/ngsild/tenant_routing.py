@@ -7,11 +7,14 @@ read ``request.app.state.store``/``.notifier`` as before. With a tenant, the mid
 opens it through ``app.state.tenants`` (a ``TenantRegistry``), puts it in the request
 scope for ``store_of``/``notifier_of``, and echoes ``NGSILD-Tenant`` on the response.
 
-Which requests create a tenant: POSTs that can create something (entities, attributes,
-batches, subscriptions, temporal instances). The spec creates a tenant implicitly on
-creation; a PUT/PATCH/DELETE can only change what already exists, so on a missing
-tenant it answers 404 NonexistentTenant (saying why) instead of creating an empty
-tenant, and so do the read-only POSTs (``entityOperations/query``, batch delete).
+Which requests create a tenant: with access control on, none (a global admin creates
+tenants: ``ldt.cloud.tenancy``), and an anonymous request is refused (401) before the
+tenant is looked up, so it cannot learn which tenants exist. With ``--insecure-no-auth``,
+POSTs that can create something (entities, attributes, batches, subscriptions, temporal
+instances) create it, as the spec does; a PUT/PATCH/DELETE can only change what already
+exists, so on a missing tenant it answers 404 NonexistentTenant (saying why) instead of
+creating an empty tenant, and so do the read-only POSTs (``entityOperations/query``,
+batch delete).
 
 ``/jsonldContexts`` only has the name validated: hosted @contexts already belong to
 their tenant inside the ``ContextStore`` (contexts_api), which needs no tenant store.
@@ -25,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ldt.cloud.access.guard import authenticate
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.store.base import Store
 from ldt.cloud.tenancy import Tenant, TenantRegistry, validate_tenant
@@ -84,6 +88,8 @@ class TenantMiddleware:
             await self.app(scope, receive, send)
             return
         validate_tenant(name)
+        if scope["app"].state.access.enabled:
+            await authenticate(scope)  # who may not learn which tenants exist
         route_path = _route_path(scope)
         if not route_path.startswith(_CONTEXTS):
             registry: TenantRegistry = scope["app"].state.tenants

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.policy import gateway_route
 from ldt.cloud.errors import CloudError
 from ldt.cloud.ngsild.media import JSON, read_body
 from ldt.cloud.ngsild.problems import NgsiLdError
@@ -38,6 +39,7 @@ async def _gateway(request: Request) -> str:
     return who[0]
 
 
+@gateway_route
 async def get_artifact(request: Request) -> Response:
     """The latest version of one artifact, for an authenticated gateway."""
     service = _service(request)
@@ -50,6 +52,7 @@ async def get_artifact(request: Request) -> Response:
     return Response(orjson.dumps(body), media_type=JSON)
 
 
+@gateway_route
 async def post_report(request: Request) -> Response:
     """A gateway's report on an artifact version."""
     service = _service(request)

@@ -8,10 +8,13 @@
   exchange could be watched and the one-time token raced.
 - ``POST /ldt/v1/pki/renew`` ``{"csr": PEM}`` with the gateway's current client
   certificate -> 201, the same body: the identity comes from that certificate.
+- ``POST /ldt/v1/pki/claims`` ``{"site", "gateway"?, "ttl_s"?}``: a technician's (or an
+  admin's) one-time claim token, over TLS only.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -19,6 +22,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.current import current_principal
+from ldt.cloud.access.guard import request_scope
+from ldt.cloud.access.policy import allow, gateway_route, public_route
+from ldt.cloud.access.roles import Permission
+from ldt.cloud.errors import CloudError
 from ldt.cloud.ngsild.media import JSON, read_body
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.pki.ca import IssuedCertificate
@@ -26,6 +34,8 @@ from ldt.cloud.pki.registry import PkiRefusedError, Provisioner
 from ldt.cloud.tls import client_cert_pem
 
 __all__ = ["PKI_PREFIX", "gateway_of", "routes"]
+
+_log = logging.getLogger("ldt.cloud.pki")
 
 PKI_PREFIX = "/ldt/v1/pki"
 _MAX_BODY = 64 << 10
@@ -92,6 +102,7 @@ async def gateway_of(request: Request) -> tuple[str, str] | None:
         raise _problem(exc) from None
 
 
+@public_route
 async def ca_certificate(request: Request) -> Response:
     """The CA certificate, PEM."""
     pki: Provisioner | None = request.app.state.pki
@@ -100,6 +111,7 @@ async def ca_certificate(request: Request) -> Response:
     return Response(pki.ca.pem, media_type="application/x-pem-file")
 
 
+@gateway_route
 async def provision(request: Request) -> Response:
     """A first certificate for a gateway holding a claim token."""
     pki = _provisioner(request)
@@ -112,6 +124,7 @@ async def provision(request: Request) -> Response:
     return _issued(pki, issued.common_name, issued)
 
 
+@gateway_route
 async def renew(request: Request) -> Response:
     """A new certificate for the gateway presenting its current one."""
     pki = _provisioner(request)
@@ -126,8 +139,43 @@ async def renew(request: Request) -> Response:
     return _issued(pki, who[0], issued)
 
 
+@allow(Permission.CLAIM)
+async def create_claim(request: Request) -> Response:
+    """A technician's one-time claim token for a site (``ldt cloud token create`` over HTTP).
+
+    ``{"site": S, "gateway"?: ID, "ttl_s"?: seconds}`` -> 201 ``{"token", "site",
+    "expiresInS"}``. A technician whose grant has an id prefix may only name sites that
+    start with it (``--id-prefix depot-``): the grant's prefix scopes the sites it claims.
+    """
+    pki = _provisioner(request)
+    body = await _json_body(request)
+    site = _text(body, "site")
+    reach = request_scope(request.scope, Permission.CLAIM)
+    if not reach.unrestricted and not any(site.startswith(p) for _, p in reach.parts):
+        raise NgsiLdError(403, None, "Forbidden", f"site {site!r} is outside your grant")
+    gateway = body.get("gateway")
+    ttl = body.get("ttl_s", 86400)
+    if (gateway is not None and not isinstance(gateway, str)) or not isinstance(ttl, int | float):
+        raise NgsiLdError(
+            400, "BadRequestData", "Bad Request", "gateway is a string, ttl_s a number"
+        )
+    try:
+        token = await pki.create_claim(site, float(ttl), gateway)
+    except CloudError as exc:
+        raise NgsiLdError(400, "BadRequestData", "Bad Request", str(exc)) from None
+    by = current_principal.get()
+    _log.info("claim token created", extra={"site": site, "by": by.label if by else None})
+    return Response(
+        orjson.dumps({"token": token, "site": site, "expiresInS": float(ttl)}),
+        status_code=201,
+        media_type=JSON,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
 routes = [
     Route(f"{PKI_PREFIX}/ca", ca_certificate, methods=["GET"]),
+    Route(f"{PKI_PREFIX}/claims", create_claim, methods=["POST"]),
     Route(f"{PKI_PREFIX}/provision", provision, methods=["POST"]),
     Route(f"{PKI_PREFIX}/renew", renew, methods=["POST"]),
 ]

@@ -4,8 +4,8 @@ There is no storage interface to implement twice any more. ``Store`` is one conc
 for both engines: it holds a ``Database`` (``database``: SQLite or PostgreSQL) and one
 repository per concern, each written once over the database's units of work
 (``store.entities``, ``store.temporal``, ``store.readings``, ``store.subscriptions``,
-``store.registrations``, ``store.gateways``, ``store.artifacts``, ``store.control``). A
-later concern (users and access, gateway configs, releases) adds one repository here.
+``store.registrations``, ``store.gateways``, ``store.artifacts``, ``store.control``,
+``store.access``). A later concern (gateway configs, releases) adds one repository here.
 ``SqliteStore`` and ``PostgresStore`` only build the database. Entity documents are
 normalized NGSI-LD without ``@context`` (terms are the core context's short names).
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from ldt.cloud.store.access import AccessRepository
 from ldt.cloud.store.artifacts import ArtifactRepository
 from ldt.cloud.store.control import ControlRepository
 from ldt.cloud.store.database import Database
@@ -79,6 +80,7 @@ class Store:
         self.artifacts = ArtifactRepository(db)
         self.control = ControlRepository(db)
         self.value_indexes: ValueIndexRepository = ValueIndexRepository(db)
+        self.access = AccessRepository(db)
 
     async def open(self) -> None:
         """Connect, then create or migrate the schema (``schema``); idempotent."""

@@ -65,6 +65,9 @@ class CommandRecord:
     created_at_ms: int
     expires_at_ms: int
     updated_at_ms: int
+    issued_by: str | None = None
+    """Who sent it (``user:alice``, ``client:scada``); None for commands from before access
+    control, or sent with authentication off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,7 @@ class AuditEntry:
 _CATALOGUE_COLUMNS: Final = "kind, name, version, label, metadata, rollback_of, created_at_ms"
 _COMMAND_COLUMNS: Final = (
     "id, gateway_id, entity_id, attr, value, status, info, created_at_ms, expires_at_ms,"
-    " updated_at_ms"
+    " updated_at_ms, issued_by"
 )
 
 
@@ -119,6 +122,7 @@ def _command(row: Row) -> CommandRecord:
         created_at_ms=int(row[7]),
         expires_at_ms=int(row[8]),
         updated_at_ms=int(row[9]),
+        issued_by=None if row[10] is None else str(row[10]),
     )
 
 
@@ -255,11 +259,12 @@ class ControlRepository:
         value: Any,
         created_at_ms: int,
         expires_at_ms: int,
+        issued_by: str | None = None,
     ) -> None:
         """Record a new PENDING command (``value``: anything JSON can hold)."""
         await self._change(
             f"INSERT INTO commands ({_COMMAND_COLUMNS})"  # noqa: S608
-            " VALUES (?, ?, ?, ?, ?, 'PENDING', NULL, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, 'PENDING', NULL, ?, ?, ?, ?)",
             (
                 command_id,
                 gateway_id,
@@ -269,6 +274,7 @@ class ControlRepository:
                 created_at_ms,
                 expires_at_ms,
                 created_at_ms,
+                issued_by,
             ),
         )
 

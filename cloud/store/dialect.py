@@ -18,7 +18,7 @@ and paired methods. This is the one that remains.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -126,6 +126,25 @@ class Dialect:
         if self.postgres:
             return f"{expr} = ANY(?::{cast}[])"
         return f"{expr} IN (SELECT value FROM json_each(?))"  # noqa: S608 (no input)
+
+    def within(
+        self, parts: Sequence[tuple[Collection[str], str]], *, type_column: str = "type"
+    ) -> tuple[str, list[Any]]:
+        """Rows reached by a scoped grant: a union of (types, id prefix) parts, where empty
+        types means any type and an empty prefix any id (``ldt.cloud.access.roles.Scope``).
+        No part: no row (``FALSE``)."""
+        ors: list[str] = []
+        params: list[Any] = []
+        for types, prefix in parts:
+            ands: list[str] = []
+            if types:
+                ands.append(self.any_of(type_column))
+                params.append(self.list_param(sorted(types)))
+            if prefix:
+                ands.append("substr(id, 1, ?) = ?")
+                params.extend((len(prefix), prefix))
+            ors.append("(" + " AND ".join(ands) + ")" if ands else "1 = 1")
+        return ("(" + " OR ".join(ors) + ")" if ors else "1 = 0"), params
 
     def list_param(self, values: Sequence[Any]) -> Any:
         """The parameter of ``any_of``: an array in PostgreSQL, JSON text in SQLite."""

@@ -16,7 +16,7 @@ Python over a streamed scan, so a query SQL cannot fully express is still exact.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import orjson
@@ -339,15 +339,28 @@ class EntityRepository:
 
         return await self._db.read(read)
 
-    async def type_attribute_counts(self) -> list[TypeAttributeCount]:
-        """Per entity type: its entity count and, per attribute name and type, how many have it."""
+    async def type_attribute_counts(
+        self, within: Sequence[tuple[Collection[str], str]] | None = None
+    ) -> list[TypeAttributeCount]:
+        """Per entity type: its entity count and, per attribute name and type, how many have it.
+
+        ``within``: only the entities a scoped grant reaches (``Dialect.within``, by the
+        main type).
+        """
         skipped = orjson.dumps(entity_search.DISCOVERY_SKIPPED).decode()
 
         async def read(tx: Tx) -> list[TypeAttributeCount]:
             sql = _COUNTS_POSTGRES if tx.dialect.postgres else _COUNTS_SQLITE
+            params: list[Any] = []
+            if within is not None:
+                clause, params = tx.dialect.within(within)
+                sql = sql.replace(
+                    "FROM entities AS e",
+                    f"FROM (SELECT id, type, doc FROM entities WHERE {clause}) AS e",  # noqa: S608
+                )
             return [
                 TypeAttributeCount(entity_type=t, attribute=a, attribute_type=k, entities=int(n))
-                for t, a, k, n in await tx.fetchall(sql, (skipped,))
+                for t, a, k, n in await tx.fetchall(sql, (*params, skipped))
             ]
 
         return await self._db.read(read)

@@ -21,7 +21,7 @@ import orjson
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.device_model import reading_id, reading_instance
-from ldt.cloud.store import entity_rows, geo_cells, temporal, value_index
+from ldt.cloud.store import access, entity_rows, geo_cells, temporal, value_index
 from ldt.cloud.store.database import Database, Tx
 from ldt.cloud.store.geo_cells import columns
 
@@ -203,10 +203,26 @@ async def _value_indexes(db: Database) -> None:
     await db.write(create)
 
 
+async def _access(db: Database) -> None:
+    """Step 15: users, service accounts, grants, tokens and tenants (``access``), who sent
+    each command, and who owns each subscription."""
+
+    async def create(tx: Tx) -> None:
+        await _serialize(tx)
+        await access.create_tables(tx)
+        if "issued_by" not in await _columns(tx, "commands"):
+            await tx.execute("ALTER TABLE commands ADD COLUMN issued_by TEXT")
+        if "owner" not in await _columns(tx, "subscriptions"):
+            await tx.execute("ALTER TABLE subscriptions ADD COLUMN owner TEXT")
+
+    await db.write(create)
+
+
 _STEPS: Final = (
     _Step(12, "location index as a grid cell and a box in plain columns", _geo_grid),
     _Step(13, "synced readings become temporal instances", _readings_to_instances),
     _Step(14, "declared indexes on attribute values", _value_indexes),
+    _Step(15, "users, service accounts, grants, tokens and tenants", _access),
 )
 SCHEMA_VERSION: Final = _STEPS[-1].version
 

@@ -40,6 +40,9 @@ class SubscriptionRecord:
     last_notification: str | None = None
     last_success: str | None = None
     last_failure: str | None = None
+    owner: str | None = None
+    """Who created it (``user:bob``), with the grants it had then (JSON, ``access``):
+    notifications carry only what the owner may read. None: made with authentication off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +86,10 @@ class SubscriptionRepository:
         d = db.dialect
         self._select = (
             f"SELECT {d.doc_text()}, times_sent, times_failed,"  # noqa: S608
-            " last_notification, last_success, last_failure FROM subscriptions"
+            " last_notification, last_success, last_failure, owner FROM subscriptions"
         )
         self._insert = (
-            f"INSERT INTO subscriptions (id, doc) VALUES (?, {d.json_param})"  # noqa: S608
+            f"INSERT INTO subscriptions (id, doc, owner) VALUES (?, {d.json_param}, ?)"  # noqa: S608
             " ON CONFLICT (id) DO NOTHING"
         )
         self._update = f"UPDATE subscriptions SET doc = {d.json_param} WHERE id = ?"  # noqa: S608
@@ -108,12 +111,14 @@ class SubscriptionRepository:
         )
 
     # documents ----------------------------------------------------------------------
-    async def create(self, doc: dict[str, Any]) -> bool:
-        """Store a new subscription (``doc["id"]``); False (nothing written) if the id exists."""
+    async def create(self, doc: dict[str, Any], owner: str | None = None) -> bool:
+        """Store a new subscription (``doc["id"]``) made by ``owner``; False (nothing
+        written) if the id exists."""
         sub_id, text = doc["id"], _dumps(doc)
 
         async def work(tx: Tx) -> bool:
-            return await _changed(tx, sub_id, await tx.execute(self._insert, (sub_id, text)))
+            inserted = await tx.execute(self._insert, (sub_id, text, owner))
+            return await _changed(tx, sub_id, inserted)
 
         return await self._db.write(work)
 
@@ -248,6 +253,7 @@ def _record(row: Row) -> SubscriptionRecord:
         last_notification=row[3],
         last_success=row[4],
         last_failure=row[5],
+        owner=row[6],
     )
 
 

@@ -10,7 +10,7 @@ is a range scan. Entity writes add their history inside their own transaction
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -179,6 +179,7 @@ async def _query(
     limit: int,
     offset: int,
     order: Sequence[OrderKey],
+    within: Sequence[tuple[Collection[str], str]] | None = None,
 ) -> tuple[list[TemporalHeader], int]:
     d = tx.dialect
     where: list[str] = []
@@ -187,6 +188,10 @@ async def _query(
         if values is not None:
             where.append(d.any_of(column))
             params.append(d.list_param(values))
+    if within is not None:  # a scoped grant; by the main type (``type``), as type= is
+        text, values = d.within(within)
+        where.append(text)
+        params.extend(values)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     total = int(await tx.scalar(f"SELECT count(*) FROM temporal_entities{clause}", params))  # noqa: S608
     keys = temporal_order(order, dialect=d.name)
@@ -266,13 +271,17 @@ class TemporalRepository:
         limit: int,
         offset: int,
         order: Sequence[OrderKey] = (),
+        within: Sequence[tuple[Collection[str], str]] | None = None,
     ) -> tuple[list[TemporalHeader], int]:
         """Headers of temporal entities of any of ``types`` and ``ids`` (None: all); the total.
 
         One page, in ``order`` (``order_by.temporal_order``; empty: by id), ties by id.
+        ``within``: only the entities a scoped grant reaches (``Dialect.within``).
         """
         return await self._db.read(
-            lambda tx: _query(tx, types, ids, limit=limit, offset=offset, order=order)
+            lambda tx: _query(
+                tx, types, ids, limit=limit, offset=offset, order=order, within=within
+            )
         )
 
     async def instances(

@@ -95,7 +95,9 @@ class ControlSync(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
+    """2: the gateway accepts ``CommandOrder.by``. Upgrade the cloud before its gateways: a
+    cloud that knows only 1 refuses 2."""
     command_points: dict[_Urn, list[_Attr]] | None = None
     """Sent when it changes (and at start); None: unchanged since the last exchange."""
     results: Annotated[list[CommandResult], Field(max_length=1000)] = Field(default_factory=list)
@@ -124,6 +126,9 @@ class CommandOrder(BaseModel):
     attr: _Attr
     value: CommandValue
     expires_at_ms: int
+    by: _Name | None = None
+    """Who sent it (``user:alice``), for the gateway's audit log. Sent only to gateways
+    speaking ``v: 2``: an agent of ``v: 1`` refuses fields it does not know."""
 
 
 class ControlAnswer(BaseModel):

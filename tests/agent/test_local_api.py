@@ -53,7 +53,7 @@ async def _agent(tmp_path: Path, api: str) -> AsyncIterator[tuple[AgentRuntime, 
     token = add_gateway(tmp_path / "cloud", GW)
     async with (
         ModbusSimulator(profile=resolve_profile("eastron-sdm120"), seed=2) as sim,
-        running_cloud(tmp_path / "cloud") as cloud,
+        running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud,
     ):
         runtime = AgentRuntime(
             config=load_gateway_config(_config(tmp_path, cloud.url, token, sim.port, api))

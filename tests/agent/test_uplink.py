@@ -40,7 +40,7 @@ async def test_a_refused_reading_is_set_aside_and_the_rest_delivered(tmp_path: P
     values[17] = huge
     token = add_gateway(tmp_path / "cloud", GW)
     abuf = await _buffer_with(tmp_path / "buffer.db", values)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         transport = HttpTransport(base_url=cloud.url, token=token, timeout_s=30)
         uplink = Uplink(gateway_id=GW, buffer=abuf, transport=transport, batch_max=40)
         try:
@@ -68,7 +68,7 @@ async def test_a_refused_reading_is_set_aside_and_the_rest_delivered(tmp_path: P
 async def test_a_refused_gateway_sets_nothing_aside(tmp_path: Path) -> None:
     add_gateway(tmp_path / "cloud", GW)
     abuf = await _buffer_with(tmp_path / "buffer.db", ["a", "b", "c"])
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         transport = HttpTransport(base_url=cloud.url, token="wrong-token-0123456789", timeout_s=5)
         uplink = Uplink(gateway_id=GW, buffer=abuf, transport=transport)
         task = asyncio.create_task(uplink.run())

@@ -69,7 +69,7 @@ async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
     abuf = AsyncBuffer(Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9))
     await abuf.open()
     token = add_gateway(tmp_path / "cloud", GW)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         transport = HttpTransport(base_url=cloud.url, token=token, timeout_s=10)
         uplink = Uplink(gateway_id=GW, buffer=abuf, transport=transport, live_max=1, cipher=cipher)
         try:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.gateways import new_token, token_sha256
 from ldt.cloud.server import build_app
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
@@ -40,7 +41,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 @pytest.fixture
 async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(build_app(store)) as c:
+    async with asgi_client(build_app(store, access=AccessControl.lab())) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from starlette.applications import Starlette
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.server import build_app
 from ldt.cloud.store import Store
@@ -101,7 +102,7 @@ async def asgi_client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 async def notifying_app(store: Store, **notifier: Any) -> AsyncIterator[Starlette]:
     """The broker on ``store`` with a ``Notifier`` tuned by ``notifier`` (attempts, backoff,
     timeouts: tests shorten them), closed afterwards."""
-    built = build_app(store)
+    built = build_app(store, access=AccessControl.lab())
     built.state.notifier = Notifier(store=store, contexts=built.state.contexts, **notifier)
     try:
         yield built

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.ngsild.contexts import ContextStore
 from ldt.cloud.ngsild.contexts_api import context_problem
 from ldt.cloud.ngsild.jsonld import CORE_CONTEXT_URL, DEFAULT_VOCAB, ContextError, expand_term
@@ -226,7 +227,7 @@ async def ctx_client(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, C
         SqliteStore(path=tmp_path / "cloud.db") as store,
         ContextStore(preload_dir=None, cache_dir=tmp_path / "ctx", allow_network=False) as contexts,
     ):
-        transport = httpx.ASGITransport(app=build_app(store, contexts))
+        transport = httpx.ASGITransport(app=build_app(store, contexts, access=AccessControl.lab()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
             yield c, contexts
 
@@ -333,7 +334,7 @@ async def test_hosted_contexts_belong_to_their_tenant_and_survive_a_restart(
         SqliteStore(path=tmp_path / "cloud.db") as store,
         ContextStore(preload_dir=None, cache_dir=tmp_path / "ctx") as contexts,
     ):
-        transport = httpx.ASGITransport(app=build_app(store, contexts))
+        transport = httpx.ASGITransport(app=build_app(store, contexts, access=AccessControl.lab()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
             a = {"NGSILD-Tenant": "city-a"}
             b = {"NGSILD-Tenant": "city-b"}
@@ -371,7 +372,7 @@ async def test_the_urls_a_hosted_context_names_become_cached(tmp_path: Path) -> 
         SqliteStore(path=tmp_path / "cloud.db") as store,
         ContextStore(preload_dir=preload, cache_dir=None, allow_network=False) as contexts,
     ):
-        transport = httpx.ASGITransport(app=build_app(store, contexts))
+        transport = httpx.ASGITransport(app=build_app(store, contexts, access=AccessControl.lab()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as client:
             listed = (await client.get(BASE, params={"details": "true"})).json()
             (local_id,) = [e["localId"] for e in listed if e["URL"] == url]

@@ -15,7 +15,6 @@ import pytest
 from ldt.cloud.control.audit import AuditLog
 from ldt.cloud.control.catalogue import Catalogue, target_of
 from ldt.cloud.control.commands import CommandService
-from ldt.cloud.control.plane import ADMIN_TOKEN_FILE
 from ldt.cloud.errors import CloudError
 from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild.contexts import ContextStore
@@ -28,6 +27,7 @@ from ldt.cloud.store import Store
 from ldt.cloud.store.control import AssignedVersion
 from ldt.contract import IngestBatch
 from ldt.contract.control import CommandResult, ControlSync
+from tests.cloud.access_helpers import PASSWORD, access_service, bearer, signed_in
 from tests.cloud.batches import batch, good_rows
 
 RULES = b"""
@@ -200,43 +200,93 @@ async def test_commands_expire_and_foreign_declarations_are_refused(
     assert doc["activePower_status"]["value"] == "ERROR"
 
 
-async def test_admin_api_needs_the_admin_token_and_sync_needs_a_certificate(
-    tmp_path: Path,
-) -> None:
+async def test_catalogue_follows_roles_and_sync_needs_a_certificate(tmp_path: Path) -> None:
     async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
         pki = cloud.data_dir / PKI_DIRNAME
-        token = (pki / ADMIN_TOKEN_FILE).read_text().strip()
-        assert (pki / ADMIN_TOKEN_FILE).stat().st_mode & 0o777 == 0o600
         trust = ssl.create_default_context(cafile=str(pki / "ca.pem"))
         async with httpx.AsyncClient(base_url=cloud.url, verify=trust) as client:
-            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": token}):
+            admin = await signed_in(cloud, client, "ada", "admin")
+            operator = await signed_in(cloud, client, "otto", "operator")
+            viewer = await signed_in(cloud, client, "vera", "viewer")
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "x"}):
                 resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=headers)
                 assert resp.status_code == 401, resp.text
-            admin = {"Authorization": f"Bearer {token}"}
+            resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=operator)
+            assert resp.status_code == 403, resp.text  # uploads are an admin's
             resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=admin)
             assert resp.status_code == 201, resp.text
             assert resp.json()["version"] == 1
             resp = await client.post("/ldt/v1/catalogue/rules", content=b"name = 1", headers=admin)
             assert resp.status_code == 400
             assert "rule set refused" in resp.json()["detail"]
-            resp = await client.post(
-                "/ldt/v1/catalogue/rules/cooling/assign", json={"group": "north"}, headers=admin
-            )
+            assign = "/ldt/v1/catalogue/rules/cooling/assign"
+            resp = await client.post(assign, json={"group": "north"}, headers=viewer)
+            assert resp.status_code == 403
+            resp = await client.post(assign, json={"group": "north"}, headers=operator)
             assert resp.status_code == 204
-            resp = await client.get("/ldt/v1/catalogue/rules/cooling/rollout", headers=admin)
+            resp = await client.get("/ldt/v1/catalogue/rules/cooling/rollout", headers=operator)
             assert resp.status_code == 200
             assert resp.json() == []  # an empty group
             resp = await client.get("/ldt/v1/catalogue/firmware", headers=admin)
             assert resp.status_code == 404
+            resp = await client.get("/ldt/v1/audit", headers=operator)
+            assert resp.status_code == 403  # the audit is an admin's
             resp = await client.get("/ldt/v1/audit", headers=admin)
             assert [e["action"] for e in resp.json()][:2] == ["rules.assign", "rules.publish"]
-            # the gateway exchange: a certificate, not a token
+            # the gateway exchange: a certificate, not a person's token
             body = ControlSync().model_dump_json()
             resp = await client.post("/ldt/v1/control/sync", content=body, headers=admin)
             assert resp.status_code == 401
-    async with running_cloud(tmp_path / "plain") as plain, httpx.AsyncClient() as client:
+    async with (
+        running_cloud(tmp_path / "plain", insecure_no_auth=True) as plain,
+        httpx.AsyncClient() as client,
+    ):
         resp = await client.get(f"{plain.url}/ldt/v1/catalogue/rules")
         assert resp.status_code == 404  # no CA, nothing signed: TLS clouds only
+
+
+async def test_technicians_claim_tokens_for_their_sites_only(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        trust = ssl.create_default_context(cafile=str(cloud.data_dir / PKI_DIRNAME / "ca.pem"))
+        async with httpx.AsyncClient(base_url=cloud.url, verify=trust) as client:
+            service = access_service(cloud)
+            await service.add_user("tess", "viewer", "", PASSWORD)
+            await service.grant("user:tess", "technician", "", id_prefix="depot-")
+            tess = await bearer(client, "tess")
+            operator = await signed_in(cloud, client, "otto", "operator")
+            claims = "/ldt/v1/pki/claims"
+            resp = await client.post(claims, json={"site": "depot-7"}, headers=tess)
+            assert resp.status_code == 201, resp.text
+            assert resp.json()["token"].startswith("ldt1.")
+            resp = await client.post(claims, json={"site": "school-1"}, headers=tess)
+            assert resp.status_code == 403
+            resp = await client.post(claims, json={"site": "depot-7"}, headers=operator)
+            assert resp.status_code == 403
+            resp = await client.post(claims, json={"site": "depot-7"})
+            assert resp.status_code == 401
+            fleet = await client.get("/ldt/v1/fleet", headers=tess)
+            assert fleet.status_code == 200
+            assert (await client.get("/ldt/v1/fleet", headers=operator)).status_code == 403
+
+
+async def test_the_old_admin_token_becomes_a_revocable_global_admin(tmp_path: Path) -> None:
+    pki = tmp_path / "cloud" / PKI_DIRNAME
+    pki.mkdir(parents=True)
+    (pki / "admin-token").write_text("an-old-admin-token\n")
+    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        assert not (pki / "admin-token").exists()
+        assert (pki / "admin-token.migrated").exists()
+        trust = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        old = {"Authorization": "Bearer an-old-admin-token"}
+        async with httpx.AsyncClient(base_url=cloud.url, verify=trust) as client:
+            resp = await client.post("/ldt/v1/catalogue/rules", content=RULES, headers=old)
+            assert resp.status_code == 201, resp.text
+            resp = await client.patch(
+                "/ldt/v1/admin/clients/admin-token", json={"disabled": True}, headers=old
+            )
+            assert resp.status_code == 200, resp.text
+            resp = await client.get("/ldt/v1/audit", headers=old)
+            assert resp.status_code == 401
 
 
 def _ldt(*args: object) -> subprocess.CompletedProcess[str]:

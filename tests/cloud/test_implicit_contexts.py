@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.ngsild.contexts import ContextError, ContextStore
 from ldt.cloud.server import build_app
 from ldt.cloud.store import SqliteStore
@@ -36,7 +37,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         SqliteStore(path=tmp_path / "cloud.db") as store,
         ContextStore(preload_dir=None, cache_dir=tmp_path / "ctx", allow_network=False) as ctx,
     ):
-        transport = httpx.ASGITransport(app=build_app(store, ctx))
+        transport = httpx.ASGITransport(app=build_app(store, ctx, access=AccessControl.lab()))
         async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:
             yield c
 

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.ngsild import formats, linked
 from ldt.cloud.ngsild.formats import Representation
 from ldt.cloud.ngsild.linked import Join, Projection, expand, parse_join
@@ -417,7 +418,7 @@ async def test_post_query_needs_json(client: httpx.AsyncClient) -> None:
 
 @pytest.fixture
 async def notifying(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app: Starlette = build_app(store)
+    app: Starlette = build_app(store, access=AccessControl.lab())
     app.state.notifier = Notifier(store=store, contexts=app.state.contexts, timeout_s=5.0)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:

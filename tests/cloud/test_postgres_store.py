@@ -227,7 +227,7 @@ def test_store_urls(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 async def test_agent_syncs_through_a_cloud_on_postgresql(tmp_path: Path, postgres_dsn: str) -> None:
-    async with running_cloud(tmp_path, store_url=postgres_dsn) as cloud:
+    async with running_cloud(tmp_path, store_url=postgres_dsn, insecure_no_auth=True) as cloud:
         assert isinstance(cloud.store, PostgresStore)
         token = await register(cloud.store, "gw-1")
         transport = HttpTransport(base_url=cloud.url, token=token, timeout_s=10)
@@ -270,10 +270,12 @@ async def test_sync_throughput_5000_reading_batches_both_stores(
     ]
     rates: dict[str, float] = {}
     token = add_gateway(tmp_path, "gw-bench")
-    async with running_cloud(tmp_path) as cloud:
+    async with running_cloud(tmp_path, insecure_no_auth=True) as cloud:
         rates["sqlite"] = await _ingest_rate(cloud.url, token, bodies)
         assert await cloud.store.readings.count("gw-bench") == 50_000
-    async with running_cloud(tmp_path / "pg", store_url=postgres_dsn) as cloud:
+    async with running_cloud(
+        tmp_path / "pg", store_url=postgres_dsn, insecure_no_auth=True
+    ) as cloud:
         token = await register(cloud.store, "gw-bench")
         rates["postgresql"] = await _ingest_rate(cloud.url, token, bodies)
         assert await cloud.store.readings.count("gw-bench") == 50_000

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 async def test_agent_transport_syncs_and_replays_exactly_once(tmp_path: Path) -> None:
     token = add_gateway(tmp_path, "gw-1")
-    async with running_cloud(tmp_path) as cloud:
+    async with running_cloud(tmp_path, insecure_no_auth=True) as cloud:
         assert cloud.url.startswith("http://127.0.0.1:")
         transport = HttpTransport(base_url=cloud.url, token=token, timeout_s=10)
         try:
@@ -44,23 +44,23 @@ async def test_agent_transport_syncs_and_replays_exactly_once(tmp_path: Path) ->
 async def test_data_survives_a_restart_and_the_port_is_released(tmp_path: Path) -> None:
     token = add_gateway(tmp_path, "gw-1")
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    async with running_cloud(tmp_path) as cloud:
+    async with running_cloud(tmp_path, insecure_no_auth=True) as cloud:
         port = int(cloud.url.rsplit(":", 1)[1])
         async with httpx.AsyncClient(base_url=cloud.url, timeout=10) as client:
             resp = await client.post(
                 INGEST_PATH, content=encode(batch("gw-1", good_rows(1, 10))), headers=headers
             )
             assert resp.status_code == 200
-    async with running_cloud(tmp_path, port=port) as again:
+    async with running_cloud(tmp_path, port=port, insecure_no_auth=True) as again:
         assert again.url.endswith(f":{port}")
         assert await again.store.readings.count("gw-1") == 10
 
 
 async def test_busy_port_is_a_cloud_error(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "a") as cloud:
+    async with running_cloud(tmp_path / "a", insecure_no_auth=True) as cloud:
         port = int(cloud.url.rsplit(":", 1)[1])
         with pytest.raises(CloudError, match="cannot listen"):
-            async with running_cloud(tmp_path / "b", port=port):
+            async with running_cloud(tmp_path / "b", port=port, insecure_no_auth=True):
                 pass
 
 
@@ -72,7 +72,7 @@ async def test_sync_throughput_5000_reading_batches(tmp_path: Path) -> None:
     ]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with (
-        running_cloud(tmp_path) as cloud,
+        running_cloud(tmp_path, insecure_no_auth=True) as cloud,
         httpx.AsyncClient(base_url=cloud.url, timeout=30, headers=headers) as client,
     ):
         started = time.perf_counter()

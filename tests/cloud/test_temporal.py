@@ -9,6 +9,7 @@ import httpx
 import orjson
 import pytest
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.ngsild.problems import NgsiLdError
 from ldt.cloud.ngsild.temporal import Window, parse_window
 from ldt.cloud.server import build_app
@@ -233,7 +234,7 @@ def test_parse_window() -> None:
 @pytest.fixture
 async def small_client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     """A client on an app answering at most 4 instances per temporal request."""
-    app = build_app(store)
+    app = build_app(store, access=AccessControl.lab())
     app.state.temporal_instance_limit = 4
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud.test") as c:

@@ -21,6 +21,7 @@ import pytest
 from psycopg import sql
 from starlette.applications import Starlette
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.server import build_app, running_cloud
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore, Store
 from ldt.cloud.tenancy import TENANTS_DIRNAME, tenant_key, validate_tenant
@@ -90,7 +91,7 @@ async def close_app(app: Starlette) -> None:
 
 @pytest.fixture
 async def app(store: Store) -> AsyncIterator[Starlette]:
-    built = build_app(store)
+    built = build_app(store, access=AccessControl.lab())
     try:
         yield built
     finally:
@@ -298,7 +299,7 @@ async def test_tenants_survive_a_broker_restart(app: Starlette, store: Store) ->
         await post_entity(first, building(1, height=5), A)
     await close_app(app)
     async with _reopened(store) as again:
-        restarted = build_app(again)
+        restarted = build_app(again, access=AccessControl.lab())
         try:
             async with asgi_client(restarted) as api:
                 got = await api.get(f"{API}/entities/urn:ngsi-ld:Building:b1", headers=A)
@@ -318,7 +319,10 @@ async def test_postgres_brokers_on_one_database_share_tenants(postgres_dsn: str)
         PostgresStore(dsn=postgres_dsn, pool_size=2) as one,
         PostgresStore(dsn=postgres_dsn, pool_size=2) as two,
     ):
-        app_one, app_two = build_app(one), build_app(two)
+        app_one, app_two = (
+            build_app(one, access=AccessControl.lab()),
+            build_app(two, access=AccessControl.lab()),
+        )
         try:
             async with asgi_client(app_one) as api_one, asgi_client(app_two) as api_two:
                 await post_entity(api_one, building(1), A)
@@ -352,7 +356,7 @@ async def test_postgres_brokers_on_one_database_share_tenants(postgres_dsn: str)
 
 async def test_sqlite_tenant_databases_live_under_the_data_folder(tmp_path: Path) -> None:
     async with SqliteStore(path=tmp_path / DB_FILENAME) as store:
-        app = build_app(store)
+        app = build_app(store, access=AccessControl.lab())
         try:
             async with asgi_client(app) as api:
                 await post_entity(api, building(1), A)
@@ -364,7 +368,10 @@ async def test_sqlite_tenant_databases_live_under_the_data_folder(tmp_path: Path
 
 
 async def test_a_served_broker_closes_its_tenants_on_exit(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path) as cloud, httpx.AsyncClient(base_url=cloud.url) as http:
+    async with (
+        running_cloud(tmp_path, insecure_no_auth=True) as cloud,
+        httpx.AsyncClient(base_url=cloud.url) as http,
+    ):
         resp = await http.post(
             f"{API}/entities", content=orjson.dumps(building(1)), headers={**JSON, **A}
         )

@@ -56,7 +56,9 @@ async def test_every_buffered_reading_is_an_instance_outage_included(
     tmp_path: Path, sims: Any, store_url: str | None
 ) -> None:
     meter = await sims("eastron-sdm120", seed=7)
-    async with running_cloud(tmp_path / "cloud", store_url=store_url) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", store_url=store_url, insecure_no_auth=True
+    ) as cloud:
         token = await register(cloud.store, GATEWAY)
         url = cloud.url
         port = int(url.rsplit(":", 1)[1])
@@ -76,10 +78,14 @@ async def test_every_buffered_reading_is_an_instance_outage_included(
     )
     agent = asyncio.create_task(runtime.run())
     try:
-        async with running_cloud(tmp_path / "cloud", port=port, store_url=store_url):
+        async with running_cloud(
+            tmp_path / "cloud", port=port, store_url=store_url, insecure_no_auth=True
+        ):
             await asyncio.sleep(5)
         await asyncio.sleep(10)  # the outage: the gateway keeps polling into its buffer
-        async with running_cloud(tmp_path / "cloud", port=port, store_url=store_url) as cloud:
+        async with running_cloud(
+            tmp_path / "cloud", port=port, store_url=store_url, insecure_no_auth=True
+        ) as cloud:
 
             async def caught_up() -> bool:
                 assert runtime.buffer is not None

@@ -53,7 +53,7 @@ async def test_kill_9_repeatedly_while_ingesting(
     token = token_for()
     meters = [await sims("eastron-sdm120", seed=i) for i in range(3)]
     rng = random.Random(2026)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         cfg = tmp_path / "gateway.toml"
         cfg.write_text(
             gateway_toml(
@@ -114,7 +114,7 @@ async def test_cloud_outage_backlog_arrives_in_order_and_live_first(
 ) -> None:
     token = token_for()
     meter = await sims("eastron-sdm120", seed=5)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         port = int(cloud.url.rsplit(":", 1)[1])
         url = cloud.url
     cfg = tmp_path / "gateway.toml"
@@ -134,7 +134,7 @@ async def test_cloud_outage_backlog_arrives_in_order_and_live_first(
     runtime = AgentRuntime(config=config, transport=transport)
     agent = asyncio.create_task(runtime.run())
     try:
-        async with running_cloud(tmp_path / "cloud", port=port) as cloud:
+        async with running_cloud(tmp_path / "cloud", port=port, insecure_no_auth=True) as cloud:
             await wait_for(
                 lambda: runtime.uplink is not None and runtime.uplink.stats.batches_sent > 2,
                 within=10,
@@ -151,7 +151,7 @@ async def test_cloud_outage_backlog_arrives_in_order_and_live_first(
         assert runtime.uplink.stats.failures > 0
         outage_last = during.last_seq
         first_after = len(transport.batches)
-        async with running_cloud(tmp_path / "cloud", port=port) as cloud:
+        async with running_cloud(tmp_path / "cloud", port=port, insecure_no_auth=True) as cloud:
 
             async def caught_up() -> bool:
                 assert runtime.buffer is not None
@@ -185,7 +185,7 @@ async def test_sigterm_drains_and_exits_zero(
 ) -> None:
     token = token_for()
     meter = await sims("eastron-sdm120", seed=9)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         cfg = tmp_path / "gateway.toml"
         cfg.write_text(
             gateway_toml(

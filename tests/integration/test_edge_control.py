@@ -200,7 +200,7 @@ async def test_model_rollout_outputs_with_provenance_and_rollback(tmp_path: Path
     v2 = build_bundle(seed=2, version="2.0.0")
     async with (
         Site(tmp_path) as site,
-        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud,
+        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True) as cloud,
     ):
         await _provision(cloud, tmp_path)
         catalogue = _catalogue(cloud)
@@ -257,7 +257,7 @@ async def test_bad_models_and_rules_are_refused_and_the_running_version_keeps_ru
     mismatched = pack_bundle(wider, bundle.tflite)
     async with (
         Site(tmp_path) as site,
-        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud,
+        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True) as cloud,
     ):
         await _provision(cloud, tmp_path)
         catalogue = _catalogue(cloud)
@@ -359,7 +359,9 @@ async def test_rules_switch_a_coil_and_an_opcua_variable_with_hysteresis_offline
     tmp_path: Path,
 ) -> None:
     async with Site(tmp_path) as site:
-        async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+        async with running_cloud(
+            tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+        ) as cloud:
             await _provision(cloud, tmp_path)
             catalogue = _catalogue(cloud)
             await catalogue.upload("rules", RULES_V1.encode())
@@ -456,7 +458,7 @@ async def test_commands_ok_error_and_expired(tmp_path: Path) -> None:
         dead_port = probe.getsockname()[1]
     async with (
         Site(tmp_path) as site,
-        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud,
+        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True) as cloud,
     ):
         await _provision(cloud, tmp_path)
         async with (

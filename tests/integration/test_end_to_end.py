@@ -64,7 +64,7 @@ async def test_cloud_entity_equals_simulator_registers(
     token = token_for()
     sim = await sims(profile, seed=7)
     sim.freeze()
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         cfg = tmp_path / "gateway.toml"
         cfg.write_text(
             gateway_toml(
@@ -129,7 +129,7 @@ async def test_dead_and_failing_devices_do_not_stop_the_healthy_one(
     good = await sims("eastron-sdm120", seed=1)
     silent = await sims("eastron-sdm120", seed=2, drop_rate=1.0)
     failing = await sims("eastron-sdm120", seed=3, exception_rate=1.0)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         cfg = tmp_path / "gateway.toml"
         cfg.write_text(
             gateway_toml(

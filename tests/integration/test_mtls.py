@@ -88,7 +88,9 @@ def _self_signed(tmp_path: Path, cn: str) -> tuple[Path, Path]:
 
 
 async def test_token_to_provisioned_gateway_to_data_over_mutual_tls(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         assert cloud.url.startswith("https://127.0.0.1:")
         identity = await _provisioned(cloud, tmp_path, "gw-1")
         assert identity.key_path.stat().st_mode & 0o777 == 0o600
@@ -117,7 +119,9 @@ async def test_connections_without_a_good_certificate_are_refused_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         ca = cloud.data_dir / PKI_DIRNAME / "ca.pem"
         body = encode(batch("gw-1", good_rows(1, 5)))
         headers = {"Content-Type": "application/json"}
@@ -163,7 +167,9 @@ async def test_connections_without_a_good_certificate_are_refused_and_logged(
 
 
 async def test_revoked_gateway_is_refused_on_its_next_request(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         identity = await _provisioned(cloud, tmp_path, "gw-1")
         transport = HttpTransport(
             base_url=cloud.url, token=None, timeout_s=10, tls=client_context(identity)
@@ -186,7 +192,9 @@ async def test_forged_foreign_and_malformed_batches_write_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         gw1 = await _provisioned(cloud, tmp_path, "gw-1")
         gw2 = await _provisioned(cloud, tmp_path, "gw-2")
         t2 = HttpTransport(base_url=cloud.url, token=None, timeout_s=10, tls=client_context(gw2))
@@ -217,7 +225,9 @@ async def test_forged_foreign_and_malformed_batches_write_nothing(
 
 
 async def test_garbage_on_the_tls_port_leaves_the_server_serving(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         host, port = "127.0.0.1", int(cloud.url.rsplit(":", 1)[1])
         for junk in (b"GET / HTTP/1.1\r\n\r\n", bytes(range(256)) * 4, b"\x16\x03\x01\xff\xff"):
             reader, writer = await asyncio.open_connection(host, port)
@@ -235,7 +245,9 @@ async def test_garbage_on_the_tls_port_leaves_the_server_serving(tmp_path: Path)
 
 
 async def test_provisioning_refusals_seen_from_the_gateway(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         pki = _pki(cloud)
         bound = await pki.create_claim("depot-7", 600, gateway_id="gw-1")
         with pytest.raises(IdentityError, match="for gateway gw-1, the CSR names gw-evil"):
@@ -255,7 +267,10 @@ async def test_provisioning_refusals_seen_from_the_gateway(tmp_path: Path) -> No
 
 
 async def test_plain_http_cloud_refuses_provisioning(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud") as cloud, httpx.AsyncClient() as client:
+    async with (
+        running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud,
+        httpx.AsyncClient() as client,
+    ):
         response = await client.post(
             f"{cloud.url}/ldt/v1/pki/provision",
             content=orjson.dumps({"token": "x", "csr": "y"}),
@@ -269,7 +284,9 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
 ) -> None:
     """The README's steps with the real CLIs: token (admin), provision + run (technician)."""
     sim = await sims("eastron-sdm120", seed=3)
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         made = await _ldt("cloud", "token", "create", "--site", "depot-7", "--data", cloud.data_dir)
         assert made.returncode == 0, made.stderr
         token = made.stdout.strip().splitlines()[-1]
@@ -318,7 +335,9 @@ async def test_technician_steps_then_the_agent_syncs_over_mutual_tls(
 
 
 async def test_provisioning_through_the_local_api(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         token = await _pki(cloud).create_claim("depot-7", 600)
         config = tmp_path / "gateway.toml"
         config.write_text(
@@ -368,7 +387,9 @@ async def _count(cloud: CloudHandle) -> bool:
 
 
 async def test_the_agent_renews_its_certificate_before_it_expires(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         identity = await _provisioned(cloud, tmp_path, GATEWAY)
         pki = _pki(cloud)
         short = pki.ca.issue_gateway(identity.csr(), GATEWAY, days=0.0005)  # ~43 s left
@@ -403,7 +424,9 @@ async def test_the_agent_renews_its_certificate_before_it_expires(tmp_path: Path
 async def test_artifacts_are_verified_and_refusals_reported_to_the_cloud(
     tmp_path: Path,
 ) -> None:
-    async with running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"]) as cloud:
+    async with running_cloud(
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+    ) as cloud:
         identity = await _provisioned(cloud, tmp_path, "gw-1")
         service = ArtifactService(cloud.store, _pki(cloud).ca)
         fetcher = ArtifactFetcher(cloud.url, identity)

@@ -62,7 +62,7 @@ def _config(tmp: Path, url: str, token: str, devices: list[str]) -> Path:
 @contextlib.asynccontextmanager
 async def _twin(tmp: Path, devices: list[str]) -> AsyncIterator[tuple[CloudHandle, AgentRuntime]]:
     token = add_gateway(tmp / "cloud", GATEWAY)
-    async with running_cloud(tmp / "cloud") as cloud:
+    async with running_cloud(tmp / "cloud", insecure_no_auth=True) as cloud:
         runtime = AgentRuntime(config=load_gateway_config(_config(tmp, cloud.url, token, devices)))
         task = asyncio.create_task(runtime.run(), name="agent-under-test")
         try:
@@ -144,7 +144,7 @@ async def test_ble_advertisements_end_to_end(tmp_path: Path) -> None:
         f'connection = {{ protocol = "ble", address = "{address}" }}'
     )
     token = add_gateway(tmp_path / "cloud", GATEWAY)
-    async with running_cloud(tmp_path / "cloud") as cloud:
+    async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
         config = load_gateway_config(_config(tmp_path, cloud.url, token, [block]))
         runtime = AgentRuntime(config=config, driver_kwargs={"tag-1": {"source": advertiser}})
         task = asyncio.create_task(runtime.run())

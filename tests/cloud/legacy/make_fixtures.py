@@ -36,6 +36,7 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from ldt.cloud.access.guard import AccessControl
 from ldt.cloud.control.plane import ControlPlane
 from ldt.cloud.gateways import token_sha256
 from ldt.cloud.pki.artifacts import ArtifactService
@@ -323,12 +324,10 @@ async def populate(store: Store, work: Path) -> None:
     for gateway_id, token in TOKENS.items():
         await store.gateways.add(gateway_id, token_sha256(token), rotate=False)
     ca = CertificateAuthority.open(work / "pki", passphrase=b"")
-    app = build_app(store)
+    app = build_app(store, access=AccessControl.lab())
     app.state.pki = pki = Provisioner(store, ca)
     app.state.artifacts = ArtifactService(store, ca)
-    app.state.control = plane = ControlPlane.build(
-        store, app.state.notifier, app.state.artifacts, ADMIN_TOKEN
-    )
+    app.state.control = plane = ControlPlane.build(store, app.state.notifier, app.state.artifacts)
     try:
         async with asgi_client(app) as client:
             await _ingest(client)
