@@ -113,10 +113,12 @@ def _credential(scope: Scope) -> tuple[str | None, int]:
             scheme, _, rest = value.partition(b" ")
             if scheme.lower() == b"bearer" and rest.strip():
                 token = rest.strip().decode("latin-1")
-        elif name == b"x-auth-token":
+        elif name == b"x-auth-token":  # bare, or "Bearer T" as iotagent-node-lib sends it
             size += len(value)
-            if token is None and value.strip():
-                token = value.strip().decode("latin-1")
+            scheme, _, rest = value.strip().partition(b" ")
+            bare = rest.strip() if scheme.lower() == b"bearer" else value.strip()
+            if token is None and bare:
+                token = bare.decode("latin-1")
     return token, size
 
 

@@ -147,6 +147,8 @@ async def create_claim(request: Request) -> Response:
     "expiresInS"}``. A technician whose grant has an id prefix may only name sites that
     start with it (``--id-prefix depot-``): the grant's prefix scopes the sites it claims.
     """
+    if request.app.state.pki is None or request.url.scheme != "https":
+        raise NgsiLdError(404, None, "Not Found", "claim tokens are served on the TLS listener")
     pki = _provisioner(request)
     body = await _json_body(request)
     site = _text(body, "site")

@@ -138,6 +138,9 @@ async def test_x_auth_token_is_accepted_as_fiware_sends_it(
     async with asgi_client(app) as client:
         resp = await client.get("/ngsi-ld/v1/types", headers={"X-Auth-Token": token})
         assert resp.status_code == 200
+        # iotagent-node-lib's default: the header named X-Auth-Token, the value "Bearer T"
+        bearer = {"X-Auth-Token": f"Bearer {token}"}
+        assert (await client.get("/ngsi-ld/v1/types", headers=bearer)).status_code == 200
 
 
 async def test_unknown_tenants_are_401_to_strangers_and_404_to_users(
