@@ -134,7 +134,7 @@ async def fleet_view(store: Store) -> list[GatewayView]:
     return views
 
 
-@allow(Permission.FLEET)
+@allow(Permission.FLEET, entities=False)
 async def get_fleet(request: Request) -> Response:
     """The fleet view as a JSON array."""
     views = await fleet_view(request.app.state.store)

@@ -28,7 +28,7 @@ from starlette.routing import Mount
 
 from ldt.cloud import fleet, ingest
 from ldt.cloud.access import routes as access_routes
-from ldt.cloud.access.guard import AccessControl, protect
+from ldt.cloud.access.guard import AccessControl, LoopbackHostOnly, protect
 from ldt.cloud.access.legacy import migrate_admin_token
 from ldt.cloud.access.service import AccessService
 from ldt.cloud.access.tokens import TokenSigner
@@ -262,7 +262,7 @@ async def running_cloud(
                     store, app.state.notifier, app.state.artifacts
                 )
             config = uvicorn.Config(
-                app,
+                LoopbackHostOnly(app) if insecure_no_auth else app,
                 log_config=None,
                 log_level="warning",
                 access_log=False,

@@ -314,10 +314,13 @@ class TenantRegistry:
         """Raise ``NonexistentTenantError`` unless ``name`` exists (see the docstring)."""
         registrations = self._registrations
         exists = await backend.exists(key)
-        if registrations is not None and await registrations.has_tenant(name):
+        state = None if registrations is None else await registrations.tenant_state(name)
+        if state == "exists":
             if not exists:  # registered by an admin; its folder or schema comes now
                 await backend.create(key)
             return
+        if state == "removed":  # its data stayed; it comes back only by an admin
+            raise NonexistentTenantError(name)
         if exists:
             if registrations is not None:
                 _log.info("tenant adopted: it held data before tenants were registered",

@@ -209,7 +209,7 @@ async def _c_token(args: argparse.Namespace, service: AccessService, _store: Sto
     token, token_id = await service.client_token(args.name, refresh=args.refresh)
     kind = "refresh token" if args.refresh else "token"
     print(f"{kind} (shown once): {token}")
-    print(f"id (to revoke it: ldt cloud clients revoke-token ID): {token_id}")
+    print(f"token id: {token_id} (revoke with: ldt cloud clients revoke-token {token_id})")
     return 0
 
 

@@ -43,7 +43,9 @@ __all__ = [
     "PRINCIPAL_KEY",
     "AccessControl",
     "Authenticator",
+    "LoopbackHostOnly",
     "authenticate",
+    "caller",
     "current_principal",
     "limited",
     "out_of_scope",
@@ -166,7 +168,7 @@ def _allowed(policy: Policy, principal: Principal, tenant: str) -> bool:
     assert policy.permission is not None
     if policy.kind == "anywhere":
         return principal.may_anywhere(policy.permission)
-    return principal.may(tenant, policy.permission)
+    return principal.may(tenant, policy.permission, unscoped=not policy.entities)
 
 
 class _Guard:
@@ -234,6 +236,12 @@ def request_scope(scope: Scope, permission: Permission) -> EntityScope:
     return found if found is not None else EntityScope(unrestricted=False)
 
 
+def caller(scope: Scope) -> tuple[Principal, str] | None:
+    """The checked caller of this request and its tenant (None: no check ran)."""
+    checked: _Checked | None = scope.get(_ACCESS_KEY)
+    return None if checked is None else (checked.principal, checked.tenant)
+
+
 def limited(scope: Scope, permission: Permission) -> EntityScope | None:
     """``request_scope``, or None when it reaches every entity (nothing to filter)."""
     found = request_scope(scope, permission)
@@ -246,6 +254,35 @@ def out_of_scope(entity_id: str) -> NgsiLdError:
     return NgsiLdError(
         403, None, "Forbidden", f"{entity_id} is outside the entities your grant reaches"
     )
+
+
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class LoopbackHostOnly:
+    """With ``--insecure-no-auth``: requests must name a loopback host (``Host``), or a web
+    page the operator's browser opens could reach the lab broker by DNS rebinding."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = b""
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value
+                    break
+            text = host.decode("latin-1")
+            name = text[1:].partition("]")[0] if text.startswith("[") else text.partition(":")[0]
+            if name.lower() not in _LOOPBACK_HOSTS and not name.startswith("127."):
+                _log.warning("refused: not a loopback Host", extra={"host": text[:100]})
+                refusal = NgsiLdError(
+                    403, None, "Forbidden", "without authentication, only loopback Host names"
+                )
+                await problem_response(refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _wrap(routes: list[BaseRoute], prefix: str) -> None:

@@ -93,7 +93,8 @@ route below as every column to check that the server answers as written.
 - *needs* is the permission the route declares (`ldt.cloud.access.roles`): `read`
   (viewer and up), `write` and `control` (operator, admin), `fleet` and `claim` (technician,
   admin), `admin`; `anywhere` admin routes check the tenant named in the request body;
-  `global` routes are the global admin's.
+  `global` routes are the global admin's. *(unscoped)*: the route is not about entities,
+  so a scoped grant does not count there. `admin` always needs an unscoped grant.
 - A grant may be scoped to entity types and an id prefix. Then queries, listings,
   subscriptions' notifications and temporal reads show only entities in scope, and single
   reads and writes of others answer 403; batch operations report each refused entity.

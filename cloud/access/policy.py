@@ -39,10 +39,16 @@ class Policy:
 
     kind: str
     permission: Permission | None = None
+    entities: bool = True
+    """Whether the route applies a scoped grant to the entities it touches. A route that is
+    not about entities (the catalogue, commands, the fleet, registrations, @contexts) has
+    nothing to filter: a scoped grant counts for nothing there, an unscoped one is needed."""
 
     def describe(self) -> str:
         """For the route table and ``docs/access.md``."""
-        return self.permission.value if self.permission else self.kind
+        if self.permission is None:
+            return self.kind
+        return self.permission.value + ("" if self.entities else " (unscoped)")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -57,9 +63,10 @@ def _declare(policy: Policy) -> Callable[[_F], _F]:
     return mark
 
 
-def allow(permission: Permission) -> Callable[[_F], _F]:
-    """The route needs ``permission`` in the request's tenant."""
-    return _declare(Policy("tenant", permission))
+def allow(permission: Permission, *, entities: bool = True) -> Callable[[_F], _F]:
+    """The route needs ``permission`` in the request's tenant; ``entities=False``: an
+    unscoped grant of it (``Policy.entities``)."""
+    return _declare(Policy("tenant", permission, entities))
 
 
 def allow_anywhere(permission: Permission) -> Callable[[_F], _F]:

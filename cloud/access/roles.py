@@ -180,23 +180,30 @@ class Principal:
         return f"{self.kind}:{self.name}"
 
     def scope(self, tenant: str, permission: Permission) -> Scope | None:
-        """What ``permission`` reaches in ``tenant``; None if it reaches nothing."""
+        """What ``permission`` reaches in ``tenant``; None if it reaches nothing.
+
+        ``ADMIN`` counts only from unscoped grants: administering users, uploads, purges
+        and the audit has no entity to limit it to.
+        """
         parts: list[tuple[frozenset[str], str]] = []
         for grant in self.grants:
             if not grant.applies_to(tenant) or permission not in ROLE_PERMISSIONS[grant.role]:
                 continue
             if not grant.scoped:
                 return FULL_SCOPE
-            parts.append((grant.types, grant.id_prefix))
+            if permission is not Permission.ADMIN:
+                parts.append((grant.types, grant.id_prefix))
         return Scope(unrestricted=False, parts=tuple(parts)) if parts else None
 
-    def may(self, tenant: str, permission: Permission) -> bool:
-        """Whether ``permission`` reaches anything in ``tenant``."""
-        return self.scope(tenant, permission) is not None
+    def may(self, tenant: str, permission: Permission, *, unscoped: bool = False) -> bool:
+        """Whether ``permission`` reaches anything in ``tenant`` (``unscoped``: everything)."""
+        found = self.scope(tenant, permission)
+        return found is not None and (found.unrestricted or not unscoped)
 
     def may_anywhere(self, permission: Permission) -> bool:
-        """Whether ``permission`` reaches anything in some tenant."""
-        return any(permission in ROLE_PERMISSIONS[g.role] for g in self.grants)
+        """Whether an unscoped grant of ``permission`` exists in some tenant (the routes
+        asking this administer accounts and grants: never by a scoped grant)."""
+        return any(permission in ROLE_PERMISSIONS[g.role] and not g.scoped for g in self.grants)
 
     @property
     def global_admin(self) -> bool:

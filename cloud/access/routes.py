@@ -229,7 +229,11 @@ async def list_principals(request: Request) -> Response:
     """``GET /ldt/v1/admin/users`` (or ``clients``): names, state, groups, grants."""
     kind = USER if request.url.path.endswith("/users") else CLIENT
     service = _service(request)
-    return _json([_principal_view(r, g) for r, g in await service.users(kind)])
+    caller = await authenticate(request.scope)
+    shown = await service.users(kind)
+    if not caller.global_admin:  # a tenant's admin sees the accounts with roles there
+        shown = [(r, g) for r, g in shown if any(caller.may(x.tenant, Permission.ADMIN) for x in g)]
+    return _json([_principal_view(r, g) for r, g in shown])
 
 
 @allow_anywhere(Permission.ADMIN)
@@ -243,6 +247,9 @@ async def add_principal(request: Request) -> Response:
     await _admin_of(request, tenant)
     name, role = _text(body, "name"), _text(body, "role")
     groups, password = _names(body, "groups"), _optional_text(body, "password")
+    if groups and not (await authenticate(request.scope)).global_admin:
+        # a group may hold grants in any tenant: joining one is a global admin's decision
+        raise NgsiLdError(403, None, "Forbidden", "only a global admin puts users in groups")
     try:
         if kind == USER:
             generated = await service.add_user(name, role, tenant, password, groups)

@@ -156,6 +156,12 @@ class Throttle:
             if len(times) >= self.limit:
                 raise ThrottledError(max(1, int(times[0] + self.window_s - now) + 1))
 
+    def attempt(self, keys: Sequence[str]) -> None:
+        """Check, then count this attempt as a failure before the slow password check, so
+        that concurrent guesses are counted too; ``succeeded`` takes it back."""
+        self.check(keys)
+        self.failed(keys)
+
     def failed(self, keys: Iterable[str]) -> None:
         """Count a failure against each key."""
         now = time.monotonic()
@@ -166,10 +172,14 @@ class Throttle:
         while len(self._failures) > self.max_keys:
             self._failures.popitem(last=False)
 
-    def succeeded(self, keys: Iterable[str]) -> None:
-        """A good sign-in clears the account's count (not the address's)."""
-        for key in keys:
-            self._failures.pop(key, None)
+    def succeeded(self, keys: Sequence[str]) -> None:
+        """A good sign-in clears the account's count and takes back the address's attempt
+        (``attempt`` counted it)."""
+        self._failures.pop(keys[0], None)
+        for key in keys[1:]:
+            times = self._failures.get(key)
+            if times:
+                times.pop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,17 +329,16 @@ class AccessService:
     async def password_grant(self, username: str, password: str, address: str) -> TokenGrant:
         """A person signs in: an access token and a refresh token (their session)."""
         keys = [f"user:{username}", f"addr:{address}"]
-        self.throttle.check(keys)
+        self.throttle.attempt(keys)
         record = await self.store.access.principal(USER, username) if _plausible(username) else None
         ok = await passwords.verify_secret(password, record.secret_hash if record else None)
         if not ok or record is None or record.disabled:
-            self.throttle.failed(keys)
             _log.warning(
                 "sign-in refused",
                 extra={"user": username[:64], "address": address, "disabled": bool(record)},
             )
             raise TokenRejectedError("wrong user name or password")
-        self.throttle.succeeded(keys[:1])
+        self.throttle.succeeded(keys)
         _log.info("signed in", extra={"user": username, "address": address})
         refresh, session = await self._new_token(REFRESH_PREFIX, "refresh", f"user:{username}")
         return TokenGrant(self.signer.issue(f"user:{username}", session), ACCESS_TTL_S, refresh)
@@ -342,18 +351,17 @@ class AccessService:
 
     async def _check_client(self, client_id: str, secret: str, address: str) -> PrincipalRecord:
         keys = [f"client:{client_id}", f"addr:{address}"]
-        self.throttle.check(keys)
+        self.throttle.attempt(keys)
         record = (
             await self.store.access.principal(CLIENT, client_id) if _plausible(client_id) else None
         )
         ok = await passwords.verify_secret(secret, record.secret_hash if record else None)
         if not ok or record is None or record.disabled:
-            self.throttle.failed(keys)
             _log.warning(
                 "client sign-in refused", extra={"client": client_id[:64], "address": address}
             )
             raise TokenRejectedError("wrong client id or secret")
-        self.throttle.succeeded(keys[:1])
+        self.throttle.succeeded(keys)
         return record
 
     async def refresh_grant(
@@ -387,16 +395,18 @@ class AccessService:
     async def revoke(self, token: str) -> None:
         """``POST /auth/revoke`` (RFC 7009): end a session or a service token; an unknown
         token is not an error (the RFC's rule: the client cannot tell)."""
-        if token.startswith((REFRESH_PREFIX, SERVICE_PREFIX)):
-            await self.store.access.revoke_tokens(token_hash=token_hash(token))
-        elif token.count(".") == 2:
+        revoked = 0
+        if token.count(".") == 2:
             try:
                 claims = self.signer.verify(token)
             except TokenRejectedError:
                 return
             if claims.session is not None:
-                await self.store.access.revoke_tokens(token_id=claims.session)
-        self.forget()
+                revoked = await self.store.access.revoke_tokens(token_id=claims.session)
+        else:  # refresh, service, or the adopted admin token of old: known by hash
+            revoked = await self.store.access.revoke_tokens(token_hash=token_hash(token))
+        if revoked:  # an unknown token costs no cache: anyone may call this
+            self.forget()
 
     async def _new_token(self, prefix: str, kind: str, subject: str) -> tuple[str, str]:
         token = prefix + passwords.generate_secret(32)

@@ -86,7 +86,7 @@ def _bad(exc: CloudError) -> NgsiLdError:
     return NgsiLdError(400, "BadRequestData", "Bad Request", str(exc))
 
 
-@allow(Permission.CONTROL)
+@allow(Permission.CONTROL, entities=False)
 async def catalogue_list(request: Request) -> Response:
     """Every published version of models or rule sets."""
     plane = _plane(request)
@@ -94,7 +94,7 @@ async def catalogue_list(request: Request) -> Response:
     return _json([dataclasses.asdict(e) for e in entries])
 
 
-@allow(Permission.ADMIN)
+@allow(Permission.ADMIN, entities=False)
 async def catalogue_upload(request: Request) -> Response:
     """Validate, sign and publish an upload (the body)."""
     plane = _plane(request)
@@ -107,7 +107,7 @@ async def catalogue_upload(request: Request) -> Response:
     return _json(dataclasses.asdict(entry), 201)
 
 
-@allow(Permission.CONTROL)
+@allow(Permission.CONTROL, entities=False)
 async def catalogue_assign(request: Request) -> Response:
     """Assign an artifact to a gateway or a group."""
     plane = _plane(request)
@@ -124,7 +124,7 @@ async def catalogue_assign(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@allow(Permission.CONTROL)
+@allow(Permission.CONTROL, entities=False)
 async def catalogue_rollback(request: Request) -> Response:
     """Publish the previous version again."""
     plane = _plane(request)
@@ -135,7 +135,7 @@ async def catalogue_rollback(request: Request) -> Response:
     return _json(dataclasses.asdict(entry), 201)
 
 
-@allow(Permission.CONTROL)
+@allow(Permission.CONTROL, entities=False)
 async def catalogue_rollout(request: Request) -> Response:
     """Per assigned gateway, its status on the newest version."""
     plane = _plane(request)
@@ -146,14 +146,14 @@ async def catalogue_rollout(request: Request) -> Response:
     return _json([dataclasses.asdict(s) for s in statuses])
 
 
-@allow(Permission.CONTROL)
+@allow(Permission.CONTROL, entities=False)
 async def commands_list(request: Request) -> Response:
     """The newest commands and their status."""
     plane = _plane(request)
     return _json(await plane.commands.commands())
 
 
-@allow(Permission.ADMIN)
+@allow(Permission.ADMIN, entities=False)
 async def audit_list(request: Request) -> Response:
     """The newest audit lines, both sides."""
     plane = _plane(request)

@@ -158,7 +158,7 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def _list(request: Request) -> Response:
     details, kind = flag(request.query_params, "details"), _kind(request)
     entries = _contexts(request).entries(tenant=_tenant(request), kind=kind)
@@ -167,7 +167,7 @@ async def _list(request: Request) -> Response:
     return _json([_url(request, e) for e in entries])
 
 
-@allow(Permission.WRITE)
+@allow(Permission.WRITE, entities=False)
 async def _add(request: Request) -> Response:
     if request_media_type(request) not in {JSON, JSON_LD}:
         raise NgsiLdError(415, None, "Unsupported Media Type", f"send {JSON} or {JSON_LD}")
@@ -201,7 +201,7 @@ async def _add(request: Request) -> Response:
     return Response(status_code=201, headers={"Location": entry.url})
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def _serve(request: Request) -> Response:
     details = flag(request.query_params, "details")
     context_id = request.path_params["context_id"]
@@ -212,7 +212,7 @@ async def _serve(request: Request) -> Response:
     return _json(_details(request, entry) if details else entry.body)
 
 
-@allow(Permission.WRITE)
+@allow(Permission.WRITE, entities=False)
 async def _delete(request: Request) -> Response:
     reload = flag(request.query_params, "reload")
     context_id = request.path_params["context_id"]

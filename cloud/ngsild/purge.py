@@ -48,7 +48,7 @@ def _names(raw: str, what: str, name: Callable[[str], str]) -> frozenset[str]:
     return frozenset(name(t) for t in terms)
 
 
-@allow(Permission.ADMIN)
+@allow(Permission.ADMIN, entities=False)
 async def purge_entities(request: Request) -> Response:
     """Purge entities (5.6.21): 204; 400 without a selector or with both keep and drop."""
     check_params(request, _PARAMS)

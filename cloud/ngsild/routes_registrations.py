@@ -77,7 +77,7 @@ def _not_found(reg_id: str) -> NgsiLdError:
     return NgsiLdError(404, "ResourceNotFound", "Not found", f"no registration {reg_id}")
 
 
-@allow(Permission.WRITE)
+@allow(Permission.WRITE, entities=False)
 async def create(request: Request) -> Response:
     """Register context source (5.9.2): 201 + Location, 409 if the id exists."""
     value, ctx, _ = await read_document(request)
@@ -91,7 +91,7 @@ async def create(request: Request) -> Response:
     )
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def retrieve(request: Request) -> Response:
     """Retrieve context source registration (5.10.1): 200, 404."""
     reg_id = _reg_id(request)
@@ -110,7 +110,7 @@ def _names(raw: str | None, ctx: ActiveContext) -> list[str] | None:
     return [name_as_stored(t.strip(), ctx) for t in raw.split(",") if t.strip()]
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def query(request: Request) -> Response:
     """Query context source registrations (5.10.2): one page by id; ``count=true``: total."""
     params = request.query_params
@@ -151,7 +151,7 @@ async def query(request: Request) -> Response:
     return formats.entities_response(page, media, context=url, headers=headers)
 
 
-@allow(Permission.WRITE)
+@allow(Permission.WRITE, entities=False)
 async def update(request: Request) -> Response:
     """Update context source registration (5.9.3): members replace stored ones; 204, 404."""
     reg_id = _reg_id(request)
@@ -168,7 +168,7 @@ async def update(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@allow(Permission.WRITE)
+@allow(Permission.WRITE, entities=False)
 async def delete(request: Request) -> Response:
     """Delete context source registration (5.9.4): 204, 404."""
     reg_id = _reg_id(request)
@@ -177,7 +177,7 @@ async def delete(request: Request) -> Response:
     return Response(status_code=204)
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def query_csource_subscriptions(request: Request) -> Response:
     """Query context source registration subscriptions (5.11.5): none exist here."""
     media = negotiate(request)
@@ -189,7 +189,7 @@ async def query_csource_subscriptions(request: Request) -> Response:
     return formats.entities_response([], media, context=url, headers=headers)
 
 
-@allow(Permission.READ)
+@allow(Permission.READ, entities=False)
 async def retrieve_csource_subscription(request: Request) -> Response:
     """Retrieve context source registration subscription (5.11.4): never found here."""
     negotiate(request)

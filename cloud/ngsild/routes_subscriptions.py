@@ -22,8 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ldt.cloud.access.current import current_principal
+from ldt.cloud.access.guard import caller
 from ldt.cloud.access.policy import allow
-from ldt.cloud.access.roles import Permission, owner_text
+from ldt.cloud.access.roles import Permission, owner_text, parse_owner
 from ldt.cloud.ngsild import formats, subscriptions
 from ldt.cloud.ngsild.contexts_api import drop_context, implicit_context, resolve_context
 from ldt.cloud.ngsild.entities import is_uri
@@ -161,6 +162,44 @@ async def create_subscription(request: Request) -> Response:
     return Response(status_code=201, headers={"Location": f"{_API}/subscriptions/{doc['id']}"})
 
 
+def _manages(request: Request, owner: str | None) -> bool:
+    """Whether the caller may change, delete and fully see a subscription made by ``owner``:
+    its owner, or an unscoped admin of the tenant; one made with authentication off (no
+    owner) also any unscoped writer. Without access control, everyone."""
+    checked = caller(request.scope)
+    if checked is None or checked[0].kind == "lab":
+        return True
+    principal, tenant = checked
+    if principal.may(tenant, Permission.ADMIN, unscoped=True):
+        return True
+    if owner is None:
+        return principal.may(tenant, Permission.WRITE, unscoped=True)
+    return parse_owner(owner)[0] == principal.label
+
+
+def _shown(request: Request, owner: str | None, payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` as the caller may see it: another's endpoint keeps its uri and accept,
+    never its headers (``receiverInfo`` may hold the receiver's credentials)."""
+    if _manages(request, owner):
+        return payload
+    notification = dict(payload.get("notification") or {})
+    endpoint = dict(notification.get("endpoint") or {})
+    for secret in ("receiverInfo", "notifierInfo"):
+        endpoint.pop(secret, None)
+    notification["endpoint"] = endpoint
+    return {**payload, "notification": notification}
+
+
+def _refuse_unless_manages(request: Request, owner: str | None, sub_id: str) -> None:
+    if not _manages(request, owner):
+        raise NgsiLdError(
+            403,
+            None,
+            "Forbidden",
+            f"{sub_id} belongs to another user; its owner or an admin may change it",
+        )
+
+
 @allow(Permission.READ)
 async def query_subscriptions(request: Request) -> Response:
     """Query subscriptions (5.8.4): one page by id, ``count=true`` adds the total."""
@@ -177,7 +216,10 @@ async def query_subscriptions(request: Request) -> Response:
     await _notifier(request).flush_counters()  # show what this broker has counted so far
     records, total = await _store(request).subscriptions.list(limit=limit, offset=offset)
     now = _now_ms()
-    payload = [subscriptions.present(r.doc, _counters(r), ctx, now_ms=now) for r in records]
+    payload = [
+        _shown(request, r.owner, subscriptions.present(r.doc, _counters(r), ctx, now_ms=now))
+        for r in records
+    ]
     headers = {"NGSILD-Results-Count": str(total)} if count else None
     response = formats.entities_response(payload, media, context=url, headers=headers)
     pages = _page_links(limit, offset, total)
@@ -210,7 +252,7 @@ async def retrieve_subscription(request: Request) -> Response:
     if record is None:
         raise _not_found(sub_id)
     payload = subscriptions.present(record.doc, _counters(record), ctx, now_ms=_now_ms())
-    return formats.entities_response(payload, media, context=url)
+    return formats.entities_response(_shown(request, record.owner, payload), media, context=url)
 
 
 @allow(Permission.WRITE)
@@ -229,6 +271,7 @@ async def update_subscription(request: Request) -> Response:
     record = await store.subscriptions.get(sub_id)
     if record is None:
         raise _not_found(sub_id)
+    _refuse_unless_manages(request, record.owner, sub_id)
     # the stored names shown in the fragment's @context, so the merge is in one vocabulary
     merged = subscriptions.present(record.doc, {}, ctx, now_ms=_now_ms())
     merged.pop("status", None)
@@ -250,6 +293,10 @@ async def update_subscription(request: Request) -> Response:
 async def delete_subscription(request: Request) -> Response:
     """Delete subscription (5.8.5): 204, 404."""
     sub_id = _sub_id(request)
+    record = await _store(request).subscriptions.get(sub_id)
+    if record is None:
+        raise _not_found(sub_id)
+    _refuse_unless_manages(request, record.owner, sub_id)
     if not await _store(request).subscriptions.delete(sub_id):
         raise _not_found(sub_id)
     _notifier(request).invalidate()

@@ -156,6 +156,11 @@ async def create_claim(request: Request) -> Response:
     if not reach.unrestricted and not any(site.startswith(p) for _, p in reach.parts):
         raise NgsiLdError(403, None, "Forbidden", f"site {site!r} is outside your grant")
     gateway = body.get("gateway")
+    if gateway is not None and not reach.unrestricted:
+        # a token naming a gateway replaces it wherever it is: not for a site-scoped grant
+        raise NgsiLdError(
+            403, None, "Forbidden", "a site-scoped grant claims new gateways only (no gateway)"
+        )
     ttl = body.get("ttl_s", 86400)
     if (gateway is not None and not isinstance(gateway, str)) or not isinstance(ttl, int | float):
         raise NgsiLdError(

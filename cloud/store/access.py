@@ -10,7 +10,9 @@ writes them, the same SQL on both engines. What is kept:
   optionally limited to entity types (a JSON list of IRIs) and an id prefix;
 - ``auth_tokens``: refresh tokens and long-lived service tokens, by the SHA-256 of the
   token (a stolen database does not yield usable tokens), with expiry and revocation;
-- ``tenants``: the tenants an admin created. A tenant not listed here does not exist.
+- ``tenants``: the tenants an admin created. A tenant not listed here does not exist; a
+  removed one stays as a tombstone (``removed_at_ms``) so that its data, left in place, is
+  not adopted again (``ldt.cloud.tenancy``).
 
 Identity lives in the default tenant's store only; tenants' own stores hold the tables
 (every store has one schema) but leave them empty.
@@ -104,7 +106,8 @@ async def create_tables(tx: Tx) -> None:
         f" expires_at_ms {i}, revoked_at_ms {i}, last_used_ms {i})",
         "CREATE UNIQUE INDEX IF NOT EXISTS auth_tokens_by_id ON auth_tokens (id)",
         "CREATE INDEX IF NOT EXISTS auth_tokens_by_subject ON auth_tokens (subject)",
-        f"CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, created_at_ms {i} NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, created_at_ms {i} NOT NULL,"
+        f" removed_at_ms {i})",
     ):
         await tx.execute(statement)
 
@@ -448,9 +451,15 @@ class AccessRepository:
 
     # tenants ------------------------------------------------------------------------
     async def add_tenant(self, name: str) -> bool:
-        """Record a tenant; False if it exists."""
+        """Record a tenant (or bring back a removed one); False if it exists."""
 
         async def work(tx: Tx) -> bool:
+            if await tx.execute(
+                "UPDATE tenants SET removed_at_ms = NULL, created_at_ms = ?"
+                " WHERE name = ? AND removed_at_ms IS NOT NULL",
+                (_ms(), name),
+            ):
+                return True
             return (
                 await tx.execute(
                     "INSERT INTO tenants (name, created_at_ms) VALUES (?, ?)"
@@ -463,29 +472,46 @@ class AccessRepository:
         return await self._db.write(work)
 
     async def remove_tenant(self, name: str) -> bool:
-        """Forget a tenant and its grants (its data stays where it is)."""
+        """Forget a tenant and its grants (its data stays where it is; the name is kept as
+        removed, so that data is not adopted again)."""
 
         async def work(tx: Tx) -> bool:
             await tx.execute("DELETE FROM grants WHERE tenant = ?", (name,))
-            return await tx.execute("DELETE FROM tenants WHERE name = ?", (name,)) == 1
+            return (
+                await tx.execute(
+                    "UPDATE tenants SET removed_at_ms = ? WHERE name = ? AND removed_at_ms IS NULL",
+                    (_ms(), name),
+                )
+                == 1
+            )
 
         return await self._db.write(work)
 
     async def tenants(self) -> list[str]:
-        """The tenants admins created, by name."""
+        """The tenants that exist, by name."""
 
         async def work(tx: Tx) -> list[str]:
-            return [str(r[0]) for r in await tx.fetchall("SELECT name FROM tenants ORDER BY name")]
+            rows = await tx.fetchall(
+                "SELECT name FROM tenants WHERE removed_at_ms IS NULL ORDER BY name"
+            )
+            return [str(r[0]) for r in rows]
+
+        return await self._db.read(work)
+
+    async def tenant_state(self, name: str) -> str | None:
+        """``exists``, ``removed`` or None (never registered)."""
+
+        async def work(tx: Tx) -> str | None:
+            row = await tx.fetchone("SELECT removed_at_ms FROM tenants WHERE name = ?", (name,))
+            if row is None:
+                return None
+            return "exists" if row[0] is None else "removed"
 
         return await self._db.read(work)
 
     async def has_tenant(self, name: str) -> bool:
-        """Whether an admin created ``name``."""
-
-        async def work(tx: Tx) -> bool:
-            return await tx.scalar("SELECT 1 FROM tenants WHERE name = ?", (name,)) is not None
-
-        return await self._db.read(work)
+        """Whether ``name`` exists (created by an admin and not removed)."""
+        return await self.tenant_state(name) == "exists"
 
 
 def _principal(row: Row, groups: tuple[str, ...]) -> PrincipalRecord:
