@@ -44,7 +44,7 @@ def encode_request(
     headers: Mapping[str, str] | None = None,
 ) -> bytes:
     """One request's bytes, encoded once before the clock starts."""
-    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # a loopback name (lab mode)
     for name, value in (headers or {}).items():
         head += f"{name}: {value}\r\n"
     if body or method in {"POST", "PUT", "PATCH"}:

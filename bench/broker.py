@@ -901,10 +901,10 @@ async def _auth_round(url: str, headers: dict[str, str], n: int) -> tuple[float,
     return n / get_s, n / patch_s
 
 
-def measure_auth(data: Path, n: int) -> dict[str, tuple[float, float]]:
+def measure_auth(data: Path, n: int, rounds: int = AUTH_ROUNDS) -> dict[str, tuple[float, float]]:
     """GET by id and PATCH against the same SQLite data, served alternately with
     ``--insecure-no-auth`` and with a bearer token (an operator's, signed in through
-    ``POST /auth/token``); per mode the best of ``AUTH_ROUNDS`` rounds (noisy machines).
+    ``POST /auth/token``); per mode the best of ``rounds`` rounds (noisy machines).
     Returns {"lab": (get/s, patch/s), "token": (...)}."""
     data.mkdir()
     add = [sys.executable, "-m", "ldt", "cloud", "users", "add", "bench", "--role", "operator",
@@ -918,7 +918,7 @@ def measure_auth(data: Path, n: int) -> dict[str, tuple[float, float]]:
         )  # fmt: skip
         _check(response, 201, "auth rows: upsert")
     best: dict[str, tuple[float, float]] = {"lab": (0.0, 0.0), "token": (0.0, 0.0)}
-    for _ in range(AUTH_ROUNDS):
+    for _ in range(rounds):
         for mode in ("lab", "token"):
             with running_broker(data, None, auth=mode == "token") as url:
                 headers = {}
@@ -933,11 +933,11 @@ def measure_auth(data: Path, n: int) -> dict[str, tuple[float, float]]:
     return best
 
 
-def auth_table(best: dict[str, tuple[float, float]], n: int) -> None:
+def auth_table(best: dict[str, tuple[float, float]], n: int, rounds: int) -> None:
     lab, token = best["lab"], best["token"]
     print_table(
         f"Authentication's cost (SQLite, {AUTH_ENTITIES:,} entities, {n:,} requests a row,"
-        f" best of {AUTH_ROUNDS} alternating rounds; target: token >= 0.95 of no auth)",
+        f" best of {rounds} alternating rounds; target: token >= 0.95 of no auth)",
         ("operation", "--insecure-no-auth /s", "bearer token /s", "ratio"),
         [
             ("GET entities/{id}", _rate(lab[0]), _rate(token[0]), _ratio(token[0], lab[0])),
@@ -1115,8 +1115,8 @@ def main() -> None:
             with running_broker(tmp / "sqlite", None) as url:
                 result = asyncio.run(measure(url, sizes))
             table("SQLite", result, sizes, raw_batch, raw_update)
-            auth_n = 2_000 if sizes is QUICK else 10_000
-            auth_table(measure_auth(tmp / "auth", auth_n), auth_n)
+            auth_n, rounds = (1_000, 1) if sizes is QUICK else (10_000, AUTH_ROUNDS)
+            auth_table(measure_auth(tmp / "auth", auth_n, rounds), auth_n, rounds)
             bin_dir = find_pg_bin()
             if bin_dir is None:
                 print("\nPostgreSQL: not measured (no initdb/pg_ctl installed)")
