@@ -210,3 +210,27 @@ async def test_the_lab_mode_answers_loopback_host_names_only(tmp_path: Path) -> 
         assert (
             await client.get(f"{API}/types", headers={"Host": "localhost:1"})
         ).status_code == 200
+
+
+async def test_a_technician_sends_no_command(secured: tuple[Starlette, AccessService]) -> None:
+    """A command is a write to a command point: technicians (and viewers) make none."""
+    app, service = secured
+    admin = await _person(service, "ada", "admin")
+    relay = {"id": "urn:ngsi-ld:Device:gw-1:relay-1", "type": "Device",
+             "relay2": {"type": "Property", "value": False}}  # fmt: skip
+    notes: list[object] = []
+
+    async def observe(changes: object) -> None:  # where the control plane makes commands
+        notes.append(changes)
+
+    app.state.notifier.observers.append(observe)
+    async with asgi_client(app) as client:
+        assert (await client.post(f"{API}/entities", json=relay, headers=admin)).status_code == 201
+        notes.clear()
+        for role in ("technician", "viewer"):
+            who = await _person(service, role, role)
+            resp = await client.patch(
+                f"{API}/entities/{relay['id']}/attrs/relay2", json={"value": True}, headers=who
+            )
+            assert resp.status_code == 403
+        assert notes == []  # nothing reached the command hook
