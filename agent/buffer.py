@@ -58,6 +58,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from ldt.contract import SeriesInfo
+from ldt.private_files import create_private
 from ldt.reading import Quality, Value
 
 __all__ = [
@@ -282,10 +283,12 @@ class Buffer:
         if self._con is not None:
             raise BufferError("the buffer is already open")
         try:
+            if str(self.path) != ":memory:":
+                create_private(Path(self.path))  # readings are the city's data: owner only
             con = sqlite3.connect(
                 self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=True
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise BufferError(f"cannot open the buffer {self.path}: {exc}") from exc
         try:
             self._setup(con)

@@ -59,6 +59,14 @@ def register(sub: Any) -> None:
         help="preloaded @contexts: DIR/index.json maps context URL -> file name in DIR",
     )
     serve.add_argument(
+        "--contexts-allow",
+        default="",
+        metavar="HOST[,HOST...]",
+        help="hosts remote @contexts may be fetched from (default: none; preload them with"
+        " --contexts). '*' allows any host whose addresses are public; loopback and private"
+        " addresses need their name listed",
+    )
+    serve.add_argument(
         "--tls",
         action="store_true",
         help="serve HTTPS (TLS 1.3): gateways sync with client certificates from the cloud's"
@@ -319,13 +327,13 @@ def _with_store(args: argparse.Namespace, work: Callable[[Store], Awaitable[_T]]
 async def _add_to_store(store: Store, args: argparse.Namespace) -> str:
     """``gateway add`` on an open store (PostgreSQL); the same rules as ``add_gateway``."""
     from ldt.cloud.gateways import (
-        GATEWAY_ID_PATTERN,
         InvalidGatewayIdError,
         new_token,
         token_sha256,
+        valid_gateway_id,
     )
 
-    if not GATEWAY_ID_PATTERN.match(args.gateway_id):
+    if not valid_gateway_id(args.gateway_id):
         raise InvalidGatewayIdError(
             f"invalid gateway id {args.gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
         )
@@ -367,7 +375,11 @@ def _serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         tune_collector()
-        contexts = ContextStore(preload_dir=args.contexts, cache_dir=args.data / CONTEXTS_DIRNAME)
+        contexts = ContextStore(
+            preload_dir=args.contexts,
+            cache_dir=args.data / CONTEXTS_DIRNAME,
+            allow_hosts=[h for h in args.contexts_allow.split(",") if h.strip()],
+        )
         oidc = None
         if args.oidc_issuer:
             from ldt.cloud.access.oidc import OidcSettings

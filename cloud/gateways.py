@@ -22,14 +22,27 @@ from ldt.cloud.store.sqlite import DB_FILENAME, connect
 
 __all__ = [
     "GATEWAY_ID_PATTERN",
+    "RESERVED_GATEWAY_IDS",
     "InvalidGatewayIdError",
     "add_gateway",
     "new_token",
     "token_sha256",
+    "valid_gateway_id",
 ]
 
 GATEWAY_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """The agent's ``[gateway] id`` rule, so every id the agent accepts can be registered."""
+RESERVED_GATEWAY_IDS = frozenset({"ldt-cloud", "cloud", "broker", "admin", "root", "mosquitto"})
+"""Names of the cloud's own services (the MQTT broker's ACL gives ``ldt-cloud`` every
+gateway's topics): no gateway may be registered or claimed under them, in any case."""
+
+
+def valid_gateway_id(gateway_id: str) -> bool:
+    """Whether ``gateway_id`` matches ``GATEWAY_ID_PATTERN`` and is not a reserved name."""
+    return (
+        GATEWAY_ID_PATTERN.match(gateway_id) is not None
+        and gateway_id.lower() not in RESERVED_GATEWAY_IDS
+    )
 
 
 class InvalidGatewayIdError(CloudError):
@@ -53,9 +66,10 @@ def add_gateway(data_dir: Path, gateway_id: str, *, rotate: bool = False) -> str
     Raises ``InvalidGatewayIdError``, ``GatewayExistsError`` (unless ``rotate``),
     or ``StoreError``.
     """
-    if not GATEWAY_ID_PATTERN.match(gateway_id):
+    if not valid_gateway_id(gateway_id):
         raise InvalidGatewayIdError(
-            f"invalid gateway id {gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-'"
+            f"invalid gateway id {gateway_id!r}: use 1-64 letters, digits, '.', '_' or '-',"
+            " and not a name the cloud's services use"
         )
     token = new_token()
     path = data_dir / DB_FILENAME

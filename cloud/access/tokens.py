@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ldt.cloud.access.errors import TokenRejectedError
-from ldt.private_files import write_private
+from ldt.private_files import check_private, write_private
 
 __all__ = [
     "ACCESS_TTL_S",
@@ -119,6 +119,7 @@ class TokenSigner:
     def open(cls, pki_dir: Path) -> TokenSigner:
         """The signer whose key is ``pki_dir/SIGNING_KEY_FILE`` (made on first use)."""
         pki_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        check_private(pki_dir / SIGNING_KEY_FILE)
         return cls(_load_or_create(pki_dir / SIGNING_KEY_FILE))
 
     def issue(self, subject: str, session: str | None, ttl_s: int = ACCESS_TTL_S) -> str:

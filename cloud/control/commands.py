@@ -39,6 +39,9 @@ __all__ = ["DEFAULT_TTL_S", "CommandService", "list_commands"]
 _log = logging.getLogger("ldt.cloud.commands")
 
 DEFAULT_TTL_S: Final = 60.0
+MAX_TTL_S: Final = 3600.0
+"""The latest ``expiresAt`` a command may carry (``CommandService(max_ttl_s=...)``): a
+command that waits days for an offline gateway would move a pump when nobody expects it."""
 ANSWER_GRACE_S: Final = 30.0
 """A delivered command is declared EXPIRED this long after its expiry without an answer."""
 POINTS_REFRESH_S: Final = 5.0
@@ -75,11 +78,13 @@ class CommandService:
         audit: AuditLog,
         *,
         default_ttl_s: float = DEFAULT_TTL_S,
+        max_ttl_s: float = MAX_TTL_S,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.audit = audit
-        self.default_ttl_s = default_ttl_s
+        self.default_ttl_s = min(default_ttl_s, max_ttl_s)
+        self.max_ttl_s = max_ttl_s
         self._points: dict[str, dict[str, str]] = {}
         self._points_at = 0.0
         self._wake: dict[str, asyncio.Event] = {}
@@ -138,7 +143,13 @@ class CommandService:
         value, expires_ms = _command_value(instance)
         by = actor()
         now = _ms()
-        expires_ms = expires_ms or now + int(self.default_ttl_s * 1000)
+        latest = now + int(self.max_ttl_s * 1000)
+        if expires_ms is not None and expires_ms > latest:
+            _log.warning(
+                "command expiresAt cut to the maximum",
+                extra={"entity": entity_id, "attr": attr, "max_ttl_s": self.max_ttl_s},
+            )
+        expires_ms = min(expires_ms or now + int(self.default_ttl_s * 1000), latest)
         command_id = f"urn:ngsi-ld:Command:{uuid.uuid4()}"
         await self.store.control.add_command(
             command_id,

@@ -9,8 +9,18 @@ hot path of an upsert is a dict lookup. Sources, in order:
   maps context URL -> file name, validated when the store opens, never fetched;
 - contexts hosted by this broker (``/ngsi-ld/v1/jsonldContexts``, kinds
   ``Hosted`` and ``ImplicitlyCreated``, per tenant), kept in SQLite;
-- remote URLs, fetched with httpx under a deadline and a size limit, then
+- remote URLs on hosts the operator allowed (``--contexts-allow HOST[,HOST...]``, ``*``
+  for any public host), fetched with httpx under a deadline and a size limit, then
   cached (kind ``Cached``) in memory and in SQLite, shared by all tenants.
+
+Why an allowlist: a client's ``Link`` header or ``@context`` names a URL, and fetching it
+lets any client make the broker connect wherever it wants (SSRF): to a database port on
+loopback, a cloud metadata endpoint, a service on the private network, with the answer
+served back under ``/jsonldContexts`` and the error telling an open port from a closed one.
+So the broker fetches only from named hosts; a host's addresses must be public (loopback,
+link-local, private, multicast and reserved ranges are refused) unless that host is named
+explicitly; redirects are followed by hand, each hop checked the same way; and a failure
+says "not available", never why (the reason goes to the log).
 
 Usage counters (``numberOfHits``, ``lastUsage``) live in memory and are
 written to SQLite when the store closes: counting a hit must not cost a disk
@@ -20,11 +30,14 @@ write per request.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
+import socket
 import sqlite3
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -35,8 +48,8 @@ import httpx
 import orjson
 
 from ldt.cloud.ngsild.jsonld import (
-    CORE_CONTEXT_ALIAS,
     CORE_CONTEXT_URL,
+    CORE_CONTEXT_URLS,
     ActiveContext,
     ContextError,
     core_context,
@@ -54,6 +67,8 @@ __all__ = [
     "check_context_value",
 ]
 
+_log = logging.getLogger("ldt.cloud.contexts")
+
 ContextKind = Literal["Hosted", "Cached", "ImplicitlyCreated"]
 ContextValue = str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None
 Origin = Literal["core", "preload", "remote", "hosted"]
@@ -63,6 +78,9 @@ CONTEXTS_DIRNAME = "jsonld-contexts"  # under the cloud's data folder
 DB_FILENAME = "contexts.db"
 MAX_CONTEXT_BYTES = 1 << 20
 MAX_DEPTH = 8
+MAX_REDIRECTS = 5
+ANY_PUBLIC_HOST = "*"
+"""In ``allow_hosts``: any host whose addresses are all public."""
 ACTIVE_CACHE_SIZE = 256
 _CORE_ID = "ngsi-ld-core-context-v1.9"
 _ACCEPT = "application/ld+json, application/json;q=0.9"
@@ -150,6 +168,14 @@ def _parse_document(raw: bytes, source: str) -> Mapping[str, Any]:
     return doc
 
 
+class _RefusedError(Exception):
+    """Why a remote @context was not fetched (for the log only)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
 def _is_core_url(url: str) -> bool:
     """ETSI's core @context, any version: never deletable, even when given as a preload."""
     parts = urlsplit(url)
@@ -217,9 +243,15 @@ class ContextStore:
         cache_dir: Path | None,
         fetch_timeout_s: float = 5.0,
         allow_network: bool = True,
+        allow_hosts: Collection[str] = (),
         max_bytes: int = MAX_CONTEXT_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``allow_hosts``: the hosts remote @contexts may be fetched from (names or
+        addresses, lowercase; ``ANY_PUBLIC_HOST`` for any public one); empty: none."""
+        self._allow_hosts = frozenset(
+            h.strip().lower().strip("[]") for h in allow_hosts if h.strip()
+        )
         self._preload_dir = preload_dir
         self._cache_dir = cache_dir
         self._timeout = fetch_timeout_s
@@ -233,7 +265,7 @@ class ContextStore:
             _CORE_ID, CORE_CONTEXT_URL, "Cached", "", core_document(), created, "core"
         )
         self._entries: dict[tuple[str, str], ContextEntry] = {("", _CORE_ID): core}
-        self._by_url: dict[str, ContextEntry] = {CORE_CONTEXT_URL: core, CORE_CONTEXT_ALIAS: core}
+        self._by_url: dict[str, ContextEntry] = dict.fromkeys(CORE_CONTEXT_URLS, core)
         self._preloaded: dict[str, Mapping[str, Any]] = {}
         self._active: OrderedDict[tuple[str, Any], tuple[ActiveContext, tuple[ContextEntry, ...]]]
         self._active = OrderedDict()
@@ -254,8 +286,7 @@ class ContextStore:
         self._client = httpx.AsyncClient(
             transport=self._transport,
             timeout=httpx.Timeout(self._timeout),
-            follow_redirects=True,
-            max_redirects=5,
+            follow_redirects=False,  # each hop is checked against the allowlist (_fetch)
             headers={"Accept": _ACCEPT},
         )
         return self
@@ -375,7 +406,7 @@ class ContextStore:
         elif isinstance(value, Mapping) or value is None:
             out.append(value)
         elif isinstance(value, str):
-            if value in {CORE_CONTEXT_URL, CORE_CONTEXT_ALIAS}:
+            if value in CORE_CONTEXT_URLS:
                 return  # the core is applied last anyway
             if value in seen:
                 raise ContextError("InvalidRequest", f"@context {value} includes itself")
@@ -429,53 +460,79 @@ class ContextStore:
                 self._fetching.pop(url, None)
 
     async def _fetch(self, url: str) -> Mapping[str, Any]:
+        """The document at ``url``, fetched only as the module docstring allows; any failure
+        is ``LdContextNotAvailable`` with no reason for the client (it goes to the log)."""
         if not self._allow_network:
             raise ContextError(
                 "LdContextNotAvailable",
                 f"@context {url} is not preloaded and fetching is disabled; add it to the"
                 " --contexts folder",
             )
-        if urlsplit(url).scheme not in {"http", "https"}:
-            raise ContextError(
-                "LdContextNotAvailable", f"@context {url!r} is not an http(s) URL this broker knows"
-            )
-        if self._client is None:
-            raise ContextError(
-                "LdContextNotAvailable",
-                f"cannot fetch @context {url}: the context store is not open",
-            )
         try:
             async with asyncio.timeout(self._timeout):
-                async with self._client.stream("GET", url) as resp:
-                    if resp.status_code != 200:
-                        raise ContextError(
-                            "LdContextNotAvailable",
-                            f"@context {url} answered HTTP {resp.status_code}",
-                        )
-                    declared = resp.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > self._max_bytes:
-                        raise self._too_large(url)
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > self._max_bytes:
-                            raise self._too_large(url)
-                        chunks.append(chunk)
+                return _parse_document(await self._fetch_bytes(url), url)
+        except _RefusedError as exc:
+            _log.warning("@context not fetched", extra={"url": url[:300], "reason": exc.reason})
         except TimeoutError:
-            raise ContextError(
-                "LdContextNotAvailable", f"@context {url} did not arrive within {self._timeout:g} s"
-            ) from None
+            _log.warning("@context not fetched", extra={"url": url[:300], "reason": "timeout"})
+        except ContextError as exc:  # not JSON, not a context document
+            _log.warning("@context not usable", extra={"url": url[:300], "reason": str(exc)})
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL: e.g. a bad port
-            raise ContextError(
-                "LdContextNotAvailable", f"cannot fetch @context {url}: {exc}"
-            ) from exc
-        return _parse_document(b"".join(chunks), url)
-
-    def _too_large(self, url: str) -> ContextError:
-        return ContextError(
-            "LdContextNotAvailable", f"@context {url} is larger than {self._max_bytes} bytes"
+            _log.warning("@context not fetched", extra={"url": url[:300], "reason": repr(exc)})
+        raise ContextError(
+            "LdContextNotAvailable",
+            f"@context {url[:300]} is not available (preload it with --contexts, or allow its"
+            " host with --contexts-allow)",
         )
+
+    async def _fetch_bytes(self, url: str) -> bytes:
+        if self._client is None:
+            raise _RefusedError("the context store is not open")
+        for _ in range(MAX_REDIRECTS + 1):
+            await self._check_target(url)
+            async with self._client.stream("GET", url) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    url = str(resp.url.join(resp.headers["location"]))
+                    continue
+                if resp.status_code != 200:
+                    raise _RefusedError(f"HTTP {resp.status_code}")
+                declared = resp.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > self._max_bytes:
+                    raise _RefusedError(f"larger than {self._max_bytes} bytes")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.aiter_bytes():
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise _RefusedError(f"larger than {self._max_bytes} bytes")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        raise _RefusedError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _check_target(self, url: str) -> None:
+        """Refuse a URL whose host is not allowed, or resolves to a non-public address
+        without being named (``ANY_PUBLIC_HOST`` covers public hosts only)."""
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise _RefusedError("not an http(s) URL")
+        host = parts.hostname.lower()
+        if host in self._allow_hosts:
+            return  # named by the operator: any address, loopback included
+        if ANY_PUBLIC_HOST not in self._allow_hosts:
+            raise _RefusedError(f"host {host} is not in --contexts-allow")
+        if self._transport is not None:
+            return  # a test's transport: nothing is resolved or connected
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parts.port or (443 if parts.scheme == "https" else 80),
+                type=socket.SOCK_STREAM,
+            )  # fmt: skip
+        except OSError as exc:
+            raise _RefusedError(f"cannot resolve {host}: {exc}") from None
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if not address.is_global or address.is_multicast:
+                raise _RefusedError(f"{host} resolves to the non-public address {address}")
 
     # --- bookkeeping -----------------------------------------------------------------
 

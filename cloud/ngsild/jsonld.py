@@ -45,6 +45,7 @@ __all__ = [
     "ATTRIBUTE_TYPES",
     "CORE_CONTEXT_ALIAS",
     "CORE_CONTEXT_URL",
+    "CORE_CONTEXT_URLS",
     "DEFAULT_VOCAB",
     "ActiveContext",
     "ContextError",
@@ -62,6 +63,19 @@ __all__ = [
 
 CORE_CONTEXT_URL = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.9.jsonld"
 CORE_CONTEXT_ALIAS = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld"
+CORE_CONTEXT_URLS = frozenset(
+    {
+        CORE_CONTEXT_ALIAS,
+        *(
+            f"{scheme}://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context{version}.jsonld"
+            for scheme in ("https", "http")
+            for version in ("", "-v1.3", "-v1.4", "-v1.5", "-v1.6", "-v1.7", "-v1.8", "-v1.9")
+        ),
+    }
+)
+"""Every URL ETSI has published the core @context at (unversioned, v1.3 ... v1.9). They all
+resolve offline to the shipped v1.9 document, a superset of the earlier ones: clients such as
+FIWARE IoT Agents name an older version, and a broker with no network must still know it."""
 DEFAULT_VOCAB = "https://uri.etsi.org/ngsi-ld/default-context/"
 _CORE_FILE = "ngsi-ld-core-context-v1.9.jsonld"
 

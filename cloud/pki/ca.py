@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ldt.cloud.errors import CloudError
-from ldt.private_files import write_private
+from ldt.private_files import check_private, write_private
+
+_log = logging.getLogger("ldt.cloud.pki")
 
 __all__ = [
     "CA_PASSPHRASE_ENV",
@@ -190,7 +193,14 @@ class CertificateAuthority:
             raise CloudError(f"cannot load the CA in {folder}: {exc}{hint}") from exc
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise CloudError(f"{key_path}: not an ECDSA key")
+        if passphrase is None:
+            _log.warning(
+                "the CA key and the artifact signing key are not encrypted: set"
+                f" {CA_PASSPHRASE_ENV} (whoever copies {folder} can sign certificates and"
+                " artifacts for every gateway)"
+            )
         signing_path = folder / "signing.key"
+        check_private(signing_path)
         if not signing_path.exists():  # a CA made before artifacts were signed
             ca = cls(folder, key, cert)
             ca._save_signing_key(passphrase)

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ldt.cloud.errors import CloudError, GatewayExistsError
-from ldt.cloud.gateways import GATEWAY_ID_PATTERN
+from ldt.cloud.gateways import valid_gateway_id
 from ldt.cloud.pki.ca import (
     CertificateAuthority,
     CsrError,
@@ -79,7 +79,7 @@ class Provisioner:
             raise CloudError("a claim token needs a site name")
         if not 0 < ttl_s <= MAX_CLAIM_TTL_S:
             raise CloudError(f"the token's lifetime must be between 1 s and {MAX_CLAIM_TTL_S} s")
-        if gateway_id is not None and not GATEWAY_ID_PATTERN.match(gateway_id):
+        if gateway_id is not None and not valid_gateway_id(gateway_id):
             raise CloudError(f"invalid gateway id {gateway_id!r}")
         text, token = new_claim_token(self.ca.fingerprint)
         now = _ms()
@@ -128,7 +128,7 @@ class Provisioner:
             check_csr(csr_pem, gateway_id)
         except CsrError as exc:
             raise self._refuse(400, str(exc)) from None
-        if not GATEWAY_ID_PATTERN.match(gateway_id):
+        if not valid_gateway_id(gateway_id):
             raise self._refuse(400, f"invalid gateway id {gateway_id!r} in the CSR")
         if token.ca_fingerprint != self.ca.fingerprint:
             raise self._refuse(403, "the claim token was issued by another cloud's CA")
@@ -147,7 +147,7 @@ class Provisioner:
             raise self._refuse(
                 403, f"this claim token is for gateway {bound}, the CSR names {gateway_id}"
             )
-        if bound is None and await self.store.gateways.has_certificates(gateway_id):
+        if bound is None and await self.store.gateways.exists(gateway_id):
             raise self._refuse(
                 403,
                 f"gateway {gateway_id} already exists: replacing it needs a token created"

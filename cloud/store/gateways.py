@@ -269,6 +269,19 @@ class GatewayRepository:
         row = await self._db.read(work)
         return None if row is None else _certificate(row)
 
+    async def exists(self, gateway_id: str) -> bool:
+        """Whether ``gateway_id`` is registered (a bearer token) or was ever issued a
+        certificate: a claim token not made for it must not take the id over."""
+
+        async def work(tx: Tx) -> Row | None:
+            return await tx.fetchone(
+                "SELECT 1 FROM gateways WHERE id = ? UNION ALL"
+                " SELECT 1 FROM gateway_certificates WHERE gateway_id = ? LIMIT 1",
+                (gateway_id, gateway_id),
+            )
+
+        return await self._db.read(work) is not None
+
     async def has_certificates(self, gateway_id: str) -> bool:
         """Whether any certificate was ever issued to ``gateway_id`` (revoked ones count)."""
 

@@ -28,6 +28,7 @@ from ldt.cloud.store.base import (
     Store,
 )
 from ldt.cloud.store.database import SqliteDatabase
+from ldt.private_files import create_private
 
 __all__ = ["DB_FILENAME", "SqliteStore", "connect"]
 
@@ -80,6 +81,7 @@ def connect(path: Path, *, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> s
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_private(path)  # 0600: SQLite gives its WAL and journal files the same mode
         con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={synchronous}")

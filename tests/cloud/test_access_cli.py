@@ -1,29 +1,42 @@
 """``ldt cloud users|clients|tenants`` as an admin runs them: one line per failure, secrets
-printed once and never listed."""
+printed once and never listed. The CLI's ``main`` runs in-process (a process per command
+cost 16 s of CI time); ``tests/cloud/test_cli.py`` covers the installed entry point."""
 
 from __future__ import annotations
 
-import subprocess
+import io
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+from ldt.cli import main
 
 
-def _ldt(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ldt", "cloud", *args, "--data", str(data)],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+@dataclass(frozen=True)
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_users_clients_and_tenants_from_the_command_line(tmp_path: Path) -> None:
+@pytest.fixture
+def ldt(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., Ran]:
+    def run(data: Path, *args: str, stdin: str | None = None) -> Ran:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = main(["cloud", *args, "--data", str(data)])
+        out, err = capsys.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+def test_users_clients_and_tenants_from_the_command_line(
+    tmp_path: Path, ldt: Callable[..., Ran]
+) -> None:
+    _ldt = ldt
     added = _ldt(tmp_path, "users", "add", "ada", "--role", "admin", "--tenant", "*")
     assert added.returncode == 0, added.stderr
     password = added.stdout.strip().splitlines()[-1].split(": ", 1)[1]

@@ -110,7 +110,9 @@ async def test_core_and_preloaded_contexts_resolve_without_any_fetch(tmp_path: P
         tmp_path / "ctx", {url: "sdm.jsonld"}, {"sdm.jsonld": json.dumps(USER_CTX)}
     )
     offline = _NoNetwork()
-    async with ContextStore(preload_dir=preload, cache_dir=None, transport=offline) as store:
+    async with ContextStore(
+        preload_dir=preload, cache_dir=None, transport=offline, allow_hosts=["example.org"]
+    ) as store:
         ctx = await store.resolve([url, CORE_CONTEXT_URL])
         assert expand_term("speed", ctx) == "http://example.org/speed"
         core = await store.resolve("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld")
@@ -172,7 +174,11 @@ async def test_remote_contexts_are_fetched_once_cached_on_disk_and_failures_mapp
     async with (
         context_server() as (base, hits),
         ContextStore(
-            preload_dir=None, cache_dir=cache, fetch_timeout_s=0.5, max_bytes=4096
+            preload_dir=None,
+            cache_dir=cache,
+            fetch_timeout_s=0.5,
+            max_bytes=4096,
+            allow_hosts=["127.0.0.1"],  # named: loopback is allowed only by name
         ) as store,
     ):
         ctx = await store.resolve([f"{base}/nested.jsonld", {"x": "ex:x"}])
@@ -180,16 +186,12 @@ async def test_remote_contexts_are_fetched_once_cached_on_disk_and_failures_mapp
         assert expand_term("x", ctx) == "http://example.org/x"  # inline sees remote prefixes
         await store.resolve(f"{base}/ctx.jsonld")
         assert hits == ["nested.jsonld", "ctx.jsonld"]  # the second use is cached
-        failures = {
-            "slow.jsonld": ("LdContextNotAvailable", "within 0.5 s"),
-            "missing.jsonld": ("LdContextNotAvailable", "HTTP 404"),
-            "big.jsonld": ("LdContextNotAvailable", "larger than 4096 bytes"),
-            "bad.jsonld": ("InvalidRequest", "not valid JSON"),
-        }
-        for name, (problem, fragment) in failures.items():
+        # a failure says "not available", never why (the log says why): no port oracle
+        for name in ("slow.jsonld", "missing.jsonld", "big.jsonld", "bad.jsonld"):
             with pytest.raises(ContextError) as err:
                 await store.resolve([f"{base}/{name}"])
-            assert (err.value.problem, fragment in str(err.value)) == (problem, True), err.value
+            assert err.value.problem == "LdContextNotAvailable"
+            assert f"@context {base}/{name} is not available" in str(err.value)
         entry = store.get(f"{base}/ctx.jsonld")
         assert (entry.kind, entry.hits) == ("Cached", 2)
     # the server is gone; the disk cache answers, and the counters survived
