@@ -68,8 +68,15 @@ async def control_sync(request: Request) -> Response:
         raise NgsiLdError(
             400, "BadRequestData", "Invalid control message", f"{where}: {first['msg']}"
         ) from None
+    store = plane.catalogue.store
+
+    async def gone() -> bool:
+        # checked about once a second during the long poll: a revocation (by this broker or
+        # another) ends it at once, and nothing more is handed to the gateway
+        return await request.is_disconnected() or await store.gateways.revoked(gateway_id)
+
     try:
-        answer = await plane.sync(gateway_id, message, request.is_disconnected)
+        answer = await plane.sync(gateway_id, message, gone)
     except CloudError as exc:
         raise NgsiLdError(403, None, "Forbidden", str(exc)) from None
     return Response(answer.model_dump_json().encode(), media_type=JSON)

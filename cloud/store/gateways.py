@@ -160,7 +160,8 @@ class GatewayRepository:
         return str(row[0])
 
     async def revoke(self, gateway_id: str, *, at_ms: int, token_sha256: bytes) -> bool:
-        """Revoke every certificate of a gateway and replace its token hash, together.
+        """Revoke every certificate of a gateway and replace its token hash, together; its
+        command points and its unused claim tokens go in the same transaction.
 
         ``token_sha256`` is the hash of a secret nobody holds, so the bearer token dies
         with the certificates. False (nothing written) if the gateway is not registered.
@@ -177,9 +178,28 @@ class GatewayRepository:
                 " WHERE gateway_id = ? AND revoked_at_ms IS NULL",
                 (at_ms, gateway_id),
             )
+            # what it could still be handed: commands through its points, a new identity
+            await tx.execute("DELETE FROM command_points WHERE gateway_id = ?", (gateway_id,))
+            await tx.execute(
+                "DELETE FROM claim_tokens WHERE gateway_id = ? AND used_at_ms IS NULL",
+                (gateway_id,),
+            )
             return True
 
         return await self._db.write(work)
+
+    async def revoked(self, gateway_id: str) -> bool:
+        """Whether the gateway has been revoked: it has certificates and none is valid."""
+
+        async def work(tx: Tx) -> Row | None:
+            return await tx.fetchone(
+                "SELECT count(*), count(*) FILTER (WHERE revoked_at_ms IS NULL)"
+                " FROM gateway_certificates WHERE gateway_id = ?",
+                (gateway_id,),
+            )
+
+        row = await self._db.read(work)
+        return row is not None and int(row[0]) > 0 and int(row[1]) == 0
 
     # claim tokens ---------------------------------------------------------------
     async def add_claim(
