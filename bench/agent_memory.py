@@ -14,7 +14,7 @@ meter: what a model costs in memory (NumPy and the TFLite runtime). The 60 MiB t
 applies to the agent without a model.
 
     python bench/agent_memory.py            # 60 s of polling, each agent
-    python bench/agent_memory.py --quick    # 12 s (CI)
+    python bench/agent_memory.py --quick    # 8 s a run (CI)
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     if args.serve_sims:
         asyncio.run(_serve_sims(args.serve_sims))
         return
-    seconds = 12.0 if args.quick else 60.0
+    seconds = 8.0 if args.quick else 60.0
 
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -216,8 +217,17 @@ def _check(
         assert {i for i in found if evaluate(expr, by_id[i])} == expected
 
 
+LONG = os.environ.get("LDT_LONG") == "1"
+"""The long form (``LDT_LONG=1``) tries 600 and 300 random queries; CI tries 250 and 120."""
+
+
+@pytest.mark.slow
 @given(entity_lists(), expressions)
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=600 if LONG else 250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 def test_sqlite_selects_what_evaluate_accepts(
     lite: sqlite3.Connection, docs: list[dict[str, Any]], expr: QExpr
 ) -> None:
@@ -272,9 +282,10 @@ def pg(postgres_dsn: str) -> Iterator[psycopg.Connection[Any]]:
         yield con
 
 
+@pytest.mark.slow
 @given(entity_lists(), expressions)
 @settings(
-    max_examples=300,
+    max_examples=300 if LONG else 120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
