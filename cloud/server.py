@@ -46,6 +46,7 @@ from ldt.cloud.ngsild import (
     routes_temporal,
 )
 from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
+from ldt.cloud.ngsild.endpoint_policy import EndpointPolicy
 from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
@@ -162,6 +163,12 @@ def build_app(
     def notifier(of: Store, tenant: str | None = None) -> Notifier:
         made = Notifier(store=of, contexts=app.state.contexts, tenant=tenant)
         made.owner_scope = owner_scope  # notifications carry only what owners may read
+        if access.enabled:  # notifications go to public hosts, or private ones allowed
+
+            async def allowed(name: str = tenant or "") -> frozenset[str]:
+                return await store.access.notify.hosts(name)
+
+            made.endpoints = EndpointPolicy(allowed)
         return made
 
     # subscription notifications; its tasks start on first use, the caller closes it

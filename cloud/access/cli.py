@@ -1,4 +1,5 @@
-"""``ldt cloud users|clients|tenants``: people, service accounts and tenants.
+"""``ldt cloud users|clients|tenants|notify``: people, service accounts, tenants, and the
+private hosts notifications may go to.
 
 Like ``ldt cloud token``, these work on the store directly (``--data``/``--store``):
 whoever can open the store administers it, which is how the first admin is made. The
@@ -70,6 +71,20 @@ def register(cloud_sub: Any, add_data: Callable[[Any], None]) -> None:
     rv = cmd(c_sub, "revoke-token", "revoke a token or session by its id", _revoke_token)
     rv.add_argument("token_id")
     _grant_commands(c_sub, cmd, "client")
+
+    notify = cloud_sub.add_parser(
+        "notify", help="private hosts notifications may go to (public ones need nothing)"
+    )
+    n_sub = notify.add_subparsers(dest="notify_command", required=True, metavar="COMMAND")
+    for verb, help_ in (
+        ("allow", "let subscriptions notify HOST although it resolves to a private address"),
+        ("deny", "take an allowance back"),
+        ("list", "the hosts allowed"),
+    ):
+        p = cmd(n_sub, verb, help_, _notify)
+        if verb != "list":
+            p.add_argument("host")
+        p.add_argument("--tenant", default="", help="the tenant (default: the default tenant)")
 
     tenants = cloud_sub.add_parser("tenants", help="tenants (only a global admin creates them)")
     t_sub = tenants.add_subparsers(dest="tenants_command", required=True, metavar="COMMAND")
@@ -235,6 +250,24 @@ async def _revoke(args: argparse.Namespace, service: AccessService, _store: Stor
     removed = await service.revoke_grant(subject, args.tenant, args.role)
     print(f"{subject}: {removed} grant(s) removed in {_show_tenant(args.tenant)}")
     return 0 if removed else 1
+
+
+async def _notify(args: argparse.Namespace, service: AccessService, store: Store) -> int:
+    notify = store.access.notify
+    if args.notify_command == "list":
+        for host in sorted(await notify.hosts(args.tenant)):
+            print(host)
+        return 0
+    host = args.host.strip().lower()
+    if args.notify_command == "allow":
+        await notify.allow(args.tenant, host)
+        print(f"notifications may go to {host} in {_show_tenant(args.tenant)} (within 30 s)")
+        return 0
+    if not await notify.deny(args.tenant, host):
+        print(f"ldt cloud: {host} was not allowed", file=sys.stderr)
+        return 1
+    print(f"{host}: no longer allowed in {_show_tenant(args.tenant)}")
+    return 0
 
 
 def _registry(store: Store) -> Any:

@@ -51,6 +51,7 @@ from ldt.backoff import Backoff
 from ldt.cloud.access.roles import Scope
 from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.contexts import ContextStore
+from ldt.cloud.ngsild.endpoint_policy import EndpointPolicy
 from ldt.cloud.ngsild.entity_query import entity_types
 from ldt.cloud.ngsild.jsonld import CORE_CONTEXT_URL, ContextError
 from ldt.cloud.ngsild.linked import fetch_from
@@ -191,6 +192,8 @@ class Notifier:
         self._ticker: asyncio.Task[None] | None = None
         self._mqtt = MqttPublisher(backoff_base_s=backoff_base_s, backoff_cap_s=backoff_cap_s)
         self._counters = Counters(store, interval_s=counters_s)
+        self.endpoints: EndpointPolicy | None = None
+        """Where notifications may go (``endpoint_policy``); None: anywhere (lab mode)."""
         self.owner_scope: Callable[[str, str], Awaitable[Scope]] | None = None
         """What a subscription's owner may read in a tenant (``AccessService.owner_scope``);
         None: authentication is off, every subscription sees everything."""
@@ -567,6 +570,14 @@ class Notifier:
         return item.body
 
     async def _post(self, item: Pending) -> bool:
+        if self.endpoints is not None:
+            why = await self.endpoints.refusal(item.uri)
+            if why is not None:  # checked before every delivery: DNS may have changed
+                _log.warning(
+                    "notification refused by the endpoint policy",
+                    extra={"endpoint": redacted(item.uri), "reason": why},
+                )
+                return False
         body = self._body(item)
         if item.uri.startswith(MQTT_SCHEMES):
             return await self._mqtt.publish(

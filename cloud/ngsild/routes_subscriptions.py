@@ -144,6 +144,7 @@ async def create_subscription(request: Request) -> Response:
     now = iso_ms(_now_ms())
     doc = subscriptions.validate(value, ctx, context=context, now=now)
     await _check_jsonld_context(request, doc)
+    await _check_endpoint(request, doc)
     # a one-URL array is that URL: notifications then link it as given, and nothing is
     # hosted or shown back as jsonldContext (suite cases 028_06, 046_10_01, 046_19)
     single = context[0] if isinstance(context, list) and len(context) == 1 else context
@@ -188,6 +189,17 @@ def _shown(request: Request, owner: str | None, payload: dict[str, Any]) -> dict
         endpoint.pop(secret, None)
     notification["endpoint"] = endpoint
     return {**payload, "notification": notification}
+
+
+async def _check_endpoint(request: Request, doc: dict[str, Any]) -> None:
+    """400 for an endpoint the tenant's policy refuses (``endpoint_policy``)."""
+    policy = _notifier(request).endpoints
+    if policy is None:
+        return
+    uri = str(doc.get("notification", {}).get("endpoint", {}).get("uri", ""))
+    why = await policy.refusal(uri)
+    if why is not None:
+        raise _bad(f"notification.endpoint.uri refused: {why}")
 
 
 def _refuse_unless_manages(request: Request, owner: str | None, sub_id: str) -> None:
@@ -282,6 +294,7 @@ async def update_subscription(request: Request) -> Response:
             merged[key] = value
     doc = subscriptions.validate(merged, ctx, context=context, now=iso_ms(_now_ms()))
     await _check_jsonld_context(request, doc)
+    await _check_endpoint(request, doc)
     doc["createdAt"] = record.doc.get("createdAt", doc["createdAt"])
     if not await store.subscriptions.replace(doc):
         raise _not_found(sub_id)

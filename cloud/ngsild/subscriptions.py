@@ -86,6 +86,8 @@ _NOTIFICATION: Final = frozenset(
     {"attributes", "sysAttrs", "format", "endpoint", "showChanges", "pick", "omit", "join",
      "joinLevel"}
 )  # fmt: skip
+MAX_ENDPOINT_TIMEOUT_MS: Final = 60_000
+"""The longest ``notification.endpoint.timeout`` a client may set (milliseconds)."""
 _ENDPOINT: Final = frozenset({"uri", "accept", "timeout", "cooldown", "receiverInfo",
                               "notifierInfo"})  # fmt: skip
 
@@ -207,6 +209,11 @@ def _notification(value: Any, ctx: ActiveContext) -> dict[str, Any]:
         raise _bad(f"notification.endpoint.accept must be one of {sorted(_ACCEPTS)}")
     if "timeout" in endpoint:
         _positive(endpoint["timeout"], "notification.endpoint.timeout")
+        if endpoint["timeout"] > MAX_ENDPOINT_TIMEOUT_MS:
+            raise _bad(
+                f"notification.endpoint.timeout is at most {MAX_ENDPOINT_TIMEOUT_MS} ms: a"
+                " receiver that slow holds a connection and a task per notification"
+            )
     for key in ("receiverInfo", "notifierInfo"):
         if key in endpoint:
             info = endpoint[key]

@@ -10,6 +10,8 @@ writes them, the same SQL on both engines. What is kept:
   optionally limited to entity types (a JSON list of IRIs) and an id prefix;
 - ``auth_tokens``: refresh tokens and long-lived service tokens, by the SHA-256 of the
   token (a stolen database does not yield usable tokens), with expiry and revocation;
+- ``notify_hosts``: per tenant, the hosts with non-public addresses that notifications may
+  go to (``ldt.cloud.ngsild.endpoint_policy``);
 - ``tenants``: the tenants an admin created. A tenant not listed here does not exist; a
   removed one stays as a tombstone (``removed_at_ms``) so that its data, left in place, is
   not adopted again (``ldt.cloud.tenancy``).
@@ -35,6 +37,7 @@ __all__ = [
     "USER",
     "AccessRepository",
     "GrantRecord",
+    "NotifyHosts",
     "PrincipalRecord",
     "TokenRecord",
     "create_tables",
@@ -108,6 +111,8 @@ async def create_tables(tx: Tx) -> None:
         "CREATE INDEX IF NOT EXISTS auth_tokens_by_subject ON auth_tokens (subject)",
         f"CREATE TABLE IF NOT EXISTS tenants (name TEXT PRIMARY KEY, created_at_ms {i} NOT NULL,"
         f" removed_at_ms {i})",
+        "CREATE TABLE IF NOT EXISTS notify_hosts (tenant TEXT NOT NULL, host TEXT NOT NULL,"
+        " PRIMARY KEY (tenant, host))",
     ):
         await tx.execute(statement)
 
@@ -149,6 +154,7 @@ class AccessRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.notify = NotifyHosts(db)
 
     # principals -----------------------------------------------------------------
     async def add_principal(self, kind: str, name: str, secret_hash: str) -> bool:
@@ -512,6 +518,49 @@ class AccessRepository:
     async def has_tenant(self, name: str) -> bool:
         """Whether ``name`` exists (created by an admin and not removed)."""
         return await self.tenant_state(name) == "exists"
+
+
+class NotifyHosts:
+    """``store.access.notify``: the per-tenant allowance of private notification hosts."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def allow(self, tenant: str, host: str) -> bool:
+        """Allow ``host``; False if it was allowed."""
+
+        async def work(tx: Tx) -> bool:
+            return (
+                await tx.execute(
+                    "INSERT INTO notify_hosts (tenant, host) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (tenant, host.lower()),
+                )
+                == 1
+            )
+
+        return await self._db.write(work)
+
+    async def deny(self, tenant: str, host: str) -> bool:
+        """Take the allowance back; False if there was none."""
+
+        async def work(tx: Tx) -> bool:
+            return (
+                await tx.execute(
+                    "DELETE FROM notify_hosts WHERE tenant = ? AND host = ?", (tenant, host.lower())
+                )
+                == 1
+            )
+
+        return await self._db.write(work)
+
+    async def hosts(self, tenant: str) -> frozenset[str]:
+        """The hosts allowed for ``tenant``."""
+
+        async def work(tx: Tx) -> frozenset[str]:
+            rows = await tx.fetchall("SELECT host FROM notify_hosts WHERE tenant = ?", (tenant,))
+            return frozenset(str(r[0]) for r in rows)
+
+        return await self._db.read(work)
 
 
 def _principal(row: Row, groups: tuple[str, ...]) -> PrincipalRecord:

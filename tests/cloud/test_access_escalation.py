@@ -81,6 +81,7 @@ async def test_only_its_owner_or_an_admin_changes_a_subscription(
     secured: tuple[Starlette, AccessService],
 ) -> None:
     app, service = secured
+    await service.store.access.notify.allow("", "127.0.0.1")
     admin = await _person(service, "ada", "admin")
     otto = await _person(service, "otto", "operator", types=["PumpingStation"])
     viewer = await _person(service, "vic", "viewer")
