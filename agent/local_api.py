@@ -2,7 +2,15 @@
 
 Bound to 127.0.0.1 by default (the technician is on the box, or tunnels to it); on any
 other address it needs a credential (``[local_api] credential_file``), sent as
-``Authorization: Bearer <secret>``, compared in constant time. Every endpoint answers JSON:
+``Authorization: Bearer <secret>``, compared in constant time.
+
+What a web page in the technician's browser must not do (it can reach loopback): a POST
+always needs a credential, on loopback too. Without a ``credential_file``, the agent makes
+one at start (``DATA/local-api.token``, 0600): whoever can read the gateway's data folder
+may change it. POSTs take ``application/json`` only (a form or ``text/plain`` is what a
+page can send without asking), a ``Host`` other than the address it listens on is refused
+(DNS rebinding), and so is an ``Origin`` other than its own (CSRF). Re-provisioning a
+gateway that already has its identity needs ``"force": true``. Every endpoint answers JSON:
 
 - ``GET /status``: gateway id, version, provisioning state and certificate expiry, buffer
   (pending, oldest pending, size) and sync (sent, last error) figures.
@@ -61,12 +69,21 @@ class LocalApi:
     """Serves one runtime's view; ``start()`` binds, ``close()`` stops."""
 
     def __init__(
-        self, runtime: AgentRuntime, *, host: str, port: int, credential: str | None
+        self,
+        runtime: AgentRuntime,
+        *,
+        host: str,
+        port: int,
+        credential: str | None,
+        post_credential: str | None = None,
     ) -> None:
+        """``credential``: needed by every request (None: reads are open on loopback);
+        ``post_credential``: needed by POSTs when ``credential`` is None."""
         self.runtime = runtime
         self.host = host
         self.port = port
         self._credential = credential
+        self._post_credential = credential or post_credential
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -143,22 +160,52 @@ class LocalApi:
             elif isinstance(event, h11.ConnectionClosed):
                 raise _ClientGoneError
 
-    def _authorized(self, request: h11.Request) -> bool:
-        if self._credential is None:
-            return True
+    @staticmethod
+    def _header(request: h11.Request, wanted: bytes) -> str | None:
         for name, value in request.headers:
-            if name == b"authorization":
-                scheme, _, secret = value.decode("latin-1").partition(" ")
-                return scheme.lower() == "bearer" and hmac.compare_digest(
-                    secret.strip().encode(), self._credential.encode()
-                )
-        return False
+            if name == wanted:
+                return bytes(value).decode("latin-1")
+        return None
+
+    def _authorized(self, request: h11.Request, credential: str | None) -> bool:
+        if credential is None:
+            return True
+        scheme, _, secret = (self._header(request, b"authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            secret.strip().encode(), credential.encode()
+        )
+
+    def _foreign(self, request: h11.Request) -> str | None:
+        """Why a request comes from somewhere it must not (DNS rebinding, CSRF); None: fine."""
+        own = {self.host, "127.0.0.1", "localhost", "[::1]", "::1"}
+        host = self._header(request, b"host") or ""
+        name = host[1:].partition("]")[0] if host.startswith("[") else host.partition(":")[0]
+        if name not in own:
+            return f"Host {host[:80]!r} is not this gateway's local API"
+        origin = self._header(request, b"origin")
+        if origin is not None:
+            origin_host = origin.partition("://")[2].partition(":")[0].strip("[]")
+            if origin_host not in own:
+                return f"Origin {origin[:80]!r} may not call the local API"
+        return None
 
     async def _answer(self, request: h11.Request, body: bytes) -> _Answer:
-        if not self._authorized(request):
-            _log.warning("local API request refused: no or wrong credential")
-            return _problem(401, "send the local API credential as 'Authorization: Bearer ...'")
         method = request.method.decode("ascii", "replace")
+        foreign = self._foreign(request)
+        if foreign is not None:
+            _log.warning("local API request refused", extra={"reason": foreign})
+            return _problem(403, foreign)
+        credential = self._post_credential if method == "POST" else self._credential
+        if not self._authorized(request, credential):
+            _log.warning("local API request refused: no or wrong credential")
+            where = "" if self._credential else " (on this gateway: DATA/local-api.token)"
+            return _problem(
+                401, f"send the local API credential as 'Authorization: Bearer ...'{where}"
+            )
+        if method == "POST":
+            kind = (self._header(request, b"content-type") or "").partition(";")[0].strip()
+            if kind.lower() != "application/json":
+                return _problem(415, "POST bodies are application/json")
         path = request.target.decode("ascii", "replace").split("?", 1)[0]
         if method == "GET" and path == "/status":
             return await self._status()
@@ -271,6 +318,12 @@ class LocalApi:
         host, token = request.get("host"), request.get("token")
         if not isinstance(host, str) or not isinstance(token, str):
             return _problem(400, "host and token must be strings")
+        if self._identity().provisioned and request.get("force") is not True:
+            return _problem(
+                409,
+                "this gateway is provisioned already: re-provisioning replaces its identity,"
+                ' pinned CA and signing key; send "force": true to do it',
+            )
         try:
             expires = await provision(host, token, self._identity())
         except IdentityError as exc:

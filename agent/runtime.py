@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from ldt.agent.uplink import Uplink
 from ldt.agent.value_cipher import CipherError, ValueCipher
 from ldt.cancellation import cancel_and_wait
 from ldt.contract import SeriesInfo
+from ldt.private_files import check_private, write_private
 from ldt.reading import Reading
 
 __all__ = [
@@ -98,6 +100,24 @@ def make_transport(config: GatewayConfig) -> HttpTransport | MutualTlsTransport:
     return HttpTransport(
         base_url=cloud.url, token=read_token(config), timeout_s=cloud.timeout_s, compress=gzip
     )
+
+
+LOCAL_API_TOKEN = "local-api.token"  # noqa: S105 - a file name
+"""Made at start when ``[local_api]`` has no ``credential_file``: POSTs need it (0600)."""
+
+
+def _local_token(path: Path) -> str:
+    """The local API's generated POST credential, made once (0600) and kept."""
+    check_private(path)
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        secret = ""
+    if not secret:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(24)
+        write_private(path, (secret + "\n").encode())
+    return secret
 
 
 def _read_credential(path: Path | None) -> str | None:
@@ -435,7 +455,16 @@ class AgentRuntime:
             return 0
         try:
             credential = _read_credential(settings.credential_file)
-            api = LocalApi(self, host=settings.host, port=settings.port, credential=credential)
+            post_credential = None
+            if credential is None:  # reads stay open on loopback; changes need this
+                post_credential = _local_token(self.config.gateway.data_dir / LOCAL_API_TOKEN)
+            api = LocalApi(
+                self,
+                host=settings.host,
+                port=settings.port,
+                credential=credential,
+                post_credential=post_credential,
+            )
             port = await api.start()
         except OSError as exc:
             _log.error("local API not started", extra={"reason": str(exc)})

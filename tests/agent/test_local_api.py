@@ -87,17 +87,26 @@ async def test_status_live_readings_and_device_health(tmp_path: Path) -> None:
         device = (await client.get(f"{url}/devices/meter-1")).json()
         assert device["connected"] is True
         assert device["good"] > 0
-        probe = (await client.post(f"{url}/devices/meter-1/test")).json()
+        assert (await client.post(f"{url}/devices/meter-1/test", json={})).status_code == 401
+        secret = (runtime.config.gateway.data_dir / "local-api.token").read_text().strip()
+        assert (
+            oct((runtime.config.gateway.data_dir / "local-api.token").stat().st_mode)[-3:] == "600"
+        )
+        client.headers["Authorization"] = f"Bearer {secret}"  # POSTs need it, on loopback too
+        probe = (await client.post(f"{url}/devices/meter-1/test", json={})).json()
         assert probe["path"]["kind"] == "tcp"
         assert probe["path"]["reachable"] is True
         assert probe["path"]["latency_ms"] >= 0
         assert probe["health"]["connected"] is True
-        assert (await client.post(f"{url}/devices/nope/test")).status_code == 404
+        assert (await client.post(f"{url}/devices/nope/test", json={})).status_code == 404
         assert (await client.get(f"{url}/devices/nope")).status_code == 404
         assert (await client.get(f"{url}/nothing")).status_code == 404
         assert (await client.delete(f"{url}/status")).status_code == 405
-        bad = await client.post(f"{url}/provision", content=b"{not json")
+        json_type = {"Content-Type": "application/json"}
+        bad = await client.post(f"{url}/provision", content=b"{not json", headers=json_type)
         assert bad.status_code == 400
+        plain = await client.post(f"{url}/provision", content=b"{}")  # no JSON type: refused
+        assert plain.status_code == 415
         huge = await client.post(f"{url}/provision", content=b"x" * (100 << 10))
         assert huge.status_code == 400
         assert runtime.local_api is not None

@@ -351,7 +351,10 @@ async def test_provisioning_through_the_local_api(tmp_path: Path) -> None:
             await wait_for(lambda: runtime.local_api is not None, within=10, what="local API")
             assert runtime.local_api is not None
             api = f"http://127.0.0.1:{runtime.local_api.port}"
-            async with httpx.AsyncClient(timeout=30) as client:
+            secret = (tmp_path / "agent" / "local-api.token").read_text().strip()
+            async with httpx.AsyncClient(
+                timeout=30, headers={"Authorization": f"Bearer {secret}"}
+            ) as client:
                 before = (await client.get(f"{api}/status")).json()
                 assert before["provisioned"] is False
                 bad = await client.post(
