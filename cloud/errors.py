@@ -11,12 +11,18 @@ __all__ = [
     "ConcurrentChangeError",
     "GatewayExistsError",
     "OwnershipError",
+    "QueryTooSlowError",
     "StoreError",
 ]
 
 
 class CloudError(Exception):
     """Root of every error the cloud raises on purpose."""
+
+
+class QueryTooSlowError(CloudError):
+    """A search checked documents in Python past its deadline and was stopped: the reader
+    it held is needed by every other request (the API answers 403 TooComplexQuery)."""
 
 
 class StoreError(CloudError):

@@ -34,7 +34,7 @@ from ldt.cloud.access.service import AccessService
 from ldt.cloud.access.tokens import TokenSigner
 from ldt.cloud.control import routes as control_routes
 from ldt.cloud.control.plane import ControlPlane
-from ldt.cloud.errors import CloudError, StoreError
+from ldt.cloud.errors import CloudError, QueryTooSlowError, StoreError
 from ldt.cloud.gateways import add_gateway
 from ldt.cloud.ngsild import (
     contexts_api,
@@ -103,6 +103,11 @@ async def _on_context_error(request: Request, exc: Exception) -> Response:
     return problem_response(contexts_api.context_problem(exc))
 
 
+async def _on_slow_query(request: Request, exc: Exception) -> Response:
+    _log.warning("query stopped at its deadline", extra={"path": request.url.path})
+    return problem_response(NgsiLdError(403, "TooComplexQuery", "Query too complex", str(exc)))
+
+
 async def _on_store_error(request: Request, exc: Exception) -> Response:
     _log.error("store failed", extra={"path": request.url.path, "error": str(exc)})
     return problem_response(
@@ -146,6 +151,7 @@ def build_app(
             NgsiLdError: _on_ngsild_error,
             HTTPException: _on_http_error,
             StoreError: _on_store_error,
+            QueryTooSlowError: _on_slow_query,
             ContextError: _on_context_error,
         },
     )

@@ -16,11 +16,13 @@ Python over a streamed scan, so a query SQL cannot fully express is still exact.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncGenerator, Callable, Collection, Sequence
 from typing import Any, Final, Generic, Literal, TypeVar
 
 import orjson
 
+from ldt.cloud.errors import QueryTooSlowError
 from ldt.cloud.ngsild import order_by
 from ldt.cloud.ngsild.entity_query import LOCATION_NAMES, EntityQuery
 from ldt.cloud.ngsild.geo import BBox, search_bbox
@@ -119,6 +121,31 @@ async def _search_sql(
     return push, clause, params, select, ordered, driver
 
 
+QUERY_DEADLINE_S: Final = 10.0
+"""How long one search may spend checking documents in Python (``q`` terms SQL cannot
+decide, regular expressions, geometry): past it the search stops (``QueryTooSlowError``)
+rather than hold a reader that every other request needs."""
+
+
+class _Deadline:
+    """Checks the clock every 64 documents (a call to ``time.monotonic`` per row cost 2 %)."""
+
+    __slots__ = ("_at", "_seconds", "_seen")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._at = time.monotonic() + seconds
+        self._seen = 0
+
+    def tick(self) -> None:
+        self._seen += 1
+        if self._seen & 63 == 0 and time.monotonic() > self._at:
+            raise QueryTooSlowError(
+                f"the query checked {self._seen:,} entities in {self._seconds:g} s and was"
+                " stopped: narrow it (type, id, an indexed attribute in q, a smaller page)"
+            )
+
+
 async def _candidates_page(
     tx: Tx,
     clause: str,
@@ -129,6 +156,7 @@ async def _candidates_page(
     limit: int,
     offset: int,
     count: bool,
+    deadline: _Deadline,
 ) -> tuple[list[Entity], int]:
     """One page in id order from a value index's sorted candidates, and how many matched
     (all of them only with ``count``). ``clause`` ends with the list of ids, the last of
@@ -150,8 +178,10 @@ async def _candidates_page(
             if not count and total >= want:
                 break
             entity = load_doc(text)
-            if keep is not None and not keep(entity):
-                continue
+            if keep is not None:
+                deadline.tick()
+                if not keep(entity):
+                    continue
             if offset <= total < want:
                 page.append(entity)
             total += 1
@@ -256,7 +286,13 @@ class EntityRepository:
         return await self._db.read(read)
 
     async def search(
-        self, query: EntityQuery, *, limit: int, offset: int, count: bool = True
+        self,
+        query: EntityQuery,
+        *,
+        limit: int,
+        offset: int,
+        count: bool = True,
+        deadline_s: float | None = None,
     ) -> tuple[list[Entity], int | None]:
         """Entities matching ``query`` (``EntityQuery.matches``), in its order (default: id).
 
@@ -266,6 +302,7 @@ class EntityRepository:
         boxes = _boxes(query)
 
         async def read(tx: Tx) -> tuple[list[Entity], int | None]:
+            deadline = _Deadline(QUERY_DEADLINE_S if deadline_s is None else deadline_s)
             push, clause, params, select, ordered, driver = await _search_sql(tx, query, boxes)
             if driver is not None and driver.ids is not None and not query.order:
                 keep = None
@@ -288,6 +325,7 @@ class EntityRepository:
                     limit=limit,
                     offset=offset,
                     count=count and sql_count is None,
+                    deadline=deadline,
                 )
                 return found_page, (matched if sql_count is None else sql_count) if count else None
             if push.residual:
@@ -303,6 +341,7 @@ class EntityRepository:
                         if not count and total >= offset + limit:
                             break
                         entity = load_doc(text)
+                        deadline.tick()
                         if not query.matches(entity, q=not push.q_exact):
                             continue
                         if offset <= total < offset + limit:
