@@ -106,6 +106,13 @@ def register(sub: Any) -> None:
         metavar="URL",
         help="the provider's keys, when they are not on the issuer's host (default: discovered)",
     )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable; default: none)",
+    )
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
@@ -401,6 +408,7 @@ def _serve(args: argparse.Namespace) -> int:
             tls_hosts=_tls_hosts(args),
             insecure_no_auth=args.insecure_no_auth,
             oidc=oidc,
+            trusted_proxies=args.trusted_proxy,
         )
 
     try:

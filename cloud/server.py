@@ -236,6 +236,7 @@ async def running_cloud(
     tls_hosts: Sequence[str] | None = None,
     insecure_no_auth: bool = False,
     oidc: OidcSettings | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> AsyncIterator[CloudHandle]:
     """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
 
@@ -244,6 +245,7 @@ async def running_cloud(
     certificate from the cloud's CA (``DATA/pki``) for these names; None: plain HTTP.
     ``insecure_no_auth``: no tokens needed (loopback addresses only; a warning at start and
     every ``LAB_WARNING_S``). ``oidc``: also accept an OIDC provider's access tokens.
+    ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed (default none).
     Raises ``CloudError`` if the port is busy, the store cannot be opened or
     the server does not start.
     """
@@ -284,6 +286,10 @@ async def running_cloud(
                 http=TlsHttpToolsProtocol if ssl_context else "httptools",
                 ws="none",
                 server_header=False,
+                # X-Forwarded-For changes the client's address (sign-in throttling, logs):
+                # trusted only from the proxies named, never by default
+                proxy_headers=bool(trusted_proxies),
+                forwarded_allow_ips=",".join(trusted_proxies) or None,
                 timeout_graceful_shutdown=5,
                 ssl_context_factory=(lambda _c, _d: ssl_context) if ssl_context else None,
             )
@@ -388,6 +394,7 @@ async def serve(
     tls_hosts: Sequence[str] | None = None,
     insecure_no_auth: bool = False,
     oidc: OidcSettings | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
     """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
     stop = stop or asyncio.Event()
@@ -400,6 +407,7 @@ async def serve(
         tls_hosts=tls_hosts,
         insecure_no_auth=insecure_no_auth,
         oidc=oidc,
+        trusted_proxies=trusted_proxies,
     ) as cloud:
         if not insecure_no_auth and not await cloud.store.access.principals("user"):
             _log.warning(
