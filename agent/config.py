@@ -35,6 +35,7 @@ from ldt.agent.protocols import (
     connection_kind,
     connection_model,
 )
+from ldt.contract.rules import PointLimit
 from ldt.error_location import error_location
 
 __all__ = [
@@ -259,6 +260,10 @@ class GatewayConfig(BaseModel):
     discovery: DiscoverySettings = DiscoverySettings()
     local_api: LocalApiSettings = LocalApiSettings()
     devices: list[DeviceConfig] = []
+    safety: list[PointLimit] = []
+    """``[[safety]]``: the gateway's own bounds per point (``device``, ``point``, ``min``,
+    ``max``, ``max_changes_per_hour``). Set on site; a rule set from the cloud can only
+    tighten them (``agent/control/safety.py``)."""
     profiles: dict[str, DeviceProfile] = {}
     """Filled by ``load_gateway_config`` from the profile folders; not written in the file."""
 

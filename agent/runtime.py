@@ -364,6 +364,7 @@ class AgentRuntime:
             series_of=series_of,
             identity=Identity.of(cfg.gateway.data_dir, cfg.gateway.id) if https else None,
             cloud_url=cfg.cloud.url if https else None,
+            local_limits=cfg.safety,
         )
 
     async def _make_devices(self, abuf: AsyncBuffer, writer: ReadingSink) -> list[DeviceTask]:

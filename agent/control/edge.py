@@ -25,7 +25,7 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -35,7 +35,7 @@ import orjson
 from ldt.agent.control.actuator import ActuationError, Actuator, WritablePoint
 from ldt.agent.control.audit import AuditLog
 from ldt.agent.control.cloud_link import ControlLink, ControlLinkError
-from ldt.agent.control.safety import SafetyGuard
+from ldt.agent.control.safety import SafetyGuard, combine
 from ldt.agent.identity import Identity, IdentityError
 from ldt.agent.inference import Derived, InferenceEngine
 from ldt.contract.control import (
@@ -46,6 +46,7 @@ from ldt.contract.control import (
     CommandResult,
     ControlSync,
 )
+from ldt.contract.rules import PointLimit
 from ldt.private_files import write_private
 from ldt.reading import Reading
 
@@ -110,12 +111,16 @@ class EdgeControl:
         series_of: SeriesOf,
         identity: Identity | None = None,
         cloud_url: str | None = None,
+        local_limits: Sequence[PointLimit] = (),
     ) -> None:
+        """``local_limits``: the gateway's own safety bounds (``[[safety]]``): they hold with
+        or without a rule set, and a rule set can only tighten them."""
         self.folder = folder
+        self.local_limits = list(local_limits)
         self.entities = dict(entities)
         """device id -> its entity id (command points, alert sources)."""
         self.audit = AuditLog(folder / "audit.sqlite")
-        self.actuator = Actuator(points, self.audit)
+        self.actuator = Actuator(points, self.audit, SafetyGuard(self.local_limits))
         self.inference = InferenceEngine()
         self.rules: RuleEngine | None = None
         """Evaluates the installed rule set (None until one is installed)."""
@@ -340,7 +345,7 @@ class EdgeControl:
         else:
             self._deferred.extend(self.rules.replace(ruleset, now_ms=_now_ms()))
         self.ruleset = ruleset
-        guard = SafetyGuard(ruleset.limits)
+        guard = SafetyGuard(combine(self.local_limits, ruleset.limits))
         guard.restore(self.actuator.guard.snapshot())  # the last hour's changes still count
         self.actuator.guard = guard
         _log.info("rules running", extra={"ruleset": ruleset.name, "rules": len(ruleset.rules)})

@@ -2,8 +2,11 @@
 
 Every write goes through the guard, whatever asked for it (a rule, a command from the
 cloud, a technician), so a wrong rule or a compromised cloud can still not drive a pump
-past its rated speed or switch a compressor on and off every minute. Bounds are per point
-and come with the rule set (``RuleSet.limits``); a point without a limit is not bounded.
+past its rated speed or switch a compressor on and off every minute. Bounds are per point.
+They come from the gateway's own config (``[[safety]]`` in ``gateway.toml``, set on site)
+and from the rule set the cloud pushes (``RuleSet.limits``); where both bound a point, the
+stricter bound of each kind holds (``combine``), so nothing from the cloud can lift a
+bound set on the gateway. A point without a limit is not bounded.
 
 Pure logic, no clock: the caller passes ``now_ms`` (Unix ms) and calls ``record`` after a
 write the device accepted.
@@ -29,6 +32,7 @@ __all__ = [
     "SafetyError",
     "SafetyGuard",
     "bound_breach",
+    "combine",
 ]
 
 _HOUR_MS: Final = 3_600_000
@@ -60,6 +64,32 @@ class _Snapshot(BaseModel):
 
     v: Literal[1]
     points: list[_SavedPoint]
+
+
+def combine(local: Sequence[PointLimit], pushed: Sequence[PointLimit]) -> list[PointLimit]:
+    """The limits that hold when the gateway's own (``local``) and a rule set's (``pushed``)
+    both apply: per point, the higher min, the lower max and the fewer changes per hour."""
+    merged: dict[tuple[str, str], PointLimit] = {(x.device, x.point): x for x in local}
+    for limit in pushed:
+        key = (limit.device, limit.point)
+        mine = merged.get(key)
+        if mine is None:
+            merged[key] = limit
+            continue
+
+        def stricter(a: float | int | None, b: float | int | None, pick: Any) -> Any:
+            return b if a is None else a if b is None else pick(a, b)
+
+        merged[key] = PointLimit(
+            device=limit.device,
+            point=limit.point,
+            min=stricter(mine.min, limit.min, max),
+            max=stricter(mine.max, limit.max, min),
+            max_changes_per_hour=stricter(
+                mine.max_changes_per_hour, limit.max_changes_per_hour, min
+            ),
+        )
+    return list(merged.values())
 
 
 def bound_breach(limit: PointLimit, x: float) -> str | None:
