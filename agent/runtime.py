@@ -120,6 +120,26 @@ def _local_token(path: Path) -> str:
     return secret
 
 
+PRIVACY_KEY = "privacy.key"
+"""The key of BLE identifiers' pseudonyms (``ldt.drivers.ble.privacy``); never leaves the box."""
+
+
+def _privacy_key(data_dir: Path) -> bytes:
+    """The gateway's pseudonym key, made once (0600): the same tag keeps its pseudonym
+    across restarts, and nobody without this file can tell which tag it was."""
+    path = data_dir / PRIVACY_KEY
+    check_private(path)
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        key = b""
+    if len(key) < 32:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_bytes(32)
+        write_private(path, key)
+    return key
+
+
 def _read_credential(path: Path | None) -> str | None:
     """The local API's secret from its file (None: no file); ``OSError`` if empty."""
     if path is None:
@@ -389,6 +409,9 @@ class AgentRuntime:
                         unit=point.unit,
                     )
                 )
+            extra: dict[str, Any] = dict(self.driver_kwargs.get(dev.id, {}))
+            if dev.connection.protocol == "ble":  # identifiers leave as pseudonyms
+                extra.setdefault("pseudonym_key", _privacy_key(cfg.gateway.data_dir))
             driver = make_device(
                 fam,
                 kind,
@@ -396,7 +419,7 @@ class AgentRuntime:
                 connection=dev.connection,
                 settings=profile.settings,
                 points=profile.points,
-                **self.driver_kwargs.get(dev.id, {}),
+                **extra,
             )
             health = DeviceHealth(device_id=dev.id)
             interval = dev.poll_interval_s or profile.profile.poll_interval_s

@@ -144,6 +144,11 @@ class BleProfileSettings(BaseModel):
     """No value of a point for this long -> one bad reading for it, repeated every period."""
     passive: bool = True
     """Scan passively (no scan requests) where the platform supports it."""
+    pseudonymise: bool = True
+    """Identifiers an advertisement carries (a MAC address, iBeacon ``uuid``/``major``/
+    ``minor``, Eddystone ``namespace``/``instance``) leave the gateway as a keyed hash
+    (``ldt.drivers.ble.privacy``): tags people carry make them personal data (GDPR).
+    ``false`` for fixed assets whose ids say nothing about a person."""
 
 
 class BleConnection(BaseModel):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from ldt.drivers.ble.config import BleConnection, BleFormat, BleMode, BlePoint, 
 from ldt.drivers.ble.errors import BleDecodeError
 from ldt.drivers.ble.gatt import BleakGattClient, GattClient, GattClientFactory
 from ldt.drivers.ble.gatt_codec import decode_characteristic, encode_characteristic
+from ldt.drivers.ble.privacy import IDENTIFIER_FIELDS, pseudonym
 from ldt.drivers.ble.ruuvi import RUUVI_COMPANY_ID, decode_ruuvi
 from ldt.drivers.errors import DriverError
 from ldt.reading import Quality, Reading, Value
@@ -139,8 +141,15 @@ class BleDevice:
         backoff: Backoff | None = None,
         source: AdvertisementSource | None = None,
         gatt_client_factory: GattClientFactory | None = None,
+        pseudonym_key: bytes | None = None,
     ) -> None:
+        """``pseudonym_key``: the gateway's key for identifiers (``privacy``); without one
+        a random key for this process is used: pseudonyms then change at every start,
+        which loses continuity, never privacy."""
         self.device_id = device_id
+        self._pseudonym_key = (
+            None if not settings.pseudonymise else pseudonym_key or secrets.token_bytes(32)
+        )
         self.health = BleDeviceHealth()
         self._conn = connection
         self._settings = settings
@@ -368,6 +377,12 @@ class BleDevice:
             return None
         return decode_eddystone(bytes(data)), None
 
+    def _shown(self, address: str) -> str:
+        """An address as health and logs may show it (pseudonymised unless opted out)."""
+        if self._pseudonym_key is None:
+            return address
+        return pseudonym(self._pseudonym_key, normalize_address(address))
+
     async def _handle(self, adv: AdvertisementLike, emit: Emit) -> None:
         health = self.health
         health.last_rssi = adv.rssi
@@ -376,7 +391,7 @@ class BleDevice:
             decoded = self._decode(adv)
         except BleDecodeError as exc:
             health.adverts_malformed += 1
-            health.last_error = f"advertisement from {adv.address}: {exc}"
+            health.last_error = f"advertisement from {self._shown(adv.address)}: {exc}"
             self._heard_at = now
             return
         if decoded is None:
@@ -396,7 +411,10 @@ class BleDevice:
         self._last_key = key
         health.adverts_decoded += 1
         for p in fresh:
-            reading = self._reading(p, self._scaled(p, values[p.field_name]), adv.received_at_ms)
+            value = values[p.field_name]
+            if self._pseudonym_key is not None and p.field_name in IDENTIFIER_FIELDS:
+                value = pseudonym(self._pseudonym_key, value)
+            reading = self._reading(p, self._scaled(p, value), adv.received_at_ms)
             self._latest[p.name] = reading
             await emit(reading)
 

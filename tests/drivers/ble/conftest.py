@@ -27,14 +27,21 @@ def advert_device(
     absence_s: float = 30.0,
     bindkey: str | None = None,
     name: str | None = None,
+    pseudonymise: bool = False,
+    pseudonym_key: bytes | None = None,
 ) -> BleDevice:
+    """``pseudonymise`` is off here: these tests compare decoded values with the
+    simulator's (tests/security/test_ble_privacy.py covers the default, on)."""
     return BleDevice(
         device_id="sensor-1",
         connection=BleConnection(address=None if name else address, name=name, bindkey=bindkey),
-        settings=BleProfileSettings(format=fmt, absence_timeout_s=absence_s),
+        settings=BleProfileSettings(
+            format=fmt, absence_timeout_s=absence_s, pseudonymise=pseudonymise
+        ),
         points=[BlePoint(name=f) for f in fields],
         backoff=Backoff(base_s=0.05, cap_s=0.2),
         source=source,
+        pseudonym_key=pseudonym_key,
     )
 
 
