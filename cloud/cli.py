@@ -155,6 +155,13 @@ def register(sub: Any) -> None:
     )
     _add_data_options(lst)
     lst.set_defaults(func=_gateway_list)
+    assign = gw_sub.add_parser(
+        "assign", help="let a gateway write an entity created through the API (it owns it)"
+    )
+    assign.add_argument("gateway_id", metavar="ID")
+    assign.add_argument("entity_id", metavar="ENTITY")
+    _add_data_options(assign)
+    assign.set_defaults(func=_gateway_assign)
     revoke = gw_sub.add_parser("revoke", help="revoke a gateway's certificates and token now")
     revoke.add_argument("gateway_id", metavar="ID")
     _add_data_options(revoke)
@@ -169,6 +176,26 @@ def register(sub: Any) -> None:
 
     index_cli.register(cloud_sub, _add_data_options)
     access_cli.register(cloud_sub, _add_data_options)
+
+
+def _gateway_assign(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+
+    try:
+        owner = _with_store(
+            args, lambda store: store.gateways.assign_entity(args.entity_id, args.gateway_id)
+        )
+    except CloudError as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    if owner is None:
+        print(f"ldt cloud: no entity {args.entity_id}", file=sys.stderr)
+        return 1
+    if owner != args.gateway_id:
+        print(f"ldt cloud: {args.entity_id} is gateway {owner}'s already", file=sys.stderr)
+        return 1
+    print(f"{args.entity_id}: written by gateway {args.gateway_id} from now on")
+    return 0
 
 
 def _gateway_add(args: argparse.Namespace) -> int:

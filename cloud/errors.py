@@ -34,12 +34,21 @@ class GatewayExistsError(StoreError):
 
 
 class OwnershipError(StoreError):
-    """A gateway tried to write an entity another gateway owns; nothing was written."""
+    """A gateway tried to write an entity it does not own; nothing was written."""
 
-    def __init__(self, entity_id: str, owner: str) -> None:
+    def __init__(self, entity_id: str, owner: str | None) -> None:
+        """``owner``: the gateway owning it; None for an entity created through the API (or
+        not namespaced by the gateway), which an admin assigns with ``ldt cloud gateway
+        assign``."""
         self.entity_id = entity_id
         self.owner = owner
-        super().__init__(f"entity {entity_id} is owned by another gateway")
+        super().__init__(
+            f"entity {entity_id} is owned by another gateway"
+            if owner is not None
+            else f"entity {entity_id} is not this gateway's: a gateway writes the entities it"
+            " creates (ids holding ':<gateway id>:') and those an admin assigned to it"
+            " (ldt cloud gateway assign)"
+        )
 
 
 class ConcurrentChangeError(StoreError):

@@ -142,15 +142,10 @@ async def ingest(request: Request) -> Response:
         result = await ingest_batch(store.db, gateway_id, batch)
     except OwnershipError as exc:
         _log.warning(
-            "ingest refused: entity of another gateway",
-            extra={"gateway": gateway_id, "entity": exc.entity_id},
+            "ingest refused: entity not this gateway's",
+            extra={"gateway": gateway_id, "entity": exc.entity_id, "owner": exc.owner},
         )
-        raise NgsiLdError(
-            403,
-            None,
-            "Forbidden",
-            f"entity {exc.entity_id} belongs to another gateway; nothing was stored",
-        ) from exc
+        raise NgsiLdError(403, None, "Forbidden", f"{exc}; nothing was stored") from exc
     if batch.status is not None:
         await record_status(store, gateway_id, batch.status)
     if result.accepted:

@@ -31,6 +31,7 @@ from ldt.cloud.ngsild import entity_ops as ops
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.subscriptions import Change
 from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
+from ldt.cloud.service.ingest import namespaced
 from ldt.cloud.store.base import Store
 from ldt.contract.control import CommandOrder, CommandResult
 
@@ -101,7 +102,21 @@ class CommandService:
         return self._points
 
     async def declare(self, gateway_id: str, points: Mapping[str, Sequence[str]]) -> None:
-        """Replace ``gateway_id``'s command attributes; ``CloudError`` for a foreign entity."""
+        """Replace ``gateway_id``'s command attributes; ``CloudError`` for an entity that is
+        not the gateway's (``OwnershipError``), or a new one outside its id space."""
+        outside = sorted(e for e in points if not namespaced(e, gateway_id))
+        if outside:
+            existing = {e for e in outside if await self.store.entities.get(e) is not None}
+            missing = [e for e in outside if e not in existing]
+            if missing:
+                _log.warning(
+                    "command points refused: outside the gateway's id space",
+                    extra={"gateway": gateway_id, "entity": missing[0]},
+                )
+                raise CloudError(
+                    f"entity {missing[0]} is not in gateway {gateway_id}'s id space"
+                    f" (':{gateway_id}:'): an admin creates and assigns it first"
+                )
         try:
             changed = await self.store.control.declare_command_points(gateway_id, points)
         except OwnershipError as exc:
@@ -109,7 +124,7 @@ class CommandService:
                 "command points refused: entity of another gateway",
                 extra={"gateway": gateway_id, "entity": exc.entity_id},
             )
-            raise CloudError(f"entity {exc.entity_id} belongs to another gateway") from None
+            raise CloudError(str(exc)) from None
         await self._load_points(force=True)
         if not changed:
             return

@@ -25,7 +25,14 @@ from ldt.cloud.store.base import Entity
 from ldt.cloud.store.database import Database, Tx
 from ldt.contract import IngestBatch
 
-__all__ = ["IngestResult", "ingest"]
+__all__ = ["IngestResult", "ingest", "namespaced"]
+
+
+def namespaced(entity_id: str, gateway_id: str) -> bool:
+    """Whether ``entity_id`` lies in ``gateway_id``'s space: it holds ``:<gateway id>:`` (the
+    agent's ids are ``urn:ngsi-ld:<type>:<gateway>:<device>``). A gateway creates only
+    such entities; any other one an admin creates and assigns to it."""
+    return f":{gateway_id}:" in entity_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +72,13 @@ async def ingest(db: Database, gateway_id: str, batch: IngestBatch) -> IngestRes
 
     async def apply(tx: Tx) -> int:
         current = await entity_rows.load(tx, ids)
-        for eid, (owner, _) in current.items():
-            if owner is not None and owner != gateway_id:
-                raise OwnershipError(eid, owner)
+        for eid in ids:
+            found = current.get(eid)
+            owner = None if found is None else found[0]
+            if found is None and not namespaced(eid, gateway_id):
+                raise OwnershipError(eid, None)  # it would create an id of another's space
+            if found is not None and owner != gateway_id:
+                raise OwnershipError(eid, owner)  # another gateway's, or the API's
         now = entity_rows.now_iso()
         now_ms = parse_iso_ms(now) or 0
         # a replay is rare (a lost acknowledgement): try the batch whole, and only when a

@@ -336,8 +336,10 @@ class ControlRepository:
     ) -> bool:
         """Replace a gateway's command attributes (entity id -> attributes) in one transaction.
 
-        Raises ``OwnershipError`` (nothing written) if another gateway owns one of the
-        entities; entities nobody owns yet may be declared. Returns whether anything
+        Raises ``OwnershipError`` (nothing written) if an existing entity is not the
+        gateway's (another gateway's, or created through the API and not assigned to it);
+        entities that do not exist yet may be declared (``CommandService.declare`` checks
+        that they lie in the gateway's id space). Returns whether anything
         changed (False: the gateway declared what it had).
         """
         wanted = {(e, a) for e, attrs in points.items() for a in attrs}
@@ -346,11 +348,13 @@ class ControlRepository:
             foreign = await tx.fetchone(
                 "SELECT id, gateway_id FROM entities"  # noqa: S608
                 f" WHERE id IN ({tx.dialect.text_values})"
-                " AND gateway_id IS NOT NULL AND gateway_id <> ? ORDER BY id LIMIT 1",
+                " AND (gateway_id IS NULL OR gateway_id <> ?) ORDER BY id LIMIT 1",
                 (orjson.dumps(list(points)).decode(), gateway_id),
             )
-            if foreign is not None:
-                raise OwnershipError(str(foreign[0]), str(foreign[1]))
+            if foreign is not None:  # another gateway's, or the API's and not assigned
+                raise OwnershipError(
+                    str(foreign[0]), None if foreign[1] is None else str(foreign[1])
+                )
             held = await tx.fetchall(
                 "SELECT entity_id, attr FROM command_points WHERE gateway_id = ?", (gateway_id,)
             )

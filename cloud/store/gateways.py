@@ -302,6 +302,21 @@ class GatewayRepository:
 
         return await self._db.read(work) is not None
 
+    async def assign_entity(self, entity_id: str, gateway_id: str) -> str | None:
+        """Make ``gateway_id`` the owner of an existing entity nobody owns (one created
+        through the API), so that it may write it. Returns the owner it then has (another
+        gateway's id if it was taken); None if there is no such entity."""
+
+        async def work(tx: Tx) -> str | None:
+            await tx.execute(
+                "UPDATE entities SET gateway_id = ? WHERE id = ? AND gateway_id IS NULL",
+                (gateway_id, entity_id),
+            )
+            owner = await tx.fetchone("SELECT gateway_id FROM entities WHERE id = ?", (entity_id,))
+            return None if owner is None else str(owner[0])
+
+        return await self._db.write(work)
+
     async def has_certificates(self, gateway_id: str) -> bool:
         """Whether any certificate was ever issued to ``gateway_id`` (revoked ones count)."""
 

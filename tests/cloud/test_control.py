@@ -177,7 +177,7 @@ async def test_commands_expire_and_foreign_declarations_are_refused(
     service = CommandService(store, notifier, AuditLog(store), default_ttl_s=0.05)
     notifier.observers.append(service.observe)
     await _owned_entity(store, GW)
-    with pytest.raises(CloudError, match="belongs to another gateway"):
+    with pytest.raises(CloudError, match="owned by another gateway"):
         await service.declare("gw-intruder", {ENTITY: ["activePower"]})
     await service.declare(GW, {ENTITY: ["activePower"]})
     fragment = {"activePower": {"type": "Property", "value": 7.0}}

@@ -244,7 +244,7 @@ async def test_ack_body_matches_the_contract(client: httpx.AsyncClient, gw1_toke
     assert resp.headers["content-type"] == "application/json"
 
 
-async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owned(
+async def test_an_api_created_entity_is_written_only_by_the_gateway_an_admin_assigns(
     client: httpx.AsyncClient, store: SqliteStore, gw1_token: str, add_gateway: AddGateway
 ) -> None:
     gw2_token = await add_gateway("gw-2")
@@ -256,11 +256,17 @@ async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owne
         headers={"Content-Type": "application/json"},
     )
     assert resp.status_code == 201
+    # created through the API: nobody's, so no gateway takes it over by ingesting
+    refused = await _post(client, gw1_token, batch("gw-1", good_rows(1, 3)))
+    _problem(refused, 403)
+    assert "ldt cloud gateway assign" in refused.json()["detail"]
+    assert await store.gateways.assign_entity(eid, "gw-1") == "gw-1"
     assert (await _post(client, gw1_token, batch("gw-1", good_rows(1, 3)))).status_code == 200
     entity = await store.entities.get(eid)
     assert entity is not None
     assert entity["name"]["value"] == "meter"
     assert entity["activePower"]["value"] == 203.0
+    assert await store.gateways.assign_entity(eid, "gw-2") == "gw-1"  # taken: stays gw-1's
     # an API update keeps the owner: gw-2 still may not write it
     resp = await client.post(
         "/ngsi-ld/v1/entityOperations/upsert",
@@ -272,6 +278,14 @@ async def test_api_created_entity_is_claimed_by_the_first_gateway_and_stays_owne
     intruder = batch("gw-2", [[1, 0, T0, 1.0, "good", None]], series_map=series("gw-1"))
     _problem(await _post(client, gw2_token, intruder), 403)
     assert await store.readings.count("gw-2") == 0
+
+
+async def test_a_gateway_creates_entities_in_its_own_id_space_only(
+    client: httpx.AsyncClient, store: SqliteStore, gw1_token: str
+) -> None:
+    foreign = batch("gw-1", good_rows(1, 2), series_map=series("gw-9"))  # ids of gw-9's space
+    _problem(await _post(client, gw1_token, foreign), 403)
+    assert await store.readings.count("gw-1") == 0
 
 
 @pytest.mark.parametrize(

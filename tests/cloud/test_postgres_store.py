@@ -133,16 +133,22 @@ async def test_ownership_is_enforced_across_brokers(
 async def test_two_gateways_racing_to_claim_one_entity_leave_one_owner(
     brokers: tuple[PostgresStore, PostgresStore], provisioned: bool
 ) -> None:
-    """One entity (API-provisioned without owner, or not there yet) reported by two
-    gateways at once: exactly one owns it, the other is refused and writes nothing."""
+    """One entity reported by two gateways at once: exactly one owns it, the other is
+    refused and writes nothing. Not there yet: an id in both gateways' spaces (it holds
+    ':gw-1:' and ':gw-2:'), created by whichever commits first. Provisioned through the
+    API: nobody's until assigned, and two admins assigning it at once leave one owner."""
     a, b = brokers
     await register(a, "gw-1")
     await register(a, "gw-2")
     wins = {"gw-1": 0, "gw-2": 0}
     for n in range(5):
-        eid = f"urn:ngsi-ld:Device:shared:{n}"
+        eid = f"urn:ngsi-ld:Device:gw-1:gw-2:{n}"
         if provisioned:
             await a.entities.upsert([{"id": eid, "type": "Device"}], replace=False)
+            owners = await asyncio.gather(
+                a.gateways.assign_entity(eid, "gw-1"), b.gateways.assign_entity(eid, "gw-2")
+            )
+            assert owners[0] == owners[1]  # one assignment won, both see it
         target = {"0": {"entity_id": eid, "entity_type": "Device", "attr": "x"}}
         results = await asyncio.gather(
             ingest(

@@ -221,7 +221,7 @@ async def test_forged_foreign_and_malformed_batches_write_nothing(
         assert await cloud.store.readings.count("gw-1") == 0
         assert await cloud.store.readings.count("gw-2") == 5
     assert "ingest refused: batch names another gateway" in caplog.text
-    assert "ingest refused: entity of another gateway" in caplog.text
+    assert "ingest refused: entity not this gateway's" in caplog.text
 
 
 async def test_garbage_on_the_tls_port_leaves_the_server_serving(tmp_path: Path) -> None:
