@@ -107,6 +107,14 @@ def register(sub: Any) -> None:
         help="the provider's keys, when they are not on the issuer's host (default: discovered)",
     )
     serve.add_argument(
+        "--quota",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="a per-tenant limit (repeatable): entities (10,000,000), subscriptions (1,000),"
+        " endpoints (200 distinct), hosted_contexts (1,000), hosted_context_bytes (16 MiB)",
+    )
+    serve.add_argument(
         "--trusted-proxy",
         action="append",
         default=[],
@@ -394,10 +402,16 @@ def _serve(args: argparse.Namespace) -> int:
     from ldt.cloud.errors import CloudError
     from ldt.cloud.gc_tuning import tune_collector
     from ldt.cloud.ngsild.contexts import CONTEXTS_DIRNAME, ContextStore
+    from ldt.cloud.ngsild.quotas import parse_quotas
     from ldt.cloud.server import CloudHandle, serve
     from ldt.logs import configure_logging
 
     configure_logging(level=args.log_level.upper(), fmt=args.log_format)
+    try:
+        quotas = parse_quotas(args.quota)
+    except ValueError as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 2
 
     def ready(cloud: CloudHandle) -> None:
         where = f"store {_where(args)}" if args.store else f"data {args.data}"
@@ -436,6 +450,7 @@ def _serve(args: argparse.Namespace) -> int:
             insecure_no_auth=args.insecure_no_auth,
             oidc=oidc,
             trusted_proxies=args.trusted_proxy,
+            quotas=quotas,
         )
 
     try:

@@ -50,6 +50,7 @@ from ldt.cloud.ngsild.endpoint_policy import EndpointPolicy
 from ldt.cloud.ngsild.jsonld import ContextError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError, problem_response
+from ldt.cloud.ngsild.quotas import EntityCount, Quotas
 from ldt.cloud.ngsild.tenant_routing import TenantMiddleware
 from ldt.cloud.pki import artifact_routes
 from ldt.cloud.pki import routes as pki_routes
@@ -116,7 +117,11 @@ async def _on_store_error(request: Request, exc: Exception) -> Response:
 
 
 def build_app(
-    store: Store, contexts: ContextStore | None = None, *, access: AccessControl
+    store: Store,
+    contexts: ContextStore | None = None,
+    *,
+    access: AccessControl,
+    quotas: Quotas | None = None,
 ) -> Starlette:
     """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller).
 
@@ -156,6 +161,8 @@ def build_app(
         },
     )
     protect(app.routes)
+    app.state.quotas = quotas or Quotas()
+    app.state.entity_count = EntityCount()
     app.state.store = store
     app.state.access = access
     app.state.pki = None  # a Provisioner when serving TLS (running_cloud)
@@ -237,6 +244,7 @@ async def running_cloud(
     insecure_no_auth: bool = False,
     oidc: OidcSettings | None = None,
     trusted_proxies: Sequence[str] = (),
+    quotas: Quotas | None = None,
 ) -> AsyncIterator[CloudHandle]:
     """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
 
@@ -263,7 +271,7 @@ async def running_cloud(
             access, closers = await _access_control(
                 store, data_dir, insecure_no_auth=insecure_no_auth, oidc=oidc
             )
-            app = build_app(store, context_store, access=access)
+            app = build_app(store, context_store, access=access, quotas=quotas)
             ssl_context = None
             if tls_hosts is not None:
                 ca = CertificateAuthority.open(data_dir / PKI_DIRNAME)
@@ -395,6 +403,7 @@ async def serve(
     insecure_no_auth: bool = False,
     oidc: OidcSettings | None = None,
     trusted_proxies: Sequence[str] = (),
+    quotas: Quotas | None = None,
 ) -> None:
     """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
     stop = stop or asyncio.Event()
@@ -408,6 +417,7 @@ async def serve(
         insecure_no_auth=insecure_no_auth,
         oidc=oidc,
         trusted_proxies=trusted_proxies,
+        quotas=quotas,
     ) as cloud:
         if not insecure_no_auth and not await cloud.store.access.principals("user"):
             _log.warning(

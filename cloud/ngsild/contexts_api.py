@@ -29,6 +29,7 @@ from ldt.cloud.ngsild.jsonld import ActiveContext, ContextError
 from ldt.cloud.ngsild.media import JSON, JSON_LD, read_body, request_media_type
 from ldt.cloud.ngsild.params import flag
 from ldt.cloud.ngsild.problems import ERROR_BASE, NgsiLdError
+from ldt.cloud.ngsild.quotas import QuotaExceededError, Quotas, over
 from ldt.cloud.ngsild.timestamps import iso_ms
 
 __all__ = [
@@ -184,6 +185,12 @@ async def _add(request: Request) -> Response:
         )
     contexts, tenant = _contexts(request), _tenant(request)
     members = body["@context"] if isinstance(body["@context"], list) else [body["@context"]]
+    quotas: Quotas = request.app.state.quotas
+    hosted = [e for e in contexts.entries(tenant=tenant) if e.origin == "hosted"]
+    over(quotas.hosted_contexts, len(hosted), "hosted @contexts")
+    held = sum(len(orjson.dumps(e.body)) for e in hosted)
+    if held + len(raw) > quotas.hosted_context_bytes:
+        raise QuotaExceededError("bytes of hosted @contexts", quotas.hosted_context_bytes)
     try:
         entry = contexts.add(body["@context"], tenant=tenant)  # validates the body first
     except ContextError as exc:

@@ -41,6 +41,7 @@ from ldt.cloud.ngsild.jsonld import ActiveContext, core_context
 from ldt.cloud.ngsild.media import JSON, MERGE_PATCH
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.quotas import QuotaExceededError, Quotas
 from ldt.cloud.ngsild.request_body import context_of, json_object, link_context, read_json
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
@@ -74,7 +75,22 @@ async def _write(
     allowed = limited(request.scope, Permission.WRITE)
     if allowed is not None:
         changes = [(eid, _within(allowed, change)) for eid, change in changes]
+    quotas: Quotas = request.app.state.quotas
+    if await request.app.state.entity_count.full(_store(request), quotas.entities):
+        changes = [(eid, _no_creation(quotas.entities, change)) for eid, change in changes]
     return await notifier.write_entities(changes)
+
+
+def _no_creation(limit: int, change: EntityChange) -> EntityChange:
+    """``change``, refused (403, one error item in a batch) where it would create."""
+
+    def run(old: Entity | None) -> Entity | None:
+        new = change(old)
+        if old is None and new is not None:
+            raise QuotaExceededError("entities", limit)
+        return new
+
+    return run
 
 
 def _within(allowed: Scope, change: EntityChange) -> EntityChange:

@@ -40,6 +40,7 @@ from ldt.cloud.ngsild.media import (
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.params import DEFAULT_LIMIT, flag, non_negative, page_size, refuse_unknown
 from ldt.cloud.ngsild.problems import NgsiLdError
+from ldt.cloud.ngsild.quotas import Quotas, endpoint_of, over
 from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store
@@ -153,6 +154,12 @@ async def create_subscription(request: Request) -> Response:
         doc["jsonldContext"] = implicit
     principal = current_principal.get()
     owner = None if principal is None or principal.kind == "lab" else owner_text(principal)
+    quotas: Quotas = request.app.state.quotas
+    held, total = await _store(request).subscriptions.list(limit=quotas.subscriptions + 1)
+    over(quotas.subscriptions, total, "subscriptions")
+    endpoints = {endpoint_of(r.doc) for r in held}
+    if endpoint_of(doc) not in endpoints:
+        over(quotas.endpoints, len(endpoints), "distinct notification endpoints")
     if not await _store(request).subscriptions.create(doc, owner):
         if implicit is not None:
             drop_context(request, implicit)
