@@ -14,11 +14,11 @@ counts a tenant may exceed its quota by what it creates in that time, never by m
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from ldt.cloud.ngsild.problems import NgsiLdError
-from ldt.cloud.store.base import Store
 
 __all__ = ["COUNT_S", "QuotaExceededError", "Quotas", "over"]
 
@@ -75,16 +75,16 @@ class EntityCount:
     """A tenant's entity count, read at most every ``COUNT_S``."""
 
     def __init__(self) -> None:
-        self._counts: dict[int, tuple[float, int]] = {}
+        self._counts: dict[Hashable, tuple[float, int]] = {}
 
-    async def full(self, store: Store, limit: int) -> bool:
-        """Whether ``store`` holds ``limit`` entities or more (cached)."""
+    async def full(self, key: Hashable, count: Callable[[], Awaitable[int]], limit: int) -> bool:
+        """Whether the tenant ``key`` holds ``limit`` entities or more; ``count`` reads the
+        number (at most every ``COUNT_S``). A callable, so this model module needs no store."""
         now = time.monotonic()
-        cached = self._counts.get(id(store))
+        cached = self._counts.get(key)
         if cached is None or cached[0] < now:
-            _, total = await store.entities.query(types=None, ids=None, limit=0, offset=0)
-            cached = (now + COUNT_S, total)
-            self._counts[id(store)] = cached
+            cached = (now + COUNT_S, await count())
+            self._counts[key] = cached
         return cached[1] >= limit
 
 

@@ -76,7 +76,12 @@ async def _write(
     if allowed is not None:
         changes = [(eid, _within(allowed, change)) for eid, change in changes]
     quotas: Quotas = request.app.state.quotas
-    if await request.app.state.entity_count.full(_store(request), quotas.entities):
+    store = _store(request)
+
+    async def count() -> int:
+        return (await store.entities.query(types=None, ids=None, limit=0, offset=0))[1]
+
+    if await request.app.state.entity_count.full(id(store), count, quotas.entities):
         changes = [(eid, _no_creation(quotas.entities, change)) for eid, change in changes]
     return await notifier.write_entities(changes)
 
