@@ -5,10 +5,13 @@ points on it. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ldt.cli import main
 from ldt.cloud.control.audit import AuditLog
 from ldt.cloud.control.commands import CommandService
 from ldt.cloud.errors import CloudError, OwnershipError
@@ -16,6 +19,7 @@ from ldt.cloud.ngsild.contexts import ContextStore
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.service.ingest import ingest
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
 from ldt.contract import IngestBatch
 from tests.cloud.batches import T0, batch
 
@@ -61,3 +65,20 @@ async def test_no_command_points_on_entities_it_does_not_own(store: Store) -> No
         ]
     finally:
         await notifier.aclose()
+
+
+def test_an_admin_assigns_an_entity_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def made() -> None:
+        async with SqliteStore(path=tmp_path / DB_FILENAME) as store:
+            await store.entities.upsert([{"id": PUMP, "type": "PumpingStation"}], replace=False)
+
+    asyncio.run(made())
+    data = ["--data", str(tmp_path)]
+    assert main(["cloud", "gateway", "assign", "gw-1", PUMP, *data]) == 0
+    assert "written by gateway gw-1" in capsys.readouterr().out
+    assert main(["cloud", "gateway", "assign", "gw-2", PUMP, *data]) == 1
+    assert "gw-1's already" in capsys.readouterr().err
+    assert main(["cloud", "gateway", "assign", "gw-1", "urn:ngsi-ld:X:none", *data]) == 1
+    assert "no entity" in capsys.readouterr().err
