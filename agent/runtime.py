@@ -34,7 +34,7 @@ from ldt.agent.uplink import Uplink
 from ldt.agent.value_cipher import CipherError, ValueCipher
 from ldt.cancellation import cancel_and_wait
 from ldt.contract import SeriesInfo
-from ldt.private_files import check_private, write_private
+from ldt.private_files import kept_secret
 from ldt.reading import Reading
 
 __all__ = [
@@ -108,16 +108,15 @@ LOCAL_API_TOKEN = "local-api.token"  # noqa: S105 - a file name
 
 def _local_token(path: Path) -> str:
     """The local API's generated POST credential, made once (0600) and kept."""
-    check_private(path)
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        secret = ""
-    if not secret:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        secret = secrets.token_urlsafe(24)
-        write_private(path, (secret + "\n").encode())
-    return secret
+    return kept_secret(path, _new_token, _non_blank).decode("utf-8").strip()
+
+
+def _new_token() -> bytes:
+    return (secrets.token_urlsafe(24) + "\n").encode()
+
+
+def _non_blank(secret: bytes) -> bool:
+    return bool(secret.strip())
 
 
 PRIVACY_KEY = "privacy.key"
@@ -127,17 +126,11 @@ PRIVACY_KEY = "privacy.key"
 def _privacy_key(data_dir: Path) -> bytes:
     """The gateway's pseudonym key, made once (0600): the same tag keeps its pseudonym
     across restarts, and nobody without this file can tell which tag it was."""
-    path = data_dir / PRIVACY_KEY
-    check_private(path)
-    try:
-        key = path.read_bytes()
-    except FileNotFoundError:
-        key = b""
-    if len(key) < 32:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_bytes(32)
-        write_private(path, key)
-    return key
+    return kept_secret(data_dir / PRIVACY_KEY, lambda: secrets.token_bytes(32), _long_enough)
+
+
+def _long_enough(key: bytes) -> bool:
+    return len(key) >= 32
 
 
 def _read_credential(path: Path | None) -> str | None:

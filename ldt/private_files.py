@@ -5,6 +5,8 @@
 - ``check_private``: a secret readable by group or others is logged and tightened to 0600
   at start (ssh refuses such keys; a gateway in a street cabinet must come back up, so it
   repairs and says so);
+- ``kept_secret``: a random secret made once and kept (the gateway's generated local API
+  token, its pseudonym key);
 - ``create_private``: an empty 0600 file, for databases created by a library (SQLite
   gives its journal and WAL files the database file's mode).
 """
@@ -15,9 +17,10 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_private", "create_private", "write_private"]
+__all__ = ["check_private", "create_private", "kept_secret", "write_private"]
 
 _log = logging.getLogger("ldt.private_files")
 
@@ -59,6 +62,21 @@ def check_private(path: Path) -> bool:
         os.chmod(path, 0o600)
         return False
     return True
+
+
+def kept_secret(path: Path, make: Callable[[], bytes], usable: Callable[[bytes], bool]) -> bytes:
+    """The secret in ``path``; made with ``make`` and written 0600 when the file is missing
+    or not ``usable``. The file is checked first (``check_private``)."""
+    check_private(path)
+    try:
+        secret = path.read_bytes()
+    except FileNotFoundError:
+        secret = b""
+    if not usable(secret):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = make()
+        write_private(path, secret)
+    return secret
 
 
 def create_private(path: Path) -> None:

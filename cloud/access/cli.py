@@ -15,6 +15,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ldt.cloud.access.roles import tenant_label
+
 if TYPE_CHECKING:
     from ldt.cloud.access.service import AccessService
     from ldt.cloud.store.base import Store
@@ -140,15 +142,11 @@ def _password(args: argparse.Namespace) -> str | None:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-def _show_tenant(tenant: str) -> str:
-    return "(default)" if tenant == "" else tenant
-
-
 async def _u_add(args: argparse.Namespace, service: AccessService, _store: Store) -> int:
     generated = await service.add_user(
         args.name, args.role, args.tenant, _password(args), args.group
     )
-    print(f"user {args.name}: {args.role} in {_show_tenant(args.tenant)}")
+    print(f"user {args.name}: {args.role} in {tenant_label(args.tenant)}")
     if generated is not None:
         print(f"password (shown once): {generated}")
     return 0
@@ -164,7 +162,7 @@ async def _list(service: AccessService, kind: str) -> int:
 
 
 def _grant_text(grant: Any) -> str:
-    text = f"{grant.role}@{_show_tenant(grant.tenant)}"
+    text = f"{grant.role}@{tenant_label(grant.tenant)}"
     if grant.types:
         text += " types=" + ",".join(grant.types)
     if grant.id_prefix:
@@ -214,7 +212,7 @@ async def _c_remove(args: argparse.Namespace, service: AccessService, _store: St
 
 async def _c_add(args: argparse.Namespace, service: AccessService, _store: Store) -> int:
     secret = await service.add_client(args.name, args.role, args.tenant)
-    print(f"client {args.name}: {args.role} in {_show_tenant(args.tenant)}")
+    print(f"client {args.name}: {args.role} in {tenant_label(args.tenant)}")
     print(f"client_id: {args.name}")
     print(f"client_secret (shown once): {secret}")
     return 0
@@ -248,7 +246,7 @@ async def _grant(args: argparse.Namespace, service: AccessService, _store: Store
 async def _revoke(args: argparse.Namespace, service: AccessService, _store: Store) -> int:
     subject = f"{'group' if args.group else args.kind}:{args.name}"
     removed = await service.revoke_grant(subject, args.tenant, args.role)
-    print(f"{subject}: {removed} grant(s) removed in {_show_tenant(args.tenant)}")
+    print(f"{subject}: {removed} grant(s) removed in {tenant_label(args.tenant)}")
     return 0 if removed else 1
 
 
@@ -261,12 +259,12 @@ async def _notify(args: argparse.Namespace, service: AccessService, store: Store
     host = args.host.strip().lower()
     if args.notify_command == "allow":
         await notify.allow(args.tenant, host)
-        print(f"notifications may go to {host} in {_show_tenant(args.tenant)} (within 30 s)")
+        print(f"notifications may go to {host} in {tenant_label(args.tenant)} (within 30 s)")
         return 0
     if not await notify.deny(args.tenant, host):
         print(f"ldt cloud: {host} was not allowed", file=sys.stderr)
         return 1
-    print(f"{host}: no longer allowed in {_show_tenant(args.tenant)}")
+    print(f"{host}: no longer allowed in {tenant_label(args.tenant)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Why a caller was refused: the two errors every access module raises.
+"""Why a caller's credential was refused: the error every access module raises.
 
 They carry a short reason for the log; the HTTP layer answers 401 or 403 with a fixed
 text, so a caller never learns which check failed (expired, tampered, revoked, ...).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ldt.cloud.errors import CloudError
 
-__all__ = ["AccessDeniedError", "TokenRejectedError"]
+__all__ = ["TokenRejectedError"]
 
 
 class TokenRejectedError(CloudError):
@@ -20,7 +20,3 @@ class TokenRejectedError(CloudError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
-
-
-class AccessDeniedError(CloudError):
-    """The caller is known but may not do this: 403."""

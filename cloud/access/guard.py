@@ -32,6 +32,7 @@ from ldt.cloud.access.roles import (
     Permission,
     Principal,
     Role,
+    tenant_label,
 )
 from ldt.cloud.access.roles import (
     Scope as EntityScope,
@@ -212,7 +213,7 @@ class _Guard:
                 None,
                 "Forbidden",
                 f"{principal.label} may not do this: it needs the {policy.describe()}"
-                f" permission in tenant {tenant or '(default)'}",
+                f" permission in tenant {tenant_label(tenant)}",
             )
             await problem_response(refusal)(scope, receive, send)
             return

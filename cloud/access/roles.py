@@ -108,15 +108,6 @@ class Grant:
         """Whether the grant counts in ``tenant``."""
         return self.tenant in (tenant, ALL_TENANTS)
 
-    def describe(self) -> str:
-        """``operator in water, types PumpingStation, ids urn:...:district-3:``."""
-        text = f"{self.role.value} in {tenant_label(self.tenant)}"
-        if self.types:
-            text += ", types " + " ".join(sorted(self.types))
-        if self.id_prefix:
-            text += f", ids {self.id_prefix}*"
-        return text
-
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -144,18 +135,6 @@ class Scope:
             if part_types & wanted:
                 return True
         return False
-
-    def allows_id(self, entity_id: str) -> bool | None:
-        """True or False when the id alone decides; None when the types are needed."""
-        if self.unrestricted:
-            return True
-        undecided = False
-        for part_types, prefix in self.parts:
-            if entity_id.startswith(prefix):
-                if not part_types:
-                    return True
-                undecided = True
-        return None if undecided else False
 
 
 FULL_SCOPE: Final = Scope(unrestricted=True)

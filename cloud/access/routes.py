@@ -31,7 +31,7 @@ from starlette.routing import Route
 from ldt.cloud.access.errors import TokenRejectedError
 from ldt.cloud.access.guard import AccessControl, authenticate
 from ldt.cloud.access.policy import allow_anywhere, allow_global_admin, public_route
-from ldt.cloud.access.roles import DEFAULT_TENANT, Permission, Principal
+from ldt.cloud.access.roles import DEFAULT_TENANT, Permission, Principal, tenant_label
 from ldt.cloud.access.service import AccessService, InvalidInputError, ThrottledError
 from ldt.cloud.ngsild.media import JSON, read_body
 from ldt.cloud.ngsild.problems import NgsiLdError
@@ -203,7 +203,7 @@ async def _admin_of(request: Request, tenant: str) -> Principal:
             403,
             None,
             "Forbidden",
-            f"{principal.label} is not an admin of tenant {tenant or '(default)'}",
+            f"{principal.label} is not an admin of tenant {tenant_label(tenant)}",
         )
     return principal
 

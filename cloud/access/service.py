@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Final
 import jwt
 
 from ldt.cloud.access import passwords
-from ldt.cloud.access.errors import AccessDeniedError, TokenRejectedError
+from ldt.cloud.access.errors import TokenRejectedError
 from ldt.cloud.access.roles import (
     ALL_TENANTS,
     DEFAULT_TENANT,
@@ -470,10 +470,6 @@ class AccessService:
         self.forget()
         return done
 
-    async def tokens(self, subject: str) -> list[TokenRecord]:
-        """A user's or client's sessions and tokens (ids and times, never the tokens)."""
-        return await self.store.access.tokens_of(subject)
-
     async def users(self, kind: str = USER) -> list[tuple[PrincipalRecord, list[GrantRecord]]]:
         """Every user (or client) with its direct grants; no secret hash leaves here."""
         grants = await self.store.access.all_grants()
@@ -570,12 +566,6 @@ class AccessService:
                 f" 'ldt cloud tenants add {tenant}'"
             )
 
-    async def has_users(self) -> bool:
-        """Whether anyone can sign in yet (the CLI says how to create the first admin)."""
-        return bool(await self.store.access.principals(USER)) or bool(
-            await self.store.access.principals(CLIENT)
-        )
-
 
 def _grant(record: GrantRecord) -> Grant:
     return Grant(
@@ -612,8 +602,3 @@ def _plausible(name: str) -> bool:
 
 def _ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def deny(reason: str) -> AccessDeniedError:
-    """An ``AccessDeniedError`` (403) with the sentence the caller sees."""
-    return AccessDeniedError(reason)

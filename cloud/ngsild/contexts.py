@@ -30,9 +30,7 @@ write per request.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import sqlite3
 import time
 import uuid
@@ -47,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 import orjson
 
+from ldt.cloud.ngsild.endpoint_policy import non_public
 from ldt.cloud.ngsild.jsonld import (
     CORE_CONTEXT_URL,
     CORE_CONTEXT_URLS,
@@ -522,17 +521,9 @@ class ContextStore:
             raise _RefusedError(f"host {host} is not in --contexts-allow")
         if self._transport is not None:
             return  # a test's transport: nothing is resolved or connected
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, parts.port or (443 if parts.scheme == "https" else 80),
-                type=socket.SOCK_STREAM,
-            )  # fmt: skip
-        except OSError as exc:
-            raise _RefusedError(f"cannot resolve {host}: {exc}") from None
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            if not address.is_global or address.is_multicast:
-                raise _RefusedError(f"{host} resolves to the non-public address {address}")
+        why = await non_public(host, parts.port or (443 if parts.scheme == "https" else 80))
+        if why is not None:
+            raise _RefusedError(why)
 
     # --- bookkeeping -----------------------------------------------------------------
 

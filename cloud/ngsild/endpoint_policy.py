@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import urlsplit
 
-__all__ = ["CACHE_S", "EndpointPolicy"]
+__all__ = ["CACHE_S", "EndpointPolicy", "non_public"]
 
 CACHE_S: Final = 30.0
 _MAX_CACHED: Final = 4096
@@ -56,7 +56,7 @@ class EndpointPolicy:
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        why = await _non_public(host, key[1])
+        why = await non_public(host, key[1])
         self._resolved[key] = (now + CACHE_S, why)
         self._resolved.move_to_end(key)
         while len(self._resolved) > _MAX_CACHED:
@@ -69,7 +69,10 @@ class EndpointPolicy:
         self._resolved.clear()
 
 
-async def _non_public(host: str, port: int) -> str | None:
+async def non_public(host: str, port: int) -> str | None:
+    """Why ``host`` may not be connected to without being named: it does not resolve, or
+    one of its addresses is loopback, link-local, private, reserved or multicast; None
+    when every address is public. Shared by notifications and ``@context`` fetches."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -77,8 +80,5 @@ async def _non_public(host: str, port: int) -> str | None:
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if not address.is_global or address.is_multicast:
-            return (
-                f"{host} resolves to the non-public address {address}: an admin may allow it"
-                " for the tenant (ldt cloud notify allow HOST)"
-            )
+            return f"{host} resolves to the non-public address {address}"
     return None

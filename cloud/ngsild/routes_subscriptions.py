@@ -206,7 +206,10 @@ async def _check_endpoint(request: Request, doc: dict[str, Any]) -> None:
     uri = str(doc.get("notification", {}).get("endpoint", {}).get("uri", ""))
     why = await policy.refusal(uri)
     if why is not None:
-        raise _bad(f"notification.endpoint.uri refused: {why}")
+        raise _bad(
+            f"notification.endpoint.uri refused: {why}; an admin may allow the host for the"
+            " tenant (ldt cloud notify allow HOST)"
+        )
 
 
 def _refuse_unless_manages(request: Request, owner: str | None, sub_id: str) -> None:
