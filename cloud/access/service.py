@@ -66,6 +66,9 @@ _log = logging.getLogger("ldt.cloud.access")
 RECHECK_S: Final = 30.0
 REFRESH_IDLE_S: Final = 30 * 86400
 """A refresh token unused this long expires (each use extends it)."""
+PRUNE_EVERY_S: Final = 3600.0
+PRUNE_AFTER_S: Final = 7 * 86400
+"""Tokens expired or revoked this long ago are deleted (at most hourly, at a sign-in)."""
 SERVICE_PREFIX: Final = "ldt_st_"
 REFRESH_PREFIX: Final = "ldt_rt_"
 _CACHE_SIZE: Final = 10_000
@@ -206,6 +209,7 @@ class AccessService:
         self.throttle = throttle or Throttle()
         self._principals: OrderedDict[tuple[str, str | None], _Cached] = OrderedDict()
         self._tokens: OrderedDict[str, tuple[Principal, float, float]] = OrderedDict()
+        self._prune_at = 0.0
         """token -> (principal, recheck after (monotonic), expires at (epoch))."""
 
     # who is calling ----------------------------------------------------------------
@@ -413,6 +417,9 @@ class AccessService:
         token_id = uuid.uuid4().hex
         expires = None if kind == "service" else _ms() + REFRESH_IDLE_S * 1000
         await self.store.access.add_token(token_hash(token), token_id, kind, subject, expires)
+        if time.monotonic() >= self._prune_at:  # every sign-in adds a row: keep it bounded
+            self._prune_at = time.monotonic() + PRUNE_EVERY_S
+            await self.store.access.prune_tokens(_ms() - PRUNE_AFTER_S * 1000)
         return token, token_id
 
     # management (CLI and admin API) ----------------------------------------------

@@ -235,3 +235,22 @@ async def test_admins_manage_users_over_the_api_and_never_see_a_hash(
     resp = await client.patch("/ldt/v1/admin/users/vera", json={"disabled": True}, headers=admin)
     assert resp.status_code == 200
     assert (await _sign_in(client, "vera", password)).status_code == 400
+
+
+async def test_old_expired_and_revoked_tokens_are_pruned(
+    cloud: tuple[httpx.AsyncClient, AccessService, Store],
+) -> None:
+    client, _service, store = cloud
+    month_ago = int(time.time() * 1000) - 30 * 86400 * 1000
+    await store.access.add_token("old-expired", "id-1", "refresh", "user:otto", month_ago)
+    await store.access.add_token("old-revoked", "id-2", "service", "user:otto", None)
+    await store.access.revoke_tokens(token_id="id-2")
+    await store.db.write(
+        lambda tx: tx.execute("UPDATE auth_tokens SET revoked_at_ms = ? WHERE id = 'id-2'",
+                              (month_ago,))
+    )  # fmt: skip
+    assert (await _sign_in(client)).status_code == 200  # a sign-in prunes (at most hourly)
+    left = {t.id for t in await store.access.tokens_of("user:otto")}
+    assert "id-1" not in left
+    assert "id-2" not in left
+    assert len(left) == 1  # the session just made
