@@ -25,6 +25,7 @@ import json
 import random
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -67,10 +68,15 @@ class ReceivedCommand:
     answer: bytes | None = None
 
 
+HISTORY = 10_000
+"""Messages and commands a simulator remembers (a demo runs for days: keep it bounded)."""
+
+
 @dataclass
 class _State:
-    published: list[Published] = field(default_factory=list)
-    commands: list[ReceivedCommand] = field(default_factory=list)
+    published: deque[Published] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    commands: deque[ReceivedCommand] = field(default_factory=lambda: deque(maxlen=HISTORY))
+    published_total: int = 0
 
 
 def _put(doc: Any, path: Path_, value: Any) -> Any:
@@ -178,6 +184,8 @@ class MqttDeviceSimulator:
         self._connected = asyncio.Event()
         self._paused = False
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._children: tuple[asyncio.Task[None], ...] = ()
         self._published_event = asyncio.Event()
         self.connects = 0
         """Successful connections to the broker (1 + reconnects)."""
@@ -210,13 +218,18 @@ class MqttDeviceSimulator:
 
     @property
     def published(self) -> list[Published]:
-        """Every telemetry message sent, oldest first."""
-        return self._state.published
+        """The telemetry messages sent, oldest first (the last ``HISTORY``)."""
+        return list(self._state.published)
+
+    @property
+    def published_total(self) -> int:
+        """How many telemetry messages were sent in all."""
+        return self._state.published_total
 
     @property
     def commands(self) -> list[ReceivedCommand]:
-        """Every command received, oldest first."""
-        return self._state.commands
+        """The commands received, oldest first (the last ``HISTORY``)."""
+        return list(self._state.commands)
 
     def values(self) -> dict[str, Raw]:
         """What a correct client decodes for each point from the next message."""
@@ -321,10 +334,14 @@ class MqttDeviceSimulator:
     async def stop(self) -> None:
         """Disconnect and stop publishing (idempotent)."""
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             # aiomqtt can turn a cancellation into MqttError, which the reconnect loop
-            # takes for a lost broker: ask until the task is gone (ldt.cancellation)
-            await cancel_and_wait([task])
+            # takes for a lost broker, and Python 3.11's TaskGroup passes its parent's
+            # cancellation on to the children only once (aiomqtt's wait_for can swallow
+            # it): ask the task and its children until they are gone (ldt.cancellation)
+            await cancel_and_wait([task, *self._children])
+            self._children = ()
         self._client = None
         self._connected.clear()
 
@@ -341,7 +358,7 @@ class MqttDeviceSimulator:
         await self.stop()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with self._new_client() as client:
                     profile = self.profile
@@ -351,8 +368,10 @@ class MqttDeviceSimulator:
                     self.connects += 1
                     self._connected.set()
                     async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._publish_loop(client), name="mqtt-sim:publish")
-                        tg.create_task(self._command_loop(client), name="mqtt-sim:commands")
+                        self._children = (
+                            tg.create_task(self._publish_loop(client), name="mqtt-sim:publish"),
+                            tg.create_task(self._command_loop(client), name="mqtt-sim:commands"),
+                        )
             except* aiomqtt.MqttError:
                 pass
             self._client = None
@@ -360,7 +379,7 @@ class MqttDeviceSimulator:
             await asyncio.sleep(_RETRY_S)
 
     async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval_s)
             if not self._paused:
                 await self._publish_one(client)
@@ -375,6 +394,7 @@ class MqttDeviceSimulator:
             message = self.build_telemetry()
         await client.publish(message.topic, message.payload, qos=self.profile.qos)
         self._state.published.append(message)
+        self._state.published_total += 1
         self._published_event.set()
         return message
 
@@ -403,10 +423,10 @@ class MqttDeviceSimulator:
     async def wait_published(self, count: int, timeout_s: float = 5.0) -> list[Published]:
         """Wait until at least ``count`` messages were published; returns them all."""
         async with asyncio.timeout(timeout_s):
-            while len(self._state.published) < count:
+            while self._state.published_total < count:
                 self._published_event.clear()
                 await self._published_event.wait()
-        return self._state.published
+        return self.published
 
     # -- commands -------------------------------------------------------------
 

@@ -125,3 +125,47 @@ def test_cli_prints_one_ready_line_and_stops_on_sigterm(mosquitto_module: Mosqui
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+async def test_stop_ends_even_when_a_publish_swallows_the_cancellation(
+    mosquitto_module: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's wait_for (inside aiomqtt's publish) loses a cancellation when the
+    PUBACK lands in the same loop turn, and TaskGroup passes its parent's cancellation to
+    the children only once: the publish loop went on for good and CI's protocol bench
+    hung. ``stop`` asks the loops themselves until they end."""
+    real_publish = aiomqtt.Client.publish
+    swallowed: list[bool] = []
+
+    sent = [0]
+    stalled = asyncio.Event()
+
+    async def publish(self: aiomqtt.Client, *args: object, **kw: object) -> None:
+        await real_publish(self, *args, **kw)  # type: ignore[arg-type]
+        sent[0] += 1
+        if sent[0] == 20 and not swallowed:
+            stalled.set()
+            try:
+                await asyncio.sleep(30)  # the PUBACK wait the cancellation lands in
+            except asyncio.CancelledError:
+                swallowed.append(True)  # as the race does: carry on as if nothing happened
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", publish)
+    s = sim(mosquitto_module.port, UL_AQ, interval_s=0.0005)
+    await s.start()
+    await asyncio.wait_for(stalled.wait(), 10)
+    async with asyncio.timeout(10):
+        await s.stop()
+    assert swallowed == [True]
+
+
+async def test_history_is_bounded(
+    mosquitto_module: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ldt.simulators.mqtt.device as device
+
+    monkeypatch.setattr(device, "HISTORY", 5)
+    async with sim(mosquitto_module.port, UL_AQ, interval_s=0.0005) as s:
+        await s.wait_published(20)
+    assert len(s.published) == 5
+    assert s.published_total >= 20
