@@ -350,7 +350,7 @@ def _artifact_reports(args: argparse.Namespace) -> int:
 
 def _where(args: argparse.Namespace) -> str:
     """Where the cloud keeps its data, for messages (a URL's password is hidden)."""
-    from ldt.cloud.store.locator import redact
+    from ldt.url_secrets import redact
 
     return redact(args.store) if args.store else str(args.data)
 

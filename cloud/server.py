@@ -59,6 +59,7 @@ from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.locator import store_for
+from ldt.cloud.store.sealing import Sealer
 from ldt.cloud.tenancy import TenantRegistry, backend_for
 from ldt.cloud.tls import TlsHttpToolsProtocol, server_context
 
@@ -122,8 +123,12 @@ def build_app(
     *,
     access: AccessControl,
     quotas: Quotas | None = None,
+    sealer: Sealer | None = None,
 ) -> Starlette:
     """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller).
+
+    ``sealer``: seals subscriptions' endpoint secrets in the tenants' stores it opens (the
+    caller sets ``store.subscriptions.sealer`` on ``store`` itself).
 
     ``contexts`` (opened by the caller) resolves @contexts; without one, only the
     core context and memory-hosted contexts are known and nothing is fetched.
@@ -188,7 +193,7 @@ def build_app(
     app.state.notifier = notifier(store)
     # NGSILD-Tenant: other tenants' stores and notifiers, opened on first use; caller closes
     app.state.tenants = TenantRegistry(
-        backend_for(store), notifier, store.access, implicit=not access.enabled
+        backend_for(store), notifier, store.access, implicit=not access.enabled, sealer=sealer
     )
     return app
 
@@ -271,7 +276,10 @@ async def running_cloud(
             access, closers = await _access_control(
                 store, data_dir, insecure_no_auth=insecure_no_auth, oidc=oidc
             )
-            app = build_app(store, context_store, access=access, quotas=quotas)
+            sealer = Sealer.open(data_dir / PKI_DIRNAME)
+            store.subscriptions.sealer = sealer
+            await store.subscriptions.seal_stored()
+            app = build_app(store, context_store, access=access, quotas=quotas, sealer=sealer)
             ssl_context = None
             if tls_hosts is not None:
                 ca = CertificateAuthority.open(data_dir / PKI_DIRNAME)

@@ -57,6 +57,7 @@ from ldt.cloud.errors import StoreError
 from ldt.cloud.ngsild.notifier import Notifier
 from ldt.cloud.ngsild.problems import ERROR_BASE, NgsiLdError
 from ldt.cloud.store.base import Store
+from ldt.cloud.store.sealing import Sealer
 from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
 
 if TYPE_CHECKING:
@@ -272,9 +273,12 @@ class TenantRegistry:
         registrations: AccessRepository | None = None,
         *,
         implicit: bool = False,
+        sealer: Sealer | None = None,
     ) -> None:
         """``registrations``: where created tenants are listed (the default store's
-        ``store.access``); ``implicit``: creating requests create their tenant (lab mode)."""
+        ``store.access``); ``implicit``: creating requests create their tenant (lab mode);
+        ``sealer``: seals the secrets of the tenants' subscriptions at rest."""
+        self._sealer = sealer
         self._backend = backend
         self._make_notifier = make_notifier
         self._registrations = registrations
@@ -374,6 +378,13 @@ class TenantRegistry:
             await self._admitted(name, key, backend, create)
             store = backend.store(key)
             await store.open()
+            if self._sealer is not None:
+                store.subscriptions.sealer = self._sealer
+                try:
+                    await store.subscriptions.seal_stored()
+                except BaseException:
+                    await store.close()
+                    raise
             tenant = Tenant(name=name, store=store, notifier=self._make_notifier(store, name))
             self._open[key] = tenant
             self._checked[key] = time.monotonic() + RECHECK_S

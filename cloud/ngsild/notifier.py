@@ -42,7 +42,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -72,6 +71,7 @@ from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Entity, Store
 from ldt.cloud.store.entities import EntityChange, WriteOutcome
 from ldt.contract import IngestBatch
+from ldt.url_secrets import redact
 
 __all__ = ["Notifier"]
 
@@ -88,16 +88,9 @@ connection limit would let endpoints that hang hold the connections the others n
 
 
 def redacted(uri: str) -> str:
-    """``uri`` fit for logs and task names: a password in its userinfo becomes ``***``."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``uri`` fit for logs and task names: its password, or a lone user name (an MQTT
+    token), becomes ``***``."""
+    return redact(uri, keep_lone_user=False)
 
 
 def _now_iso() -> str:

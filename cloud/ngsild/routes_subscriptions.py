@@ -45,6 +45,7 @@ from ldt.cloud.ngsild.tenant_routing import notifier_of, store_of
 from ldt.cloud.ngsild.timestamps import iso_ms
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.subscriptions import SubscriptionRecord
+from ldt.url_secrets import redact
 
 __all__ = ["read_document", "routes"]
 
@@ -185,17 +186,51 @@ def _manages(request: Request, owner: str | None) -> bool:
     return parse_owner(owner)[0] == principal.label
 
 
+MASK: Final = "***"
+"""What a client reads instead of a ``receiverInfo`` value or an endpoint's password."""
+
+
 def _shown(request: Request, owner: str | None, payload: dict[str, Any]) -> dict[str, Any]:
-    """``payload`` as the caller may see it: another's endpoint keeps its uri and accept,
-    never its headers (``receiverInfo`` may hold the receiver's credentials)."""
-    if _manages(request, owner):
-        return payload
+    """``payload`` as the caller may see it. Endpoint secrets are write-only, even to the
+    owner: ``receiverInfo`` values and the URI's credentials read as ``***`` (a PATCH that
+    sends ``***`` back keeps what was stored). Anyone else sees neither the headers nor
+    ``notifierInfo``."""
     notification = dict(payload.get("notification") or {})
     endpoint = dict(notification.get("endpoint") or {})
-    for secret in ("receiverInfo", "notifierInfo"):
-        endpoint.pop(secret, None)
+    if "uri" in endpoint:
+        endpoint["uri"] = redact(str(endpoint["uri"]), keep_lone_user=False)
+    if _manages(request, owner):
+        if "receiverInfo" in endpoint:
+            endpoint["receiverInfo"] = [
+                {"key": kv["key"], "value": MASK} for kv in endpoint["receiverInfo"]
+            ]
+    else:
+        for secret in ("receiverInfo", "notifierInfo"):
+            endpoint.pop(secret, None)
     notification["endpoint"] = endpoint
     return {**payload, "notification": notification}
+
+
+def _keep_masked(fragment: dict[str, Any], stored: dict[str, Any]) -> None:
+    """Put the stored secrets back where ``fragment`` (a PATCH) sends the mask: a client
+    that read a subscription, changed ``q`` and sent it all back keeps its credentials."""
+    notification = fragment.get("notification")
+    endpoint = notification.get("endpoint") if isinstance(notification, dict) else None
+    old = (stored.get("notification") or {}).get("endpoint") or {}
+    if not isinstance(endpoint, dict):
+        return
+    uri, old_uri = endpoint.get("uri"), str(old.get("uri", ""))
+    if isinstance(uri, str) and MASK in uri and uri == redact(old_uri, keep_lone_user=False):
+        endpoint["uri"] = old_uri
+    info = endpoint.get("receiverInfo")
+    if isinstance(info, list):
+        kept = {kv["key"]: kv["value"] for kv in old.get("receiverInfo", ())}
+        endpoint["receiverInfo"] = [
+            {**kv, "value": kept[kv["key"]]}
+            if isinstance(kv, dict) and kv.get("value") == MASK and kv.get("key") in kept
+            else kv
+            for kv in info
+        ]
 
 
 async def _check_endpoint(request: Request, doc: dict[str, Any]) -> None:
@@ -297,6 +332,7 @@ async def update_subscription(request: Request) -> Response:
     # the stored names shown in the fragment's @context, so the merge is in one vocabulary
     merged = subscriptions.present(record.doc, {}, ctx, now_ms=_now_ms())
     merged.pop("status", None)
+    _keep_masked(fragment, merged)
     for key, value in fragment.items():  # each member replaces the stored one whole
         if value is None:
             merged.pop(key, None)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ldt.cloud.errors import StoreError
 from ldt.cloud.store.base import Store
 from ldt.cloud.store.sqlite import DB_FILENAME, SqliteStore
+from ldt.url_secrets import redact
 
-__all__ = ["POSTGRES_SCHEMES", "redact", "store_for"]
+__all__ = ["POSTGRES_SCHEMES", "store_for"]
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 """URL schemes libpq accepts; anything else is refused rather than guessed at."""
@@ -37,13 +38,3 @@ def store_for(
         f"unsupported store {redact(url)!r}: give a postgresql://user@host:port/dbname URL,"
         " or leave --store out to use SQLite in the data folder"
     )
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and the ready line)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    userinfo = f"{parts.username or ''}:***@"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=userinfo + host))

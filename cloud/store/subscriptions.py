@@ -10,18 +10,27 @@ the period's slot first.
 
 Every statement here is the same on SQLite and PostgreSQL; the few fragments that are
 not come from ``Dialect``.
+
+With a ``sealer`` (``ldt cloud serve`` always sets one), the endpoint's secrets are sealed
+in the stored document (``sealing``): each ``receiverInfo`` value, and a URI with
+credentials (the document keeps it with ``***`` and the whole URI in ``sealedUri``).
+Records come back opened, for the notifier; what a client reads is masked by the routes.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import orjson
 
+from ldt.cloud.errors import StoreError
 from ldt.cloud.store.database import Database, Row, Tx
+from ldt.cloud.store.sealing import Sealer, is_sealed
+from ldt.url_secrets import redact
 
 __all__ = ["NotificationCounts", "SubscriptionRecord", "SubscriptionRepository"]
 
@@ -83,6 +92,8 @@ class SubscriptionRepository:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.sealer: Sealer | None = None
+        """Seals endpoint secrets at rest; None keeps them in the clear (tests, tools)."""
         d = db.dialect
         self._select = (
             f"SELECT {d.doc_text()}, times_sent, times_failed,"  # noqa: S608
@@ -114,7 +125,7 @@ class SubscriptionRepository:
     async def create(self, doc: dict[str, Any], owner: str | None = None) -> bool:
         """Store a new subscription (``doc["id"]``) made by ``owner``; False (nothing
         written) if the id exists."""
-        sub_id, text = doc["id"], _dumps(doc)
+        sub_id, text = doc["id"], _dumps(self._sealed(doc))
 
         async def work(tx: Tx) -> bool:
             inserted = await tx.execute(self._insert, (sub_id, text, owner))
@@ -124,7 +135,7 @@ class SubscriptionRepository:
 
     async def replace(self, doc: dict[str, Any]) -> bool:
         """Replace an existing subscription's document (counters kept); False if absent."""
-        sub_id, text = doc["id"], _dumps(doc)
+        sub_id, text = doc["id"], _dumps(self._sealed(doc))
 
         async def work(tx: Tx) -> bool:
             return await _changed(tx, sub_id, await tx.execute(self._update, (text, sub_id)))
@@ -147,12 +158,19 @@ class SubscriptionRepository:
             row = await tx.fetchone(f"{self._select} WHERE id = ?", (sub_id,))
             return None if row is None else _record(row)
 
-        return await self._db.read(work, snapshot=False)
+        record = await self._db.read(work, snapshot=False)
+        return None if record is None else self._opened(record)
 
     async def list(
         self, *, limit: int | None = None, offset: int = 0
     ) -> tuple[builtins.list[SubscriptionRecord], int]:
         """One page of subscriptions by id (``limit`` None: all) and their total number."""
+        records, total = await self._stored(limit, offset)
+        return [self._opened(r) for r in records], total
+
+    async def _stored(
+        self, limit: int | None, offset: int
+    ) -> tuple[builtins.list[SubscriptionRecord], int]:
         params = (_NO_LIMIT if limit is None else limit, offset)
 
         async def work(tx: Tx) -> tuple[builtins.list[SubscriptionRecord], int]:
@@ -161,6 +179,60 @@ class SubscriptionRepository:
             return [_record(r) for r in rows], total
 
         return await self._db.read(work)
+
+    async def seal_stored(self) -> int:
+        """Seal the secrets of subscriptions stored in the clear (by a broker before
+        sealing, or without a sealer); returns how many were rewritten."""
+        if self.sealer is None:
+            return 0
+        records, _ = await self._stored(None, 0)
+        clear = [r.doc for r in records if _endpoint_secrets(r.doc) and not _has_sealed(r.doc)]
+        for doc in clear:
+            await self.replace(doc)
+        return len(clear)
+
+    # sealing ----------------------------------------------------------------------------
+    def _sealed(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """``doc`` as stored: its endpoint's secrets sealed (unchanged without a sealer)."""
+        sealer = self.sealer
+        endpoint = _endpoint(doc)
+        if sealer is None or endpoint is None or not _endpoint_secrets(doc):
+            return doc
+        sub_id = str(doc["id"])
+        stored = dict(endpoint)
+        if "receiverInfo" in endpoint:
+            stored["receiverInfo"] = [
+                {"key": kv["key"], "value": sealer.seal(kv["value"], bound_to=_bound(sub_id, kv))}
+                for kv in endpoint["receiverInfo"]
+            ]
+        uri = str(endpoint.get("uri", ""))
+        if urlsplit(uri).username is not None:
+            stored["uri"] = redact(uri, keep_lone_user=False)
+            stored["sealedUri"] = sealer.seal(uri, bound_to=f"{sub_id} uri")
+        return {**doc, "notification": {**doc["notification"], "endpoint": stored}}
+
+    def _opened(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        """``record`` with its endpoint's secrets opened (``_sealed`` undone)."""
+        doc = record.doc
+        endpoint = _endpoint(doc)
+        if endpoint is None or not _has_sealed(doc):
+            return record
+        sealer = self.sealer
+        sub_id = str(doc["id"])
+        if sealer is None:
+            raise StoreError(f"subscription {sub_id} holds sealed secrets: open it with a key")
+        opened = dict(endpoint)
+        if "receiverInfo" in endpoint:
+            opened["receiverInfo"] = [
+                {"key": kv["key"], "value": sealer.unseal(kv["value"], bound_to=_bound(sub_id, kv))}
+                if is_sealed(kv["value"])
+                else kv
+                for kv in endpoint["receiverInfo"]
+            ]
+        if "sealedUri" in opened:
+            opened["uri"] = sealer.unseal(opened.pop("sealedUri"), bound_to=f"{sub_id} uri")
+        doc = {**doc, "notification": {**doc["notification"], "endpoint": opened}}
+        return replace(record, doc=doc)
 
     # delivery -------------------------------------------------------------------------
     async def record_notifications(self, counts: Sequence[NotificationCounts]) -> None:
@@ -242,6 +314,31 @@ async def _changed(tx: Tx, sub_id: str, rows: int) -> bool:
     await tx.execute("UPDATE subscription_generation SET n = n + 1")
     await tx.execute("DELETE FROM subscription_slots WHERE id = ?", (sub_id,))
     return True
+
+
+def _endpoint(doc: dict[str, Any]) -> dict[str, Any] | None:
+    notification = doc.get("notification")
+    endpoint = notification.get("endpoint") if isinstance(notification, dict) else None
+    return endpoint if isinstance(endpoint, dict) else None
+
+
+def _endpoint_secrets(doc: dict[str, Any]) -> bool:
+    """Whether ``doc``'s endpoint has anything to seal."""
+    endpoint = _endpoint(doc) or {}
+    return bool(endpoint.get("receiverInfo")) or (
+        urlsplit(str(endpoint.get("uri", ""))).username is not None
+    )
+
+
+def _has_sealed(doc: dict[str, Any]) -> bool:
+    endpoint = _endpoint(doc) or {}
+    return "sealedUri" in endpoint or any(
+        is_sealed(kv.get("value")) for kv in endpoint.get("receiverInfo", ())
+    )
+
+
+def _bound(sub_id: str, kv: dict[str, Any]) -> str:
+    return f"{sub_id} receiverInfo {kv['key']}"
 
 
 def _record(row: Row) -> SubscriptionRecord:

@@ -26,9 +26,10 @@ from ldt.cloud.errors import OwnershipError, StoreError
 from ldt.cloud.server import add_gateway, running_cloud
 from ldt.cloud.service.ingest import ingest
 from ldt.cloud.store import DB_FILENAME, PostgresStore, SqliteStore
-from ldt.cloud.store.locator import redact, store_for
+from ldt.cloud.store.locator import store_for
 from ldt.cloud.store.postgres import SCHEMA_VERSION
 from ldt.contract import INGEST_PATH, IngestBatch
+from ldt.url_secrets import redact
 from tests.cloud.batches import T0, batch, encode, good_rows, series
 from tests.cloud.conftest import register
 from tests.mosquitto import free_port

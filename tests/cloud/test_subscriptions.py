@@ -505,7 +505,7 @@ def test_q_is_percent_decoded_and_default_triggers_are_shown() -> None:
         ("http://127.0.0.1:9/n", "http://127.0.0.1:9/n"),
         ("mqtt://user:secret@broker:1883/t", "mqtt://user:***@broker:1883/t"),
         ("https://u:p%40ss@[::1]/x?y=1", "https://u:***@[::1]/x?y=1"),
-        ("mqtts://token@broker/t", "mqtts://token@broker/t"),
+        ("mqtts://token@broker/t", "mqtts://***@broker/t"),
     ],
 )
 def test_endpoint_passwords_never_reach_logs(uri: str, shown: str) -> None:
