@@ -180,6 +180,9 @@ class Notifier:
         self._generation_read: asyncio.Future[int] | None = None
         self._slot_due: dict[str, int] = {}  # epoch ms a periodic/throttled slot is next free
         self._endpoints: dict[str, _Endpoint] = {}
+        self._retiring: list[_Endpoint] = []
+        self._mqtt_retire: asyncio.Task[int] | None = None
+        """Endpoints no subscription names any more, finishing what they had queued."""
         self._client: httpx.AsyncClient | None = None
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
@@ -220,7 +223,8 @@ class Notifier:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-        endpoints, self._endpoints = list(self._endpoints.values()), {}
+        endpoints, self._endpoints = [*self._endpoints.values(), *self._retiring], {}
+        self._retiring = []
         for endpoint in endpoints:
             endpoint.closing = True
             endpoint.ready.set()
@@ -242,6 +246,10 @@ class Notifier:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+        retire, self._mqtt_retire = self._mqtt_retire, None
+        if retire is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await retire
         await self._mqtt.aclose()
         await self._counters.aclose()
 
@@ -422,7 +430,38 @@ class Notifier:
                 self._slot_due.clear()  # a changed subscription's slot was freed
                 if any(m.interval_s is not None for m in loaded):
                     self._start_ticker()
+                self._retire_unused(loaded)
             return fresh
+
+    def _retire_unused(self, matchers: Sequence[Matcher]) -> None:
+        """End the tasks (and MQTT links) of endpoints no subscription names any more.
+
+        Their workers finish what is queued, then stop. Without this, every endpoint a
+        tenant ever named kept ``concurrency`` tasks until the broker stopped."""
+        in_use = {m.delivery.uri for m in matchers}
+        for uri in [u for u in self._endpoints if u not in in_use]:
+            endpoint = self._endpoints.pop(uri)
+            endpoint.closing = True
+            endpoint.ready.set()
+            self._retiring.append(endpoint)
+        self._retiring = [e for e in self._retiring if not all(t.done() for t in e.tasks)]
+        in_use_mqtt = [(m.delivery.uri, m.delivery.options) for m in matchers]
+        if self._mqtt.links and (self._mqtt_retire is None or self._mqtt_retire.done()):
+            # a dead broker's disconnect can take seconds: not under the load lock
+            self._mqtt_retire = asyncio.create_task(
+                self._mqtt.retire(in_use_mqtt), name="ldt-notify-mqtt-retire"
+            )
+
+    @property
+    def endpoint_tasks(self) -> int:
+        """Delivery tasks alive (for tests and the health view)."""
+        endpoints = [*self._endpoints.values(), *self._retiring]
+        return sum(not t.done() for e in endpoints for t in e.tasks)
+
+    @property
+    def mqtt_links(self) -> int:
+        """MQTT brokers the notifier holds a link to."""
+        return self._mqtt.links
 
     # --- periodic (timeInterval) subscriptions -------------------------------------------
     async def _tick(self) -> None:

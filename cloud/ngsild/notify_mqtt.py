@@ -95,6 +95,8 @@ class _Link:
 
     def __init__(self, backoff: Backoff) -> None:
         self.lock = asyncio.Lock()
+        self.publishing = 0
+        """Publishes under way through this link (``MqttPublisher.retire`` leaves it be)."""
         self.backoff = backoff
         self.retry_at = 0.0  # monotonic; no connect attempt before this
         self.client: aiomqtt.Client | None = None
@@ -192,6 +194,25 @@ class MqttPublisher:
         for link in links:
             await link.shutdown()
 
+    @property
+    def links(self) -> int:
+        """Brokers this publisher holds a link to (connected or not)."""
+        return len(self._links)
+
+    async def retire(self, in_use: Iterable[tuple[str, Iterable[Any]]]) -> int:
+        """Disconnect from brokers no subscription names any more (``in_use``: each
+        subscription's endpoint URI and ``notifierInfo``) and that nothing is publishing
+        to; returns how many. Without it a tenant's churn of endpoints kept a connection
+        and a watcher task per broker ever named, until the broker stopped."""
+        brokers = set()
+        for uri, info in in_use:
+            with contextlib.suppress(ValueError):
+                brokers.add(parse_endpoint(uri, info).broker)
+        idle = [b for b, link in self._links.items() if b not in brokers and not link.publishing]
+        for broker in idle:
+            await self._links.pop(broker).shutdown()
+        return len(idle)
+
     async def publish(
         self,
         uri: str,
@@ -218,6 +239,20 @@ class MqttPublisher:
         if link is None:
             backoff = Backoff(base_s=self._backoff[0], cap_s=self._backoff[1])
             link = self._links[target.broker] = _Link(backoff)
+        link.publishing += 1
+        try:
+            return await self._publish(link, target, headers, body, deadline)
+        finally:
+            link.publishing -= 1
+
+    async def _publish(
+        self,
+        link: _Link,
+        target: MqttEndpoint,
+        headers: Mapping[str, str],
+        body: bytes,
+        deadline: float,
+    ) -> bool:
         client = await self._connected(link, target, deadline)
         if client is None:
             return False
