@@ -36,6 +36,13 @@ missing tenant raises ``NonexistentTenantError`` (404 NonexistentTenant). Existe
 not cached negatively: a tenant another process creates is found on the next request.
 An open tenant is checked again every ``RECHECK_S``: one removed by another process
 stops answering within that time.
+
+Closing: a tenant costs an SQLite connection and its thread (or a connection pool), a
+notifier and its tasks. Requests hold their tenant (``TenantRegistry.use``) while they
+run; one that no request has used for ``idle_s`` (default ``IDLE_S``), whose notifier has
+nothing queued or in flight and no ``timeInterval`` subscription, is closed, and reopened
+on its next request. At most ``max_open`` (``MAX_OPEN``) stay open: past that the least
+recently used idle ones close first.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -83,6 +90,10 @@ __all__ = [
 
 TENANTS_DIRNAME: Final = "tenants"
 RECHECK_S: Final = 30.0
+IDLE_S: Final = 300.0
+"""A tenant no request used for this long (and whose notifier is idle) is closed."""
+MAX_OPEN: Final = 64
+"""Open tenants kept at most (idle ones beyond it close, least recently used first)."""
 TENANT_POOL_SIZE: Final = 2
 """PostgreSQL connections per open tenant (the default store keeps its own size)."""
 
@@ -274,11 +285,24 @@ class TenantRegistry:
         *,
         implicit: bool = False,
         sealer: Sealer | None = None,
+        idle_s: float = IDLE_S,
+        max_open: int = MAX_OPEN,
     ) -> None:
         """``registrations``: where created tenants are listed (the default store's
         ``store.access``); ``implicit``: creating requests create their tenant (lab mode);
-        ``sealer``: seals the secrets of the tenants' subscriptions at rest."""
+        ``sealer``: seals the secrets of the tenants' subscriptions at rest; ``idle_s``,
+        ``max_open``: when open tenants are closed (see the module docstring)."""
+        if idle_s <= 0 or max_open < 1:
+            raise ValueError("idle_s must be positive and max_open at least 1")
         self._sealer = sealer
+        self.idle_s = idle_s
+        """Seconds unused before a tenant is closed (read when the first tenant opens)."""
+        self.max_open = max_open
+        self._busy: dict[str, int] = {}
+        self._used: dict[str, float] = {}
+        self._lock_users: dict[str, int] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._crowded = asyncio.Event()
         self._backend = backend
         self._make_notifier = make_notifier
         self._registrations = registrations
@@ -361,7 +385,7 @@ class TenantRegistry:
         ):
             return tenant
         backend = self._require_backend()
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._lock(key):
             if self._closed:
                 raise StoreError("the broker is shutting down")
             if (
@@ -388,12 +412,100 @@ class TenantRegistry:
             tenant = Tenant(name=name, store=store, notifier=self._make_notifier(store, name))
             self._open[key] = tenant
             self._checked[key] = time.monotonic() + RECHECK_S
+            self._used[key] = time.monotonic()
+            self._start_reaper()
+            if len(self._open) > self.max_open:
+                self._crowded.set()
             return tenant
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str, *, create: bool) -> AsyncIterator[Tenant]:
+        """``get``, holding the tenant open until the block ends (a request's lifetime)."""
+        tenant = await self.get(name, create=create)
+        key = tenant_key(name)
+        self._busy[key] = self._busy.get(key, 0) + 1
+        try:
+            yield tenant
+        finally:
+            self._used[key] = time.monotonic()
+            left = self._busy.get(key, 1) - 1
+            if left > 0:
+                self._busy[key] = left
+            else:
+                self._busy.pop(key, None)
+
+    @contextlib.asynccontextmanager
+    async def _lock(self, key: str) -> AsyncIterator[None]:
+        """The tenant's lock, forgotten when nobody holds or waits for it: a caller naming
+        tenants that do not exist must not grow a lock per name."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._lock_users[key] = self._lock_users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._lock_users[key] -= 1
+            if not self._lock_users[key]:
+                del self._lock_users[key]
+                self._locks.pop(key, None)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None and not self._closed:
+            self._reaper = asyncio.create_task(self._reap(), name="ldt-tenants-idle")
+
+    async def _reap(self) -> None:
+        """Close idle tenants every ``idle_s / 2`` (at most 60 s), or at once when more
+        than ``max_open`` are open."""
+        period = min(self.idle_s / 2, 60.0)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(period):
+                    await self._crowded.wait()
+            self._crowded.clear()
+            try:
+                await self.close_idle()
+            except Exception:  # noqa: BLE001 - a failing close must not end the reaper
+                _log.exception("closing idle tenants failed")
+
+    def _idle(self, key: str, now: float) -> bool:
+        tenant = self._open.get(key)
+        return (
+            tenant is not None
+            and key not in self._busy
+            and now - self._used.get(key, 0.0) >= self.idle_s
+            and tenant.notifier.idle
+        )
+
+    async def close_idle(self) -> list[str]:
+        """Close the tenants idle for ``idle_s``, then, while more than ``max_open`` are
+        open, the least recently used ones no request holds and whose notifier is idle.
+        Returns the names closed."""
+        now = time.monotonic()
+        idle = [k for k in self._open if self._idle(k, now)]
+        surplus = len(self._open) - len(idle) - self.max_open
+        if surplus > 0:
+            spare = sorted(
+                (k for k in self._open if k not in idle and self._idle(k, float("inf"))),
+                key=lambda k: self._used.get(k, 0.0),
+            )
+            idle += spare[:surplus]
+        closed = []
+        for key in idle:
+            async with self._lock(key):
+                tenant = self._open.get(key)
+                if tenant is None or key in self._busy or not tenant.notifier.idle:
+                    continue  # a request came meanwhile
+                await self.remove_open(key)
+                closed.append(tenant.name)
+        if closed:
+            _log.info("idle tenants closed", extra={"count": len(closed)})
+        return closed
 
     async def remove_open(self, key: str) -> None:
         """Close an open tenant that no longer exists."""
         tenant = self._open.pop(key, None)
         self._checked.pop(key, None)
+        self._used.pop(key, None)
         if tenant is not None:
             with contextlib.suppress(Exception):
                 await tenant.notifier.aclose()
@@ -406,6 +518,11 @@ class TenantRegistry:
     async def aclose(self) -> None:
         """Stop every tenant's notifier and close its store; later ``get`` calls fail."""
         self._closed = True
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
         tenants, self._open = list(self._open.values()), {}
         for tenant in tenants:
             with contextlib.suppress(Exception):

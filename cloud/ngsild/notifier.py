@@ -453,6 +453,17 @@ class Notifier:
             )
 
     @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight, and no ``timeInterval`` subscription to tick for:
+        closing it now loses nothing (``TenantRegistry`` closes idle tenants)."""
+        endpoints = [*self._endpoints.values(), *self._retiring]
+        if any(e.queue.pending or e.queue.in_flight for e in endpoints):
+            return False
+        if self._matchers is None:  # changed, and the ticker has not reloaded them yet
+            return self._ticker is None
+        return not any(m.interval_s is not None for m in self._matchers)
+
+    @property
     def endpoint_tasks(self) -> int:
         """Delivery tasks alive (for tests and the health view)."""
         endpoints = [*self._endpoints.values(), *self._retiring]

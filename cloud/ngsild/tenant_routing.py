@@ -90,11 +90,6 @@ class TenantMiddleware:
         validate_tenant(name)
         if scope["app"].state.access.enabled:
             await authenticate(scope)  # who may not learn which tenants exist
-        route_path = _route_path(scope)
-        if not route_path.startswith(_CONTEXTS):
-            registry: TenantRegistry = scope["app"].state.tenants
-            tenant = await registry.get(name, create=creates(scope["method"], route_path))
-            scope = {**scope, SCOPE_KEY: tenant}
         echoed = (HEADER.encode(), name.encode())
 
         async def send_with_tenant(message: Message) -> None:
@@ -102,4 +97,11 @@ class TenantMiddleware:
                 message = {**message, "headers": [*message.get("headers", []), echoed]}
             await send(message)
 
-        await self.app(scope, receive, send_with_tenant)
+        route_path = _route_path(scope)
+        if route_path.startswith(_CONTEXTS):
+            await self.app(scope, receive, send_with_tenant)
+            return
+        registry: TenantRegistry = scope["app"].state.tenants
+        # held until the response is sent: an idle tenant is never closed under a request
+        async with registry.use(name, create=creates(scope["method"], route_path)) as tenant:
+            await self.app({**scope, SCOPE_KEY: tenant}, receive, send_with_tenant)
