@@ -121,6 +121,14 @@ def register(sub: Any) -> None:
         metavar="ADDR",
         help="a reverse proxy whose X-Forwarded-For is believed (repeatable; default: none)",
     )
+    serve.add_argument(
+        "--mosquitto-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the gateways' mosquitto reads the CRL and ACL the cloud keeps in step"
+        " with revocations (with --tls; default DATA/mosquitto)",
+    )
     serve.add_argument("--log-format", choices=["json", "text"], default="json")
     serve.add_argument("--log-level", default="INFO")
     serve.set_defaults(func=_serve)
@@ -174,6 +182,20 @@ def register(sub: Any) -> None:
     revoke.add_argument("gateway_id", metavar="ID")
     _add_data_options(revoke)
     revoke.set_defaults(func=_gateway_revoke)
+
+    mqtt = cloud_sub.add_parser("mqtt", help="what the gateways' mosquitto needs from the CA")
+    mqtt_sub = mqtt.add_subparsers(dest="mqtt_command", required=True, metavar="COMMAND")
+    files = mqtt_sub.add_parser(
+        "files", help="write mosquitto's CRL and ACL now (ldt cloud serve --tls keeps them)"
+    )
+    files.add_argument("--dir", type=Path, default=None, help="default DATA/mosquitto")
+    _add_data_options(files)
+    files.set_defaults(func=_mqtt_files)
+    cert = mqtt_sub.add_parser(
+        "cloud-cert", help="issue the ldt-cloud client certificate (every gateway's topics)"
+    )
+    _add_data_options(cert)
+    cert.set_defaults(func=_mqtt_cloud_cert)
 
     from ldt.cloud.control import cli as control_cli  # its own imports are lazy too
 
@@ -304,6 +326,35 @@ def _gateway_revoke(args: argparse.Namespace) -> int:
         print(f"ldt cloud: {exc}", file=sys.stderr)
         return 1
     print(f"gateway {args.gateway_id} revoked: {count} certificate(s) and its token refused")
+    return 0
+
+
+def _mqtt_files(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.broker_files import DIRNAME, BrokerFiles
+
+    folder = args.dir or args.data / DIRNAME
+    try:
+        _with_ca(args, lambda store, ca: BrokerFiles(folder, ca, store).refresh())
+    except (CloudError, OSError) as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    print(f"mosquitto CRL and ACL written to {folder}")
+    return 0
+
+
+def _mqtt_cloud_cert(args: argparse.Namespace) -> int:
+    from ldt.cloud.errors import CloudError
+    from ldt.cloud.pki.ca import CertificateAuthority
+    from ldt.cloud.server import PKI_DIRNAME
+
+    try:
+        ca = CertificateAuthority.open(args.data / PKI_DIRNAME)
+        cert, key = ca.service_client_certificate("ldt-cloud")
+    except (CloudError, OSError) as exc:
+        print(f"ldt cloud: {exc}", file=sys.stderr)
+        return 1
+    print(f"ldt-cloud client certificate: {cert} (key {key}, 0600; valid 365 days)")
     return 0
 
 
@@ -451,6 +502,7 @@ def _serve(args: argparse.Namespace) -> int:
             oidc=oidc,
             trusted_proxies=args.trusted_proxy,
             quotas=quotas,
+            mosquitto_dir=args.mosquitto_dir,
         )
 
     try:

@@ -55,6 +55,7 @@ from ldt.cloud.ngsild.tenant_routing import TenantMiddleware
 from ldt.cloud.pki import artifact_routes
 from ldt.cloud.pki import routes as pki_routes
 from ldt.cloud.pki.artifacts import ArtifactService
+from ldt.cloud.pki.broker_files import DIRNAME, BrokerFiles
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.store.base import Store
@@ -250,6 +251,7 @@ async def running_cloud(
     oidc: OidcSettings | None = None,
     trusted_proxies: Sequence[str] = (),
     quotas: Quotas | None = None,
+    mosquitto_dir: Path | None = None,
 ) -> AsyncIterator[CloudHandle]:
     """Serve the cloud on ``host:port`` (0: any free port) in this event loop until exit.
 
@@ -259,8 +261,10 @@ async def running_cloud(
     ``insecure_no_auth``: no tokens needed (loopback addresses only; a warning at start and
     every ``LAB_WARNING_S``). ``oidc``: also accept an OIDC provider's access tokens.
     ``trusted_proxies``: addresses whose ``X-Forwarded-For`` is believed (default none).
-    Raises ``CloudError`` if the port is busy, the store cannot be opened or
-    the server does not start.
+    ``mosquitto_dir``: where the gateways' MQTT broker reads its CRL and ACL (with TLS;
+    default ``DATA/mosquitto``, ``ldt.cloud.pki.broker_files``).
+    Raises ``CloudError`` if the port is busy, the store cannot be opened or the server
+    does not start.
     """
     if insecure_no_auth and not _loopback(host):
         raise CloudError(
@@ -281,8 +285,11 @@ async def running_cloud(
             await store.subscriptions.seal_stored()
             app = build_app(store, context_store, access=access, quotas=quotas, sealer=sealer)
             ssl_context = None
+            broker_files: BrokerFiles | None = None
             if tls_hosts is not None:
                 ca = CertificateAuthority.open(data_dir / PKI_DIRNAME)
+                broker_files = BrokerFiles(mosquitto_dir or data_dir / DIRNAME, ca, store)
+                await broker_files.refresh()  # mosquitto will not start without its CRL
                 cert, key = ca.server_certificate(list(tls_hosts) or [host])
                 ssl_context = server_context(
                     cert=cert, key=key, ca=data_dir / PKI_DIRNAME / "ca.pem"
@@ -321,6 +328,11 @@ async def running_cloud(
                 if access.enabled
                 else asyncio.create_task(_warn_lab_forever(), name="ldt-no-auth-warning")
             )
+            revocations = (
+                None
+                if broker_files is None
+                else asyncio.create_task(broker_files.run(), name="ldt-mosquitto-files")
+            )
             try:
                 async with asyncio.timeout(STARTUP_TIMEOUT_S):
                     while not server.started:
@@ -339,7 +351,7 @@ async def running_cloud(
             finally:
                 if app.state.control is not None:
                     app.state.control.close()  # long polls answer now, not at the deadline
-                for background in (sweeper, warner):
+                for background in (sweeper, warner, revocations):
                     if background is not None:
                         background.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
@@ -412,6 +424,7 @@ async def serve(
     oidc: OidcSettings | None = None,
     trusted_proxies: Sequence[str] = (),
     quotas: Quotas | None = None,
+    mosquitto_dir: Path | None = None,
 ) -> None:
     """Run the cloud until ``stop`` is set (or forever); ``on_ready`` runs once it listens."""
     stop = stop or asyncio.Event()
@@ -426,6 +439,7 @@ async def serve(
         oidc=oidc,
         trusted_proxies=trusted_proxies,
         quotas=quotas,
+        mosquitto_dir=mosquitto_dir,
     ) as cloud:
         if not insecure_no_auth and not await cloud.store.access.principals("user"):
             _log.warning(

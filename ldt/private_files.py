@@ -20,7 +20,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_private", "create_private", "kept_secret", "write_private"]
+__all__ = ["check_private", "create_private", "kept_secret", "write_atomic", "write_private"]
 
 _log = logging.getLogger("ldt.private_files")
 
@@ -33,11 +33,18 @@ def write_private(path: Path, data: bytes) -> None:
     name is not followed) and renamed over ``path``, so a power cut leaves the old file or
     the new one, never half a key.
     """
+    write_atomic(path, data, mode=0o600)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
+    """``write_private`` with another mode: for files another service reads and nobody
+    may plant or half-write (mosquitto's CRL and ACL, mode 0644)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()  # a leftover of a crash (or a planted link: unlinked, not followed)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
+        os.fchmod(fd, mode)  # the umask narrowed it
         os.write(fd, data)
         os.fsync(fd)
     finally:

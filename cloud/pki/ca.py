@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ldt.cloud.errors import CloudError
+from ldt.cloud.gateways import valid_gateway_id
 from ldt.private_files import check_private, write_private
 
 _log = logging.getLogger("ldt.cloud.pki")
@@ -124,6 +125,8 @@ def check_csr(
             raise CsrError(f"the CSR's key is on {key.curve.name}; use P-256")
     elif not isinstance(key, ed25519.Ed25519PublicKey):
         raise CsrError("the CSR's key must be ECDSA P-256 or Ed25519")
+    if not valid_gateway_id(gateway_id):  # ldt-cloud's certificate reads every gateway's topics
+        raise CsrError(f"invalid gateway id {gateway_id!r}: reserved for the cloud's services")
     names = [a.value for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     if names != [gateway_id]:
         raise CsrError(
@@ -281,6 +284,24 @@ class CertificateAuthority:
         """SHA-256 of the CA certificate (DER): carried in claim tokens."""
         return self.certificate.fingerprint(hashes.SHA256())
 
+    def revocation_list(
+        self, revoked: list[tuple[int, dt.datetime]], *, valid_for: dt.timedelta
+    ) -> bytes:
+        """A CRL (PEM) of ``revoked`` (serial, revocation time), signed by the CA and
+        valid for ``valid_for``: what a TLS server that cannot ask the store (mosquitto)
+        checks client certificates against."""
+        now = _now()
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - dt.timedelta(minutes=5))  # a little slack for clock skew
+            .next_update(now + valid_for)
+        )
+        for serial, at in revoked:
+            entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at)
+            builder = builder.add_revoked_certificate(entry.build())
+        return builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
     # --- issuing -------------------------------------------------------------------------
 
     def _leaf(
@@ -331,6 +352,28 @@ class CertificateAuthority:
             ExtendedKeyUsageOID.CLIENT_AUTH,
         )
 
+    def service_client_certificate(self, name: str, *, days: float = 365) -> tuple[Path, Path]:
+        """(cert path, key path) of a client certificate for one of the cloud's own
+        services (``ldt-cloud``, mosquitto's superuser in its ACL), issued afresh.
+
+        Unlike a gateway's, it carries no gateway URI and is not recorded as a gateway's:
+        the HTTPS API never takes it for a gateway, and no gateway can ever get one
+        (``check_csr`` refuses the reserved names)."""
+        if valid_gateway_id(name):
+            raise CloudError(f"{name!r} is not one of the cloud's service names")
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        issued = self._leaf(
+            subject,
+            key.public_key(),
+            days,
+            [x509.UniformResourceIdentifier(f"urn:ldt:service:{name}")],
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
+        return self._write_pair(
+            self.folder / f"{name}.pem", self.folder / f"{name}.key", key, issued
+        )
+
     def server_certificate(self, hosts: list[str]) -> tuple[Path, Path]:
         """(cert path, key path) of the cloud's TLS certificate for ``hosts``.
 
@@ -363,6 +406,13 @@ class CertificateAuthority:
         issued = self._leaf(
             subject, key.public_key(), _SERVER_DAYS, sans, ExtendedKeyUsageOID.SERVER_AUTH
         )
+        return self._write_pair(cert_path, key_path, key, issued)
+
+    @staticmethod
+    def _write_pair(
+        cert_path: Path, key_path: Path, key: ec.EllipticCurvePrivateKey, issued: IssuedCertificate
+    ) -> tuple[Path, Path]:
+        """Write a certificate and its key (unencrypted, 0600: a service reads it at start)."""
         write_private(
             key_path,
             key.private_bytes(

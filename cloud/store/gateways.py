@@ -338,6 +338,25 @@ class GatewayRepository:
 
         return [_certificate(r) for r in await self._db.read(work)]
 
+    async def revocations(self, now_ms: int) -> tuple[list[CertificateRecord], list[str]]:
+        """What the MQTT broker must refuse: the revoked certificates not yet expired (its
+        CRL), and the gateways revoked, every certificate of theirs revoked (its ACL)."""
+
+        async def work(tx: Tx) -> tuple[list[Row], list[Row]]:
+            certificates = await tx.fetchall(
+                f"SELECT {_CERT_COLUMNS} FROM gateway_certificates"  # noqa: S608
+                " WHERE revoked_at_ms IS NOT NULL AND not_after_ms > ? ORDER BY serial",
+                (now_ms,),
+            )
+            gateways = await tx.fetchall(
+                "SELECT gateway_id FROM gateway_certificates GROUP BY gateway_id"
+                " HAVING count(*) FILTER (WHERE revoked_at_ms IS NULL) = 0 ORDER BY gateway_id"
+            )
+            return certificates, gateways
+
+        certificates, gateways = await self._db.read(work)
+        return [_certificate(r) for r in certificates], [str(r[0]) for r in gateways]
+
     # status (the fleet view) -------------------------------------------------------
     async def put_status(self, status: GatewayStatusRecord) -> None:
         """Keep a gateway's latest status (replacing the previous one)."""

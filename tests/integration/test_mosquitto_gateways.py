@@ -8,11 +8,8 @@ only rewrites the file paths and the port of the shipped config.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
+import datetime as dt
 import ssl
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,56 +17,43 @@ import aiomqtt
 import pytest
 
 from ldt.agent.identity import Identity
-from ldt.cloud.pki.ca import CertificateAuthority
-from tests.mosquitto import MOSQUITTO, free_port
+from ldt.cloud.pki.broker_files import ACL_BASE, ACL_FILE, CRL_FILE, acl_text
+from ldt.cloud.pki.ca import CertificateAuthority, CsrError
+from tests.gateway_mosquitto import DEPLOY, client_tls, deployed_mosquitto
 
 pytestmark = pytest.mark.integration
-
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[tuple[int, CertificateAuthority]]:
     ca = CertificateAuthority.open(tmp_path / "pki", passphrase=b"")
-    cert, key = ca.server_certificate(["127.0.0.1"])
-    port = free_port()
-    acl = tmp_path / "ldt-gateways.acl"
-    acl.write_text((DEPLOY / "ldt-gateways.acl").read_text())
-    conf = (DEPLOY / "ldt-gateways.conf").read_text()
-    conf = (
-        conf.replace("/etc/ldt/pki/ca.pem", str(tmp_path / "pki" / "ca.pem"))
-        .replace("/etc/ldt/pki/server.pem", str(cert))
-        .replace("/etc/ldt/pki/server.key", str(key))
-        .replace("/etc/mosquitto/conf.d/ldt-gateways.acl", str(acl))
-        .replace("listener 8883", f"listener {port} 127.0.0.1")
-    )
-    assert str(tmp_path) in conf  # every path was rewritten
-    log = tmp_path / "mosquitto.log"
-    (tmp_path / "mosquitto.conf").write_text(
-        f"user root\npersistence false\nlog_dest file {log}\nlog_type all\n" + conf
-    )
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")])
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mosquitto did not start: {log.read_text() if log.exists() else ''}")
-            time.sleep(0.05)
+    mqtt_dir = tmp_path / "mqtt"
+    mqtt_dir.mkdir()
+    (mqtt_dir / CRL_FILE).write_bytes(ca.revocation_list([], valid_for=dt.timedelta(days=1)))
+    (mqtt_dir / ACL_FILE).write_text(acl_text([]))
+    with deployed_mosquitto(tmp_path, ca, mqtt_dir) as (port, _proc):
         yield port, ca
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _client_tls(ca: CertificateAuthority, tmp_path: Path, name: str) -> ssl.SSLContext:
-    identity = Identity(tmp_path / name, name)
-    identity.folder.mkdir(parents=True, exist_ok=True)
-    identity.store_certificate(ca.issue_gateway(identity.csr(), name).pem)
-    ctx = ssl.create_default_context(cafile=str(ca.folder / "ca.pem"))
-    ctx.load_cert_chain(identity.cert_path, identity.key_path)
-    return ctx
+    if name == "ldt-cloud":  # the cloud's own certificate, never a gateway's
+        cert, key = ca.service_client_certificate(name)
+        ctx = ssl.create_default_context(cafile=str(ca.folder / "ca.pem"))
+        ctx.load_cert_chain(cert, key)
+        return ctx
+    return client_tls(ca, tmp_path, name)
+
+
+def test_the_shipped_acl_is_the_one_the_cloud_writes() -> None:
+    assert (DEPLOY / "ldt-gateways.acl").read_text() == ACL_BASE
+
+
+def test_no_gateway_certificate_carries_a_service_name(tmp_path: Path) -> None:
+    ca = CertificateAuthority.open(tmp_path / "pki", passphrase=b"")
+    identity = Identity(tmp_path / "x", "ldt-cloud")
+    identity.folder.mkdir(parents=True)
+    with pytest.raises(CsrError, match="cloud's services"):
+        ca.issue_gateway(identity.csr(), "ldt-cloud")
 
 
 async def _collect(client: aiomqtt.Client, into: list[str], stop: asyncio.Event) -> None:

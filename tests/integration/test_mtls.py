@@ -30,6 +30,7 @@ from ldt.agent.identity import Identity, IdentityError, client_context, provisio
 from ldt.agent.runtime import AgentRuntime
 from ldt.agent.transport import HttpTransport, TransportRejectedError
 from ldt.cloud.pki.artifacts import ArtifactService
+from ldt.cloud.pki.broker_files import ACL_FILE, CHECK_S, CRL_FILE
 from ldt.cloud.pki.ca import CertificateAuthority
 from ldt.cloud.pki.registry import Provisioner
 from ldt.cloud.server import PKI_DIRNAME, CloudHandle, add_gateway, running_cloud
@@ -167,9 +168,12 @@ async def test_connections_without_a_good_certificate_are_refused_and_logged(
 
 
 async def test_revoked_gateway_is_refused_on_its_next_request(tmp_path: Path) -> None:
+    mqtt_dir = tmp_path / "mqtt"
     async with running_cloud(
-        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True
+        tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True, mosquitto_dir=mqtt_dir
     ) as cloud:
+        assert "deny" not in (mqtt_dir / ACL_FILE).read_text()  # written at start
+        crl_at_start = (mqtt_dir / CRL_FILE).read_bytes()
         identity = await _provisioned(cloud, tmp_path, "gw-1")
         transport = HttpTransport(
             base_url=cloud.url, token=None, timeout_s=10, tls=client_context(identity)
@@ -186,6 +190,11 @@ async def test_revoked_gateway_is_refused_on_its_next_request(tmp_path: Path) ->
         with pytest.raises(IdentityError, match="revoked"):
             await renew(cloud.url, identity)
         assert await cloud.store.readings.count("gw-1") == 5
+        # and mosquitto's files follow within CHECK_S (tests/security/test_mqtt_revocation.py)
+        async with asyncio.timeout(CHECK_S + 5):
+            while "user gw-1" not in (mqtt_dir / ACL_FILE).read_text():  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        assert (mqtt_dir / CRL_FILE).read_bytes() != crl_at_start
 
 
 async def test_forged_foreign_and_malformed_batches_write_nothing(
