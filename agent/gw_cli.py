@@ -46,17 +46,28 @@ def _discover(args: argparse.Namespace) -> int:
 
 def _provision(args: argparse.Namespace) -> int:
     from ldt.agent.cli import load_config
-    from ldt.agent.identity import Identity, IdentityError, provision
+    from ldt.agent.identity import Identity, IdentityError, provision, reprovision
 
     cfg = load_config(args.config)
     if cfg is None:
         return 1
     identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
+    again = identity.provisioned
     try:
-        expires = asyncio.run(provision(args.host, args.token, identity))
+        if again:
+            expires = asyncio.run(reprovision(args.host, args.token, identity))
+        else:
+            expires = asyncio.run(provision(args.host, args.token, identity))
     except IdentityError as exc:
         print(f"ldt gw: {exc}", file=sys.stderr)
         return 1
+    if again:
+        print(
+            f"gateway {cfg.gateway.id} re-provisioned; certificate valid until {expires}."
+            " The new identity takes over after its first successful sync; until then the"
+            " current one keeps syncing"
+        )
+        return 0
     print(f"gateway {cfg.gateway.id} provisioned; certificate valid until {expires}")
     print(f"identity in {identity.folder}; sync uses it when [cloud] url is https://...")
     return 0

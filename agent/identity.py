@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import shutil
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,37 @@ class Identity:
     def provisioned(self) -> bool:
         """Whether the gateway holds a certificate (maybe expired)."""
         return self.cert_path.exists() and self.ca_path.exists() and self.key_path.exists()
+
+    # A forced re-provisioning must not cut a working gateway off (a wrong host, a token of
+    # another cloud): the new identity waits in ``pending`` (its own key, CA and signing
+    # key) and replaces this one only once a batch went through with it (``promote``).
+
+    def pending(self) -> Identity:
+        """Where a re-provisioned identity waits for its first successful sync."""
+        return Identity(self.folder.with_name(self.folder.name + ".pending"), self.gateway_id)
+
+    def previous(self) -> Identity:
+        """The identity a promotion replaced (kept for diagnosis, one generation)."""
+        return Identity(self.folder.with_name(self.folder.name + ".previous"), self.gateway_id)
+
+    def promote(self) -> None:
+        """Make the pending identity the current one; the current one becomes ``previous``.
+
+        Two renames; a power cut between them leaves no current folder, and ``recover``
+        (run before every use) finishes the promotion."""
+        pending, previous = self.pending().folder, self.previous().folder
+        if not pending.exists():
+            raise IdentityError(f"no pending identity in {pending}")
+        shutil.rmtree(previous, ignore_errors=True)
+        if self.folder.exists():
+            self.folder.rename(previous)
+        pending.rename(self.folder)
+
+    def recover(self) -> None:
+        """Finish a promotion a crash interrupted (see ``promote``)."""
+        pending = self.pending().folder
+        if not self.folder.exists() and pending.exists() and self.previous().folder.exists():
+            pending.rename(self.folder)
 
     def ensure_key(self) -> ec.EllipticCurvePrivateKey:
         """The private key, created (0600) on first use; refuses one others can read."""
@@ -224,6 +256,19 @@ def _problem(response: httpx.Response) -> str:
     except ValueError:
         detail = None
     return f"{response.status_code}: {detail or response.text[:300]}"
+
+
+async def reprovision(host: str, token: str, identity: Identity, *, timeout_s: float = 30) -> str:
+    """``provision`` a gateway that has an identity: the new one (a new key, CA and
+    signing key) goes to ``identity.pending()`` and the current one stays in use until a
+    batch went through with the new one (``MutualTlsTransport``); its expiry (ISO)."""
+    pending = identity.pending()
+    shutil.rmtree(pending.folder, ignore_errors=True)  # an older attempt that never synced
+    try:
+        return await provision(host, token, pending, timeout_s=timeout_s)
+    except BaseException:
+        shutil.rmtree(pending.folder, ignore_errors=True)
+        raise
 
 
 async def provision(host: str, token: str, identity: Identity, *, timeout_s: float = 30) -> str:

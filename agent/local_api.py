@@ -38,7 +38,7 @@ import h11
 import orjson
 
 from ldt import __version__
-from ldt.agent.identity import Identity, IdentityError, provision
+from ldt.agent.identity import Identity, IdentityError, provision, reprovision
 from ldt.agent.reachability import probe_connection
 
 if TYPE_CHECKING:
@@ -318,15 +318,29 @@ class LocalApi:
         host, token = request.get("host"), request.get("token")
         if not isinstance(host, str) or not isinstance(token, str):
             return _problem(400, "host and token must be strings")
-        if self._identity().provisioned and request.get("force") is not True:
+        identity = self._identity()
+        again = identity.provisioned
+        if again and request.get("force") is not True:
             return _problem(
                 409,
                 "this gateway is provisioned already: re-provisioning replaces its identity,"
                 ' pinned CA and signing key; send "force": true to do it',
             )
         try:
-            expires = await provision(host, token, self._identity())
+            if again:  # the current identity syncs until the new one has synced once
+                expires = await reprovision(host, token, identity)
+            else:
+                expires = await provision(host, token, identity)
         except IdentityError as exc:
             return _problem(502 if "cannot reach" in str(exc) else 400, str(exc))
-        _log.info("provisioned through the local API", extra={"valid_until": expires})
-        return _Answer(200, {"provisioned": True, "certificate_expires": expires})
+        _log.info(
+            "provisioned through the local API",
+            extra={"valid_until": expires, "pending": again},
+        )
+        answer: dict[str, object] = {"provisioned": True, "certificate_expires": expires}
+        if again:
+            answer["pending"] = (
+                "the new identity replaces the current one after its first successful sync;"
+                " until then the gateway keeps syncing with the current one"
+            )
+        return _Answer(200, answer)

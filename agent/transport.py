@@ -7,7 +7,9 @@ provisioned (``identity``), a bearer token on a plain-HTTP cloud.
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
 from typing import Protocol
 
 import httpx
@@ -17,6 +19,8 @@ from pydantic import ValidationError
 from ldt.agent.identity import Identity, client_context
 from ldt.contract import INGEST_PATH, BatchAck
 from ldt.contract.compression import gzip_batch
+
+_log = logging.getLogger("ldt.agent.transport")
 
 __all__ = [
     "HttpTransport",
@@ -134,7 +138,14 @@ class MutualTlsTransport:
     off and retries; readings wait in the buffer), so an agent can be installed and
     collecting before the technician provisions it. A new certificate (the first one,
     or a renewal) is picked up at the next batch: the file's modification time changes.
+
+    A re-provisioned identity waiting in ``identity.pending()`` is tried first, at most
+    every ``PENDING_RETRY_S``: once a batch goes through with it (the cloud took the
+    gateway's new certificate) it is promoted and used from then on; until then, batches
+    go with the current identity, so a wrong host or token never cuts the gateway off.
     """
+
+    PENDING_RETRY_S: float = 30.0
 
     def __init__(
         self, *, base_url: str, identity: Identity, timeout_s: float, compress: bool = False
@@ -145,6 +156,9 @@ class MutualTlsTransport:
         self._compress = compress
         self._inner: HttpTransport | None = None
         self._loaded_ns: int | None = None
+        self._pending_at = 0.0  # monotonic; no try of a pending identity before this
+        self.pending_error: str | None = None
+        """Why the waiting re-provisioned identity failed its last try (None: none)."""
 
     @property
     def bytes_sent(self) -> int:
@@ -153,6 +167,7 @@ class MutualTlsTransport:
 
     async def _current(self) -> HttpTransport:
         identity = self._identity
+        identity.recover()
         if not identity.provisioned:
             raise TransportError(
                 f"gateway {identity.gateway_id} is not provisioned yet: run 'ldt gw provision'"
@@ -181,7 +196,57 @@ class MutualTlsTransport:
 
     async def send(self, body: bytes) -> BatchAck:
         """POST one batch over mutual TLS (see ``HttpTransport.send``)."""
+        pending = self._identity.pending()
+        if pending.provisioned and time.monotonic() >= self._pending_at:
+            ack = await self._try_pending(pending, body)
+            if ack is not None:
+                return ack
         return await (await self._current()).send(body)
+
+    async def _try_pending(self, pending: Identity, body: bytes) -> BatchAck | None:
+        """``body`` sent with the re-provisioned identity; promoted if the cloud took it.
+        None when it failed (the current identity sends instead)."""
+        self._pending_at = time.monotonic() + self.PENDING_RETRY_S
+        try:
+            trial = HttpTransport(
+                base_url=self._base_url,
+                token=None,
+                timeout_s=self._timeout_s,
+                tls=client_context(pending),
+                compress=self._compress,
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self._pending_failed(f"cannot use it: {exc}")
+            return None
+        try:
+            ack = await trial.send(body)
+        except TransportRejectedError as exc:
+            if exc.status in (401, 403):
+                self._pending_failed(f"the cloud refused it ({exc.status}): {exc.detail}")
+                return None
+            self._promote()  # it was authenticated; the data is the uplink's business
+            raise
+        except TransportError as exc:
+            self._pending_failed(str(exc))
+            return None
+        finally:
+            await trial.aclose()
+        self._promote()
+        return ack
+
+    def _pending_failed(self, why: str) -> None:
+        if why != self.pending_error:
+            _log.warning(
+                "re-provisioned identity not used yet: the current one keeps syncing",
+                extra={"reason": why, "retry_s": self.PENDING_RETRY_S},
+            )
+        self.pending_error = why
+
+    def _promote(self) -> None:
+        self._identity.promote()
+        self._loaded_ns = None  # the next batch loads the new certificate
+        self.pending_error = None
+        _log.warning("re-provisioned identity synced: it is the gateway's identity now")
 
     async def aclose(self) -> None:
         """Close the connection pool."""
