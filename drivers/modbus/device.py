@@ -23,6 +23,7 @@ A TCP connection that drops *during* a request is noticed as a timeout
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ EXCEPTION_NAMES: dict[int, str] = {
 }
 """Modbus exception codes (Modbus Application Protocol v1.1b3, section 7)."""
 
+_log = logging.getLogger("ldt.drivers.modbus")
+
 Request = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
 """One pymodbus call on whichever client the transport provides."""
 
@@ -104,6 +107,24 @@ class BadAnswerError(Exception):
 
     Raised by transports from ``_transact``; the message is the reason for the readings.
     """
+
+
+_ADDRESS_REFUSALS = frozenset({2, 3})
+"""Exceptions a device answers for an address outside its map (illegal data address, or
+value: some devices say 3 for a count that runs into a hole)."""
+
+
+def _halves(block: ReadBlock) -> tuple[ReadBlock, ReadBlock]:
+    """``block``'s points in two reads, each spanning only its own points."""
+    points = sorted(block.points, key=lambda p: (p.address, p.register_count))
+    middle = len(points) // 2
+    return _spanning(block.table, points[:middle]), _spanning(block.table, points[middle:])
+
+
+def _spanning(table: RegisterTable, points: Sequence[ModbusPoint]) -> ReadBlock:
+    start = min(p.address for p in points)
+    end = max(p.address + p.register_count for p in points)
+    return ReadBlock(table, start, end - start, tuple(points))
 
 
 def _now_ms() -> int:
@@ -153,10 +174,14 @@ class ModbusDevice:
         self._unit_id = unit_id
         self._timeout_s = timeout_s
         self._plans: dict[tuple[ModbusPoint, ...], list[ReadBlock]] = {}
+        self._refined: dict[ReadBlock, tuple[ReadBlock, ...]] = {}
+        """Planned blocks the device refused (a hole in its map), and the reads that
+        replaced them (``_read_block``); cleared with the plans."""
         self._plan(self._points)  # a profile that can never be read fails here, not per poll
         self._retry_at = 0.0  # time.monotonic() before which the device is not tried
         self._down_reason: str | None = None
         self._lock = asyncio.Lock()  # one of this device's requests at a time
+        self._heard = False  # the device answered something on the current link
 
     @property
     def points(self) -> tuple[ModbusPoint, ...]:
@@ -210,6 +235,7 @@ class ModbusDevice:
             plan = plan_reads(points, self._settings)
             if len(self._plans) >= _PLAN_CACHE_SIZE:
                 self._plans.clear()
+                self._refined.clear()
             self._plans[points] = plan
         return plan
 
@@ -236,31 +262,63 @@ class ModbusDevice:
             now = _now_ms()
             return {p: self._bad(p, str(exc), now) for b in blocks for p in b.points}
         down: str | None = None
-        for block in blocks:
-            if down is None:
-                try:
-                    response = await self._transact(
-                        self._read_request(block), f"reading {block.describe()}"
-                    )
-                except ConnectionDownError as exc:
-                    down = str(exc)
-                except BadAnswerError as exc:
-                    self.health.last_error = str(exc)
-                    now = _now_ms()
-                    results.update((p, self._bad(p, str(exc), now)) for p in block.points)
-                    continue
-                else:
-                    results.update(self._decode_block(block, response))
-                    continue
+        for planned in blocks:
+            for block in self._refined.get(planned, (planned,)):
+                if down is None:
+                    try:
+                        results.update(await self._read_block(block, planned))
+                        continue
+                    except ConnectionDownError as exc:
+                        down = str(exc)
+                now = _now_ms()
+                for p in block.points:
+                    results[p] = self._bad(p, down, now)
+        return results
+
+    async def _read_block(self, block: ReadBlock, planned: ReadBlock) -> dict[ModbusPoint, Reading]:
+        """One block's readings. A joined read refused for an address (exception 2 or 3:
+        the map has a hole between the points) is read again in halves, down to single
+        points, and the parts that work replace ``planned`` in later polls: every valid
+        point reads, with no failing request per poll. Raises ``ConnectionDownError``."""
+        try:
+            response = await self._transact(
+                self._read_request(block), f"reading {block.describe()}"
+            )
+        except BadAnswerError as exc:
+            self.health.last_error = str(exc)
             now = _now_ms()
-            for p in block.points:
-                results[p] = self._bad(p, down, now)
+            return {p: self._bad(p, str(exc), now) for p in block.points}
+        if not (
+            response.isError()
+            and response.exception_code in _ADDRESS_REFUSALS
+            and len(block.points) > 1
+        ):
+            return self._decode_block(block, response)
+        if block == planned:
+            _log.info(
+                "read refused for an address between points: reading them apart from now on",
+                extra={
+                    "device": self.device_id,
+                    "block": block.describe(),
+                    "exception": response.exception_code,
+                    "hint": "the device's map has holes; max_gap = 0 avoids the first try",
+                },
+            )
+        results: dict[ModbusPoint, Reading] = {}
+        parts: list[ReadBlock] = []
+        for half in _halves(block):
+            results.update(await self._read_block(half, half))
+            parts.extend(self._refined.pop(half, (half,)))
+        known = self._refined.get(planned, (planned,))
+        self._refined[planned] = tuple(b for b in (*[k for k in known if k != block], *parts))
         return results
 
     def _decode_block(self, block: ReadBlock, response: ModbusPDU) -> dict[ModbusPoint, Reading]:
         now = _now_ms()
         if response.isError():
             reason = f"{_exception_text(response.exception_code)} reading {block.describe()}"
+            if len(block.points) == 1:
+                reason += f" (point {block.points[0].name!r}: is it in the device's map?)"
             self.health.last_error = reason
             return {p: self._bad(p, reason, now) for p in block.points}
         values: Sequence[int] = response.bits if block.table.is_bit else response.registers
@@ -300,7 +358,13 @@ class ModbusDevice:
             async with asyncio.timeout(timeout):
                 response = await request(client)
         except TimeoutError:
-            raise self._lost(f"timeout after {timeout} s {what}") from None
+            hint = ""
+            if not self._heard:  # nothing answered since the link opened
+                hint = (
+                    f" (no answer at all: is unit_id {self._unit_id} right? a device ignores"
+                    " requests for another unit)"
+                )
+            raise self._lost(f"timeout after {timeout} s {what}{hint}") from None
         except asyncio.CancelledError:
             self._abandon()  # a request may be in flight: its late answer must not be misread
             raise
@@ -313,7 +377,9 @@ class ModbusDevice:
         """The error to raise while the backoff after a failure lasts, else None."""
         wait = self._retry_at - time.monotonic()
         if wait > 0:
-            return ConnectionDownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+            # no countdown in the text: a reason that changes every poll is a new reason
+            # to every log and every reading (issue 15)
+            return ConnectionDownError(f"not connected: {self._down_reason}")
         return None
 
     def _lost(self, reason: str) -> ConnectionDownError:
@@ -324,9 +390,10 @@ class ModbusDevice:
         self._down_reason = reason.removeprefix("not connected: ")
         self.health.consecutive_failures += 1
         self.health.last_error = reason
-        return ConnectionDownError(f"{reason}; retry in {delay:.1f} s")
+        return ConnectionDownError(reason)
 
     def _answered(self) -> None:
+        self._heard = True
         self._backoff.reset()
         self.health.consecutive_failures = 0
         self.health.connected = True
@@ -347,6 +414,7 @@ class ModbusDevice:
     def _drop_link(self) -> None:
         """Forget the link after a failure or on exit; the next request re-establishes it."""
         self.health.connected = False
+        self._heard = False
 
     def _abandon(self) -> None:
         """A request was cancelled in flight: make sure its late answer cannot be misread."""

@@ -28,11 +28,8 @@ same); without npm, or without a registry to install from, the tests are skipped
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -46,15 +43,14 @@ import pytest
 
 from ldt.cli import main
 from tests.mosquitto import free_port
+from tests.npm import installed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 AGENT_DIR = Path(__file__).parent / "iotagent"
-CACHE = Path(__file__).resolve().parents[2] / ".cache" / "iotagent"
 TENANT = "openiot"
 CORE_V18 = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 ADMIN_PASSWORD = "admin-password-for-the-e2e"
-_OFFLINE = re.compile(r"ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH")
 
 
 @dataclass(frozen=True)
@@ -89,29 +85,7 @@ def _shown(output: str, label: str) -> str:
 def node_modules() -> Path:
     """``iotagent-node-lib`` as ``package.json`` pins it, installed once into the cache.
     (Tests ask for it before ``cloud``: a skip comes before the cloud starts.)"""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node and npm are needed to run a FIWARE IoT Agent")
-    wanted = (AGENT_DIR / "package.json").read_text()
-    stamp = CACHE / "installed-package.json"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run installing the same folder
-        if not stamp.exists() or stamp.read_text() != wanted:
-            (CACHE / "package.json").write_text(wanted)
-            done = subprocess.run(
-                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CACHE)],
-                capture_output=True,
-                text=True,
-                timeout=280,
-                check=False,
-            )
-            offline = _OFFLINE.search(done.stdout + done.stderr)
-            if done.returncode != 0 and offline:
-                pytest.skip(f"npm cannot reach its registry ({offline[0]}) to install the agent")
-            assert done.returncode == 0, f"npm install failed:\n{done.stdout}\n{done.stderr}"
-            stamp.write_text(wanted)
-    return CACHE / "node_modules"
+    return installed(AGENT_DIR / "package.json", "iotagent")
 
 
 @pytest.fixture(scope="module")
