@@ -96,6 +96,8 @@ class Device(Protocol):
         """
         ...
 
-    async def write(self, point: Any, value: Value) -> None:
-        """Write one point (by point object or name); raises ``DriverError``."""
+    async def write(self, point: Any, value: Value) -> str | None:
+        """Write one point (by point object or name); raises ``DriverError``. May return
+        what went on the wire when it is not the value as given (Modbus: the raw registers
+        after scale and offset), for the command's result."""
         ...

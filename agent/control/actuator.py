@@ -114,7 +114,7 @@ class Actuator:
             return f"dry run: would write {value!r} to {device}/{point}"
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await target.driver.write(target.point, value)
+                wire = await target.driver.write(target.point, value)
         except DriverError as exc:
             raise ActuationError(str(exc)) from None
         except TimeoutError:
@@ -122,4 +122,4 @@ class Actuator:
                 f"{device} did not answer the write within {WRITE_TIMEOUT_S:g} s"
             ) from None
         self.guard.record(device, point, value, now_ms)
-        return f"wrote {value!r} to {device}/{point}"
+        return f"wrote {value!r} to {device}/{point}" + (f" ({wire})" if wire else "")

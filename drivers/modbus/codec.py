@@ -22,8 +22,11 @@ comes from the profile. The rules, decided here once for every driver:
 * A float register pair holding NaN or infinity is a device fault, not a value:
   it raises ``CodecError`` so the reading becomes bad.
 
-``encode`` is the inverse for writes: it undoes scale and offset, rounds to the
-nearest integer for integer types and refuses values the type cannot hold.
+A scaled integer register reads with as many decimals as its scale and offset have
+(raw 127 with scale 0.1 is 12.7, not 12.700000000000001).
+
+``encode`` is the inverse for writes: it undoes scale and offset, and refuses values the
+type cannot hold exactly (``ldt.drivers.write_values``: nothing is rounded silently).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import struct
 from collections.abc import Sequence
 from typing import Literal
 
+from ldt.drivers import write_values
 from ldt.drivers.errors import DriverError
 from ldt.drivers.modbus.config import (
     ByteOrder,
@@ -153,7 +157,17 @@ def decode(point: ModbusPoint, settings: ModbusProfileSettings, words: Sequence[
     scaled = number * point.scale + point.offset
     if not math.isfinite(scaled):
         raise CodecError(f"point {point.name!r}: {number} * scale overflows a float")
+    if point.type not in _FLOATS:  # an integer register: as many decimals as its scale has
+        # 127 * 0.1 is 12.700000000000001 in binary; the meter meant 12.7 (issue 15)
+        return round(float(scaled), max(_decimals(point.scale), _decimals(point.offset)))
     return float(scaled)
+
+
+def _decimals(x: float) -> int:
+    """Digits after the point in ``x``'s shortest text (0.1 -> 1, 2.5e-05 -> 6, 10 -> 0)."""
+    mantissa, _, exponent = repr(float(x)).partition("e")
+    fraction = mantissa.partition(".")[2].rstrip("0")
+    return max(0, len(fraction) - int(exponent or 0))
 
 
 def encode(point: ModbusPoint, settings: ModbusProfileSettings, value: Value) -> list[int]:
@@ -163,43 +177,47 @@ def encode(point: ModbusPoint, settings: ModbusProfileSettings, value: Value) ->
     a number for a bit) or does not fit the type after undoing scale/offset.
     """
     if point.table.is_bit or point.type is DataType.BOOL:
-        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
-            return [int(value)]
-        raise CodecError(f"point {point.name!r} is a bool; {value!r} is not true/false")
+        try:
+            return [
+                int(write_values.boolean(value, name=point.name, numbers=settings.bool_numbers))
+            ]
+        except write_values.WriteValueError as exc:
+            raise CodecError(str(exc)) from None
     byte_order, word_order = _orders(point, settings)
     if point.type is DataType.STRING:
         return _encode_string(point, value, byte_order)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CodecError(f"point {point.name!r} is a {point.type.value}; {value!r} is not a number")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise CodecError(f"point {point.name!r}: cannot write {value}")
-    raw: int | float
-    if _is_scaled(point):
-        if point.scale == 0:
-            raise CodecError(f"point {point.name!r} has scale 0: its raw value cannot be derived")
-        raw = (value - point.offset) / point.scale
-    else:
-        raw = value
-    if point.type in _FLOATS:
-        try:
-            data = struct.pack(_STRUCT[point.type], float(raw))
-        except OverflowError as exc:
-            raise CodecError(
-                f"point {point.name!r}: {value} is out of range for {point.type.value}"
-            ) from exc
-        if not math.isfinite(struct.unpack(_STRUCT[point.type], data)[0]):  # float32 overflow
-            raise CodecError(
-                f"point {point.name!r}: {value} is out of range for {point.type.value}"
+    try:
+        if point.type in _FLOATS:
+            number = write_values.real(value, name=point.name, type_name=point.type.value)
+            raw = (number - point.offset) / point.scale if _is_scaled(point) else number
+            if point.scale == 0:
+                raise CodecError(
+                    f"point {point.name!r} has scale 0: its raw value cannot be derived"
+                )
+            try:
+                data = struct.pack(_STRUCT[point.type], float(raw))
+            except OverflowError as exc:
+                raise CodecError(
+                    f"point {point.name!r}: {value} is out of range for {point.type.value}"
+                ) from exc
+            if not math.isfinite(struct.unpack(_STRUCT[point.type], data)[0]):  # float32 overflow
+                raise CodecError(
+                    f"point {point.name!r}: {value} is out of range for {point.type.value}"
+                )
+        else:
+            lo, hi = _INT_RANGE[point.type]
+            raw_int = write_values.integer(
+                value,
+                name=point.name,
+                type_name=point.type.value,
+                lo=lo,
+                hi=hi,
+                scale=point.scale,
+                offset=point.offset,
             )
-    else:
-        raw_int = raw if isinstance(raw, int) else round(raw)
-        lo, hi = _INT_RANGE[point.type]
-        if not lo <= raw_int <= hi:
-            shown = f"{value}" if raw_int == value else f"{value} (raw {raw_int})"
-            raise CodecError(
-                f"point {point.name!r}: {shown} is out of range for {point.type.value} ({lo}..{hi})"
-            )
-        data = struct.pack(_STRUCT[point.type], raw_int)
+            data = struct.pack(_STRUCT[point.type], raw_int)
+    except write_values.WriteValueError as exc:
+        raise CodecError(str(exc)) from None
     return _bytes_to_words(data, byte_order, word_order)
 
 

@@ -161,6 +161,9 @@ class ModbusProfileSettings(BaseModel):
     max_bits_per_read: Annotated[int, Field(ge=1, le=2000)] = 2000
     max_gap: Annotated[int, Field(ge=0, le=124)] = 8
     """Unused registers a block read may span to join two points (0: never)."""
+    bool_numbers: bool = False
+    """Commands may write ``0``/``1`` to this profile's booleans (default: ``true`` and
+    ``false`` only, ``ldt.drivers.write_values``)."""
 
 
 class ModbusTcpConnection(BaseModel):

@@ -422,7 +422,7 @@ class ModbusDevice:
 
     # ----------------------------------------------------------------- write
 
-    async def write(self, point: ModbusPoint | str, value: Value) -> None:
+    async def write(self, point: ModbusPoint | str, value: Value) -> str:
         """Write one point: coils with FC 5, holding registers with FC 6 (one) or FC 16.
 
         Raises ``DriverError`` (with what failed) when the point is unknown or not
@@ -446,6 +446,8 @@ class ModbusDevice:
             reason = f"{_exception_text(response.exception_code)} writing {span}"
             self.health.last_error = reason
             raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {reason}")
+        raw = ", ".join(f"0x{w:04X}" for w in words) if not p.table.is_bit else str(words[0])
+        return f"{p.table.value} {span.split(' ', 1)[1]} = {raw}"
 
     def _write_request(self, p: ModbusPoint, words: list[int]) -> Request:
         unit = self._unit_id

@@ -15,6 +15,7 @@ from typing import Any
 
 from asyncua import ua
 
+from ldt.drivers import write_values
 from ldt.reading import Value
 
 __all__ = ["INTEGER_RANGES", "from_variant", "status_name", "timestamp_ms", "to_variant"]
@@ -66,31 +67,25 @@ def from_variant(value: Any) -> Value:
     raise ValueError(f"values of type {type(value).__name__} are not supported")
 
 
-def to_variant(value: Value, vtype: ua.VariantType) -> ua.Variant:
-    """``value`` as a Variant of the variable's type; ``ValueError`` when it does not fit."""
-    if vtype is _VT.Boolean:
-        if not isinstance(value, bool):
-            raise ValueError(f"expects a Boolean, got {type(value).__name__} {value!r}")
-        return ua.Variant(value, vtype)
-    if vtype in INTEGER_RANGES:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expects an integer ({vtype.name}), got {type(value).__name__}")
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError(f"expects an integer ({vtype.name}), got {value!r}")
-        lo, hi = INTEGER_RANGES[vtype]
-        number = int(value)
-        if not lo <= number <= hi:
-            raise ValueError(f"{number} is outside the {vtype.name} range {lo}..{hi}")
-        return ua.Variant(number, vtype)
-    if vtype in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"expects a number ({vtype.name}), got {type(value).__name__}")
-        number_f = float(value)
-        if not math.isfinite(number_f):
-            raise ValueError(f"expects a finite number, got {value!r}")
-        if vtype is _VT.Float and abs(number_f) > _FLOAT32_MAX:
-            raise ValueError(f"{value!r} does not fit a Float (32-bit)")
-        return ua.Variant(number_f, vtype)
+def to_variant(value: Value, vtype: ua.VariantType, name: str = "value") -> ua.Variant:
+    """``value`` as a Variant of the variable's type; ``ValueError`` when it does not fit.
+
+    Numbers and booleans follow the rules every driver shares (``ldt.drivers.write_values``):
+    nothing is rounded or coerced without saying so; ``name`` is the point, for the text.
+    """
+    try:
+        if vtype is _VT.Boolean:
+            return ua.Variant(write_values.boolean(value, name=name), vtype)
+        if vtype in INTEGER_RANGES:
+            lo, hi = INTEGER_RANGES[vtype]
+            number = write_values.integer(value, name=name, type_name=vtype.name, lo=lo, hi=hi)
+            return ua.Variant(number, vtype)
+        if vtype in _FLOATS:
+            limit = _FLOAT32_MAX if vtype is _VT.Float else None
+            real = write_values.real(value, name=name, type_name=vtype.name, limit=limit)
+            return ua.Variant(real, vtype)
+    except write_values.WriteValueError as exc:
+        raise ValueError(str(exc)) from None
     if vtype is _VT.String:
         if not isinstance(value, str):
             raise ValueError(f"expects a String, got {type(value).__name__}")

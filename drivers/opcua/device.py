@@ -624,9 +624,9 @@ class OpcUaDevice:
                     vtype = await session.client.get_node(nodeid).read_data_type_as_variant_type()
                     session.vtypes[p.name] = vtype
                 try:
-                    variant = to_variant(value, vtype)
+                    variant = to_variant(value, vtype, p.name)
                 except ValueError as exc:
-                    raise DriverError(f"{what}: {p.name} {exc}") from None
+                    raise DriverError(f"{what}: {exc}") from None
                 results = await session.client.uaclient.write_attributes(
                     [nodeid], [ua.DataValue(variant)], AttributeIds.Value
                 )

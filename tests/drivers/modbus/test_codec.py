@@ -264,8 +264,8 @@ def test_any_register_contents_decode_or_raise_codec_error(words: list[int], ord
         (point(DataType.INT16), "12", "not a number"),
         (point(DataType.INT16), True, "not a number"),
         (point(DataType.INT16, scale=0.0), 1, "scale 0"),
-        (point(DataType.BOOL), 2, "not true/false"),
-        (point(DataType.BOOL, table=RegisterTable.COIL), "on", "not true/false"),
+        (point(DataType.BOOL), 2, "is not true or false"),
+        (point(DataType.BOOL, table=RegisterTable.COIL), "on", "is not true or false"),
         (point(DataType.STRING, length=2), "ABCDE", "do not fit"),
         (point(DataType.STRING, length=2), "é", "not ASCII"),
         (point(DataType.STRING, length=2), "a\x00b", "NUL"),
@@ -277,9 +277,24 @@ def test_unencodable_values_are_rejected(p: ModbusPoint, value: Any, message: st
         encode(p, DEFAULTS, value)
 
 
-def test_integer_types_round_a_float_to_the_nearest_raw_value() -> None:
-    assert encode(point(DataType.INT16), DEFAULTS, 12.6) == [13]
-    assert encode(point(DataType.UINT16, scale=0.01), DEFAULTS, 2.346) == [235]
+def test_a_value_an_integer_register_cannot_hold_is_refused_not_rounded() -> None:
+    """Issue 15: 12.7 went to a uint16 register as 13 while the command said "wrote 12.7"."""
+    with pytest.raises(CodecError, match=r"12\.6 would have to be rounded to 13"):
+        encode(point(DataType.INT16), DEFAULTS, 12.6)
+    with pytest.raises(CodecError, match=r"raw 234\.6, with scale 0\.01"):
+        encode(point(DataType.UINT16, scale=0.01), DEFAULTS, 2.346)
+    # what the scale makes whole is written exactly, binary fractions notwithstanding
+    assert encode(point(DataType.UINT16, scale=0.1), DEFAULTS, 12.7) == [127]
+    assert encode(point(DataType.UINT16, scale=0.01), DEFAULTS, 2.35) == [235]
+    assert encode(point(DataType.INT16), DEFAULTS, 13.0) == [13]
+
+
+def test_booleans_take_numbers_only_where_the_profile_says() -> None:
+    with pytest.raises(CodecError, match="is not true or false"):
+        encode(point(DataType.BOOL, table=RegisterTable.COIL), DEFAULTS, 1)
+    lenient = ModbusProfileSettings(bool_numbers=True)
+    assert encode(point(DataType.BOOL, table=RegisterTable.COIL), lenient, 1) == [1]
+    assert encode(point(DataType.BOOL, table=RegisterTable.COIL), DEFAULTS, True) == [1]
 
 
 @given(st.floats(width=32, allow_nan=False, allow_infinity=False))

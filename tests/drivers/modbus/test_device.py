@@ -298,7 +298,7 @@ async def test_writes_land_in_the_server(modbus_server: LoopbackServer) -> None:
         ("w_u16", 70000, r"out of range for uint16"),
         ("w_scaled", 4000.0, "out of range for int16"),
         ("w_f32", "high", "not a number"),
-        ("w_coil", 2, "not true/false"),
+        ("w_coil", 2, "is not true or false"),
         ("nope", 1, "has no point 'nope'"),
     ],
 )

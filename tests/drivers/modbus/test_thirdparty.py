@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ldt.drivers.errors import DriverError
 from ldt.drivers.modbus.config import (
     DataType,
     ModbusPoint,
@@ -97,3 +98,34 @@ async def test_a_wrong_unit_id_is_named_in_the_reason(tmp_path: Path) -> None:
     assert reading.quality is Quality.BAD
     assert reading.reason is not None
     assert "unit_id 9" in reading.reason
+
+
+async def test_writes_are_exact_or_refused(tmp_path: Path) -> None:
+    """Issue 15: 12.7 went to a uint16 register as 13 and the result said "wrote 12.7";
+    ``1`` went to a coil. Now a value the register cannot hold is refused with a sentence
+    and nothing is sent; what is written is reported as the registers it became."""
+    registers = {"unit": 1, "holding": {"10": 0, "11": 0}, "coils": {"0": False}}
+    setpoint = ModbusPoint(
+        name="setpoint", table=RegisterTable.HOLDING, address=10, type=DataType.UINT16,
+        writable=True,
+    )  # fmt: skip
+    scaled = ModbusPoint(
+        name="scaled", table=RegisterTable.HOLDING, address=11, type=DataType.INT16,
+        scale=0.1, writable=True,
+    )  # fmt: skip
+    relay = ModbusPoint(
+        name="relay", table=RegisterTable.COIL, address=0, type=DataType.BOOL, writable=True
+    )
+    async with (
+        modbus_serial_server(tmp_path, registers) as server,
+        _device(server.port, [setpoint, scaled, relay]) as device,
+    ):
+        with pytest.raises(DriverError, match=r"12\.7 would have to be rounded to 13"):
+            await device.write("setpoint", 12.7)
+        with pytest.raises(DriverError, match="1 is not true or false"):
+            await device.write("relay", 1)
+        assert await device.write("scaled", 12.7) == "holding 11..11 = 0x007F"
+        assert await device.write("setpoint", 13) == "holding 10..10 = 0x000D"
+        assert await device.write("relay", True) == "coil 0..0 = 1"
+        got = _by_name(await device.read())
+    assert {n: r.value for n, r in got.items()} == {"setpoint": 13, "scaled": 12.7, "relay": True}

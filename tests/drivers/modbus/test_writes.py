@@ -194,7 +194,7 @@ async def test_coil_fc5(rig: Rig) -> None:
         ("climate", "temperature_correction", 4000.0, "out of range for int16"),
         ("meter", "modbus_address", 1e39, "out of range for float32"),
         ("meter", "modbus_address", "one", "not a number"),
-        ("relay", "relay", 2, "not true/false"),
+        ("relay", "relay", 2, "is not true or false"),
         ("climate", "no_such_point", 1, "has no point 'no_such_point'"),
     ],
 )
