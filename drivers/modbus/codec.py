@@ -45,9 +45,10 @@ from ldt.drivers.modbus.config import (
     ModbusProfileSettings,
     WordOrder,
 )
+from ldt.drivers.numbers import shortest_float32
 from ldt.reading import Value
 
-__all__ = ["CodecError", "decode", "encode", "shortest_float32"]
+__all__ = ["CodecError", "decode", "encode"]
 
 
 class CodecError(DriverError):
@@ -107,24 +108,6 @@ def _check_words(point: ModbusPoint, words: Sequence[int]) -> None:
             raise CodecError(f"point {point.name!r}: got a bit where a register was expected")
         if not isinstance(w, int) or not 0 <= w <= 0xFFFF:
             raise CodecError(f"point {point.name!r}: {w!r} is not a 16-bit register value")
-
-
-def shortest_float32(number: float) -> float:
-    """The shortest decimal that is the same float32: ``229.07414``, not ``229.0741424560547``.
-
-    A float32 register holds about 7 significant digits; widening it to a
-    Python float prints digits the device never measured, which then travel
-    to the twin and every dashboard. The result still packs to the same bits.
-    """
-    bits = struct.pack(">f", number)
-    for digits in range(6, 10):
-        candidate = float(f"{number:.{digits}g}")
-        try:
-            if struct.pack(">f", candidate) == bits:
-                return candidate
-        except OverflowError:  # rounded past the largest float32
-            continue
-    return number
 
 
 def decode(point: ModbusPoint, settings: ModbusProfileSettings, words: Sequence[int]) -> Value:

@@ -23,6 +23,7 @@ A TCP connection that drops *during* a request is noticed as a timeout
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -108,6 +109,9 @@ class BadAnswerError(Exception):
     Raised by transports from ``_transact``; the message is the reason for the readings.
     """
 
+
+PROBE_S = 2.0
+"""While a TCP device is down, how often a bare connect looks whether it is back."""
 
 _ADDRESS_REFUSALS = frozenset({2, 3})
 """Exceptions a device answers for an address outside its map (illegal data address, or
@@ -497,15 +501,24 @@ class ModbusTcpDevice(ModbusDevice):
         )
         self._conn = connection
         self._client: AsyncModbusTcpClient | None = None
+        self._probe_at = 0.0  # time.monotonic() of the next cheap look while backing off
+        self._refused = False  # the last failure was a connect: a probe can tell it is back
 
     async def _ensure_link(self) -> None:
-        """Connect if there is no live connection and the backoff allows it."""
+        """Connect if there is no live connection and the backoff allows it.
+
+        While the backoff lasts (up to a minute), a bare TCP connect every ``PROBE_S``
+        looks whether the device is back, and ends the wait at once when it is: a PLC that
+        rebooted for 30-90 s is read again within seconds, not at the end of the backoff.
+        One connect every few seconds is no storm against a device that stays down."""
         if self._client is not None:
             if self._client.connected:
                 return
             self._drop_link()  # the peer closed it since the last request: reconnect now
         if (waiting := self._backing_off()) is not None:
-            raise waiting
+            if not (self._refused and await self._back()):
+                raise waiting
+            self._retry_at = 0.0
         client, error = self._new_client()
         timeout = self._conn.timeout_s
         try:
@@ -518,9 +531,27 @@ class ModbusTcpDevice(ModbusDevice):
             raise
         if not ok or not client.connected:
             client.close()
+            self._refused = True
             raise self._lost(f"not connected: {error[0] or 'connect failed'}")
+        self._refused = False  # a device that takes connections but never answers: no probe
         self._client = client
         self.health.connected = True
+
+    async def _back(self) -> bool:
+        """Whether a probe (when one is due) finds the device accepting connections."""
+        now = time.monotonic()
+        if now < self._probe_at:
+            return False
+        self._probe_at = now + PROBE_S
+        try:
+            async with asyncio.timeout(min(self._conn.timeout_s, PROBE_S)):
+                _, writer = await asyncio.open_connection(self._conn.host, self._conn.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
 
     async def _transact(self, request: Request, what: str) -> ModbusPDU:
         if self._client is None:

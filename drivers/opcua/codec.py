@@ -16,6 +16,7 @@ from typing import Any
 from asyncua import ua
 
 from ldt.drivers import write_values
+from ldt.drivers.numbers import shortest_float32
 from ldt.reading import Value
 
 __all__ = ["INTEGER_RANGES", "from_variant", "status_name", "timestamp_ms", "to_variant"]
@@ -45,8 +46,9 @@ def status_name(code: ua.StatusCode | int) -> str:
         return f"0x{value:08X}"
 
 
-def from_variant(value: Any) -> Value:
-    """A Variant's Python value as a reading value; ``ValueError`` says why not."""
+def from_variant(value: Any, vtype: ua.VariantType | None = None) -> Value:
+    """A Variant's Python value as a reading value; ``ValueError`` says why not. A
+    ``Float`` (32-bit) is given as its shortest decimal (``ldt.drivers.numbers``)."""
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int):  # also IntEnum values of enumerated DataTypes
@@ -54,7 +56,7 @@ def from_variant(value: Any) -> Value:
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
             raise ValueError(f"value is {value} (not a finite number)")
-        return value
+        return shortest_float32(value) if vtype is _VT.Float else value
     if isinstance(value, ua.LocalizedText):
         return value.Text or ""
     if isinstance(value, datetime):

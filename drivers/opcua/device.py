@@ -374,7 +374,11 @@ class OpcUaDevice:
             self.health.last_error = f"{point.name}: {status_name(status)}"
             return self._bad(point, status_name(status))
         try:
-            value = from_variant(dv.Value.Value if dv.Value is not None else None)
+            variant = dv.Value
+            value = from_variant(
+                variant.Value if variant is not None else None,
+                variant.VariantType if variant is not None else None,
+            )
         except ValueError as exc:
             return self._bad(point, str(exc))
         return Reading(

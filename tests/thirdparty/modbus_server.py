@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,49 @@ __all__ = ["ThirdPartyModbus", "modbus_serial_server"]
 HERE = Path(__file__).parent / "modbus"
 
 
-@dataclass
 class ThirdPartyModbus:
-    """The running server: its port and the addresses it refused so far."""
+    """The server process: its port, the addresses it refused so far, and ``stop``/``start``
+    on the same port (a device rebooting)."""
 
-    port: int
-    refused: list[str] = field(default_factory=list)
+    def __init__(self, spec: Path, port: int, modules: Path) -> None:
+        self.port = port
+        self.refused: list[str] = []
+        self._spec = spec
+        self._modules = modules
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving (again); returns once it listens."""
+        proc = self._proc = await asyncio.create_subprocess_exec(
+            node(), str(HERE / "server.js"), str(self._spec), str(self.port),
+            stdout=asyncio.subprocess.PIPE,
+            env={"NODE_PATH": str(self._modules), "PATH": "/usr/bin:/bin"},
+        )  # fmt: skip
+        assert proc.stdout is not None
+        async with asyncio.timeout(15):
+            line = await proc.stdout.readline()
+        assert line.decode().startswith("listening"), line
+        self._reader = asyncio.create_task(self._follow(proc.stdout))
+
+    async def _follow(self, stdout: asyncio.StreamReader) -> None:
+        async for raw in stdout:
+            text = raw.decode().strip()
+            if text.startswith("refused "):
+                self.refused.append(text.removeprefix("refused "))
+
+    async def stop(self) -> None:
+        """Kill it (a power cut: no goodbye to the clients)."""
+        proc, self._proc = self._proc, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        if proc is not None:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
 
 
 @contextlib.asynccontextmanager
@@ -36,34 +72,9 @@ async def modbus_serial_server(
     modules = installed(HERE / "package.json", "modbus-serial")
     spec = tmp_path / "modbus-map.json"
     spec.write_text(json.dumps(registers))
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        node(), str(HERE / "server.js"), str(spec), str(port),
-        stdout=asyncio.subprocess.PIPE,
-        env={"NODE_PATH": str(modules), "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    assert proc.stdout is not None
-    server = ThirdPartyModbus(port=port)
+    server = ThirdPartyModbus(spec, free_port(), modules)
+    await server.start()
     try:
-        async with asyncio.timeout(15):
-            line = await proc.stdout.readline()
-        assert line.decode().startswith("listening"), line
-
-        async def follow() -> None:
-            assert proc.stdout is not None
-            async for raw in proc.stdout:
-                text = raw.decode().strip()
-                if text.startswith("refused "):
-                    server.refused.append(text.removeprefix("refused "))
-
-        reader = asyncio.create_task(follow())
-        try:
-            yield server
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+        yield server
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
+        await server.stop()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pymodbus.client import AsyncModbusTcpClient
 
 from ldt.drivers.errors import DriverError
-from ldt.drivers.modbus.codec import CodecError, decode, encode, shortest_float32
+from ldt.drivers.modbus.codec import CodecError, decode, encode
 from ldt.drivers.modbus.config import (
     ByteOrder,
     DataType,
@@ -21,6 +21,7 @@ from ldt.drivers.modbus.config import (
     RegisterTable,
     WordOrder,
 )
+from ldt.drivers.numbers import shortest_float32
 
 DEFAULTS = ModbusProfileSettings()
 INT_RANGES = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import sys
 import tomllib
 from pathlib import Path
@@ -164,3 +165,13 @@ async def test_browse_cli_unreachable_server_is_one_line() -> None:
     assert out == ""
     assert err.strip().splitlines() == [err.strip()]
     assert "connection refused" in err
+
+
+def test_a_float32_reads_as_its_shortest_decimal() -> None:
+    """Issue 15: an OPC UA Float of 1.35 arrived as 1.350000023841858, while Modbus float32
+    gave 1.35; one rule now (``ldt.drivers.numbers``). A Double keeps every digit."""
+    widened = struct.unpack(">f", struct.pack(">f", 1.35))[0]
+    assert widened == 1.350000023841858
+    assert from_variant(widened, ua.VariantType.Float) == 1.35
+    assert from_variant(widened, ua.VariantType.Double) == widened
+    assert from_variant(widened) == widened  # type unknown: as sent
