@@ -18,7 +18,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -67,18 +67,20 @@ class DeviceHealth:
     connected: bool = False
     latest: dict[str, Reading] = field(default_factory=dict)
     """The newest reading of each point (the local API's live view)."""
+    failing: dict[str, _Failure] = field(default_factory=dict)
+    """Points whose latest reading is bad, with the reason and since when (for logs)."""
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def record(self, r: Reading) -> None:
-        """Count one reading; log a device's failure once per distinct reason."""
+        """Count one reading, and log failures per point and per reason: one line when a
+        point starts failing (or its reason changes), one when it reads again, and a
+        summary at most every ``SUMMARY_S`` while it lasts. (Logging per device flipped
+        between two bad points' reasons and wrote a warning every poll.)"""
         self.latest[r.point] = r
         if r.quality is Quality.BAD:
             self.bad += 1
-            if self.last_error != r.reason:
-                _log.warning(
-                    "device read failed",
-                    extra={"device": self.device_id, "point": r.point, "reason": r.reason},
-                )
             self.last_error = r.reason
+            self._failed(r)
             return
         if r.quality is Quality.STALE:
             self.stale += 1
@@ -86,6 +88,45 @@ class DeviceHealth:
             self.good += 1
         self.last_good_ms = r.observed_at_ms
         self.connected = True
+        failure = self.failing.pop(r.point, None)
+        if failure is not None:
+            _log.info(
+                "point reads again",
+                extra={"device": self.device_id, "point": r.point,
+                       "after_s": round(self.clock() - failure.since, 1),
+                       "bad_readings": failure.count},
+            )  # fmt: skip
+
+    def _failed(self, r: Reading) -> None:
+        now = self.clock()
+        failure = self.failing.get(r.point)
+        if failure is None or failure.reason != r.reason:
+            self.failing[r.point] = _Failure(reason=r.reason, since=now, logged=now)
+            _log.warning(
+                "point read failed",
+                extra={"device": self.device_id, "point": r.point, "reason": r.reason},
+            )
+            return
+        failure.count += 1
+        if now - failure.logged >= SUMMARY_S:
+            failure.logged = now
+            _log.warning(
+                "point still failing",
+                extra={"device": self.device_id, "point": r.point, "reason": r.reason,
+                       "for_s": round(now - failure.since), "bad_readings": failure.count},
+            )  # fmt: skip
+
+
+SUMMARY_S = 600.0
+"""While a point keeps failing for the same reason, a summary line at most this often."""
+
+
+@dataclass(slots=True)
+class _Failure:
+    reason: str | None
+    since: float
+    logged: float
+    count: int = 1
 
 
 @dataclass(slots=True)

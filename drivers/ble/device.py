@@ -257,7 +257,6 @@ class BleDevice:
             self.health.connected = False
             self.health.consecutive_failures += 1
             delay = self._backoff.next_delay()
-            reason = f"{reason}; retry in {delay:.1f} s"
             self.health.last_error = reason
             now = _now_ms()
             for p in self._points:
@@ -457,7 +456,7 @@ class BleDevice:
                 await self._drop_session()
             wait = self._retry_at - time.monotonic()
             if wait > 0:
-                raise _LinkDownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+                raise _LinkDownError(f"not connected: {self._down_reason}")
             assert self._address is not None  # validated: GATT needs an address
             holder: list[_Session] = []
 
@@ -491,7 +490,7 @@ class BleDevice:
         self.health.connected = False
         self.health.consecutive_failures += 1
         self.health.last_error = reason
-        return _LinkDownError(f"{reason}; retry in {delay:.1f} s")
+        return _LinkDownError(reason)
 
     def _answered(self) -> None:
         self._backoff.reset()

@@ -260,9 +260,8 @@ class MqttDevice:
                 self.health.consecutive_failures += 1
                 self.health.last_error = reason
                 now = _now_ms()
-                text = f"{reason}; retry in {delay:.1f} s"
-                for p in self._points:
-                    await emit(self._bad(p, text, now))
+                for p in self._points:  # no countdown in the reason: the same text all outage
+                    await emit(self._bad(p, reason, now))
                 await asyncio.sleep(delay)
         finally:
             self._streaming = False

@@ -224,7 +224,7 @@ class OpcUaDevice:
                 await self._drop(session, session.reason or "session lost")
             wait = self._retry_at - time.monotonic()
             if wait > 0:
-                raise _DownError(f"not connected: {self._down_reason}; retry in {wait:.1f} s")
+                raise _DownError(f"not connected: {self._down_reason}")
             try:
                 session = await self._open()
             except _DownError as exc:
@@ -320,7 +320,7 @@ class OpcUaDevice:
         self.health.connected = False
         self.health.consecutive_failures += 1
         self.health.last_error = reason
-        return _DownError(f"{reason}; retry in {delay:.1f} s")
+        return _DownError(reason)
 
     async def _drop(self, session: _Session, reason: str) -> None:
         """End ``session`` (once) and schedule the next connect after a backoff delay."""

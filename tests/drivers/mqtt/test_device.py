@@ -298,7 +298,7 @@ async def test_connection_failures_say_why(
         await out.wait(lambda: len(out.bad()) >= 2 * 8, timeout_s=8.0)
     reasons = {r.reason for r in out.bad()}
     assert all(expected in (reason or "") for reason in reasons), reasons
-    assert all("retry in" in (reason or "") for reason in reasons)
+    assert not any("retry in" in (reason or "") for reason in reasons)  # no countdown
     assert not out.good()
     assert dev.health.last_error is not None
     assert expected in dev.health.last_error
