@@ -40,6 +40,13 @@ def _number(value: Value, name: str, type_name: str) -> float | int:
     return value
 
 
+def _raw(number: float | int, name: str, scale: float, offset: float) -> float | int:
+    """The raw value that reads back as ``number`` (``number = raw * scale + offset``)."""
+    if scale == 0:
+        raise WriteValueError(f"point {name!r} has scale 0: its raw value cannot be derived")
+    return (number - offset) / scale if scale != 1.0 or offset != 0.0 else number
+
+
 def integer(
     value: Value,
     *,
@@ -51,11 +58,8 @@ def integer(
     offset: float = 0.0,
 ) -> int:
     """The raw integer that reads back as ``value`` (``value = raw * scale + offset``)."""
-    number = _number(value, name, type_name)
-    if scale == 0:
-        raise WriteValueError(f"point {name!r} has scale 0: its raw value cannot be derived")
+    raw = _raw(_number(value, name, type_name), name, scale, offset)
     scaled = scale != 1.0 or offset != 0.0
-    raw = (number - offset) / scale if scaled else number
     if isinstance(raw, int):
         whole = raw
     else:
@@ -78,12 +82,22 @@ def integer(
     return whole
 
 
-def real(value: Value, *, name: str, type_name: str, limit: float | None = None) -> float:
-    """``value`` as a float for a float point (``limit``: its largest magnitude)."""
+def real(
+    value: Value,
+    *,
+    name: str,
+    type_name: str,
+    limit: float | None = None,
+    scale: float = 1.0,
+    offset: float = 0.0,
+) -> float:
+    """The raw float that reads back as ``value`` (``limit``: the type's largest magnitude,
+    checked on the value as given)."""
     number = float(_number(value, name, type_name))
+    raw = float(_raw(number, name, scale, offset))
     if limit is not None and abs(number) > limit:
         raise WriteValueError(f"point {name!r}: {value!r} is out of range for {type_name}")
-    return number
+    return raw
 
 
 def boolean(value: Value, *, name: str, numbers: bool = False) -> bool:
@@ -93,5 +107,5 @@ def boolean(value: Value, *, name: str, numbers: bool = False) -> bool:
         return value
     if numbers and isinstance(value, int) and value in (0, 1):
         return bool(value)
-    accepted = "true or false (or 0/1, which this profile allows)" if numbers else ("true or false")
+    accepted = "true or false (or 0/1, which this profile allows)" if numbers else "true or false"
     raise WriteValueError(f"point {name!r} is a boolean: {value!r} is not {accepted}")

@@ -171,14 +171,15 @@ def encode(point: ModbusPoint, settings: ModbusProfileSettings, value: Value) ->
         return _encode_string(point, value, byte_order)
     try:
         if point.type in _FLOATS:
-            number = write_values.real(value, name=point.name, type_name=point.type.value)
-            raw = (number - point.offset) / point.scale if _is_scaled(point) else number
-            if point.scale == 0:
-                raise CodecError(
-                    f"point {point.name!r} has scale 0: its raw value cannot be derived"
-                )
+            raw = write_values.real(
+                value,
+                name=point.name,
+                type_name=point.type.value,
+                scale=point.scale,
+                offset=point.offset,
+            )
             try:
-                data = struct.pack(_STRUCT[point.type], float(raw))
+                data = struct.pack(_STRUCT[point.type], raw)
             except OverflowError as exc:
                 raise CodecError(
                     f"point {point.name!r}: {value} is out of range for {point.type.value}"

@@ -282,8 +282,21 @@ class ModbusDevice:
     async def _read_block(self, block: ReadBlock, planned: ReadBlock) -> dict[ModbusPoint, Reading]:
         """One block's readings. A joined read refused for an address (exception 2 or 3:
         the map has a hole between the points) is read again in halves, down to single
-        points, and the parts that work replace ``planned`` in later polls: every valid
-        point reads, with no failing request per poll. Raises ``ConnectionDownError``."""
+        points, and the reads that worked replace ``block`` in ``planned``'s later polls:
+        every valid point reads, with no failing request per poll. Raises
+        ``ConnectionDownError``."""
+        results, used = await self._read_parts(block, planned=block == planned)
+        if used != [block]:
+            known = self._refined.get(planned, (planned,))
+            self._refined[planned] = (*(k for k in known if k != block), *used)
+        return results
+
+    async def _read_parts(
+        self, block: ReadBlock, *, planned: bool = False
+    ) -> tuple[dict[ModbusPoint, Reading], list[ReadBlock]]:
+        """``block``'s readings, halving it while the device refuses an address in it;
+        and the reads that answered (``[block]`` when it was read whole). A refused
+        ``planned`` block (the planner's, not a half) is logged."""
         try:
             response = await self._transact(
                 self._read_request(block), f"reading {block.describe()}"
@@ -291,14 +304,14 @@ class ModbusDevice:
         except BadAnswerError as exc:
             self.health.last_error = str(exc)
             now = _now_ms()
-            return {p: self._bad(p, str(exc), now) for p in block.points}
+            return {p: self._bad(p, str(exc), now) for p in block.points}, [block]
         if not (
             response.isError()
             and response.exception_code in _ADDRESS_REFUSALS
             and len(block.points) > 1
         ):
-            return self._decode_block(block, response)
-        if block == planned:
+            return self._decode_block(block, response), [block]
+        if planned:
             _log.info(
                 "read refused for an address between points: reading them apart from now on",
                 extra={
@@ -309,13 +322,12 @@ class ModbusDevice:
                 },
             )
         results: dict[ModbusPoint, Reading] = {}
-        parts: list[ReadBlock] = []
+        used: list[ReadBlock] = []
         for half in _halves(block):
-            results.update(await self._read_block(half, half))
-            parts.extend(self._refined.pop(half, (half,)))
-        known = self._refined.get(planned, (planned,))
-        self._refined[planned] = tuple(b for b in (*[k for k in known if k != block], *parts))
-        return results
+            part, reads = await self._read_parts(half)
+            results.update(part)
+            used.extend(reads)
+        return results, used
 
     def _decode_block(self, block: ReadBlock, response: ModbusPDU) -> dict[ModbusPoint, Reading]:
         now = _now_ms()
@@ -451,7 +463,7 @@ class ModbusDevice:
             self.health.last_error = reason
             raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {reason}")
         raw = ", ".join(f"0x{w:04X}" for w in words) if not p.table.is_bit else str(words[0])
-        return f"{p.table.value} {span.split(' ', 1)[1]} = {raw}"
+        return f"{span} = {raw}"
 
     def _write_request(self, p: ModbusPoint, words: list[int]) -> Request:
         unit = self._unit_id

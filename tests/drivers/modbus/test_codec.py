@@ -265,6 +265,7 @@ def test_any_register_contents_decode_or_raise_codec_error(words: list[int], ord
         (point(DataType.INT16), "12", "not a number"),
         (point(DataType.INT16), True, "not a number"),
         (point(DataType.INT16, scale=0.0), 1, "scale 0"),
+        (point(DataType.FLOAT32, scale=0.0), 1.5, "scale 0"),
         (point(DataType.BOOL), 2, "is not true or false"),
         (point(DataType.BOOL, table=RegisterTable.COIL), "on", "is not true or false"),
         (point(DataType.STRING, length=2), "ABCDE", "do not fit"),
