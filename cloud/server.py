@@ -129,7 +129,7 @@ def build_app(
     """The ASGI app serving ingest and NGSI-LD from ``store`` (opened and closed by the caller).
 
     ``sealer``: seals subscriptions' endpoint secrets in the tenants' stores it opens (the
-    caller sets ``store.subscriptions.sealer`` on ``store`` itself).
+    caller has ``store.subscriptions.seal_with`` it for ``store`` itself).
 
     ``contexts`` (opened by the caller) resolves @contexts; without one, only the
     core context and memory-hosted contexts are known and nothing is fetched.
@@ -281,8 +281,7 @@ async def running_cloud(
                 store, data_dir, insecure_no_auth=insecure_no_auth, oidc=oidc
             )
             sealer = Sealer.open(data_dir / PKI_DIRNAME)
-            store.subscriptions.sealer = sealer
-            await store.subscriptions.seal_stored()
+            await store.subscriptions.seal_with(sealer)
             app = build_app(store, context_store, access=access, quotas=quotas, sealer=sealer)
             ssl_context = None
             broker_files: BrokerFiles | None = None

@@ -403,9 +403,8 @@ class TenantRegistry:
             store = backend.store(key)
             await store.open()
             if self._sealer is not None:
-                store.subscriptions.sealer = self._sealer
                 try:
-                    await store.subscriptions.seal_stored()
+                    await store.subscriptions.seal_with(self._sealer)
                 except BaseException:
                     await store.close()
                     raise

@@ -181,8 +181,8 @@ class Notifier:
         self._slot_due: dict[str, int] = {}  # epoch ms a periodic/throttled slot is next free
         self._endpoints: dict[str, _Endpoint] = {}
         self._retiring: list[_Endpoint] = []
-        self._mqtt_retire: asyncio.Task[int] | None = None
         """Endpoints no subscription names any more, finishing what they had queued."""
+        self._mqtt_retire: asyncio.Task[int] | None = None
         self._client: httpx.AsyncClient | None = None
         self._closed = False
         self._ticker: asyncio.Task[None] | None = None
@@ -223,8 +223,8 @@ class Notifier:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-        endpoints, self._endpoints = [*self._endpoints.values(), *self._retiring], {}
-        self._retiring = []
+        endpoints = self._all_endpoints()
+        self._endpoints, self._retiring = {}, []
         for endpoint in endpoints:
             endpoint.closing = True
             endpoint.ready.set()
@@ -456,8 +456,7 @@ class Notifier:
     def idle(self) -> bool:
         """Nothing queued or in flight, and no ``timeInterval`` subscription to tick for:
         closing it now loses nothing (``TenantRegistry`` closes idle tenants)."""
-        endpoints = [*self._endpoints.values(), *self._retiring]
-        if any(e.queue.pending or e.queue.in_flight for e in endpoints):
+        if any(e.queue.pending or e.queue.in_flight for e in self._all_endpoints()):
             return False
         if self._matchers is None:  # changed, and the ticker has not reloaded them yet
             return self._ticker is None
@@ -466,8 +465,11 @@ class Notifier:
     @property
     def endpoint_tasks(self) -> int:
         """Delivery tasks alive (for tests and the health view)."""
-        endpoints = [*self._endpoints.values(), *self._retiring]
-        return sum(not t.done() for e in endpoints for t in e.tasks)
+        return sum(not t.done() for e in self._all_endpoints() for t in e.tasks)
+
+    def _all_endpoints(self) -> list[_Endpoint]:
+        """The endpoints in use and those retiring."""
+        return [*self._endpoints.values(), *self._retiring]
 
     @property
     def mqtt_links(self) -> int:

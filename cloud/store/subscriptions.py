@@ -180,11 +180,11 @@ class SubscriptionRepository:
 
         return await self._db.read(work)
 
-    async def seal_stored(self) -> int:
-        """Seal the secrets of subscriptions stored in the clear (by a broker before
-        sealing, or without a sealer); returns how many were rewritten."""
-        if self.sealer is None:
-            return 0
+    async def seal_with(self, sealer: Sealer) -> int:
+        """Seal endpoint secrets with ``sealer`` from now on, and those stored in the clear
+        (by a broker before sealing, or without a sealer) now; returns how many
+        subscriptions were rewritten."""
+        self.sealer = sealer
         records, _ = await self._stored(None, 0)
         clear = [r.doc for r in records if _endpoint_secrets(r.doc) and not _has_sealed(r.doc)]
         for doc in clear:

@@ -51,7 +51,7 @@ def _on_disk(store: Store) -> bytes:
 @pytest.fixture
 async def cloud(store: Store, tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Store]]:
     sealer = Sealer.open(tmp_path / "pki")
-    store.subscriptions.sealer = sealer
+    await store.subscriptions.seal_with(sealer)  # as ldt cloud serve does
     service = AccessService(store, TokenSigner.open(tmp_path / "pki"))
     await service.add_user("ada", "admin", "", "a long test password")
     await store.access.notify.allow("", "127.0.0.1")
@@ -155,9 +155,9 @@ async def test_plaintext_subscriptions_are_sealed_when_a_sealer_comes(
     })  # fmt: skip
     assert await store.subscriptions.create(doc)
     assert HEADER_SECRET in await _stored_text(store)
-    store.subscriptions.sealer = Sealer.open(tmp_path / "pki")
-    assert await store.subscriptions.seal_stored() == 1
-    assert await store.subscriptions.seal_stored() == 0
+    sealer = Sealer.open(tmp_path / "pki")
+    assert await store.subscriptions.seal_with(sealer) == 1
+    assert await store.subscriptions.seal_with(sealer) == 0
     assert HEADER_SECRET not in await _stored_text(store)
     record = await store.subscriptions.get(doc["id"])
     assert record is not None
