@@ -46,18 +46,14 @@ def _discover(args: argparse.Namespace) -> int:
 
 def _provision(args: argparse.Namespace) -> int:
     from ldt.agent.cli import load_config
-    from ldt.agent.identity import Identity, IdentityError, provision, reprovision
+    from ldt.agent.identity import Identity, IdentityError, provision_or_stage
 
     cfg = load_config(args.config)
     if cfg is None:
         return 1
     identity = Identity.of(cfg.gateway.data_dir, cfg.gateway.id)
-    again = identity.provisioned
     try:
-        if again:
-            expires = asyncio.run(reprovision(args.host, args.token, identity))
-        else:
-            expires = asyncio.run(provision(args.host, args.token, identity))
+        expires, again = asyncio.run(provision_or_stage(args.host, args.token, identity))
     except IdentityError as exc:
         print(f"ldt gw: {exc}", file=sys.stderr)
         return 1

@@ -258,6 +258,16 @@ def _problem(response: httpx.Response) -> str:
     return f"{response.status_code}: {detail or response.text[:300]}"
 
 
+async def provision_or_stage(
+    host: str, token: str, identity: Identity, *, timeout_s: float = 30
+) -> tuple[str, bool]:
+    """``provision`` a new gateway, ``reprovision`` one that has an identity: (the
+    certificate's expiry, whether the new identity waits for its first sync)."""
+    if identity.provisioned:
+        return await reprovision(host, token, identity, timeout_s=timeout_s), True
+    return await provision(host, token, identity, timeout_s=timeout_s), False
+
+
 async def reprovision(host: str, token: str, identity: Identity, *, timeout_s: float = 30) -> str:
     """``provision`` a gateway that has an identity: the new one (a new key, CA and
     signing key) goes to ``identity.pending()`` and the current one stays in use until a

@@ -38,7 +38,7 @@ import h11
 import orjson
 
 from ldt import __version__
-from ldt.agent.identity import Identity, IdentityError, provision, reprovision
+from ldt.agent.identity import Identity, IdentityError, provision_or_stage
 from ldt.agent.reachability import probe_connection
 
 if TYPE_CHECKING:
@@ -319,18 +319,14 @@ class LocalApi:
         if not isinstance(host, str) or not isinstance(token, str):
             return _problem(400, "host and token must be strings")
         identity = self._identity()
-        again = identity.provisioned
-        if again and request.get("force") is not True:
+        if identity.provisioned and request.get("force") is not True:
             return _problem(
                 409,
                 "this gateway is provisioned already: re-provisioning replaces its identity,"
                 ' pinned CA and signing key; send "force": true to do it',
             )
-        try:
-            if again:  # the current identity syncs until the new one has synced once
-                expires = await reprovision(host, token, identity)
-            else:
-                expires = await provision(host, token, identity)
+        try:  # a provisioned gateway syncs with its identity until the new one synced once
+            expires, again = await provision_or_stage(host, token, identity)
         except IdentityError as exc:
             return _problem(502 if "cannot reach" in str(exc) else 400, str(exc))
         _log.info(
