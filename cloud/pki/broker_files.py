@@ -106,10 +106,12 @@ class BrokerFiles:
         return True
 
     async def run(self, every_s: float = CHECK_S) -> None:
-        """``refresh`` every ``every_s`` until cancelled (store errors are logged)."""
+        """``refresh`` every ``every_s`` until cancelled (store errors are logged); the
+        caller ran the first ``refresh`` itself (the files must exist before mosquitto
+        starts)."""
         while True:
+            await asyncio.sleep(every_s)
             try:
                 await self.refresh()
             except (StoreError, OSError) as exc:
                 _log.warning("mosquitto CRL and ACL not refreshed", extra={"error": str(exc)})
-            await asyncio.sleep(every_s)
