@@ -1,7 +1,7 @@
 """Compare ``bench/broker.py --quick`` between another checkout and this one, in one run.
 
-    git worktree add /tmp/ldt-base d49703f && (cd /tmp/ldt-base && ./scripts/bootstrap)
-    .venv/bin/python bench/_ab_broker.py --base /tmp/ldt-base --rounds 6
+    git worktree add ../ldt-base d49703f && (cd ../ldt-base && ./scripts/bootstrap)
+    .venv/bin/python bench/_ab_broker.py --base ../ldt-base --rounds 6
 
 Each round runs the base checkout's bench, then this checkout's, so both see the same
 machine state; the table gives each row's median per side, after/before, and the spread
