@@ -47,6 +47,7 @@ in one dedicated thread.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import sqlite3
@@ -57,9 +58,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self
 
-from ldt.contract import SeriesInfo
+from ldt.contract import SeriesInfo, WireValue
 from ldt.private_files import create_private
-from ldt.reading import Quality, Value
+from ldt.reading import MAX_STRUCTURED_CHARS, Quality
 
 __all__ = [
     "APPLICATION_ID",
@@ -78,7 +79,7 @@ APPLICATION_ID = 0x4C445442
 SCHEMA_VERSION = 3
 """``PRAGMA user_version``; a file from a newer release is refused, not guessed at."""
 
-BufferRow = tuple[int, int, "Value | None", Quality, "str | None"]
+BufferRow = tuple[int, int, WireValue, Quality, "str | None"]
 """What ``append`` takes: (series_id, observed_at_ms, value, quality, reason)."""
 
 _BUSY_TIMEOUT_S = 2.0
@@ -87,6 +88,8 @@ _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 _QUALITY_CODE = {Quality.GOOD: 0, Quality.BAD: 1, Quality.STALE: 2}
 _CODE_QUALITY = {v: k for k, v in _QUALITY_CODE.items()}
 _BOOL_BIT = 4
+_JSON_BIT = 8
+"""The value column holds JSON text (a DateTime or a structure), not a string reading."""
 
 _REJECTED_TABLE = """CREATE TABLE IF NOT EXISTS rejected (
         seq INTEGER PRIMARY KEY,
@@ -140,7 +143,7 @@ class BufferedReading:
     seq: int
     series_id: int
     observed_at_ms: int
-    value: Value | None
+    value: WireValue
     quality: Quality
     reason: str | None
 
@@ -168,13 +171,28 @@ class BufferStats:
     """Readings the cloud refused as data, set aside in the ``rejected`` table."""
 
 
+def _stored(tag: int, value: bool | int | float | str | None) -> WireValue:
+    """A value column as it was appended (the tag says what a 0/1 or a text was)."""
+    if tag & _BOOL_BIT:
+        return bool(value)
+    if tag & _JSON_BIT and isinstance(value, str):
+        decoded: dict[str, object] | list[object] = json.loads(value)
+        return decoded
+    return value
+
+
 def check_value(value: object) -> None:
     """Raise ``BufferInputError`` unless ``value`` can be stored and read back unchanged.
 
     NaN is refused: SQLite stores it as NULL (and JSON cannot carry it), so it
     would come back as "no value"; a driver should send a ``bad`` reading instead.
+    A structured value (a dict or list, ``ldt.contract.wire_value``) must be JSON of
+    at most about ``MAX_STRUCTURED_CHARS``.
     """
     if value is None or isinstance(value, (bool, str)):
+        return
+    if isinstance(value, dict | list):
+        _json_text(value)
         return
     if isinstance(value, int):
         if not _INT_MIN <= value <= _INT_MAX:
@@ -185,6 +203,16 @@ def check_value(value: object) -> None:
             raise BufferInputError("NaN cannot be buffered; send a bad reading with a reason")
         return
     raise BufferInputError(f"cannot buffer a value of type {type(value).__name__}")
+
+
+def _json_text(value: dict[str, object] | list[object]) -> str:
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise BufferInputError(f"cannot buffer this structured value: {exc}") from None
+    if len(text) > MAX_STRUCTURED_CHARS + 64:
+        raise BufferInputError(f"a structured value of {len(text)} characters is too large")
+    return text
 
 
 @dataclass(slots=True)
@@ -463,8 +491,8 @@ class Buffer:
 
     def _encode(
         self, rows: Sequence[BufferRow], first: int
-    ) -> list[tuple[int, int, int, int, Value | None, str | None]]:
-        out: list[tuple[int, int, int, int, Value | None, str | None]] = []
+    ) -> list[tuple[int, int, int, int, bool | int | float | str | None, str | None]]:
+        out: list[tuple[int, int, int, int, bool | int | float | str | None, str | None]] = []
         known = self._series_by_id
         seq = first
         for row in rows:
@@ -481,6 +509,9 @@ class Buffer:
                 raise BufferInputError(f"reason must be a string or None, got {reason!r}")
             if type(value) is bool:
                 tag |= _BOOL_BIT
+            elif isinstance(value, dict | list):
+                tag |= _JSON_BIT
+                value = _json_text(value)
             elif type(value) is not str and (type(value) is not float or math.isnan(value)):
                 check_value(value)
             out.append((seq, series_id, ts, tag, value, reason))
@@ -634,9 +665,7 @@ class Buffer:
             raise self._translate(exc, "cannot read buffered readings") from exc
         q = _CODE_QUALITY
         return [
-            BufferedReading(
-                seq, series, ts, bool(value) if tag & _BOOL_BIT else value, q[tag & 3], reason
-            )
+            BufferedReading(seq, series, ts, _stored(tag, value), q[tag & 3], reason)
             for seq, series, ts, tag, value, reason in rows
         ]
 

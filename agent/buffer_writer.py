@@ -40,6 +40,7 @@ from ldt.agent.buffer import BufferError, BufferInputError, BufferRow, check_val
 from ldt.agent.buffer_async import AsyncBuffer
 from ldt.agent.value_cipher import ValueCipher
 from ldt.backoff import Backoff
+from ldt.contract import wire_value
 from ldt.reading import Reading
 
 __all__ = ["AppendTarget", "AsyncBuffer", "BufferWriter", "WriterStats"]
@@ -154,7 +155,7 @@ class BufferWriter:
         queue = self._queue
         if queue is None or self._closing or self._task is None or self._task.done():
             raise BufferError("the buffer writer is not running")
-        value = reading.value
+        value = wire_value(reading.value)
         if type(value) is not float or math.isnan(value):
             check_value(value)
         if self._cipher is not None:

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ldt.reading import Quality, Reading, Value
+from ldt.reading import Quality, Reading, Structured, Value
 
 if TYPE_CHECKING:
     from ldt.models.bundle import Bundle
@@ -182,7 +182,9 @@ class InferenceEngine:
         self._by_source.clear()
 
 
-def _number(value: Value | None) -> float | None:
+def _number(value: Value | Structured | None) -> float | None:
+    if isinstance(value, Structured):
+        return None
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return None if not isinstance(value, bool) else float(value)
     return float(value)

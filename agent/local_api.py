@@ -40,6 +40,7 @@ import orjson
 from ldt import __version__
 from ldt.agent.identity import Identity, IdentityError, provision_or_stage
 from ldt.agent.reachability import probe_connection
+from ldt.contract import wire_value
 
 if TYPE_CHECKING:
     from ldt.agent.runtime import AgentRuntime
@@ -271,7 +272,7 @@ class LocalApi:
         return {
             d.device_id: {
                 point: {
-                    "value": r.value,
+                    "value": wire_value(r.value),
                     "quality": str(r.quality),
                     "observed_at_ms": r.observed_at_ms,
                     "reason": r.reason,

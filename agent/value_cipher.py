@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from ldt.contract import WireValue
 from ldt.private_files import write_private
-from ldt.reading import Value
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -69,7 +69,7 @@ class ValueCipher:
         except OSError as exc:
             raise CipherError(f"cannot read the buffer key {path}: {exc}") from exc
 
-    def seal(self, value: Value | None) -> str:
+    def seal(self, value: WireValue) -> str:
         """The value as stored in the buffer."""
         nonce = os.urandom(12)
         sealed = self._aead.encrypt(nonce, orjson.dumps(value), _AAD)

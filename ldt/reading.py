@@ -7,13 +7,56 @@ them to entities and attributes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any, Literal
 
-__all__ = ["Quality", "Reading", "Value"]
+__all__ = ["MAX_STRUCTURED_CHARS", "Quality", "Reading", "Structured", "Value"]
 
 Value = bool | int | float | str
 """A decoded point value. ``bool`` before ``int``: Python's bool is an int."""
+
+MAX_STRUCTURED_CHARS = 16_384
+"""The largest array or structure a reading carries, as compact JSON text: a point is one
+measurement, not a file, and the buffer and the sync batch stay bounded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Structured:
+    """A point value that is not one number, flag or text: an instant, or JSON data.
+
+    ``kind`` ``"instant"``: ``data`` is ISO 8601 UTC text (``2026-01-02T03:04:05.678Z``).
+    ``kind`` ``"json"``: ``data`` is a list or dict of JSON values (an OPC UA array or
+    structure, an MQTT payload's object). Build them with ``instant`` and ``of_json``, which
+    check the data; the agent decides how each kind is shown in the twin.
+    """
+
+    kind: Literal["instant", "json"]
+    data: Any
+
+    @classmethod
+    def instant(cls, when: datetime) -> Structured:
+        """``when`` (naive means UTC) as an instant, to the millisecond."""
+        stamp = when if when.tzinfo else when.replace(tzinfo=UTC)
+        text = stamp.astimezone(UTC).isoformat(timespec="milliseconds")
+        return cls("instant", text.replace("+00:00", "Z"))
+
+    @classmethod
+    def of_json(cls, data: list[Any] | dict[str, Any]) -> Structured:
+        """``data`` as a JSON value; ``ValueError`` says why it cannot be one (NaN, a type
+        JSON has no word for, more than ``MAX_STRUCTURED_CHARS``)."""
+        try:
+            text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the value cannot be sent as JSON: {exc}") from None
+        if len(text) > MAX_STRUCTURED_CHARS:
+            raise ValueError(
+                f"the value is {len(text)} characters as JSON; at most "
+                f"{MAX_STRUCTURED_CHARS} fit in a reading"
+            )
+        return cls("json", json.loads(text))  # a private copy: later changes to data do not leak
 
 
 class Quality(StrEnum):
@@ -39,7 +82,7 @@ class Reading:
 
     device_id: str
     point: str
-    value: Value | None
+    value: Value | Structured | None
     observed_at_ms: int
     quality: Quality = Quality.GOOD
     reason: str | None = None

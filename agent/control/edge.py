@@ -48,7 +48,7 @@ from ldt.contract.control import (
 )
 from ldt.contract.rules import PointLimit
 from ldt.private_files import write_private
-from ldt.reading import Reading
+from ldt.reading import Reading, Structured
 
 if TYPE_CHECKING:  # cryptography comes with these: loaded only once artifacts are used
     from ldt.agent.artifacts import ArtifactFetcher
@@ -210,7 +210,7 @@ class EdgeControl:
         firings = self.rules.observe(
             reading.device_id,
             reading.point,
-            reading.value,
+            None if isinstance(reading.value, Structured) else reading.value,
             str(reading.quality),
             reading.observed_at_ms,
             _now_ms(),

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ldt.cloud.ngsild.timestamps import iso_ms, parse_iso_ms
-from ldt.contract import IngestBatch
+from ldt.contract import IngestBatch, WireValue
 
 __all__ = [
     "READING_ID_PREFIX",
@@ -55,7 +55,7 @@ class AttrUpdate:
     """What produced a derived series (a model and its version); None: the device."""
     value_key: tuple[int, int] | None = None
     """(observed_at_ms, seq) of the newest good/stale reading with a value."""
-    value: bool | int | float | str | None = None
+    value: WireValue = None
     value_quality: str = "good"
     newest_key: tuple[int, int] = (-1, -1)
     """(observed_at_ms, seq) of the newest reading of any quality."""
@@ -113,7 +113,7 @@ def reading_id(gateway_id: str, seq: int) -> str:
 
 
 def reading_instance(
-    value: bool | float | str | None,
+    value: WireValue,
     ts: int,
     quality: str,
     reason: str | None,

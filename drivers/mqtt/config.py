@@ -67,6 +67,8 @@ class ValueType(StrEnum):
     INT = "int"
     BOOL = "bool"
     STRING = "string"
+    DATETIME = "datetime"  # ISO 8601 or epoch seconds/ms; the twin shows an NGSI-LD DateTime
+    JSON = "json"  # an object or array, kept as the attribute's JSON value
 
 
 def _check_topic(template: str) -> str:
@@ -178,6 +180,8 @@ class MqttPoint(BaseModel):
                 raise ValueError("'command' is for UL points; JSON points use 'command_payload'")
             if not self.writable:
                 raise ValueError("'command' is only for writable points")
+        if self.writable and self.type in (ValueType.DATETIME, ValueType.JSON):
+            raise ValueError(f"points of type {self.type.value} cannot be writable")
         if self.writable and self.selector is not None and self.command_payload is None:
             raise ValueError("a writable JSON point needs 'command_payload'")
         return self

@@ -59,7 +59,7 @@ from ldt.drivers.mqtt.payload import (
     select,
     unconvert,
 )
-from ldt.reading import Quality, Reading, Value
+from ldt.reading import Quality, Reading, Structured, Value
 
 __all__ = ["MqttDevice", "MqttDeviceHealth"]
 
@@ -479,7 +479,7 @@ class MqttDevice:
             self.health.last_error = problem
         return out
 
-    def _good(self, point: MqttPoint, value: Value, at_ms: int) -> Reading:
+    def _good(self, point: MqttPoint, value: Value | Structured, at_ms: int) -> Reading:
         return Reading(
             device_id=self.device_id, point=point.name, value=value, observed_at_ms=at_ms
         )

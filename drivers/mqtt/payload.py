@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ldt.reading import Value
+from ldt.reading import Structured, Value
 
 __all__ = [
     "PayloadError",
@@ -50,7 +50,7 @@ __all__ = [
     "unconvert",
 ]
 
-ValueKind = Literal["float", "int", "bool", "string"]
+ValueKind = Literal["float", "int", "bool", "string", "datetime", "json"]
 Selector = tuple[str | int, ...]
 """A parsed JSON selector: object keys (str) and array indexes (int), root first."""
 
@@ -181,12 +181,25 @@ def parse_json(payload: bytes, selectors: Mapping[str, Selector]) -> dict[str, A
 # ------------------------------------------------------------------ conversion
 
 
-def convert(raw: Any, kind: ValueKind, scale: float = 1.0, offset: float = 0.0) -> Value:
+def convert(
+    raw: Any, kind: ValueKind, scale: float = 1.0, offset: float = 0.0
+) -> Value | Structured:
     """A raw JSON value or UL string as the point's type, then ``raw * scale + offset``.
 
     Raises ``PayloadError`` when it does not fit (a string that is not a number,
     a JSON object, NaN, ...). ``bool`` accepts true/false, 1/0, on/off, yes/no.
+    ``datetime`` takes what ``parse_timestamp_ms`` takes; ``json`` an object or array.
     """
+    if kind == "datetime":
+        ms = parse_timestamp_ms(raw)
+        return Structured.instant(dt.datetime.fromtimestamp(ms / 1000, dt.UTC))
+    if kind == "json":
+        if not isinstance(raw, dict | list):
+            raise PayloadError(f"expected an object or an array, got {_kind_of(raw)}")
+        try:
+            return Structured.of_json(raw)
+        except ValueError as exc:
+            raise PayloadError(str(exc)) from None
     if kind == "string":
         if isinstance(raw, (dict, list)) or raw is None:
             raise PayloadError(f"expected a text value, got {_kind_of(raw)}")
@@ -219,6 +232,8 @@ def unconvert(value: Value, kind: ValueKind, scale: float = 1.0, offset: float =
 
     Raises ``PayloadError`` when the value does not fit the type.
     """
+    if kind in ("datetime", "json"):
+        raise PayloadError(f"points of type {kind} cannot be written")
     if kind == "string":
         if not isinstance(value, str):
             raise PayloadError(f"expected a text value, got {_show(value)}")

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
         SecurityMode,
         SecurityPolicy,
     )
-    from ldt.drivers.opcua.device import OpcUaDevice, OpcUaDeviceHealth, quiet_asyncua_logging
+    from ldt.drivers.opcua.connect import quiet_asyncua_logging
+    from ldt.drivers.opcua.device import OpcUaDevice, OpcUaDeviceHealth
 
 __all__ = [
     "OpcUaConnection",
@@ -41,7 +42,7 @@ _WHERE = {
     "SecurityPolicy": "ldt.drivers.opcua.config",
     "OpcUaDevice": "ldt.drivers.opcua.device",
     "OpcUaDeviceHealth": "ldt.drivers.opcua.device",
-    "quiet_asyncua_logging": "ldt.drivers.opcua.device",
+    "quiet_asyncua_logging": "ldt.drivers.opcua.connect",
 }
 
 

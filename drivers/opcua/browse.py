@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from asyncua import ua
@@ -10,6 +11,7 @@ from asyncua.common.node import Node
 from asyncua.ua.attribute_ids import AttributeIds
 
 from ldt.drivers.opcua.codec import from_variant, status_name
+from ldt.reading import Structured
 
 __all__ = ["VariableInfo", "browse_variables"]
 
@@ -47,10 +49,15 @@ async def _describe(client: Client, node: Node, path: str) -> VariableInfo:
     if status.is_bad():
         text = status_name(status)
     else:
+        variant = value_dv.Value
         try:
-            text = repr(from_variant(value_dv.Value.Value if value_dv.Value else None))
+            value = from_variant(
+                variant.Value if variant else None, variant.VariantType if variant else None
+            )
         except ValueError as exc:
             text = f"({exc})"
+        else:
+            text = json.dumps(value.data) if isinstance(value, Structured) else repr(value)
     return VariableInfo(path, node.nodeid.to_string(), dtype_name, access, text)
 
 

@@ -79,23 +79,18 @@ async def _browse(conn: Any, depth: int) -> list[Any]:
 
     from ldt.drivers.errors import DriverError
     from ldt.drivers.opcua.browse import browse_variables
-    from ldt.drivers.opcua.device import describe_error, quiet_asyncua_logging
-    from ldt.drivers.opcua.security import apply_security
+    from ldt.drivers.opcua.connect import connect
 
-    quiet_asyncua_logging()
     client = Client(conn.endpoint, timeout=conn.timeout_s)
     try:
         async with asyncio.timeout(conn.timeout_s * 2):
-            await apply_security(client, conn)
-            await client.connect()
+            await connect(client, conn)
     except TimeoutError:
         client.disconnect_socket()
         raise DriverError(f"no answer from {conn.endpoint} within {conn.timeout_s * 2} s") from None
-    except DriverError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line for the user, whatever asyncua raised
+    except DriverError as exc:
         client.disconnect_socket()
-        raise DriverError(f"cannot connect to {conn.endpoint}: {describe_error(exc)}") from None
+        raise DriverError(f"cannot connect to {conn.endpoint}: {exc}") from None
     try:
         async with asyncio.timeout(max(30.0, conn.timeout_s * 6)):
             return await browse_variables(client, depth=depth)

@@ -1,15 +1,20 @@
 """OPC UA values <-> ldt values: pure conversions, no I/O.
 
-A reading's value is ``bool | int | float | str``; OPC UA variables carry
-typed Variants. Reading converts the scalar built-in types (and LocalizedText,
-DateTime, enumerations) and refuses arrays and structures with a reason.
+Reading follows the rule every driver shares (README, "Values in, values out"):
+numbers, booleans and text stay scalars (a ``Float`` as its shortest round-trip
+decimal), a ``DateTime`` becomes an instant, and arrays and structures (decoded
+ExtensionObjects) become JSON data with camelCase field names. A type with no
+JSON form (ByteString, an undecoded structure) gets one reason naming it.
 Writing converts to the variable's own VariantType and refuses what would not
 fit (300 into a Byte, "on" into a Boolean) instead of letting the server guess.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import math
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +22,7 @@ from asyncua import ua
 
 from ldt.drivers import write_values
 from ldt.drivers.numbers import shortest_float32
-from ldt.reading import Value
+from ldt.reading import Structured, Value
 
 __all__ = ["INTEGER_RANGES", "from_variant", "status_name", "timestamp_ms", "to_variant"]
 
@@ -46,12 +51,31 @@ def status_name(code: ua.StatusCode | int) -> str:
         return f"0x{value:08X}"
 
 
-def from_variant(value: Any, vtype: ua.VariantType | None = None) -> Value:
-    """A Variant's Python value as a reading value; ``ValueError`` says why not. A
-    ``Float`` (32-bit) is given as its shortest decimal (``ldt.drivers.numbers``)."""
-    if isinstance(value, bool | str):
+def from_variant(value: Any, vtype: ua.VariantType | None = None) -> Value | Structured:
+    """A Variant's Python value as a reading value; ``ValueError`` says why not."""
+    if value is None:
+        raise ValueError("the server sent no value (Null)")
+    if isinstance(value, datetime):
+        return Structured.instant(value)
+    data = _json(value, vtype)
+    if isinstance(data, list | dict):
+        return Structured.of_json(data)
+    if isinstance(data, bool | int | float | str):
+        return data
+    raise ValueError(f"values of type {type(value).__name__} are not supported")
+
+
+def _camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _json(value: Any, vtype: ua.VariantType | None) -> Any:
+    """One value (or an array's element, or a structure's field) as JSON data."""
+    if value is None or isinstance(value, bool | str):
         return value
-    if isinstance(value, int):  # also IntEnum values of enumerated DataTypes
+    if isinstance(value, enum.Enum):
+        return value.value if isinstance(value.value, int) else value.name
+    if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
         if math.isnan(value) or math.isinf(value):
@@ -60,12 +84,30 @@ def from_variant(value: Any, vtype: ua.VariantType | None = None) -> Value:
     if isinstance(value, ua.LocalizedText):
         return value.Text or ""
     if isinstance(value, datetime):
-        stamp = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return stamp.isoformat().replace("+00:00", "Z")
-    if value is None:
-        raise ValueError("the server sent no value (Null)")
+        return Structured.instant(value).data
+    if isinstance(value, ua.NodeId | ua.QualifiedName):
+        return value.to_string()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, ua.Variant):
+        return _json(value.Value, value.VariantType)
     if isinstance(value, list | tuple):
-        raise ValueError("arrays are not supported (map one element per point)")  # noqa: TRY004
+        return [_json(v, vtype) for v in value]
+    if isinstance(value, ua.ExtensionObject):
+        raise ValueError(  # noqa: TRY004 - a value the reading cannot carry, not a caller's bug
+            f"structures of DataType {value.TypeId.to_string()} are not supported "
+            "(the server does not describe them)"
+        )
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            _camel(f.name): _json(getattr(value, f.name), None)
+            for f in dataclasses.fields(value)
+            if not f.name.startswith("_") and f.name != "data_type"
+        }
+    if isinstance(value, bytes | bytearray):
+        raise ValueError(  # noqa: TRY004 - as above
+            "ByteString values are not supported (no text or number form)"
+        )
     raise ValueError(f"values of type {type(value).__name__} are not supported")
 
 

@@ -24,7 +24,6 @@ A thin adapter over asyncua's ``Client`` that owns the failure policy:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,10 +50,10 @@ from ldt.drivers.opcua.config import (
     PointMode,
     parse_node_ref,
 )
-from ldt.drivers.opcua.security import apply_security
-from ldt.reading import Quality, Reading, Value
+from ldt.drivers.opcua.connect import connect, describe_error, quiet_asyncua_logging
+from ldt.reading import Quality, Reading, Structured, Value
 
-__all__ = ["OpcUaDevice", "OpcUaDeviceHealth", "quiet_asyncua_logging"]
+__all__ = ["OpcUaDevice", "OpcUaDeviceHealth"]
 
 _SESSION_TIMEOUT_MS = 120_000  # the server forgets a vanished gateway's session after 2 min
 _QUEUE_MAX = 10_000  # notifications buffered between asyncua and emit; oldest dropped when full
@@ -72,19 +71,6 @@ _SESSION_FAULTS = frozenset(
         StatusCodes.BadTimeout,
     }
 )
-
-
-def quiet_asyncua_logging() -> None:
-    """Silence asyncua's logs unless the operator configured its logger.
-
-    asyncua logs a traceback for every dropped connection and a warning per
-    clamped session timeout; the driver reports the same facts as reading
-    reasons and health. Setting the ``asyncua`` logger's level (to anything)
-    before the device starts keeps asyncua's own logs.
-    """
-    logger = logging.getLogger("asyncua")
-    if logger.level == logging.NOTSET:
-        logger.setLevel(logging.CRITICAL)
 
 
 @dataclass(slots=True)
@@ -130,20 +116,6 @@ class _Session:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def describe_error(exc: BaseException) -> str:
-    """A technician's sentence for an exception from asyncua or the socket."""
-    if isinstance(exc, UaStatusCodeError):
-        return status_name(exc.code)
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc)
-    if text == "Server certificate mismatch":
-        return "the server's certificate is not the pinned server_certificate"
-    return text or type(exc).__name__
 
 
 class OpcUaDevice:
@@ -255,8 +227,7 @@ class OpcUaDevice:
         deadline = 2 * conn.timeout_s
         try:
             async with asyncio.timeout(deadline):
-                await apply_security(client, conn)
-                await client.connect(auto_reconnect=False)
+                await connect(client, conn)
                 await self._resolve(session)
         except asyncio.CancelledError:
             await self._close_client(client)
@@ -264,9 +235,9 @@ class OpcUaDevice:
         except TimeoutError:
             await self._close_client(client)
             raise _DownError(f"timeout after {deadline} s connecting to {conn.endpoint}") from None
-        except DriverError as exc:  # unusable certificate, key or password file
+        except DriverError as exc:  # unusable local files, or the server's refusal
             await self._close_client(client)
-            raise _DownError(str(exc)) from None
+            raise _DownError(f"cannot open a session: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - asyncua raises many types; all become reasons
             await self._close_client(client)
             raise _DownError(f"cannot open a session: {describe_error(exc)}") from None
@@ -605,8 +576,9 @@ class OpcUaDevice:
         except _DownError as exc:
             raise DriverError(f"{what} failed: {exc}") from None
 
-    async def write(self, point: OpcUaPoint | str, value: Value) -> None:
-        """Write one point with its variable's own DataType.
+    async def write(self, point: OpcUaPoint | str, value: Value) -> str:
+        """Write one point with its variable's own DataType; returns what was written
+        (``UInt16 300``).
 
         Raises ``DriverError`` when the point is unknown or not writable, the
         value does not fit the variable's type (the type is read once per
@@ -641,8 +613,9 @@ class OpcUaDevice:
             raise DriverError(f"{what} failed: {reason}") from exc
         if not results[0].is_good():
             raise DriverError(f"{what} refused: {status_name(results[0])}")
+        return f"{variant.VariantType.name} {variant.Value!r}"
 
-    async def call(self, method: str, *args: Value) -> list[Value]:
+    async def call(self, method: str, *args: Value) -> list[Value | Structured]:
         """Call a method by browse path (``/Objects/2:PumpingStation/2:ResetAlarm``) or NodeId.
 
         Arguments are converted to the method's declared input types; returns

@@ -14,10 +14,16 @@ from asyncua import ua
 from asyncua.client.client import Client
 from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_private_key,
+    load_pem_private_key,
+)
 
 from ldt.drivers.errors import DriverError
 from ldt.drivers.opcua.config import OpcUaConnection, SecurityMode, SecurityPolicy
+from ldt.drivers.opcua.refusals import ClientIdentity, thumbprint
 
 __all__ = ["DEFAULT_APPLICATION_URI", "application_uri_of", "apply_security", "read_password"]
 
@@ -59,6 +65,24 @@ def application_uri_of(cert: x509.Certificate) -> str | None:
     return uris[0] if uris else None
 
 
+def _check_key_matches(cert: x509.Certificate, key: bytes, conn: OpcUaConnection) -> None:
+    """A key that is not the certificate's makes the server drop the channel with only
+    ``BadTcpInternalError`` (a bad signature): say so before connecting."""
+    try:
+        load = load_pem_private_key if b"-----BEGIN" in key else load_der_private_key
+        private = load(key, password=None)
+    except (ValueError, TypeError) as exc:
+        raise DriverError(
+            f"the client private key {conn.client_private_key} cannot be used: {exc}"
+        ) from exc
+    spki = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise DriverError(
+            f"the client private key {conn.client_private_key} does not belong to the client "
+            f"certificate {conn.client_certificate} (their public keys differ)"
+        )
+
+
 def read_password(conn: OpcUaConnection) -> str | None:
     """The password from the config or the first line of ``password_file``."""
     if conn.password is not None:
@@ -70,13 +94,14 @@ def read_password(conn: OpcUaConnection) -> str | None:
     return lines[0] if lines else ""
 
 
-async def apply_security(client: Client, conn: OpcUaConnection) -> None:
+async def apply_security(client: Client, conn: OpcUaConnection) -> ClientIdentity:
     """Set the client's application URI, security policy and user identity.
 
     With a policy, the server's certificate is fetched from its endpoints
     first (one extra round trip without security) and checked against the
-    pinned one. Raises ``DriverError`` for unreadable or unusable files and a
-    server certificate that is not the pinned one.
+    pinned one. Raises ``DriverError`` for unreadable or unusable files, a key
+    that is not the certificate's, and a server certificate that is not the
+    pinned one. Returns what the gateway presents, for explaining a refusal.
     """
     client.name = client.description = "ldt gateway"
     client.application_uri = conn.application_uri or DEFAULT_APPLICATION_URI
@@ -86,13 +111,14 @@ async def apply_security(client: Client, conn: OpcUaConnection) -> None:
         if password is not None:
             client.set_password(password)
     if conn.security_policy is SecurityPolicy.NONE:
-        return
+        return ClientIdentity(username=conn.username)
     assert conn.client_certificate is not None
     assert conn.client_private_key is not None
     cert = _load_certificate(conn.client_certificate, "client certificate")
     if conn.application_uri is None:
         client.application_uri = application_uri_of(cert) or DEFAULT_APPLICATION_URI
     key = _read(conn.client_private_key, "client private key")
+    _check_key_matches(cert, key, conn)
     pinned_der: bytes | None = None
     if conn.server_certificate is not None:
         pinned_der = _load_certificate(conn.server_certificate, "server certificate").public_bytes(
@@ -118,3 +144,13 @@ async def apply_security(client: Client, conn: OpcUaConnection) -> None:
         raise DriverError(
             f"the server presents a certificate other than the pinned {conn.server_certificate}"
         )
+    return ClientIdentity(
+        policy=conn.security_policy.value,
+        mode=conn.security_mode.value,
+        certificate=str(conn.client_certificate),
+        thumbprint=thumbprint(cert.public_bytes(Encoding.DER)),
+        application_uri=client.application_uri,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        username=conn.username,
+    )

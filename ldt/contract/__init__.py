@@ -15,6 +15,8 @@ from ldt.contract.batch import (
     IngestBatch,
     SeriesInfo,
     WireReading,
+    WireValue,
+    wire_value,
 )
 
 __all__ = [
@@ -25,4 +27,6 @@ __all__ = [
     "IngestBatch",
     "SeriesInfo",
     "WireReading",
+    "WireValue",
+    "wire_value",
 ]

@@ -17,9 +17,12 @@ batch is committed to its store; the gateway marks readings sent only then.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from ldt.reading import MAX_STRUCTURED_CHARS, Structured, Value
 
 __all__ = [
     "INGEST_PATH",
@@ -29,10 +32,13 @@ __all__ = [
     "IngestBatch",
     "SeriesInfo",
     "WireReading",
+    "WireValue",
+    "wire_value",
 ]
 
 WIRE_VERSION: Literal[1] = 1
 INGEST_PATH = "/ldt/v1/ingest"
+_MAX_JSON = MAX_STRUCTURED_CHARS + 64  # the DateTime wrapper, or another encoder's spacing
 MAX_BATCH_READINGS = 20_000
 """A batch larger than this is refused (413): bounds the cloud's memory per request."""
 
@@ -40,7 +46,29 @@ _Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 _Urn = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+:\S+$")]
 _Unit = Annotated[str, StringConstraints(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]
 
-WireValue = bool | int | float | str | None
+WireValue = bool | int | float | str | dict[str, Any] | list[Any] | None
+"""A reading's value as sent and as the twin shows it: a scalar, an NGSI-LD DateTime
+(``{"@type": "DateTime", "@value": "2026-01-02T03:04:05.678Z"}``), or JSON data (an
+array or a structure) as the Property's value."""
+
+
+def wire_value(value: Value | Structured | None) -> WireValue:
+    """A driver's value as it goes on the wire (and into the buffer)."""
+    if not isinstance(value, Structured):
+        return value
+    if value.kind == "instant":
+        return {"@type": "DateTime", "@value": value.data}
+    data: dict[str, Any] | list[Any] = value.data
+    return data
+
+
+def _text_of(value: WireValue) -> str | None:
+    """Compact JSON of a structured value (for the size and NUL checks); None for a scalar."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return None
+
+
 WireReading = tuple[
     Annotated[int, Field(ge=1)],  # seq
     Annotated[int, Field(ge=0)],  # series id
@@ -102,8 +130,11 @@ class IngestBatch(BaseModel):
         """
         seen: set[int] = set()
         for row in self.readings:
-            if (isinstance(row[3], str) and "\x00" in row[3]) or (row[5] and "\x00" in row[5]):
+            text = row[3] if isinstance(row[3], str) else _text_of(row[3])
+            if (text is not None and "\x00" in text) or (row[5] and "\x00" in row[5]):
                 raise ValueError(f"reading seq {row[0]} has a NUL character in its text")
+            if text is not None and not isinstance(row[3], str) and len(text) > _MAX_JSON:
+                raise ValueError(f"reading seq {row[0]}'s value is over {_MAX_JSON} characters")
             if str(row[1]) not in self.series:
                 raise ValueError(f"reading seq {row[0]} names unknown series {row[1]}")
             if row[0] in seen:

@@ -61,8 +61,8 @@ def test_values_round_trip_with_their_types(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [float("nan"), 1 << 64, b"raw", [1], object()],
-    ids=["nan", "big", "bytes", "list", "obj"],
+    [float("nan"), 1 << 64, b"raw", [float("nan")], {"a": object()}, ["x" * 20_000], object()],
+    ids=["nan", "big", "bytes", "nan-in-list", "obj-in-dict", "huge-list", "obj"],
 )
 def test_bad_value_writes_nothing(tmp_path: Path, value: object) -> None:
     with Buffer(path=tmp_path / "b.db", max_bytes=GIB, max_age_s=DAY_S) as buf:
@@ -72,6 +72,23 @@ def test_bad_value_writes_nothing(tmp_path: Path, value: object) -> None:
             buf.append([*good, (sid, 10, value, Quality.GOOD, None)])  # type: ignore[list-item]
         assert buf.stats().pending == 0
         assert list(buf.append(good)) == [1, 2, 3]
+
+
+def test_structured_values_come_back_as_they_went_in(tmp_path: Path) -> None:
+    """A DateTime and JSON data (``ldt.contract.wire_value``) are stored as JSON text
+    and read back as the same dict or list, across a reopen; a text that looks like JSON
+    stays text."""
+    instant = {"@type": "DateTime", "@value": "2026-01-02T03:04:05.678Z"}
+    values: list[object] = [instant, [1.5, 2.25, 3.0], {"low": 0.0, "high": 10.5}, "[1]", True]
+    path = tmp_path / "b.db"
+    with Buffer(path=path, max_bytes=GIB, max_age_s=DAY_S) as buf:
+        sid = buf.series_id(_info())
+        buf.append([(sid, 10 + i, v, Quality.GOOD, None) for i, v in enumerate(values)])  # type: ignore[misc]
+    with Buffer(path=path, max_bytes=GIB, max_age_s=DAY_S) as buf:
+        got = [r.value for r in buf.take_live(10)]
+    assert got == values
+    assert isinstance(got[3], str)
+    assert got[4] is True
 
 
 def test_unknown_series_and_bad_rows_are_refused(tmp_path: Path) -> None:

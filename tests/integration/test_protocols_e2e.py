@@ -310,3 +310,58 @@ async def test_simulators_restarted_mid_run_gap_shows_as_quality(tmp_path: Path)
                 assert len(seqs) == len(set(seqs))
         finally:
             await meter.stop()
+
+
+async def test_opcua_types_from_a_third_party_server_reach_the_twin(tmp_path: Path) -> None:
+    """node-opcua -> driver -> buffer -> sync -> broker (issue 15): a DateTime is an NGSI-LD
+    DateTime, arrays and a structure are JSON values, a Float keeps its shortest decimal,
+    and a ByteString is a bad reading with its reason; the history holds the same."""
+    from tests.thirdparty.opcua_server import node_opcua_server
+
+    points = {
+        "temperature": "Temperature", "stamp": "Stamp", "series": "Series",
+        "pressureRange": "PressureRange", "blob": "Blob", "running": "Running",
+    }  # fmt: skip
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "plc.toml").write_text(
+        '[profile]\nname = "plc"\nmanufacturer = "test"\nmodel = "node-opcua"\n'
+        'protocol = "opcua"\nentity_type = "Plc"\npoll_interval_s = 0.3\n'
+        'source = "tests/thirdparty/opcua/server.js"\ndescription = "node-opcua"\n'
+        + "".join(
+            f'\n[[points]]\nname = "{attr}"\nnode = "ns=1;s={node}"\nmode = "poll"\n'
+            for attr, node in points.items()
+        )
+    )
+    instant = {"@type": "DateTime", "@value": "2026-01-02T03:04:05.678Z"}
+    want = {
+        "temperature": 1.35,
+        "stamp": instant,
+        "series": [1.5, 2.25, 3.0],
+        "pressureRange": {"low": 0.0, "high": 10.5},
+        "running": True,
+    }
+    async with node_opcua_server(tmp_path) as server:
+        block = (
+            f'[[devices]]\nid = "plc-1"\nprofile = "plc"\n'
+            f'connection = {{ protocol = "opcua", endpoint = "{server.endpoint}" }}'
+        )
+        async with _twin(tmp_path, [block]) as (cloud, _runtime):
+            entity_id = f"urn:ngsi-ld:Plc:{GATEWAY}:plc-1"
+
+            def equal(e: dict[str, Any]) -> bool:
+                return all(e.get(k, {}).get("value") == v for k, v in want.items())
+
+            await _wait_entity(cloud, entity_id, equal, "every typed value")
+            async with httpx.AsyncClient(base_url=cloud.url) as client:
+                resp = await client.get(
+                    f"/ngsi-ld/v1/temporal/entities/{entity_id}",
+                    params={"attrs": "stamp,series,blob", "lastN": "1"},
+                )
+            assert resp.status_code == 200, resp.text
+            history = resp.json()
+            assert history["stamp"][0]["value"] == instant
+            assert history["series"][0]["value"] == [1.5, 2.25, 3.0]
+            # a point with no JSON form: its history says why, once per poll, no value
+            blob = history["blob"][0]
+            assert blob["quality"]["value"] == "bad"
+            assert "ByteString values are not supported" in blob["reason"]["value"]

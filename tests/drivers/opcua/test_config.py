@@ -20,7 +20,7 @@ from ldt.drivers.opcua.config import (
     PointMode,
     parse_browse_path,
 )
-from ldt.reading import Value
+from ldt.reading import Structured, Value
 from ldt.simulators.opcua import OpcUaSimulator
 from tests.drivers.modbus.conftest import free_port
 
@@ -121,10 +121,16 @@ def test_codec_round_trips_and_refusals() -> None:
         with pytest.raises(ValueError):  # noqa: PT011 - the messages are checked in the device tests
             to_variant(value, vtype)
     assert from_variant(ua.LocalizedText("auto")) == "auto"
-    with pytest.raises(ValueError, match="arrays"):
-        from_variant([1, 2])
+    assert from_variant([1, 2]) == Structured("json", [1, 2])
+    assert from_variant([ua.LocalizedText("a"), None]) == Structured("json", ["a", None])
     with pytest.raises(ValueError, match="finite"):
         from_variant(float("inf"))
+    with pytest.raises(ValueError, match="finite"):
+        from_variant([1.0, float("nan")])
+    with pytest.raises(ValueError, match="ByteString"):
+        from_variant([b"x"])
+    with pytest.raises(ValueError, match="at most"):
+        from_variant(list(range(10_000)))
 
 
 async def _ldt(*args: str) -> tuple[int, str, str]:
