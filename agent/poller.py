@@ -69,7 +69,49 @@ class DeviceHealth:
     """The newest reading of each point (the local API's live view)."""
     failing: dict[str, _Failure] = field(default_factory=dict)
     """Points whose latest reading is bad, with the reason and since when (for logs)."""
+    down: _Failure | None = None
+    """Set while every point of each poll fails for one reason (the device, not a point)."""
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def record_poll(self, readings: Sequence[Reading]) -> None:
+        """Count one poll's readings. When all of them fail for one reason, the device is
+        what fails (down, unreachable, rebooting): one line when that starts, a summary at
+        most every ``SUMMARY_S``, one when it answers again, and no line per point, nor
+        per change of its reason (a killed device times out, then refuses connections)."""
+        causes = {_cause(r.reason) for r in readings if r.quality is Quality.BAD}
+        bad = sum(r.quality is Quality.BAD for r in readings)
+        if readings and bad == len(readings) and len(causes) == 1:
+            for r in readings:
+                self.latest[r.point] = r
+            self.bad += bad
+            self.last_error = readings[0].reason
+            self._device_failed(readings[0])
+            return
+        if self.down is not None:
+            after_s = round(self.clock() - self.down.since, 1)
+            _log.info(
+                "device reads again",
+                extra={"device": self.device_id, "after_s": after_s,
+                       "failed_polls": self.down.count},
+            )  # fmt: skip
+            self.down = None
+        for r in readings:
+            self.record(r)
+
+    def _device_failed(self, r: Reading) -> None:
+        now = self.clock()
+        if self.down is None:
+            self.down = _Failure(reason=r.reason, since=now, logged=now)
+            _log.warning("device read failed", extra={"device": self.device_id, "reason": r.reason})
+            return
+        self.down.count += 1
+        if now - self.down.logged >= SUMMARY_S:
+            self.down.logged = now
+            _log.warning(
+                "device still failing",
+                extra={"device": self.device_id, "reason": r.reason,
+                       "for_s": round(now - self.down.since), "failed_polls": self.down.count},
+            )  # fmt: skip
 
     def record(self, r: Reading) -> None:
         """Count one reading, and log failures per point and per reason: one line when a
@@ -100,7 +142,7 @@ class DeviceHealth:
     def _failed(self, r: Reading) -> None:
         now = self.clock()
         failure = self.failing.get(r.point)
-        if failure is None or failure.reason != r.reason:
+        if failure is None or _cause(failure.reason) != _cause(r.reason):
             self.failing[r.point] = _Failure(reason=r.reason, since=now, logged=now)
             _log.warning(
                 "point read failed",
@@ -115,6 +157,12 @@ class DeviceHealth:
                 extra={"device": self.device_id, "point": r.point, "reason": r.reason,
                        "for_s": round(now - failure.since), "bad_readings": failure.count},
             )  # fmt: skip
+
+
+def _cause(reason: str | None) -> str | None:
+    """A reason without the driver's "not connected: " prefix, which it adds while it waits
+    to retry the failure the reason names (the same failure, not a new one)."""
+    return reason.removeprefix("not connected: ") if reason else reason
 
 
 SUMMARY_S = 600.0
@@ -191,11 +239,14 @@ class DevicePoller(Generic[P]):
         # stale: the answer came more than a whole interval after the slot it was due for
         stale = self._clock() - group.next_due > group.interval_s
         self.health.polls += 1
-        for series_id, reading in zip(group.series_ids, readings, strict=True):
-            r = reading
-            if stale and r.quality is Quality.GOOD:
-                r = replace(r, quality=Quality.STALE)
-            await store_reading(self._sink, self.health, series_id, r)
+        if stale:
+            readings = [
+                replace(r, quality=Quality.STALE) if r.quality is Quality.GOOD else r
+                for r in readings
+            ]
+        self.health.record_poll(readings)
+        for series_id, r in zip(group.series_ids, readings, strict=True):
+            await _put(self._sink, series_id, r)
 
 
 async def store_reading(
@@ -207,6 +258,10 @@ async def store_reading(
     with the reason, so the slot stays in the record and the device's task lives on.
     """
     health.record(r)
+    await _put(sink, series_id, r)
+
+
+async def _put(sink: ReadingSink, series_id: int, r: Reading) -> None:
     try:
         await sink.put(series_id, r)
     except BufferInputError as exc:

@@ -1,6 +1,6 @@
-"""The root exception of the driver layer."""
+"""The root exception of the driver layer, and the one kind a caller may retry."""
 
-__all__ = ["DriverError"]
+__all__ = ["DeviceUnreachableError", "DriverError"]
 
 
 class DriverError(Exception):
@@ -8,4 +8,12 @@ class DriverError(Exception):
 
     Third-party protocol exceptions are translated into this at the driver's
     boundary (``raise DriverError(...) from exc``).
+    """
+
+
+class DeviceUnreachableError(DriverError):
+    """The device could not be reached (connection refused, no answer, link lost), so it
+    neither took nor refused the request. A write (which sets a value, so repeating it is
+    harmless) may be tried again when the device is back; a refusal (an exception code, a
+    Bad status, a value that does not fit) is a plain ``DriverError`` and is final.
     """

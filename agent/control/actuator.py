@@ -19,10 +19,17 @@ from typing import Any, Final
 from ldt.agent.control.audit import AuditLog
 from ldt.agent.control.safety import SafetyError, SafetyGuard
 from ldt.agent.control.validation import PointInfo
-from ldt.drivers.errors import DriverError
+from ldt.drivers.errors import DeviceUnreachableError, DriverError
 from ldt.reading import Value
 
-__all__ = ["WRITE_TIMEOUT_S", "ActuationError", "Actuator", "WritablePoint", "point_info"]
+__all__ = [
+    "WRITE_TIMEOUT_S",
+    "ActuationError",
+    "Actuator",
+    "DeviceDownError",
+    "WritablePoint",
+    "point_info",
+]
 
 _log = logging.getLogger("ldt.agent.actuator")
 
@@ -32,6 +39,11 @@ _TEXT_TYPES: Final = ("str", "text", "bool")
 
 class ActuationError(Exception):
     """A write refused or failed; the message is the reason (reported, audited)."""
+
+
+class DeviceDownError(ActuationError):
+    """The device could not be reached (or did not answer in time): nothing refused the
+    write, and a command may try it again when the device is back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,17 +92,22 @@ class Actuator:
         *,
         origin: str,
         dry_run: bool = False,
+        retry: bool = False,
     ) -> str:
         """Write (or, ``dry_run``, only check); the outcome as a sentence.
 
         ``origin`` names who asked ("rule pump-on", "command urn:..."). Raises
-        ``ActuationError`` with the reason; both outcomes are audited.
+        ``ActuationError`` with the reason (``DeviceDownError`` when the device could not
+        be reached); both outcomes are audited, except that a ``retry`` of a write whose
+        device was down is audited only when it succeeds or is refused.
         """
         subject = f"{device}/{point}"
         detail: dict[str, Any] = {"value": value, "origin": origin, "dry_run": dry_run}
         try:
             info = await self._write(device, point, value, dry_run=dry_run)
         except ActuationError as exc:
+            if retry and isinstance(exc, DeviceDownError):
+                raise  # said when the first attempt failed
             detail["error"] = str(exc)
             await self.audit.record("write.refused", subject, detail)
             _log.warning("write refused", extra={"point": subject, "reason": str(exc)})
@@ -115,10 +132,12 @@ class Actuator:
         try:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 wire = await target.driver.write(target.point, value)
+        except DeviceUnreachableError as exc:
+            raise DeviceDownError(str(exc)) from None
         except DriverError as exc:
             raise ActuationError(str(exc)) from None
         except TimeoutError:
-            raise ActuationError(
+            raise DeviceDownError(
                 f"{device} did not answer the write within {WRITE_TIMEOUT_S:g} s"
             ) from None
         self.guard.record(device, point, value, now_ms)

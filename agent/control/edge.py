@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 
-from ldt.agent.control.actuator import ActuationError, Actuator, WritablePoint
+from ldt.agent.control.actuator import ActuationError, Actuator, DeviceDownError, WritablePoint
 from ldt.agent.control.audit import AuditLog
 from ldt.agent.control.cloud_link import ControlLink, ControlLinkError
 from ldt.agent.control.safety import SafetyGuard, combine
@@ -68,6 +68,12 @@ REPORT_EVERY_S: Final = 10.0
 """Audit lines nobody hurried (e.g. refused writes) reach the cloud at least this often."""
 AUDIT_BATCH: Final = 500
 RETRY_S: Final = 5.0
+COMMAND_RETRY_S: Final = 2.0
+"""How often a command whose device was unreachable is tried again, within its lifetime: a
+TCP connect per device every two seconds, so a device that reboots is written within about
+that of accepting connections, and one that stays down sees no storm."""
+MAX_WAITING: Final = 1000
+"""Commands waiting for their devices at most; more are answered ERROR at once."""
 
 SeriesOf = Callable[[Derived], Awaitable[int]]
 """The buffer series id of a derived reading (created on first use)."""
@@ -87,6 +93,16 @@ class EdgeStats:
     last_error: str | None = None
     installed: dict[str, int] = field(default_factory=dict)
     """``kind/name`` -> artifact version in service."""
+
+
+@dataclass
+class _Waiting:
+    """A command whose device could not be reached yet, tried again until it expires."""
+
+    order: CommandOrder
+    target: tuple[str, str]
+    reason: str
+    next_try: float  # loop time
 
 
 @dataclass
@@ -135,6 +151,8 @@ class EdgeControl:
         self._deferred: list[Firing] = []
         """Firings of a rule-set update (closing alerts of removed rules), sent by the ticker."""
         self._writes = asyncio.Lock()
+        self._waiting: dict[str, _Waiting] = {}
+        """Commands whose device was down, by id, in arrival order (``COMMAND_RETRY_S``)."""
         self._installing = asyncio.Lock()
         self._news = asyncio.Event()
         """Set when there is something to tell the cloud (a result, an alert, a firing)."""
@@ -181,6 +199,7 @@ class EdgeControl:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._consume(), name="edge-evaluate")
                 tg.create_task(self._ticker(), name="edge-tick")
+                tg.create_task(self._retry_commands(), name="edge-command-retry")
                 if self._identity is not None and self._cloud_url:
                     tg.create_task(self._exchange_forever(), name="edge-cloud")
         finally:
@@ -556,32 +575,92 @@ class EdgeControl:
             {"entity": order.entity_id, "attr": order.attr, "value": order.value}
             | ({} if order.by is None else {"by": order.by}),
         )
-        status, info = await self._command_outcome(order)
+        target = self._point_of(order.entity_id, order.attr)
+        if target is not None:
+            self._supersede(target, order.id)
+        outcome = await self._command_outcome(order, target)
+        if outcome is None:
+            return  # its device is down: it waits (``_retry_commands``)
+        self._answer(order, *outcome)
+
+    def _answer(
+        self, order: CommandOrder, status: Literal["OK", "ERROR", "EXPIRED"], info: str
+    ) -> None:
         self._save_state()
         self._pending.results.append(
             CommandResult(id=order.id, status=status, info=info, at_ms=_now_ms())
         )
         self._news.set()
 
+    def _supersede(self, target: tuple[str, str], by: str) -> None:
+        """A newer command to a point ends the older ones still waiting for its device:
+        written later, an older value would undo the newer one."""
+        for key, waiting in list(self._waiting.items()):
+            if waiting.target == target:
+                del self._waiting[key]
+                self._answer(
+                    waiting.order,
+                    "ERROR",
+                    f"superseded by command {by} while waiting: {waiting.reason}",
+                )
+
     async def _command_outcome(
-        self, order: CommandOrder
-    ) -> tuple[Literal["OK", "ERROR", "EXPIRED"], str]:
+        self, order: CommandOrder, target: tuple[str, str] | None, *, retry: bool = False
+    ) -> tuple[Literal["OK", "ERROR", "EXPIRED"], str] | None:
+        """The command's result, or None when its device is down and it now waits."""
         left_s = (order.expires_at_ms - _now_ms()) / 1000
         if left_s <= 0:
             return "EXPIRED", "expired before it reached the device"
-        target = self._point_of(order.entity_id, order.attr)
         if target is None:
             return "ERROR", f"{order.entity_id} has no command {order.attr}"
         try:
             async with self._writes, asyncio.timeout(left_s):
                 info = await self.actuator.write(
-                    target[0], target[1], order.value, origin=f"command {order.id}"
+                    target[0], target[1], order.value, origin=f"command {order.id}", retry=retry
                 )
+        except DeviceDownError as exc:
+            return self._wait(order, target, str(exc))
         except ActuationError as exc:
             return "ERROR", str(exc)
         except TimeoutError:
+            waited = self._waiting.pop(order.id, None)
+            if waited is not None:
+                return "EXPIRED", f"expired while the device was down: {waited.reason}"
             return "EXPIRED", "expired while waiting for an earlier write"
+        self._waiting.pop(order.id, None)
         return "OK", info
+
+    def _wait(
+        self, order: CommandOrder, target: tuple[str, str], reason: str
+    ) -> tuple[Literal["ERROR"], str] | None:
+        if order.id not in self._waiting and len(self._waiting) >= MAX_WAITING:
+            return "ERROR", f"{reason} (and {MAX_WAITING} commands already wait for devices)"
+        next_try = asyncio.get_running_loop().time() + COMMAND_RETRY_S
+        self._waiting[order.id] = _Waiting(order, target, reason, next_try)
+        return None
+
+    async def _retry_commands(self) -> None:
+        """Try waiting commands again every ``COMMAND_RETRY_S`` until written, refused or
+        expired; a command is answered EXPIRED with the last reason its device gave."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(COMMAND_RETRY_S / 4)
+            for key, waiting in list(self._waiting.items()):
+                if self._waiting.get(key) is not waiting:
+                    continue  # answered meanwhile (superseded)
+                order = waiting.order
+                if order.expires_at_ms <= _now_ms():
+                    del self._waiting[key]
+                    self._answer(
+                        order, "EXPIRED", f"expired while the device was down: {waiting.reason}"
+                    )
+                    continue
+                if loop.time() < waiting.next_try:
+                    continue
+                outcome = await self._command_outcome(order, waiting.target, retry=True)
+                if outcome is not None:
+                    self._waiting.pop(key, None)
+                    self._answer(order, *outcome)
 
     def _point_of(self, entity_id: str, attr: str) -> tuple[str, str] | None:
         for (device, point), target in self.actuator.points.items():

@@ -46,7 +46,7 @@ from ldt.drivers.ble.gatt import BleakGattClient, GattClient, GattClientFactory
 from ldt.drivers.ble.gatt_codec import decode_characteristic, encode_characteristic
 from ldt.drivers.ble.privacy import IDENTIFIER_FIELDS, pseudonym
 from ldt.drivers.ble.ruuvi import RUUVI_COMPANY_ID, decode_ruuvi
-from ldt.drivers.errors import DriverError
+from ldt.drivers.errors import DeviceUnreachableError, DriverError
 from ldt.reading import Quality, Reading, Value
 
 __all__ = ["BleDevice", "BleDeviceHealth"]
@@ -614,7 +614,9 @@ class BleDevice:
             request = session.client.write_gatt_char(p.uuid, data)
             await self._call(session, f"writing {p.name}", request)
         except _LinkDownError as exc:
-            raise DriverError(f"write to {self.device_id!r} {p.name!r} failed: {exc}") from None
+            raise DeviceUnreachableError(
+                f"write to {self.device_id!r} {p.name!r} failed: {exc}"
+            ) from None
         except DriverError as exc:
             raise DriverError(f"write to {self.device_id!r} {p.name!r} refused: {exc}") from exc
 

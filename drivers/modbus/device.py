@@ -37,7 +37,7 @@ from pymodbus.pdu import ModbusPDU
 
 from ldt.backoff import Backoff
 from ldt.drivers.base import Emit
-from ldt.drivers.errors import DriverError
+from ldt.drivers.errors import DeviceUnreachableError, DriverError
 from ldt.drivers.modbus.codec import decode, encode
 from ldt.drivers.modbus.config import (
     ModbusPoint,
@@ -456,7 +456,11 @@ class ModbusDevice:
             try:
                 await self._ensure_link()
                 response = await self._transact(self._write_request(p, words), f"writing {span}")
-            except (ConnectionDownError, BadAnswerError) as exc:
+            except ConnectionDownError as exc:
+                raise DeviceUnreachableError(
+                    f"write to {self.device_id!r} {p.name!r} failed: {exc}"
+                ) from None
+            except BadAnswerError as exc:
                 raise DriverError(f"write to {self.device_id!r} {p.name!r} failed: {exc}") from None
         if response.isError():
             reason = f"{_exception_text(response.exception_code)} writing {span}"

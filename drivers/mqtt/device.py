@@ -38,7 +38,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ldt.backoff import Backoff
 from ldt.drivers.base import Emit
-from ldt.drivers.errors import DriverError
+from ldt.drivers.errors import DeviceUnreachableError, DriverError
 from ldt.drivers.mqtt.config import (
     MqttConnection,
     MqttPoint,
@@ -579,13 +579,13 @@ class MqttDevice:
                     else:
                         error = await self._write_alone(payload, fut)
             except TimeoutError:
-                raise DriverError(
+                raise DeviceUnreachableError(
                     f"{what}: no acknowledgement on {self.ack_topic!r} within {timeout} s"
                 ) from None
             except aiomqtt.MqttError as exc:
-                raise DriverError(f"{what}: publishing failed: {exc}") from exc
+                raise DeviceUnreachableError(f"{what}: publishing failed: {exc}") from exc
             except _LinkDownError as exc:
-                raise DriverError(f"{what}: {exc}") from None
+                raise DeviceUnreachableError(f"{what}: {exc}") from None
             finally:
                 self._pending.pop(key, None)
         if error is not None:

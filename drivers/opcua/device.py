@@ -40,7 +40,7 @@ from asyncua.ua.uaerrors._base import UaStatusCodeError, UaStringParsingError
 
 from ldt.backoff import Backoff
 from ldt.drivers.base import Emit
-from ldt.drivers.errors import DriverError
+from ldt.drivers.errors import DeviceUnreachableError, DriverError
 from ldt.drivers.opcua.codec import from_variant, status_name, timestamp_ms, to_variant
 from ldt.drivers.opcua.config import (
     BrowseSegment,
@@ -574,7 +574,7 @@ class OpcUaDevice:
         try:
             return await self._current()
         except _DownError as exc:
-            raise DriverError(f"{what} failed: {exc}") from None
+            raise DeviceUnreachableError(f"{what} failed: {exc}") from None
 
     async def write(self, point: OpcUaPoint | str, value: Value) -> str:
         """Write one point with its variable's own DataType; returns what was written
@@ -610,6 +610,8 @@ class OpcUaDevice:
             raise
         except Exception as exc:
             reason = await self._request_failed(session, exc, "writing")
+            if session.lost.is_set():  # the link failed, not the write: it may be retried
+                raise DeviceUnreachableError(f"{what} failed: {reason}") from exc
             raise DriverError(f"{what} failed: {reason}") from exc
         if not results[0].is_good():
             raise DriverError(f"{what} refused: {status_name(results[0])}")

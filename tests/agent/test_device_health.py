@@ -44,3 +44,40 @@ def test_failures_are_logged_per_point_and_reason_not_per_poll(
         == ["point read failed"] * 2 + ["point still failing"] * 2 + ["point reads again"] * 2
     )
     assert caplog.records[2].__dict__["bad_readings"] == 201
+
+
+def test_a_device_down_is_one_line_whatever_its_points_and_reasons(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When every point of a poll fails for one reason, the device is what fails: one
+    line when it starts (the driver's "not connected: " and a change from a timeout to
+    a refused connection are the same outage), a summary at most every 10 minutes, one
+    line when it answers again; points failing on their own before are not told again."""
+    now = [0.0]
+    health = DeviceHealth(device_id="plc", clock=lambda: now[0])
+
+    def poll(*reasons: str | None) -> None:
+        health.record_poll([
+            Reading(device_id="plc", point=f"p{i}", value=None if why else 1, observed_at_ms=0,
+                    quality=Quality.BAD if why else Quality.GOOD, reason=why)
+            for i, why in enumerate(reasons)
+        ])  # fmt: skip
+
+    with caplog.at_level(logging.INFO, logger="ldt.agent.poller"):
+        poll(None, "modbus exception 2 reading holding 35")
+        for reason in ["timeout after 0.5 s", "not connected: timeout after 0.5 s"] * 50 + [
+            "not connected: connection refused"
+        ] * 100:
+            poll(reason, reason)
+            now[0] += 5
+        poll(None, "modbus exception 2 reading holding 35")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "point read failed",
+        "device read failed",
+        "device still failing",  # 1,000 s of outage: one summary at 600 s
+        "device reads again",
+        "point still failing",  # its own failure, now 1,000 s old: the 10-minute summary
+    ]
+    assert health.bad == 1 + 400 + 1
+    assert health.down is None

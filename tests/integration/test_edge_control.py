@@ -478,13 +478,31 @@ async def test_commands_ok_error_and_expired(tmp_path: Path) -> None:
             assert site.relay.expected("relay2") is True
             dead = f"urn:ngsi-ld:Device:{GATEWAY}:relay-2"
             await wait_for(lambda: _exists(cloud, dead), within=20, what="the dead relay's entity")
+            soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 4))
             resp = await api.post(  # append: the dead relay never reported relay1
                 f"/ngsi-ld/v1/entities/{dead}/attrs",
-                json={"relay1": {"type": "Property", "value": True}},
+                json={
+                    "relay1": {
+                        "type": "Property",
+                        "value": True,
+                        "expiresAt": {"type": "Property", "value": soon},
+                    }
+                },
             )
             assert resp.status_code == 204, resp.text
-            info = await _wait_command(cloud, dead, "relay1", "ERROR")
-            assert "relay-2" in info or "connect" in info.lower(), info
+            # a device that is down is no refusal: the command waits for it, and ends
+            # EXPIRED at its expiry with the device's last reason (issue 15)
+            info = await _wait_command(cloud, dead, "relay1", "EXPIRED")
+            assert info.startswith("expired while the device was down"), info
+            assert "relay-2" in info, info
+            # a value the point cannot take is refused at once: ERROR
+            resp = await api.patch(
+                f"/ngsi-ld/v1/entities/{RELAY}/attrs/relay4",
+                json={"type": "Property", "value": 7},
+            )
+            assert resp.status_code == 204, resp.text
+            info = await _wait_command(cloud, RELAY, "relay4", "ERROR")
+            assert "true or false" in info, info
             # a command on an attribute that is not a command is data, nothing more
             resp = await api.patch(
                 f"/ngsi-ld/v1/entities/{METER}/attrs/voltage",
@@ -505,8 +523,9 @@ async def test_commands_ok_error_and_expired(tmp_path: Path) -> None:
             assert resp.status_code == 204, resp.text
         await _wait_command(cloud, RELAY, "relay3", "EXPIRED", within=15)
         assert site.relay.expected("relay3") is False
+        assert site.relay.expected("relay4") is False
         commands = await cloud.store.control.commands(10)
-        assert sorted(c.status for c in commands) == ["ERROR", "EXPIRED", "OK"]
+        assert sorted(c.status for c in commands) == ["ERROR", "EXPIRED", "EXPIRED", "OK"]
         lines = await AuditLog(cloud.store).entries(500)
         actions = [e.action for e in lines]
         for action in ("command.create", "command.delivered", "command.ok", "command.error"):
@@ -534,3 +553,56 @@ async def _wait_command(
 
     await wait_for(settled, within=within, what=f"{attr}_status {status} on {entity_id}")
     return found["info"]
+
+
+async def test_a_command_to_a_device_that_is_down_is_written_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: a command to a rebooting device ended ERROR at once with a connection
+    reason. Now it is tried again every ``COMMAND_RETRY_S`` within its lifetime, against
+    npm's modbus-serial (a device nobody here wrote): down for 5 s, then OK, and the coil
+    is set; the audit says once that the device was unreachable, not at every retry."""
+    from tests.thirdparty.modbus_server import modbus_serial_server
+
+    relay = {"unit": 1, "coils": {str(i): False for i in range(8)}}
+    async with (
+        modbus_serial_server(tmp_path, relay) as device,
+        running_cloud(tmp_path / "cloud", tls_hosts=["127.0.0.1"], insecure_no_auth=True) as cloud,
+    ):
+        await _provision(cloud, tmp_path)
+        block = _modbus("relay-1", "waveshare-relay-8ch", device.port)
+        async with (
+            _agent(tmp_path, cloud.url, [block]) as runtime,
+            httpx.AsyncClient(base_url=cloud.url, verify=_ca_file(cloud)) as api,
+        ):
+            await wait_for(
+                lambda: _declared(cloud, RELAY, "relay2"), within=20, what="commands declared"
+            )
+            await wait_for(lambda: _exists(cloud, RELAY), within=20, what="the relay's entity")
+            await device.stop()  # a power cut at the cabinet
+            sent = time.monotonic()
+            later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 30))
+            resp = await api.patch(
+                f"/ngsi-ld/v1/entities/{RELAY}/attrs/relay2",
+                json={
+                    "type": "Property",
+                    "value": True,
+                    "expiresAt": {"type": "Property", "value": later},
+                },
+            )
+            assert resp.status_code == 204, resp.text
+            await asyncio.sleep(5.0)
+            shown = await _attr(cloud, RELAY, "relay2_status")
+            assert shown is not None
+            assert shown["value"] == "DELIVERED"  # it waits for the device: no ERROR
+            await device.start()
+            back = time.monotonic()
+            info = await _wait_command(cloud, RELAY, "relay2", "OK", within=20)
+            assert "coil 1" in info, info
+            assert time.monotonic() - sent < 30
+            print(f"command written {time.monotonic() - back:.1f} s after the device was back")
+            edge = runtime.edge
+            assert edge is not None
+            rows = await edge.audit._run("SELECT action FROM audit WHERE action LIKE 'write.%'")
+            # the first attempt is audited, not every retry; then the write
+            assert [r[0] for r in rows] == ["write.refused", "write.ok"]

@@ -13,6 +13,7 @@ here wrote, with a register map that has holes, as real meters' maps do.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from pathlib import Path
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from ldt.agent.poller import DevicePoller
+from ldt.cancellation import cancel_and_wait
 from ldt.drivers.errors import DriverError
 from ldt.drivers.modbus.config import (
     DataType,
@@ -178,3 +181,49 @@ def teardown_module() -> None:
     for outage, times in sorted(RESUME_TIMES.items()):
         shown = ", ".join(f"{t:.1f}" for t in times)
         print(f"\nresume after a {outage:g} s outage: {shown} s")
+
+
+async def test_a_failing_point_logs_once_not_every_poll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: a healthy server with two bad points logged 45 warnings in 109 s (failures
+    were logged per device, and the reason carried a "retry in N s" countdown). Now, through
+    the agent's real poller at 10 polls/s against modbus-serial: one line per bad point when
+    it starts failing; one line for the device when it goes down (a killed device times out,
+    then refuses connections: still one outage) and one when it answers again; and the
+    points that were bad before the outage are not told again after it."""
+    points = [_pt("a", 32), _pt("hole", 35), _pt("b", 37), _pt("far", 90)]
+    stored: list[Reading] = []
+
+    class Sink:
+        async def put(self, series_id: int, reading: Reading) -> None:
+            stored.append(reading)
+
+    async with (
+        modbus_serial_server(tmp_path, GAPPY) as server,
+        _device(server.port, points) as device,
+    ):
+        poller = DevicePoller(
+            device_id="meter", device=device, schedule=[(0.1, p, i) for i, p in enumerate(points)],
+            sink=Sink(),
+        )  # fmt: skip
+        with caplog.at_level(logging.INFO, logger="ldt.agent.poller"):
+            task = asyncio.create_task(poller.run())
+            try:
+                await asyncio.sleep(3.0)
+                await server.stop()
+                await asyncio.sleep(3.0)
+                await server.start()
+                await asyncio.sleep(4.0)
+            finally:
+                await cancel_and_wait([task])
+    ours = [r for r in caplog.records if r.name == "ldt.agent.poller"]
+    lines = [(r.getMessage(), r.__dict__.get("point")) for r in ours]
+    polls = poller.health.polls
+    assert polls >= 40, polls
+    assert sorted(lines, key=str) == sorted(
+        [("point read failed", "hole"), ("point read failed", "far"),
+         ("device read failed", None), ("device reads again", None)], key=str,
+    ), lines  # fmt: skip
+    reasons = {r.reason for r in stored if r.quality is Quality.BAD}
+    assert not any("retry in" in (why or "") for why in reasons), reasons
