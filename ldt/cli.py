@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     from ldt import __version__
     from ldt.agent.cli import register as register_agent
     from ldt.agent.gw_cli import register as register_gw
+    from ldt.agent.modbus_scan import register as register_modbus
     from ldt.cloud.cli import register as register_cloud
     from ldt.simulators.cli import register as register_sim
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
             continue
         if importlib.util.find_spec(f"ldt.drivers.{protocol}.cli") is not None:
             importlib.import_module(f"ldt.drivers.{protocol}.cli").register(sub)
+    register_modbus(sub)
     demo = sub.add_parser("demo", help="run cloud, simulated devices and an agent on loopback")
     demo.add_argument("--port", type=int, default=8080, help="cloud HTTPS port (default 8080)")
     demo.add_argument("--data", default=None, help="data folder (default: a temporary one)")

@@ -80,6 +80,14 @@ Request = Callable[[ModbusBaseClient], Awaitable[ModbusPDU]]
 _PLAN_CACHE_SIZE = 64  # distinct point lists a device is polled with: a few per interval
 
 
+def _quiet_pymodbus_logging() -> None:
+    """Silence pymodbus's own lines (a warning per failed connect) unless the operator set
+    its logger's level: the driver reports the same facts once, as reasons and health."""
+    logger = logging.getLogger("pymodbus")
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.CRITICAL + 1)
+
+
 @dataclass(slots=True)
 class ModbusDeviceHealth:
     """The connection's state, for the agent's health report.
@@ -206,6 +214,7 @@ class ModbusDevice:
         raise DriverError(f"device {self.device_id!r} is Modbus, which does not push: poll it")
 
     async def __aenter__(self) -> Self:
+        _quiet_pymodbus_logging()
         return self
 
     async def __aexit__(
