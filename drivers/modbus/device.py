@@ -23,7 +23,6 @@ A TCP connection that drops *during* a request is noticed as a timeout
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,6 +45,7 @@ from ldt.drivers.modbus.config import (
     RegisterTable,
 )
 from ldt.drivers.modbus.planner import ReadBlock, plan_reads, slice_point
+from ldt.drivers.tcp_probe import TcpProbe
 from ldt.reading import Quality, Reading, Value
 
 __all__ = [
@@ -117,9 +117,6 @@ class BadAnswerError(Exception):
     Raised by transports from ``_transact``; the message is the reason for the readings.
     """
 
-
-PROBE_S = 2.0
-"""While a TCP device is down, how often a bare connect looks whether it is back."""
 
 _ADDRESS_REFUSALS = frozenset({2, 3})
 """Exceptions a device answers for an address outside its map (illegal data address, or
@@ -526,7 +523,7 @@ class ModbusTcpDevice(ModbusDevice):
         )
         self._conn = connection
         self._client: AsyncModbusTcpClient | None = None
-        self._probe_at = 0.0  # time.monotonic() of the next cheap look while backing off
+        self._probe = TcpProbe(connection.host, connection.port)
         self._refused = False  # the last failure was a connect: a probe can tell it is back
 
     async def _ensure_link(self) -> None:
@@ -541,7 +538,7 @@ class ModbusTcpDevice(ModbusDevice):
                 return
             self._drop_link()  # the peer closed it since the last request: reconnect now
         if (waiting := self._backing_off()) is not None:
-            if not (self._refused and await self._back()):
+            if not (self._refused and await self._probe.back(self._conn.timeout_s)):
                 raise waiting
             self._retry_at = 0.0
         client, error = self._new_client()
@@ -561,22 +558,6 @@ class ModbusTcpDevice(ModbusDevice):
         self._refused = False  # a device that takes connections but never answers: no probe
         self._client = client
         self.health.connected = True
-
-    async def _back(self) -> bool:
-        """Whether a probe (when one is due) finds the device accepting connections."""
-        now = time.monotonic()
-        if now < self._probe_at:
-            return False
-        self._probe_at = now + PROBE_S
-        try:
-            async with asyncio.timeout(min(self._conn.timeout_s, PROBE_S)):
-                _, writer = await asyncio.open_connection(self._conn.host, self._conn.port)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
 
     async def _transact(self, request: Request, what: str) -> ModbusPDU:
         if self._client is None:

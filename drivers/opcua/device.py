@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -51,6 +52,7 @@ from ldt.drivers.opcua.config import (
     parse_node_ref,
 )
 from ldt.drivers.opcua.connect import connect, describe_error, quiet_asyncua_logging
+from ldt.drivers.tcp_probe import TcpProbe
 from ldt.reading import Quality, Reading, Structured, Value
 
 __all__ = ["OpcUaDevice", "OpcUaDeviceHealth"]
@@ -114,6 +116,12 @@ class _Session:
             self.lost.set()
 
 
+def _host_port(endpoint: str) -> tuple[str, int]:
+    """``opc.tcp://host:4840/path`` -> ("host", 4840); 4840 when the port is not given."""
+    parts = urlsplit(endpoint)
+    return parts.hostname or "", parts.port or 4840
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -149,6 +157,9 @@ class OpcUaDevice:
         self._backoff = backoff or Backoff(base_s=1.0, cap_s=60.0)
         self._session: _Session | None = None
         self._retry_at = 0.0
+        host, port = _host_port(connection.endpoint)
+        self._probe = TcpProbe(host, port)
+        self._refused = False  # the last connect failed at TCP: a probe can tell it is back
         self._down_reason = "not connected yet"
         self._lock = asyncio.Lock()  # one connect at a time
         self.notifications = 0
@@ -195,12 +206,13 @@ class OpcUaDevice:
             if session is not None:
                 await self._drop(session, session.reason or "session lost")
             wait = self._retry_at - time.monotonic()
-            if wait > 0:
+            if wait > 0 and not (self._refused and await self._probe.back(self._conn.timeout_s)):
                 raise _DownError(f"not connected: {self._down_reason}")
             try:
                 session = await self._open()
             except _DownError as exc:
                 raise self._failed(str(exc)) from None
+            self._refused = False
             self._session = session
             self._backoff.reset()
             self.health.connected = True
@@ -235,11 +247,15 @@ class OpcUaDevice:
         except TimeoutError:
             await self._close_client(client)
             raise _DownError(f"timeout after {deadline} s connecting to {conn.endpoint}") from None
-        except DriverError as exc:  # unusable local files, or the server's refusal
+        except DriverError as exc:  # unusable local files, the server's refusal, no server
             await self._close_client(client)
+            # probe while backing off only when nothing listened: a server that refuses
+            # the session would pass every probe, and the backoff would become a loop
+            self._refused = isinstance(exc.__cause__, OSError)
             raise _DownError(f"cannot open a session: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - asyncua raises many types; all become reasons
             await self._close_client(client)
+            self._refused = isinstance(exc, OSError)  # e.g. fetching the endpoints, refused
             raise _DownError(f"cannot open a session: {describe_error(exc)}") from None
         return session
 

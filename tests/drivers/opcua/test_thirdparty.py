@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ldt.backoff import Backoff
 from ldt.drivers.errors import DriverError
 from ldt.drivers.opcua import (
     OpcUaConnection,
@@ -233,3 +235,41 @@ async def test_writes_are_exact_or_refused_with_a_sentence(
     assert readings["Label"] == "pump B"
     assert readings["Small"] == 200
     assert readings["Count"] == -7
+
+
+async def test_a_rebooted_server_is_read_again_within_seconds(
+    tmp_path: Path, pki: dict[str, ClientFiles]
+) -> None:
+    """Issue 15: the backoff grows to a minute while a server is down, so a PLC back from a
+    reboot stayed unread for up to that long. While its connects are refused, a bare TCP
+    connect every ``PROBE_S`` looks whether it is back. node-opcua killed for 10 s, with
+    reconnects after 3, 6 and 12 s (a backoff without jitter, to be sure the server comes
+    back between two of them): read again within 5 s of listening (without the probe,
+    about 9 s: at the reconnect 21 s after the loss)."""
+
+    class NoJitter(random.Random):
+        def random(self) -> float:
+            return 1.0
+
+    async with node_opcua_server(tmp_path, trust="all") as server:
+        device = OpcUaDevice(
+            device_id="plc", connection=_secure(server, pki["trusted"]),
+            settings=OpcUaProfileSettings(), points=_points(),
+            backoff=Backoff(base_s=3.0, cap_s=60.0, rng=NoJitter()),
+        )  # fmt: skip
+        async with device:
+            assert (await _read_until_good(device, 10.0))[0].quality is Quality.GOOD
+            await server.stop()
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 10.0
+            while loop.time() < until:
+                assert (await device.read())[0].quality is Quality.BAD
+                await asyncio.sleep(0.5)
+            await server.start()
+            back = loop.time()
+            while (await device.read())[0].quality is not Quality.GOOD:
+                await asyncio.sleep(0.5)
+                assert loop.time() - back < 60, "not read again within a minute"
+            resumed = loop.time() - back
+    print(f"\nOPC UA resume after a 10 s outage: {resumed:.1f} s")
+    assert resumed <= 5.0, resumed
