@@ -1,53 +1,46 @@
-"""The durable store-and-forward buffer: readings by sequence number in one SQLite file.
+"""The durable store-and-forward buffer: readings by sequence number, in segment files.
 
 This is the gateway's promise to a city: a reading the buffer accepted (its
 ``append`` returned) is never lost — not by ``kill -9``, not by a power cut —
 until the cloud acknowledged it or an explicit, counted limit dropped it.
 
-Durability. WAL journal, ``synchronous=FULL`` by default: every commit fsyncs
-the WAL, so a committed append survives power loss. ``normal`` skips that fsync
-(survives a crash of the process, not of the machine) and is an opt-in.
+Two stores, each for what it does best (schema 4; README, "Ten years on an SD card"):
 
-Flash wear (SD cards). Everything is designed so a steady stream writes few
-pages:
+- The readings: ``ldt.agent.buffer_log``. One ``append`` (a writer's flush) is one
+  compressed, checksummed record appended to a segment file, and one ``fdatasync``. A
+  torn write is cut at the next open. Acknowledged readings are never rewritten: a
+  segment is deleted whole once every seq in it is resolved.
+- The bookkeeping: a small SQLite file (``path``): the series, the resolved ranges
+  (acknowledged or dropped seqs, merged), the counters and the rejected readings.
 
-- ``readings`` is keyed by ``seq`` (``INTEGER PRIMARY KEY`` = the rowid): no
-  extra index, appends only touch the right edge of one b-tree. Series are ints,
-  quality and the bool flag share one small int (``tag``; 0 for a good
-  non-bool reading, which SQLite stores in zero payload bytes), values are
-  stored natively.
-- Readings are never updated to mark them sent. Acknowledged seqs are kept as a
-  handful of *resolved ranges* (acknowledged or dropped seqs, merged on write)
-  in a tiny table, so an ack writes one small page. Acked rows are deleted in
-  bulk by ``enforce_limits`` (the periodic housekeeping), which frees whole
-  leaf pages at once instead of rewriting boundary pages on every ack.
-- No counter row is written per append: the highest seq ever assigned is
-  ``max(max(readings.seq), max(resolved.hi))`` because a row is only ever deleted
-  after its seq joined a resolved range. Seqs are therefore never reused, even
-  after deletes and restarts, without an extra write per commit.
-- ``locking_mode=EXCLUSIVE`` before WAL: no ``-shm`` file (the wal-index lives
-  in process memory), so no mmapped page is flushed behind our back; and a
-  second agent on the same file gets a clear error instead of sharing it.
-- No ``auto_vacuum``: freed pages are reused by the next appends; vacuuming
-  would move pages around (more writes) to give back space the buffer will
-  need again at the next outage.
+Acknowledgements are kept in memory and written at most every ``ACK_PERSIST_S`` (and
+before any segment is deleted, and at close). A power cut may therefore forget the acks of
+the last few seconds: those readings are sent again, and the cloud, which applies a batch
+idempotently by (gateway, seq), counts them as duplicates. Nothing accepted is lost; an
+ack is not worth an fsync of its own.
 
-Size. ``max_bytes`` bounds the file plus its WAL: the WAL is given a budget
-(``journal_size_limit`` and the auto-checkpoint point, at most 4 MiB or an
-eighth of ``max_bytes``) and the database's *used* pages (page count minus free
-pages) the rest. Appends check the bound; past it ``drop_oldest`` deletes the
-oldest unsent readings and ``drop_newest`` refuses the new ones. Both are
-counted in persisted counters.
+Durability. ``synchronous="full"`` (the default) syncs each record before ``append``
+returns; ``normal`` leaves it to the kernel (survives a crash of the process, not of the
+machine).
 
-Threads. One connection, used from the thread that called ``open`` only
-(``sqlite3`` enforces it); ``AsyncBuffer`` in ``buffer_writer`` runs every call
-in one dedicated thread.
+Size. ``max_bytes`` bounds the segments plus the bookkeeping file (given ``max_bytes``/8,
+at most 4 MiB). Appends check the bound; past it ``drop_oldest`` drops the oldest
+segment's unsent readings (a segment is 1/16 of the budget, at most 4 MiB) and
+``drop_newest`` refuses the new ones. Both are counted in persisted counters. Age
+(``max_age_s``) drops unsent readings record by record, oldest first.
+
+Seqs are never reused: the highest assigned is ``max(newest record, resolved ranges)``,
+and segments are only deleted after their seqs' resolution is durable.
+
+Threads. Use from the thread that called ``open`` only (``sqlite3`` enforces it);
+``AsyncBuffer`` in ``buffer_writer`` runs every call in one dedicated thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import sqlite3
@@ -56,11 +49,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
+from ldt.agent.buffer_log import LogCorruptError, LogRow, SealedElsewhereError, SegmentLog
 from ldt.contract import SeriesInfo, WireValue
 from ldt.private_files import create_private
 from ldt.reading import MAX_STRUCTURED_CHARS, Quality
+
+if TYPE_CHECKING:
+    from ldt.agent.value_cipher import ValueCipher
 
 __all__ = [
     "APPLICATION_ID",
@@ -76,14 +73,23 @@ __all__ = [
 
 APPLICATION_ID = 0x4C445442
 """``PRAGMA application_id`` of a buffer file ("LDTB"): tells ours from other SQLite files."""
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """``PRAGMA user_version``; a file from a newer release is refused, not guessed at."""
 
 BufferRow = tuple[int, int, WireValue, Quality, "str | None"]
 """What ``append`` takes: (series_id, observed_at_ms, value, quality, reason)."""
 
+_log = logging.getLogger("ldt.agent.buffer")
+
+ACK_PERSIST_S = 300.0
+"""The bookkeeping file takes the resolved ranges at least this often while no record is
+appended (an idle gateway); otherwise they ride in each record (module docstring)."""
+_RIDE_MAX = 64
+"""Resolved ranges a record carries at most; more (rare) are committed to the file."""
 _BUSY_TIMEOUT_S = 2.0
 _WAL_BUDGET_MAX = 4 << 20
+_SEGMENT_MAX = 4 << 20
+_SEGMENT_MIN = 64 << 10
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
 _QUALITY_CODE = {Quality.GOOD: 0, Quality.BAD: 1, Quality.STALE: 2}
 _CODE_QUALITY = {v: k for k, v in _QUALITY_CODE.items()}
@@ -104,15 +110,6 @@ _REJECTED_TABLE = """CREATE TABLE IF NOT EXISTS rejected (
 """Readings the cloud refused as data (not as identity): kept for an operator, never resent."""
 
 _SCHEMA = (
-    # value has no declared type: SQLite keeps int, float and str exactly as given.
-    """CREATE TABLE readings (
-        seq INTEGER PRIMARY KEY,
-        series INTEGER NOT NULL,
-        ts INTEGER NOT NULL,
-        tag INTEGER NOT NULL,
-        value,
-        reason TEXT
-    )""",
     "CREATE TABLE resolved (lo INTEGER PRIMARY KEY, hi INTEGER NOT NULL)",
     """CREATE TABLE series (
         id INTEGER PRIMARY KEY,
@@ -184,8 +181,8 @@ def _stored(tag: int, value: bool | int | float | str | None) -> WireValue:
 def check_value(value: object) -> None:
     """Raise ``BufferInputError`` unless ``value`` can be stored and read back unchanged.
 
-    NaN is refused: SQLite stores it as NULL (and JSON cannot carry it), so it
-    would come back as "no value"; a driver should send a ``bad`` reading instead.
+    NaN and the infinities are refused: JSON (the record's and the wire's) cannot carry
+    them, so they would come back as "no value"; a driver sends a ``bad`` reading instead.
     A structured value (a dict or list, ``ldt.contract.wire_value``) must be JSON of
     at most about ``MAX_STRUCTURED_CHARS``.
     """
@@ -199,8 +196,12 @@ def check_value(value: object) -> None:
             raise BufferInputError(f"integer value {value} does not fit in 64 bits")
         return
     if isinstance(value, float):
-        if math.isnan(value):
-            raise BufferInputError("NaN cannot be buffered; send a bad reading with a reason")
+        if not math.isfinite(value):
+            raise BufferInputError(
+                f"{'NaN' if math.isnan(value) else value} cannot be buffered (JSON has no "
+                "word for it); "
+                "send a bad reading with a reason"
+            )
         return
     raise BufferInputError(f"cannot buffer a value of type {type(value).__name__}")
 
@@ -271,11 +272,18 @@ def _runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return out
 
 
-class Buffer:
-    """The SQLite buffer. Construct (no I/O), ``open()``, use from one thread, ``close()``.
+def _quality_code(quality: Quality) -> int:
+    try:
+        return _QUALITY_CODE[quality]
+    except (KeyError, TypeError) as exc:
+        raise BufferInputError(f"unknown quality {quality!r}") from exc
 
-    Raises ``BufferError`` (with a sentence) for every failure; ``sqlite3`` errors
-    never escape.
+
+class Buffer:
+    """The buffer. Construct (no I/O), ``open()``, use from one thread, ``close()``.
+
+    Raises ``BufferError`` (with a sentence) for every failure; ``sqlite3`` and ``OSError``
+    errors never escape. ``cipher``: records are sealed with it (``encryption_key_file``).
     """
 
     def __init__(
@@ -286,6 +294,7 @@ class Buffer:
         max_age_s: float,
         drop_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest",
         synchronous: Literal["full", "normal"] = "full",
+        cipher: ValueCipher | None = None,
     ) -> None:
         if max_bytes < 1 << 20:
             raise ValueError("max_bytes must be at least 1 MiB")
@@ -297,38 +306,68 @@ class Buffer:
         self.drop_policy = drop_policy
         self.synchronous = synchronous
         self._wal_budget = min(_WAL_BUDGET_MAX, max_bytes // 8)
+        segment_bytes = max(_SEGMENT_MIN, min(_SEGMENT_MAX, self._data_budget // 16))
+        self.log = SegmentLog(
+            Path(f"{self.path}-segments"),
+            segment_bytes=segment_bytes,
+            durable=synchronous == "full",
+            cipher=cipher,
+        )
         self._con: sqlite3.Connection | None = None
         self._page_size = 4096
         self._st = _State()
+        self._saved: list[tuple[int, int]] = []  # the resolved ranges as the file has them
+        self._saved_at = 0.0
+        self._carried: list[tuple[int, int]] = []  # the resolved ranges the newest record has
+        self.persists = 0
+        """Commits of the bookkeeping file since open (for benchmarks)."""
         self._series_by_info: dict[SeriesInfo, int] = {}
         self._series_by_id: dict[int, SeriesInfo] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open or create the file. A corrupt or foreign file raises ``BufferError``: a
+        """Open or create the buffer. A corrupt or foreign file raises ``BufferError``: a
         buffer is never silently recreated, because that would hide the loss of its data."""
         if self._con is not None:
             raise BufferError("the buffer is already open")
         try:
-            if str(self.path) != ":memory:":
-                create_private(Path(self.path))  # readings are the city's data: owner only
+            create_private(Path(self.path))  # readings are the city's data: owner only
             con = sqlite3.connect(
                 self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_S, check_same_thread=True
             )
         except (sqlite3.Error, OSError) as exc:
             raise BufferError(f"cannot open the buffer {self.path}: {exc}") from exc
         try:
-            self._setup(con)
+            legacy = self._setup(con)
+            self.log.open()
+            if legacy:
+                self._migrate(con)
+            # acknowledgements that rode in the newest record, after the file's last commit
+            try:
+                carried = self.log.newest_resolved()
+            except SealedElsewhereError:
+                carried = []  # sealed with another key: set aside when read
+            self._st.resolved = _merge(self._st.resolved, carried)
+            self._carried = list(self._st.resolved)
+            self._st.last_seq = max(self._st.last_seq, self.log.last_seq)
         except sqlite3.Error as exc:
+            self.log.close()
             con.close()
             raise self._translate(exc, "cannot open the buffer") from exc
+        except (OSError, LogCorruptError) as exc:
+            self.log.close()
+            con.close()
+            raise self._translate_log(exc, "cannot open the buffer") from exc
         except BaseException:
+            self.log.close()
             con.close()
             raise
         self._con = con
 
-    def _setup(self, con: sqlite3.Connection) -> None:
+    def _setup(self, con: sqlite3.Connection) -> bool:
+        """Check or create the bookkeeping file; True when it still holds readings rows
+        (schema 3 or older: they move to segments in ``_migrate``)."""
         # EXCLUSIVE before the first WAL access: no -shm file, one process per buffer.
         con.execute("PRAGMA locking_mode=EXCLUSIVE")
         mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -370,15 +409,15 @@ class Buffer:
             columns = {r[1] for r in con.execute("PRAGMA table_info(series)")}
             if "provenance" not in columns:
                 con.execute("ALTER TABLE series ADD COLUMN provenance TEXT")
-            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            con.execute("COMMIT")
+            con.execute("COMMIT")  # 3 -> 4 (readings to segments) is ``_migrate``'s
         st = _State()
         st.resolved = [
             (int(lo), int(hi)) for lo, hi in con.execute("SELECT lo, hi FROM resolved ORDER BY lo")
         ]
         for name, value in con.execute("SELECT name, value FROM counters"):
             st.counters[str(name)] = int(value)
-        top = con.execute("SELECT max(seq) FROM readings").fetchone()[0]
+        legacy = "readings" in tables
+        top = con.execute("SELECT max(seq) FROM readings").fetchone()[0] if legacy else None
         st.last_seq = max(int(top or 0), st.resolved[-1][1] if st.resolved else 0)
         self._series_by_info.clear()
         self._series_by_id.clear()
@@ -395,15 +434,59 @@ class Buffer:
             self._series_by_info[info] = int(sid)
             self._series_by_id[int(sid)] = info
         self._st = st
+        self._saved = list(st.resolved)
+        self._saved_at = time.monotonic()
+        return legacy
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        """Schema 3 -> 4: the pending rows of the ``readings`` table become records (in
+        contiguous runs, at most 2,000 a record), then the table goes, in that order. A
+        crash in between leaves the table: the segments written so far are removed and the
+        move starts again, so no reading is lost or doubled."""
+        for stale in self.log.segment_ranges():
+            del stale
+        if self.log.first_seq is not None:  # an earlier, interrupted migration
+            self.log.close()
+            for seg in self.log.folder.glob("*.seg"):
+                seg.unlink()
+            self.log.open()
+        for lo, hi in list(self._st.gaps()):
+            run: list[LogRow] = []
+            first = lo
+            cur = con.execute(
+                "SELECT seq, series, ts, tag, value, reason FROM readings "
+                "WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                (lo, hi),
+            )
+            for seq, series, ts, tag, value, reason in cur:
+                if run and (seq != first + len(run) or len(run) >= 2000):
+                    self.log.append(first, run)
+                    run = []
+                if not run:
+                    first = seq
+                run.append((series, ts, tag & 3, _stored(tag, value), reason))
+            if run:
+                self.log.append(first, run)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("DROP TABLE readings")
+        con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        con.execute("COMMIT")
+        con.execute("VACUUM")  # give back the pages the readings held (once)
 
     def close(self) -> None:
-        """Close the connection (SQLite checkpoints the WAL into the file). Idempotent."""
-        con, self._con = self._con, None
-        if con is not None:
-            try:
-                con.close()
-            except sqlite3.Error as exc:
-                raise self._translate(exc, "cannot close the buffer") from exc
+        """Write pending acknowledgements and close. Idempotent."""
+        con = self._con
+        if con is None:
+            return
+        # acks not written are sent again after the restart; the cloud drops the duplicates
+        with contextlib.suppress(BufferError):
+            self._persist(force=True)
+        self._con = None
+        self.log.close()
+        try:
+            con.close()
+        except sqlite3.Error as exc:
+            raise self._translate(exc, "cannot close the buffer") from exc
 
     def __enter__(self) -> Self:
         self.open()
@@ -455,50 +538,47 @@ class Buffer:
     # -- writing -----------------------------------------------------------------------------
 
     def append(self, rows: Sequence[BufferRow]) -> range:
-        """Store ``rows`` in ONE transaction and return the seqs assigned to them, in order.
+        """Store ``rows`` as ONE record and return the seqs assigned to them, in order.
 
-        When the buffer is full, ``drop_oldest`` deletes the oldest unsent readings
-        first (counted in ``dropped_full``); ``drop_newest`` refuses the whole
+        When the buffer is full, ``drop_oldest`` drops the oldest segment's unsent
+        readings first (counted in ``dropped_full``); ``drop_newest`` refuses the whole
         call and returns an empty range (also counted). A bad row raises
         ``BufferInputError`` and nothing is written.
         """
-        con = self._conn()
-        st = self._st.copy()
+        self._conn()
+        st = self._st
         first = st.last_seq + 1
         if not rows:
             return range(first, first)
-        encoded = self._encode(rows, first)
+        encoded = self._encode(rows)
         try:
-            con.execute("BEGIN IMMEDIATE")
-            if self._used_bytes(con) > self._db_budget:
-                self._prune(con, st)
-                if self._used_bytes(con) > self._db_budget:
+            if self._used_bytes() > self._data_budget:
+                self._prune()
+                if self._used_bytes() > self._data_budget:
                     if self.drop_policy == "drop_newest":
                         st.counters["refused_full"] += len(rows)
-                        self._save_counters(con, st)
-                        con.execute("COMMIT")
-                        self._st = st
+                        self._persist(force=True)
                         return range(first, first)
-                    self._drop_for_size(con, st)
-            con.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?, ?)", encoded)
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._translate(exc, "cannot store readings") from exc
-        st.last_seq = first + len(encoded) - 1
-        self._st = st
-        return range(first, st.last_seq + 1)
+                    self._drop_for_size()
+            first = self._st.last_seq + 1
+            resolved = self._st.resolved
+            ride = resolved if len(resolved) <= _RIDE_MAX else ()
+            self.log.append(first, encoded, ride)
+            if ride:
+                self._carried = list(resolved)
+        except (OSError, LogCorruptError) as exc:
+            raise self._translate_log(exc, "cannot store readings") from exc
+        self._st.last_seq = first + len(encoded) - 1
+        self._persist()
+        return range(first, self._st.last_seq + 1)
 
-    def _encode(
-        self, rows: Sequence[BufferRow], first: int
-    ) -> list[tuple[int, int, int, int, bool | int | float | str | None, str | None]]:
-        out: list[tuple[int, int, int, int, bool | int | float | str | None, str | None]] = []
+    def _encode(self, rows: Sequence[BufferRow]) -> list[LogRow]:
+        out: list[LogRow] = []
         known = self._series_by_id
-        seq = first
         for row in rows:
             try:
                 series_id, ts, value, quality, reason = row
-                tag = _QUALITY_CODE[quality]
+                code = _QUALITY_CODE[quality]
             except (ValueError, TypeError, KeyError) as exc:
                 raise BufferInputError(f"malformed buffer row {row!r}") from exc
             if series_id not in known:
@@ -507,25 +587,21 @@ class Buffer:
                 raise BufferInputError(f"observed_at_ms must be a non-negative int, got {ts!r}")
             if reason is not None and type(reason) is not str:
                 raise BufferInputError(f"reason must be a string or None, got {reason!r}")
-            if type(value) is bool:
-                tag |= _BOOL_BIT
-            elif isinstance(value, dict | list):
-                tag |= _JSON_BIT
-                value = _json_text(value)
-            elif type(value) is not str and (type(value) is not float or math.isnan(value)):
+            if type(value) not in (float, str, bool) or (
+                type(value) is float and not math.isfinite(value)
+            ):
                 check_value(value)
-            out.append((seq, series_id, ts, tag, value, reason))
-            seq += 1
+            out.append((series_id, ts, code, value, reason))
         return out
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """Mark ``seqs`` sent (durably); they are never returned again.
+        """Mark ``seqs`` sent; they are never returned again.
 
-        Only the small ``resolved`` table is written; the rows are deleted by the
-        next ``enforce_limits``. Acking a seq twice, or one dropped meanwhile, is
-        harmless. A seq that was never assigned raises ``BufferInputError``.
+        Kept in memory and written at most every ``ACK_PERSIST_S`` (module docstring).
+        Acking a seq twice, or one dropped meanwhile, is harmless. A seq that was never
+        assigned raises ``BufferInputError``.
         """
-        con = self._conn()
+        self._conn()
         runs = _runs(seqs)
         if not runs:
             return
@@ -534,23 +610,15 @@ class Buffer:
                 f"cannot ack seqs {runs[0][0]}..{runs[-1][1]}: "
                 f"the buffer has assigned 1..{self._st.last_seq}"
             )
-        st = self._st.copy()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            self._resolve(con, st, runs)
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._translate(exc, "cannot record acknowledged readings") from exc
-        self._st = st
+        self._st.resolved = _merge(self._st.resolved, runs)
+        self._persist()
 
     def quarantine(self, seqs: Iterable[int], why: str, *, now_ms: int | None = None) -> int:
         """Set aside readings the cloud refused as data; returns how many were set aside.
 
         They move, in one transaction, to the ``rejected`` table (kept for an
         operator, counted in ``BufferStats.rejected``) and are resolved like
-        acknowledged ones, so one malformed reading cannot block the lanes forever.
-        Nothing is deleted here that is not copied first.
+        acknowledged ones, so they are never sent again.
         """
         con = self._conn()
         runs = _runs(seqs)
@@ -562,70 +630,83 @@ class Buffer:
                 f"the buffer has assigned 1..{self._st.last_seq}"
             )
         at = int(time.time() * 1000) if now_ms is None else now_ms
+        pending = [(lo, hi) for lo, hi in runs]
+        rows: list[tuple[object, ...]] = []
+        for lo, hi in pending:
+            for r in self._select(lo, hi, hi - lo + 1):
+                if self._is_resolved(r.seq):
+                    continue
+                text = json.dumps(r.value, ensure_ascii=False, separators=(",", ":"))
+                rows.append(
+                    (r.seq, r.series_id, r.observed_at_ms, _QUALITY_CODE[r.quality] | _JSON_BIT,
+                     text, r.reason, at, why[:1000])
+                )  # fmt: skip
         st = self._st.copy()
-        moved = 0
         try:
             con.execute("BEGIN IMMEDIATE")
-            for lo, hi in runs:
-                cur = con.execute(
-                    "INSERT OR IGNORE INTO rejected "
-                    "SELECT seq, series, ts, tag, value, reason, ?, ? FROM readings "
-                    "WHERE seq BETWEEN ? AND ?",
-                    (at, why[:1000], lo, hi),
-                )
-                moved += cur.rowcount
-            self._resolve(con, st, runs)
-            st.counters["rejected"] += moved
+            con.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            st.resolved = _merge(st.resolved, runs)
+            st.counters["rejected"] += len(rows)
+            self._write_resolved(con, st.resolved)
             self._save_counters(con, st)
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
             raise self._translate(exc, "cannot set aside rejected readings") from exc
         self._st = st
-        return moved
+        self._saved = list(st.resolved)
+        return len(rows)
 
     def enforce_limits(self, *, now_ms: int | None = None) -> int:
         """Apply retention; returns how many unsent readings were dropped.
 
-        In one transaction: delete the rows of acknowledged seqs; drop unsent
-        readings older than ``max_age_s`` (``dropped_age``); if still over
-        ``max_bytes``, apply the drop policy (``dropped_full``).
+        Writes the acknowledgements, deletes the segments every seq of which is resolved,
+        drops unsent readings older than ``max_age_s`` (``dropped_age``), record by
+        record from the oldest, and, if still over ``max_bytes``, applies the drop
+        policy (``dropped_full``).
 
-        Age is judged in seq order: readings are dropped from the oldest end while
-        their ``observed_at_ms`` is past the cutoff. A reading with a clock-skewed
-        old timestamp behind newer ones is kept until those age out; this keeps the
-        pending seqs a few contiguous ranges (fast lanes, tiny ack table).
+        Age is judged in seq order: readings are dropped from the oldest end while their
+        ``observed_at_ms`` is past the cutoff (whole records by their newest reading, then
+        the old beginning of the first record that is not all old). A reading with a
+        clock-skewed old timestamp behind newer ones is kept until those age out; this
+        keeps the pending seqs a few contiguous ranges (fast lanes, tiny ack table).
         """
-        con = self._conn()
+        self._conn()
         if now_ms is None:
             now_ms = int(time.time() * 1000)
         cutoff = now_ms - int(self.max_age_s * 1000)
-        st = self._st.copy()
         dropped = 0
         try:
-            con.execute("BEGIN IMMEDIATE")
-            self._prune(con, st)
-            for lo, hi in list(st.gaps()):
-                row = con.execute(
-                    "SELECT seq FROM readings WHERE seq BETWEEN ? AND ? AND ts >= ? LIMIT 1",
-                    (lo, hi, cutoff),
-                ).fetchone()
-                end = hi if row is None else int(row[0]) - 1
-                if end >= lo:
-                    self._drop(con, st, lo, end)
-                    st.counters["dropped_age"] += end - lo + 1
-                    dropped += end - lo + 1
-                if row is not None:
-                    break
-            if self.drop_policy == "drop_oldest" and self._used_bytes(con) > self._db_budget:
-                dropped += self._drop_for_size(con, st)
+            self._prune()
+            dropped += self._drop_by_age(cutoff)
+            if self.drop_policy == "drop_oldest" and self._used_bytes() > self._data_budget:
+                dropped += self._drop_for_size()
             if dropped:
-                self._save_counters(con, st)
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._translate(exc, "cannot enforce buffer limits") from exc
-        self._st = st
+                self._persist(force=True)
+                self._prune()
+        except (OSError, LogCorruptError) as exc:
+            raise self._translate_log(exc, "cannot enforce buffer limits") from exc
+        return dropped
+
+    def _drop_by_age(self, cutoff: int) -> int:
+        st = self._st
+        dropped = 0
+        for index, _ in enumerate(self.log.segment_ranges()):
+            for lo, hi, newest in self.log.records(index):
+                if newest >= cutoff:
+                    # the first record not all old: its old beginning goes, in seq order
+                    rows = self.log.read(lo, hi, hi - lo + 1)
+                    young = next((seq for seq, row in rows if row[1] >= cutoff), hi + 1)
+                    if young > lo and (pending := self._pending_in(lo, young - 1)):
+                        st.resolved = _merge(st.resolved, [(lo, young - 1)])
+                        st.counters["dropped_age"] += pending
+                        dropped += pending
+                    return dropped
+                pending = self._pending_in(lo, hi)
+                if pending:
+                    st.resolved = _merge(st.resolved, [(lo, hi)])
+                    st.counters["dropped_age"] += pending
+                    dropped += pending
         return dropped
 
     # -- reading -----------------------------------------------------------------------------
@@ -654,44 +735,39 @@ class Buffer:
         return out
 
     def _select(self, lo: int, hi: int, limit: int) -> list[BufferedReading]:
+        if lo > hi or limit <= 0:
+            return []
         try:
-            cur = self._conn().execute(
-                "SELECT seq, series, ts, tag, value, reason FROM readings "
-                "WHERE seq BETWEEN ? AND ? ORDER BY seq LIMIT ?",
-                (lo, hi, limit),
-            )
-            rows = cur.fetchall()
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "cannot read buffered readings") from exc
+            found = self.log.read(lo, hi, limit)
+        except SealedElsewhereError as exc:
+            self._set_aside_sealed(exc)
+            before = self._select(lo, exc.first_seq - 1, limit)
+            return before + self._select(exc.last_seq + 1, hi, limit - len(before))
+        except (OSError, LogCorruptError) as exc:
+            raise self._translate_log(exc, "cannot read buffered readings") from exc
         q = _CODE_QUALITY
         return [
-            BufferedReading(seq, series, ts, _stored(tag, value), q[tag & 3], reason)
-            for seq, series, ts, tag, value, reason in rows
+            BufferedReading(seq, series, ts, value, q[code], reason)
+            for seq, (series, ts, code, value, reason) in found
         ]
 
     def stats(self) -> BufferStats:
-        """Counters and sizes; cheap (one indexed read and two pragmas)."""
-        con = self._conn()
+        """Counters and sizes; cheap (at most one record read)."""
+        self._conn()
         st = self._st
         resolved = st.resolved_count()
         oldest: int | None = None
-        try:
-            first_gap = next(st.gaps(), None)
-            if first_gap is not None:
-                row = con.execute(
-                    "SELECT ts FROM readings WHERE seq = ?", (first_gap[0],)
-                ).fetchone()
-                oldest = None if row is None else int(row[0])
-            pages = int(con.execute("PRAGMA page_count").fetchone()[0])
-        except sqlite3.Error as exc:
-            raise self._translate(exc, "cannot read buffer statistics") from exc
+        first_gap = next(st.gaps(), None)
+        if first_gap is not None:
+            found = self._select(first_gap[0], first_gap[1], 1)
+            oldest = found[0].observed_at_ms if found else None
         c = st.counters
         dropped_rows = c["dropped_age"] + c["dropped_full_rows"]
         return BufferStats(
             pending=st.last_seq - resolved,
             oldest_pending_ms=oldest,
             last_seq=st.last_seq,
-            db_bytes=pages * self._page_size + self._wal_bytes(),
+            db_bytes=self._used_bytes() + self._wal_bytes(),
             appended_total=st.last_seq,
             acked_total=resolved - dropped_rows - c["rejected"],
             dropped_full=c["dropped_full_rows"] + c["refused_full"],
@@ -699,10 +775,23 @@ class Buffer:
             rejected=c["rejected"],
         )
 
+    def _set_aside_sealed(self, exc: SealedElsewhereError) -> None:
+        """A record no key here can open is never sendable: count its readings as rejected
+        and resolve them, so the buffer moves on instead of failing every read."""
+        lo, hi = exc.first_seq, exc.last_seq
+        pending = self._pending_in(lo, hi)
+        self._st.resolved = _merge(self._st.resolved, [(lo, hi)])
+        self._st.counters["rejected"] += pending
+        self._persist(force=True)
+        _log.error(
+            "buffered readings set aside",
+            extra={"seqs": f"{lo}..{hi}", "readings": pending, "reason": str(exc)},
+        )
+
     # -- internals ---------------------------------------------------------------------------
 
     @property
-    def _db_budget(self) -> int:
+    def _data_budget(self) -> int:
         return self.max_bytes - self._wal_budget
 
     def _conn(self) -> sqlite3.Connection:
@@ -716,53 +805,87 @@ class Buffer:
         except FileNotFoundError:
             return 0
 
-    def _used_bytes(self, con: sqlite3.Connection) -> int:
-        pages = int(con.execute("PRAGMA page_count").fetchone()[0])
-        free = int(con.execute("PRAGMA freelist_count").fetchone()[0])
-        return (pages - free) * self._page_size
+    def _used_bytes(self) -> int:
+        try:
+            meta = os.stat(self.path).st_size
+        except FileNotFoundError:
+            meta = 0
+        return self.log.total_bytes() + meta
 
-    def _resolve(self, con: sqlite3.Connection, st: _State, runs: list[tuple[int, int]]) -> None:
-        """Merge ``runs`` into the resolved ranges and write only the changed rows."""
-        old = set(st.resolved)
-        st.resolved = _merge(st.resolved, runs)
-        new = set(st.resolved)
+    def _is_resolved(self, seq: int) -> bool:
+        return any(lo <= seq <= hi for lo, hi in self._st.resolved)
+
+    def _pending_in(self, lo: int, hi: int) -> int:
+        """How many seqs of lo..hi are not resolved."""
+        covered = 0
+        for rlo, rhi in self._st.resolved:
+            if rhi < lo or rlo > hi:
+                continue
+            covered += min(hi, rhi) - max(lo, rlo) + 1
+        return hi - lo + 1 - covered
+
+    def _persist(self, *, force: bool = False) -> None:
+        """Write the resolved ranges (and counters) if they changed and it is time."""
+        st = self._st
+        if not force and (st.resolved in (self._saved, self._carried)):
+            return  # written already, in the file or in the newest record
+        if not force and time.monotonic() - self._saved_at < ACK_PERSIST_S:
+            return
+        con = self._conn()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            self._write_resolved(con, st.resolved)
+            self._save_counters(con, st)
+            con.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise self._translate(exc, "cannot record acknowledged readings") from exc
+        self._saved = list(st.resolved)
+        self._saved_at = time.monotonic()
+        self.persists += 1
+
+    def _write_resolved(self, con: sqlite3.Connection, resolved: list[tuple[int, int]]) -> None:
+        old = set(self._saved)
+        new = set(resolved)
         gone = old - new
         if gone:
             con.executemany("DELETE FROM resolved WHERE lo = ?", [(lo,) for lo, _ in gone])
         added = new - old
         if added:
-            con.executemany("INSERT INTO resolved VALUES (?, ?)", sorted(added))
+            con.executemany("INSERT OR REPLACE INTO resolved VALUES (?, ?)", sorted(added))
 
-    def _drop(self, con: sqlite3.Connection, st: _State, lo: int, hi: int) -> None:
-        """Delete unsent rows lo..hi and resolve their seqs (caller counts them)."""
-        con.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (lo, hi))
-        self._resolve(con, st, [(lo, hi)])
-        st.pruned = _merge(st.pruned, [(lo, hi)])
+    def _prune(self) -> None:
+        """Delete the segments every seq of which is resolved (after writing that down)."""
+        resolved = self._st.resolved
+        first = self.log.first_seq
+        if not resolved or first is None:
+            return
+        lo, hi = resolved[0]
+        ranges = self.log.segment_ranges()
+        if lo > first or len(ranges) < 2 or ranges[0][1] > hi:
+            return  # no whole segment to delete
+        if resolved not in (self._saved, self._carried):
+            self._persist(force=True)
+        self.log.delete_through(hi)
 
-    def _prune(self, con: sqlite3.Connection, st: _State) -> None:
-        """Delete the rows of acknowledged seqs (the ranges not pruned yet)."""
-        todo = [r for r in st.resolved if r not in st.pruned]
-        for lo, hi in todo:
-            con.execute("DELETE FROM readings WHERE seq BETWEEN ? AND ?", (lo, hi))
-        st.pruned = list(st.resolved)
-
-    def _drop_for_size(self, con: sqlite3.Connection, st: _State) -> int:
-        """Drop the oldest unsent readings until the used pages fit the budget."""
+    def _drop_for_size(self) -> int:
+        """Drop the oldest segments' unsent readings until the files fit the budget."""
+        st = self._st
         dropped = 0
-        while (used := self._used_bytes(con)) > self._db_budget:
-            pending = st.last_seq - st.resolved_count()
-            if pending <= 0:
-                break
-            per_row = max(1, used // pending)
-            want = min(pending, max(256, math.ceil((used - self._db_budget) / per_row * 1.1)))
-            for lo, hi in list(st.gaps()):
-                n = min(want, hi - lo + 1)
-                self._drop(con, st, lo, lo + n - 1)
-                dropped += n
-                want -= n
-                if want <= 0:
-                    break
-        st.counters["dropped_full_rows"] += dropped
+        while self._used_bytes() > self._data_budget:
+            ranges = self.log.segment_ranges()
+            if len(ranges) == 1:
+                if ranges[0][1] < ranges[0][0]:
+                    break  # only an empty segment left
+                self.log.rotate()
+                ranges = self.log.segment_ranges()
+            lo, hi = ranges[0]
+            pending = self._pending_in(lo, hi)
+            st.resolved = _merge(st.resolved, [(lo, hi)])
+            st.counters["dropped_full_rows"] += pending
+            dropped += pending
+            self._persist(force=True)
+            self.log.delete_through(hi)
         return dropped
 
     def _save_counters(self, con: sqlite3.Connection, st: _State) -> None:
@@ -776,6 +899,19 @@ class Buffer:
             # if even this fails the connection is unusable; the original error matters
             with contextlib.suppress(sqlite3.Error):
                 con.execute("ROLLBACK")
+
+    def _translate_log(self, exc: Exception, what: str) -> BufferError:
+        if isinstance(exc, LogCorruptError):
+            return BufferError(
+                f"{what}: the buffer's segments in {self.log.folder} are damaged ({exc}); "
+                "stop the agent and move the folder aside for recovery"
+            )
+        text = str(exc).lower()
+        if "no space" in text or "disk quota" in text or "read-only" in text:
+            return BufferError(
+                f"{what}: the storage of {self.log.folder} failed ({exc}); check the disk"
+            )
+        return BufferError(f"{what} ({self.log.folder}): {exc}")
 
     def _translate(self, exc: sqlite3.Error, what: str) -> BufferError:
         msg = str(exc)

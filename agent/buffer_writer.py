@@ -38,7 +38,6 @@ from typing import Protocol, Self
 
 from ldt.agent.buffer import BufferError, BufferInputError, BufferRow, check_value
 from ldt.agent.buffer_async import AsyncBuffer
-from ldt.agent.value_cipher import ValueCipher
 from ldt.backoff import Backoff
 from ldt.contract import wire_value
 from ldt.reading import Reading
@@ -79,7 +78,6 @@ class BufferWriter:
         queue_max_readings: int | None = None,
         drain_timeout_s: float = 15.0,  # inside the stop deadline (stop_watchdog.py)
         backoff: Backoff | None = None,
-        cipher: ValueCipher | None = None,
     ) -> None:
         if flush_interval_ms <= 0 or flush_max_readings <= 0:
             raise ValueError("flush_interval_ms and flush_max_readings must be positive")
@@ -89,8 +87,6 @@ class BufferWriter:
         self._queue_max = queue_max_readings or 2 * flush_max_readings
         self._drain_timeout_s = drain_timeout_s
         self._backoff = backoff or Backoff(base_s=0.1, cap_s=5.0)
-        self._cipher = cipher
-        """Seals each value before it is queued (``[buffer] encryption_key_file``)."""
         self._queue: asyncio.Queue[BufferRow] | None = None
         self._has_items: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
@@ -156,10 +152,8 @@ class BufferWriter:
         if queue is None or self._closing or self._task is None or self._task.done():
             raise BufferError("the buffer writer is not running")
         value = wire_value(reading.value)
-        if type(value) is not float or math.isnan(value):
+        if type(value) is not float or not math.isfinite(value):
             check_value(value)
-        if self._cipher is not None:
-            value = self._cipher.seal(value)
         await queue.put((series_id, reading.observed_at_ms, value, reading.quality, reading.reason))
         self._put_total += 1
         if queue.qsize() >= self._max:

@@ -163,6 +163,7 @@ def _open_buffer(config: GatewayConfig) -> AsyncBuffer:
             max_age_s=bcfg.max_age_s,
             drop_policy=bcfg.drop_policy,
             synchronous=bcfg.synchronous,
+            cipher=_cipher(config),
         )
     )
 
@@ -273,7 +274,6 @@ class AgentRuntime:
             buffer=abuf,
             flush_interval_ms=cfg.buffer.flush_interval_ms,
             flush_max_readings=cfg.buffer.flush_max_readings,
-            cipher=cipher,
         )
         tap = _Tap(writer)
         self.devices = await self._make_devices(abuf, tap)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -47,26 +46,55 @@ async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
     tmp_path: Path,
 ) -> None:
     cipher = ValueCipher(os.urandom(32))
-    abuf = AsyncBuffer(Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9))
+    abuf = AsyncBuffer(
+        Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
+    )
     await abuf.open()
     sid = await abuf.series_id(
         SeriesInfo(entity_id=f"urn:ngsi-ld:Device:{GW}:m0", entity_type="Device", attr="power")
     )
-    async with BufferWriter(buffer=abuf, flush_interval_ms=10, cipher=cipher) as writer:
+    async with BufferWriter(buffer=abuf, flush_interval_ms=10) as writer:
         for i in range(20):
             await writer.put(sid, Reading("m0", "power", 100.0 + i, 1_000 + i))
         await writer.flush()
-    # a row sealed with another key (the key was replaced while readings waited)
+    # a value sealed with another key, as buffers before schema 4 held them (per value)
     await abuf.append([(sid, 2_000, ValueCipher(os.urandom(32)).seal(1.0), Quality.GOOD, None)])
-    await abuf.close()  # the agent holds its buffer exclusively: look at the file after
-    con = sqlite3.connect(tmp_path / "buffer.db")
-    stored = [v for (v,) in con.execute("SELECT value FROM readings")]
-    con.close()
-    assert len(stored) == 21
-    assert all(isinstance(v, str) and v.startswith(PREFIX) for v in stored)
-    assert not any("100.0" in v or "101.0" in v for v in stored)
+    await abuf.close()  # the agent holds its buffer exclusively: look at the files after
+    on_disk = b"".join(p.read_bytes() for p in (tmp_path / "buffer.db-segments").iterdir())
+    assert len(on_disk) > 0
+    for plain in (b"100.0", b"101.0", b"power"):  # records are sealed whole, after zlib
+        assert plain not in on_disk
+    # records sealed with another key: never sendable, set aside and counted, not a crash
+    other = AsyncBuffer(
+        Buffer(
+            path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9,
+            cipher=ValueCipher(os.urandom(32)),
+        )
+    )  # fmt: skip
+    await other.open()
+    assert await other.take_backfill(100) == []
+    assert (await other.stats()).rejected == 21
+    await other.close()
+    (tmp_path / "buffer.db").unlink()
+    for stale in (tmp_path / "buffer.db-segments").iterdir():
+        stale.unlink()
+    abuf = AsyncBuffer(
+        Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
+    )
+    await abuf.open()
+    sid = await abuf.series_id(
+        SeriesInfo(entity_id=f"urn:ngsi-ld:Device:{GW}:m0", entity_type="Device", attr="power")
+    )
+    async with BufferWriter(buffer=abuf, flush_interval_ms=10) as writer:
+        for i in range(20):
+            await writer.put(sid, Reading("m0", "power", 100.0 + i, 1_000 + i))
+        await writer.flush()
+    await abuf.append([(sid, 2_000, ValueCipher(os.urandom(32)).seal(1.0), Quality.GOOD, None)])
+    await abuf.close()
 
-    abuf = AsyncBuffer(Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9))
+    abuf = AsyncBuffer(
+        Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
+    )
     await abuf.open()
     token = add_gateway(tmp_path / "cloud", GW)
     async with running_cloud(tmp_path / "cloud", insecure_no_auth=True) as cloud:
