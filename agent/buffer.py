@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Literal, Self
 from ldt.agent.buffer_log import LogCorruptError, LogRow, SealedElsewhereError, SegmentLog
 from ldt.contract import SeriesInfo, WireValue
 from ldt.private_files import create_private
-from ldt.reading import MAX_STRUCTURED_CHARS, Quality
+from ldt.reading import Quality, json_problem
 
 if TYPE_CHECKING:
     from ldt.agent.value_cipher import ValueCipher
@@ -207,13 +207,11 @@ def check_value(value: object) -> None:
 
 
 def _json_text(value: dict[str, object] | list[object]) -> str:
-    try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise BufferInputError(f"cannot buffer this structured value: {exc}") from None
-    if len(text) > MAX_STRUCTURED_CHARS + 64:
-        raise BufferInputError(f"a structured value of {len(text)} characters is too large")
-    return text
+    inner = value.get("@value") if isinstance(value, dict) else None  # a DateTime's text
+    problem = json_problem(value if inner is None else inner)
+    if problem is not None:
+        raise BufferInputError(f"cannot buffer this structured value: {problem}")
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)

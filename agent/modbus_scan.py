@@ -99,14 +99,16 @@ def _scan_profile(conn: Any, name: str) -> int:
 
 
 async def _read_points(conn: Any, settings: Any, points: Sequence[Any]) -> int:
+    from ldt.backoff import Backoff
     from ldt.drivers.modbus.device import ModbusTcpDevice
     from ldt.reading import Quality
 
     bad = 0
     print("point\ttable\taddress\ttype\tanswer")
     async with ModbusTcpDevice(
-        device_id="scan", connection=conn, settings=settings, points=points
-    ) as device:
+        device_id="scan", connection=conn, settings=settings, points=points,
+        backoff=Backoff(base_s=1e-6, cap_s=1e-6),
+    ) as device:  # fmt: skip
         for p in points:
             (reading,) = await device.read([p])
             if reading.quality is Quality.BAD:
@@ -120,17 +122,29 @@ async def _read_points(conn: Any, settings: Any, points: Sequence[Any]) -> int:
 
 
 async def _scan_range(conn: Any, table: str, start: int, count: int) -> int:
-    from ldt.drivers.modbus.config import ModbusPoint, ModbusProfileSettings, RegisterTable
+    from ldt.backoff import Backoff
+    from ldt.drivers.modbus.config import (
+        DataType,
+        ModbusPoint,
+        ModbusProfileSettings,
+        RegisterTable,
+    )
     from ldt.drivers.modbus.device import ModbusTcpDevice
     from ldt.reading import Quality
 
     kind = RegisterTable(table)
-    points = [ModbusPoint(name=f"r{a}", table=kind, address=a) for a in range(start, start + count)]
+    dtype = DataType.BOOL if kind.is_bit else DataType.UINT16
+    points = [
+        ModbusPoint(name=f"r{a}", table=kind, address=a, type=dtype)
+        for a in range(start, start + count)
+    ]
     runs: list[tuple[int, int, str]] = []  # (first, last, answer kind)
     answered = 0
+    # no backoff between requests: each register is asked, even after one timed out
     async with ModbusTcpDevice(
-        device_id="scan", connection=conn, settings=ModbusProfileSettings(), points=points
-    ) as device:
+        device_id="scan", connection=conn, settings=ModbusProfileSettings(), points=points,
+        backoff=Backoff(base_s=1e-6, cap_s=1e-6),
+    ) as device:  # fmt: skip
         for p in points:
             (reading,) = await device.read([p])
             if reading.quality is Quality.BAD:

@@ -71,16 +71,23 @@ class DeviceHealth:
     """Points whose latest reading is bad, with the reason and since when (for logs)."""
     down: _Failure | None = None
     """Set while every point of each poll fails for one reason (the device, not a point)."""
+    groups_down: dict[object, bool] = field(default_factory=dict)
+    """Per poll group (an interval): whether its last poll failed whole, for one reason."""
+    poll_groups: int = 1
+    """How many poll groups the device has (set by its poller): all must fail."""
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
-    def record_poll(self, readings: Sequence[Reading]) -> None:
-        """Count one poll's readings. When all of them fail for one reason, the device is
-        what fails (down, unreachable, rebooting): one line when that starts, a summary at
-        most every ``SUMMARY_S``, one when it answers again, and no line per point, nor
-        per change of its reason (a killed device times out, then refuses connections)."""
+    def record_poll(self, readings: Sequence[Reading], group: object = None) -> None:
+        """Count one poll's readings (of one poll ``group``). When the last poll of every
+        group failed whole, for one reason, the device is what fails (down, unreachable,
+        rebooting): one line when that starts, a summary at most every ``SUMMARY_S``, one
+        when it answers again, and no line per point, nor per change of its reason (a
+        killed device times out, then refuses connections). A group failing alone while
+        another reads is told point by point."""
         causes = {_cause(r.reason) for r in readings if r.quality is Quality.BAD}
         bad = sum(r.quality is Quality.BAD for r in readings)
-        if readings and bad == len(readings) and len(causes) == 1:
+        self.groups_down[group] = bool(readings) and bad == len(readings) and len(causes) == 1
+        if len(self.groups_down) >= self.poll_groups and all(self.groups_down.values()):
             for r in readings:
                 self.latest[r.point] = r
             self.bad += bad
@@ -209,6 +216,7 @@ class DevicePoller(Generic[P]):
         self._sink = sink
         self._clock = clock
         self.health = health or DeviceHealth(device_id=device_id)
+        self.health.poll_groups = max(1, len(self._groups))
 
     async def run(self) -> None:
         """Poll until cancelled. Driver faults become bad readings, never exceptions.
@@ -244,7 +252,7 @@ class DevicePoller(Generic[P]):
                 replace(r, quality=Quality.STALE) if r.quality is Quality.GOOD else r
                 for r in readings
             ]
-        self.health.record_poll(readings)
+        self.health.record_poll(readings, group.interval_s)
         for series_id, r in zip(group.series_ids, readings, strict=True):
             await _put(self._sink, series_id, r)
 

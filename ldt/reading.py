@@ -8,12 +8,20 @@ them to entities and attributes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-__all__ = ["MAX_STRUCTURED_CHARS", "Quality", "Reading", "Structured", "Value"]
+__all__ = [
+    "MAX_STRUCTURED_CHARS",
+    "Quality",
+    "Reading",
+    "Structured",
+    "Value",
+    "json_problem",
+]
 
 Value = bool | int | float | str
 """A decoded point value. ``bool`` before ``int``: Python's bool is an int."""
@@ -21,6 +29,54 @@ Value = bool | int | float | str
 MAX_STRUCTURED_CHARS = 16_384
 """The largest array or structure a reading carries, as compact JSON text: a point is one
 measurement, not a file, and the buffer and the sync batch stay bounded."""
+
+
+_INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson (the agent's and the cloud's encoder) writes
+
+
+def json_problem(data: Any) -> str | None:
+    """Why ``data`` (a structured value) cannot travel, or None: text with NUL (PostgreSQL
+    refuses it), integers beyond 64 bits and NaN or infinities (JSON has no word for them
+    and orjson refuses them), or more than ``MAX_STRUCTURED_CHARS``. One rule for the
+    agent's drivers, its buffer and the cloud's ingest."""
+    stack = [data]
+    seen = 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_STRUCTURED_CHARS:
+            return f"the value has more than {MAX_STRUCTURED_CHARS} parts"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "the value has a NUL character in its text"
+        elif isinstance(item, bool) or item is None:
+            continue
+        elif isinstance(item, int):
+            if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
+                return f"the value has an integer beyond 64 bits ({item})"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"the value has {item} (not a finite number)"
+        elif isinstance(item, dict):
+            for key, val in item.items():
+                if not isinstance(key, str):
+                    return "the value has a key that is not text"
+                stack.append(key)
+                stack.append(val)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        else:
+            return f"the value has a part of type {type(item).__name__}"
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        return f"the value cannot be sent as JSON: {exc}"
+    if len(text) > MAX_STRUCTURED_CHARS:
+        return (
+            f"the value is {len(text)} characters as JSON; at most "
+            f"{MAX_STRUCTURED_CHARS} fit in a reading"
+        )
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +103,10 @@ class Structured:
     def of_json(cls, data: list[Any] | dict[str, Any]) -> Structured:
         """``data`` as a JSON value; ``ValueError`` says why it cannot be one (NaN, a type
         JSON has no word for, more than ``MAX_STRUCTURED_CHARS``)."""
-        try:
-            text = json.dumps(data, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the value cannot be sent as JSON: {exc}") from None
-        if len(text) > MAX_STRUCTURED_CHARS:
-            raise ValueError(
-                f"the value is {len(text)} characters as JSON; at most "
-                f"{MAX_STRUCTURED_CHARS} fit in a reading"
-            )
+        problem = json_problem(data)
+        if problem is not None:
+            raise ValueError(problem)
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         return cls("json", json.loads(text))  # a private copy: later changes to data do not leak
 
 

@@ -619,23 +619,27 @@ class EdgeControl:
                     target[0], target[1], order.value, origin=f"command {order.id}", retry=retry
                 )
         except DeviceDownError as exc:
-            return self._wait(order, target, str(exc))
+            return self._wait(order, target, str(exc), retry=retry)
         except ActuationError as exc:
             return "ERROR", str(exc)
         except TimeoutError:
-            waited = self._waiting.pop(order.id, None)
+            waited = self._waiting.get(order.id)
             if waited is not None:
                 return "EXPIRED", f"expired while the device was down: {waited.reason}"
             return "EXPIRED", "expired while waiting for an earlier write"
-        self._waiting.pop(order.id, None)
         return "OK", info
 
     def _wait(
-        self, order: CommandOrder, target: tuple[str, str], reason: str
+        self, order: CommandOrder, target: tuple[str, str], reason: str, *, retry: bool
     ) -> tuple[Literal["ERROR"], str] | None:
-        if order.id not in self._waiting and len(self._waiting) >= MAX_WAITING:
-            return "ERROR", f"{reason} (and {MAX_WAITING} commands already wait for devices)"
         next_try = asyncio.get_running_loop().time() + COMMAND_RETRY_S
+        waiting = self._waiting.get(order.id)
+        if retry:
+            if waiting is not None:  # else it was superseded meanwhile: never re-queued
+                waiting.reason, waiting.next_try = reason, next_try
+            return None
+        if len(self._waiting) >= MAX_WAITING:
+            return "ERROR", f"{reason} (and {MAX_WAITING} commands already wait for devices)"
         self._waiting[order.id] = _Waiting(order, target, reason, next_try)
         return None
 
@@ -657,9 +661,15 @@ class EdgeControl:
                     continue
                 if loop.time() < waiting.next_try:
                     continue
-                outcome = await self._command_outcome(order, waiting.target, retry=True)
+                try:
+                    outcome = await self._command_outcome(order, waiting.target, retry=True)
+                except Exception as exc:  # noqa: BLE001 - one command must not end control
+                    outcome = "ERROR", f"the write failed unexpectedly: {exc!r}"
+                    _log.exception("command retry failed", extra={"command": order.id})
+                if self._waiting.get(key) is not waiting:
+                    continue  # superseded (and answered) while it was being written
                 if outcome is not None:
-                    self._waiting.pop(key, None)
+                    del self._waiting[key]
                     self._answer(order, *outcome)
 
     def _point_of(self, entity_id: str, attr: str) -> tuple[str, str] | None:

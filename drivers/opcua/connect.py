@@ -63,5 +63,6 @@ async def connect(client: Client, conn: OpcUaConnection) -> None:
         await client.connect(auto_reconnect=False)
     except (TimeoutError, DriverError):
         raise
-    except Exception as exc:
+    except Exception as exc:  # asyncua raises many types; each becomes a sentence
         raise DriverError(trap.explain(exc, who) or describe_error(exc)) from exc
+    trap.stop()

@@ -24,6 +24,7 @@ A thin adapter over asyncua's ``Client`` that owns the failure policy:
 from __future__ import annotations
 
 import asyncio
+import errno
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,16 @@ class _Session:
             self.lost.set()
 
 
+def _nothing_listens(exc: BaseException | None) -> bool:
+    """Whether a failed connect means nothing listens there (refused, unreachable): only
+    then can a bare TCP connect tell that the server is back. A server that accepts and
+    then closes, or a local file that cannot be read, is left to the backoff."""
+    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE
+
+
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
 def _host_port(endpoint: str) -> tuple[str, int]:
     """``opc.tcp://host:4840/path`` -> ("host", 4840); 4840 when the port is not given."""
     parts = urlsplit(endpoint)
@@ -160,6 +171,7 @@ class OpcUaDevice:
         host, port = _host_port(connection.endpoint)
         self._probe = TcpProbe(host, port)
         self._refused = False  # the last connect failed at TCP: a probe can tell it is back
+        self._unreachable = True  # the last failure was the link, not the server's refusal
         self._down_reason = "not connected yet"
         self._lock = asyncio.Lock()  # one connect at a time
         self.notifications = 0
@@ -213,6 +225,7 @@ class OpcUaDevice:
             except _DownError as exc:
                 raise self._failed(str(exc)) from None
             self._refused = False
+            self._unreachable = True  # from now on, a failure is the link's
             self._session = session
             self._backoff.reset()
             self.health.connected = True
@@ -246,16 +259,20 @@ class OpcUaDevice:
             raise
         except TimeoutError:
             await self._close_client(client)
+            self._refused, self._unreachable = False, True
             raise _DownError(f"timeout after {deadline} s connecting to {conn.endpoint}") from None
         except DriverError as exc:  # unusable local files, the server's refusal, no server
             await self._close_client(client)
             # probe while backing off only when nothing listened: a server that refuses
             # the session would pass every probe, and the backoff would become a loop
-            self._refused = isinstance(exc.__cause__, OSError)
+            self._refused = _nothing_listens(exc.__cause__)
+            cause = exc.__cause__
+            self._unreachable = self._refused or isinstance(cause, ConnectionError | TimeoutError)
             raise _DownError(f"cannot open a session: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - asyncua raises many types; all become reasons
             await self._close_client(client)
-            self._refused = isinstance(exc, OSError)  # e.g. fetching the endpoints, refused
+            self._refused = _nothing_listens(exc)  # e.g. fetching the endpoints, refused
+            self._unreachable = isinstance(exc, ConnectionError | TimeoutError) or self._refused
             raise _DownError(f"cannot open a session: {describe_error(exc)}") from None
         return session
 
@@ -590,7 +607,9 @@ class OpcUaDevice:
         try:
             return await self._current()
         except _DownError as exc:
-            raise DeviceUnreachableError(f"{what} failed: {exc}") from None
+            if self._unreachable:
+                raise DeviceUnreachableError(f"{what} failed: {exc}") from None
+            raise DriverError(f"{what} failed: {exc}") from None  # the server refused us
 
     async def write(self, point: OpcUaPoint | str, value: Value) -> str:
         """Write one point with its variable's own DataType; returns what was written

@@ -60,6 +60,8 @@ class RefusalTrap:
     def __init__(self, client: Client) -> None:
         self.status: int | None = None
         self.detail: str | None = None
+        self.watching = True
+        """Cleared by ``stop`` once connected: the session's messages are not inspected."""
         uaclient = client.uaclient
         make = uaclient._make_protocol
 
@@ -68,7 +70,8 @@ class RefusalTrap:
             handle = protocol._process_received_message
 
             def watched(msg: Any) -> None:
-                self._inspect(msg)
+                if self.watching:
+                    self._inspect(msg)
                 handle(msg)
 
             setattr(protocol, "_process_received_message", watched)  # noqa: B010
@@ -76,11 +79,15 @@ class RefusalTrap:
 
         setattr(uaclient, "_make_protocol", make_watched)  # noqa: B010 - see the docstring
 
+    def stop(self) -> None:
+        """Stop looking at messages (the connection is open; refusals are behind us)."""
+        self.watching = False
+
     def _inspect(self, msg: Any) -> None:
         if isinstance(msg, ua.ErrorMessage):
             if msg.Error is not None and msg.Error.is_bad():
                 self.status = msg.Error.value
-                self.detail = (msg.Reason or "").strip() or None
+                self.detail = (msg.Reason or "").strip()[:200] or None  # the server's words
             return
         if not isinstance(msg, ua.Message):
             return

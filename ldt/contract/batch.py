@@ -17,12 +17,12 @@ batch is committed to its store; the gateway marks readings sent only then.
 
 from __future__ import annotations
 
-import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ldt.reading import MAX_STRUCTURED_CHARS, Structured, Value
+from ldt.reading import Structured, Value, json_problem
 
 __all__ = [
     "INGEST_PATH",
@@ -38,7 +38,6 @@ __all__ = [
 
 WIRE_VERSION: Literal[1] = 1
 INGEST_PATH = "/ldt/v1/ingest"
-_MAX_JSON = MAX_STRUCTURED_CHARS + 64  # the DateTime wrapper, or another encoder's spacing
 MAX_BATCH_READINGS = 20_000
 """A batch larger than this is refused (413): bounds the cloud's memory per request."""
 
@@ -60,13 +59,6 @@ def wire_value(value: Value | Structured | None) -> WireValue:
         return {"@type": "DateTime", "@value": value.data}
     data: dict[str, Any] | list[Any] = value.data
     return data
-
-
-def _text_of(value: WireValue) -> str | None:
-    """Compact JSON of a structured value (for the size and NUL checks); None for a scalar."""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return None
 
 
 WireReading = tuple[
@@ -130,11 +122,19 @@ class IngestBatch(BaseModel):
         """
         seen: set[int] = set()
         for row in self.readings:
-            text = row[3] if isinstance(row[3], str) else _text_of(row[3])
-            if (text is not None and "\x00" in text) or (row[5] and "\x00" in row[5]):
+            value = row[3]
+            if (isinstance(value, str) and "\x00" in value) or (row[5] and "\x00" in row[5]):
                 raise ValueError(f"reading seq {row[0]} has a NUL character in its text")
-            if text is not None and not isinstance(row[3], str) and len(text) > _MAX_JSON:
-                raise ValueError(f"reading seq {row[0]}'s value is over {_MAX_JSON} characters")
+            if isinstance(value, int) and not isinstance(value, bool):
+                if not -(2**63) <= value < 2**63:
+                    raise ValueError(f"reading seq {row[0]}'s integer is beyond 64 bits")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"reading seq {row[0]}'s value is not a finite number")
+            elif isinstance(value, dict | list):
+                inner = value.get("@value") if isinstance(value, dict) else None
+                problem = json_problem(value if inner is None else inner)
+                if problem is not None:
+                    raise ValueError(f"reading seq {row[0]}: {problem}")
             if str(row[1]) not in self.series:
                 raise ValueError(f"reading seq {row[0]} names unknown series {row[1]}")
             if row[0] in seen:

@@ -81,3 +81,26 @@ def test_a_device_down_is_one_line_whatever_its_points_and_reasons(
     ]
     assert health.bad == 1 + 400 + 1
     assert health.down is None
+
+
+def test_one_group_failing_alone_is_told_per_point_not_as_the_device(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A point polled alone in its own group, outside the map, while the other group
+    reads: its point is told once, and the device is never said down (the review of issue
+    15 found "device read failed" / "device reads again" logged at every poll)."""
+    health = DeviceHealth(device_id="meter", poll_groups=2)
+    hole = Reading(
+        device_id="meter",
+        point="hole",
+        value=None,
+        observed_at_ms=0,
+        quality=Quality.BAD,
+        reason="modbus exception 2 reading holding 90",
+    )
+    good = Reading(device_id="meter", point="a", value=1, observed_at_ms=0)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="ldt.agent.poller"):
+        for _ in range(50):
+            health.record_poll([hole], group=60.0)
+            health.record_poll([good], group=1.0)
+    assert [r.getMessage() for r in caplog.records] == ["point read failed"]

@@ -18,6 +18,7 @@ MAP = {
     "unit": 1,
     "holding": {"32": 100, "37": 7, "38": 0x4366, "39": 0x0000, "40": 5},
     "input": {"0": 0x4366, "1": 0x0000},
+    "coils": {"0": True, "1": False},
 }
 PROFILE = """
 [profile]
@@ -97,6 +98,18 @@ async def test_a_profile_scan_names_each_point_and_a_wrong_unit(tmp_path: Path) 
     assert wrong.returncode == 1
     assert len(wrong.stdout.splitlines()) == 1
     assert "is unit_id 7 right?" in wrong.stdout
+
+
+async def test_bit_tables_scan_too(tmp_path: Path) -> None:
+    async with modbus_serial_server(tmp_path, MAP) as server:
+        done = await asyncio.to_thread(
+            _scan, "--port", str(server.port), "--table", "coil", "--count", "3"
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "coil 0..1\tanswers",
+        "coil 2\tno: modbus exception 2 (illegal data address)",
+    ]
 
 
 def test_usage_errors_are_one_line() -> None:
