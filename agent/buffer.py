@@ -441,8 +441,6 @@ class Buffer:
         contiguous runs, at most 2,000 a record), then the table goes, in that order. A
         crash in between leaves the table: the segments written so far are removed and the
         move starts again, so no reading is lost or doubled."""
-        for stale in self.log.segment_ranges():
-            del stale
         if self.log.first_seq is not None:  # an earlier, interrupted migration
             self.log.close()
             for seg in self.log.folder.glob("*.seg"):
