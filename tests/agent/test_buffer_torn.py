@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ldt.agent.buffer import Buffer
+from ldt.agent.buffer import Buffer, BufferRow
 from ldt.contract import SeriesInfo
 from ldt.reading import Quality
 
@@ -23,7 +23,7 @@ def _buffer(path: Path) -> Buffer:
     return Buffer(path=path, max_bytes=GIB, max_age_s=1e9)
 
 
-def _rows(sid: int, n: int, base: int) -> list[tuple[int, int, object, Quality, str | None]]:
+def _rows(sid: int, n: int, base: int) -> list[BufferRow]:
     return [(sid, base + i, base + i + 0.25, Quality.GOOD, None) for i in range(n)]
 
 
