@@ -550,6 +550,7 @@ class Buffer:
         try:
             if self._used_bytes() > self._data_budget:
                 self._prune()
+                self.log.drop_spares()  # spare files give way before any reading does
                 if self._used_bytes() > self._data_budget:
                     if self.drop_policy == "drop_newest":
                         st.counters["refused_full"] += len(rows)
@@ -560,8 +561,7 @@ class Buffer:
             resolved = self._st.resolved
             ride = resolved if len(resolved) <= _RIDE_MAX else ()
             self.log.append(first, encoded, ride)
-            if ride:
-                self._carried = list(resolved)
+            self._carried = list(resolved) if ride else []
         except (OSError, LogCorruptError) as exc:
             raise self._translate_log(exc, "cannot store readings") from exc
         self._st.last_seq = first + len(encoded) - 1
@@ -690,8 +690,14 @@ class Buffer:
         for index, _ in enumerate(self.log.segment_ranges()):
             for lo, hi, newest in self.log.records(index):
                 if newest >= cutoff:
+                    if not self._pending_in(lo, hi):
+                        return dropped  # nothing of it is pending: nothing to drop
                     # the first record not all old: its old beginning goes, in seq order
-                    rows = self.log.read(lo, hi, hi - lo + 1)
+                    try:
+                        rows = self.log.read(lo, hi, hi - lo + 1)
+                    except SealedElsewhereError as exc:
+                        self._set_aside_sealed(exc)
+                        return dropped
                     young = next((seq for seq, row in rows if row[1] >= cutoff), hi + 1)
                     if young > lo and (pending := self._pending_in(lo, young - 1)):
                         st.resolved = _merge(st.resolved, [(lo, young - 1)])
@@ -860,14 +866,15 @@ class Buffer:
         ranges = self.log.segment_ranges()
         if lo > first or len(ranges) < 2 or ranges[0][1] > hi:
             return  # no whole segment to delete
-        if resolved not in (self._saved, self._carried):
-            self._persist(force=True)
+        if self._saved != resolved:  # the file, not only a record, must hold them now:
+            self._persist(force=True)  # the record may not stay the newest (one commit/segment)
         self.log.delete_through(hi)
 
     def _drop_for_size(self) -> int:
         """Drop the oldest segments' unsent readings until the files fit the budget."""
         st = self._st
         dropped = 0
+        self.log.drop_spares()
         while self._used_bytes() > self._data_budget:
             ranges = self.log.segment_ranges()
             if len(ranges) == 1:
@@ -881,7 +888,7 @@ class Buffer:
             st.counters["dropped_full_rows"] += pending
             dropped += pending
             self._persist(force=True)
-            self.log.delete_through(hi)
+            self.log.delete_through(hi, keep_spares=False)  # full: the room is for readings
         return dropped
 
     def _save_counters(self, con: sqlite3.Connection, st: _State) -> None:

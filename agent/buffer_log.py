@@ -337,17 +337,31 @@ class SegmentLog:
             os.fdatasync(self._fd)
 
     def _new_segment(self, first_seq: int, record_bytes: int) -> _Segment:
-        """The next segment: a spare renamed, or a new file of zeros (once per file)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """The next segment: a spare renamed, or a new file of zeros (once per file). It is
+        ready before the current one is let go, so a failure (a full disk) changes nothing.
+        An empty current segment (after ``rotate``, or a record too large for it) is
+        replaced: its file is removed first, since the new one takes the same name."""
+        if self._segments and self._segments[-1].size == 0:
+            empty = self._segments.pop()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            empty.path.unlink(missing_ok=True)
+            if self._segments:  # write on in the previous one until the new one is ready
+                prev = self._segments[-1]
+                prev.last_seq = max(prev.last_seq, empty.first_seq - 1)
+                self._fd = os.open(prev.path, os.O_RDWR)
         path = self.folder / f"{first_seq:020d}{_SUFFIX}"
         capacity = max(self.segment_bytes, record_bytes)
         spare = self._spares.pop() if self._spares and record_bytes <= self.segment_bytes else None
         if spare is not None:
             os.rename(spare, path)
-            capacity = path.stat().st_size
-            fd = os.open(path, os.O_RDWR)
+            try:
+                capacity = path.stat().st_size
+                fd = os.open(path, os.O_RDWR)
+            except OSError:
+                path.unlink(missing_ok=True)
+                raise
         else:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -360,6 +374,8 @@ class SegmentLog:
                 path.unlink(missing_ok=True)
                 raise
         self._sync_folder()
+        if self._fd is not None:
+            os.close(self._fd)
         if self._segments:
             prev = self._segments[-1]
             if prev.records is not None:
@@ -380,14 +396,28 @@ class SegmentLog:
         finally:
             os.close(fd)
 
-    def delete_through(self, seq: int) -> int:
+    def drop_spares(self) -> None:
+        """Delete the spare files (the buffer is full: room goes to readings first)."""
+        spares, self._spares = self._spares, []
+        for path in spares:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if spares:
+            self._sync_folder()
+
+    def delete_through(self, seq: int, *, keep_spares: bool = True) -> int:
         """Delete the segments whose seqs are all <= ``seq`` (never the one being written);
-        returns how many. The caller made their seqs' resolution durable first."""
+        returns how many. The caller made their seqs' resolution durable first. With
+        ``keep_spares`` (not when the buffer is full) up to ``SPARES`` become spares."""
         gone = 0
         while len(self._segments) > 1 and self._segments[0].last_seq <= seq:
             segment = self._segments.pop(0)
             self._cache.pop(segment.path, None)
-            if len(self._spares) < SPARES and segment.capacity == self.segment_bytes:
+            if (
+                keep_spares
+                and len(self._spares) < SPARES
+                and segment.capacity == self.segment_bytes
+            ):
                 spare = segment.path.with_suffix(_SPARE_SUFFIX)
                 os.rename(segment.path, spare)
                 self._spares.append(spare)

@@ -187,3 +187,89 @@ def test_a_schema_3_buffer_moves_its_pending_rows_into_segments(tmp_path: Path) 
     assert version == 4
     with _buffer(path) as buf:
         assert [r.seq for r in buf.take_backfill(100)] == [3, 4, 5, 6, 8, 9, 10]
+
+
+# -- found by the review of the segment buffer ---------------------------------------------
+
+
+def test_a_changed_key_never_stops_housekeeping(tmp_path: Path) -> None:
+    """Records sealed with a key that is gone are set aside; ``enforce_limits`` does not
+    fail on them (it did, every 30 s: the agent restarted in a loop)."""
+    import os as _os
+
+    from ldt.agent.value_cipher import ValueCipher
+
+    path = tmp_path / "b.db"
+    with Buffer(
+        path=path, max_bytes=GIB, max_age_s=1e9, cipher=ValueCipher(_os.urandom(32))
+    ) as buf:
+        sid = buf.series_id(SeriesInfo(entity_id="urn:a:b", entity_type="T", attr="x"))
+        buf.ack(buf.append(_rows(sid, 10, 0)))
+        buf.append(_rows(sid, 10, 100))
+    with Buffer(
+        path=path, max_bytes=GIB, max_age_s=1e9, cipher=ValueCipher(_os.urandom(32))
+    ) as buf:
+        assert buf.enforce_limits(now_ms=50) == 0
+        assert buf.take_backfill(100) == []
+        assert buf.stats().rejected == 10
+        assert buf.stats().pending == 0
+
+
+def test_acks_survive_a_crash_after_segments_were_reused(tmp_path: Path) -> None:
+    """Segments are reused only once the file (not only the newest record) holds their
+    resolution: a crash after more scattered acks than a record carries must not bring back
+    seqs whose segment is gone as 'pending'."""
+    path = tmp_path / "b.db"
+    buf = Buffer(path=path, max_bytes=1 << 20, max_age_s=1e9)  # 64 KiB segments
+    buf.open()
+    sid = buf.series_id(SeriesInfo(entity_id="urn:a:b", entity_type="T", attr="x"))
+    for k in range(800):
+        buf.ack(buf.append(_rows(sid, 100, 100 * k)))
+        if k % 50 == 0:
+            buf.enforce_limits(now_ms=0)
+    tail = buf.append(_rows(sid, 200, 900_000))
+    buf.ack(list(tail)[::2])  # 100 scattered acks: more ranges than a record carries
+    buf.append(_rows(sid, 1, 999_000))
+    crashed = tmp_path / "crashed"  # what the disk holds now: a kill -9 here
+    crashed.mkdir()
+    for name in ("b.db", "b.db-wal"):  # the bookkeeping file and its WAL, as they are
+        if (tmp_path / name).exists():
+            shutil.copy(tmp_path / name, crashed / name)
+    shutil.copytree(tmp_path / "b.db-segments", crashed / "b.db-segments")
+    buf.close()
+    with _buffer(crashed / "b.db") as again:
+        pending = again.stats().pending
+        got = again.take_backfill(10_000)
+    assert pending == len(got)  # every pending seq has its reading: none is a phantom
+    # acks since the file's last commit may be forgotten (they are sent again, and the
+    # cloud counts duplicates); never those of a segment already reused
+    assert all(r.seq > 70_000 for r in got)
+
+
+def test_spares_give_way_before_readings_are_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    with Buffer(path=path, max_bytes=1 << 20, max_age_s=1e9) as buf:
+        sid = buf.series_id(SeriesInfo(entity_id="urn:a:b", entity_type="T", attr="x"))
+        for k in range(300):  # leave spares behind
+            buf.ack(buf.append(_rows(sid, 100, 100 * k)))
+            buf.enforce_limits(now_ms=0)
+        assert list((tmp_path / "b.db-segments").glob("*.spare"))
+        per_segment = 0
+        while buf.stats().dropped_full == 0:
+            buf.append(_rows(sid, 100, 0))
+            per_segment += 100
+        # the first drop takes one segment's readings, not three (spares went first)
+        first = buf.stats().dropped_full
+        assert first <= buf.log.segment_bytes // 200 * 100
+        assert not list((tmp_path / "b.db-segments").glob("*.spare"))
+
+
+def test_a_record_larger_than_a_segment_after_a_rotation(tmp_path: Path) -> None:
+    with Buffer(path=tmp_path / "b.db", max_bytes=1 << 20, max_age_s=1e9) as buf:
+        sid = buf.series_id(SeriesInfo(entity_id="urn:a:b", entity_type="T", attr="x"))
+        buf.append(_rows(sid, 10, 0))
+        buf.log.rotate()  # an empty segment is now the one being written
+        big = [(sid, i, "x" * 1000 + str(i), Quality.GOOD, None) for i in range(200)]
+        seqs = buf.append(big)  # about 200 KB: larger than a 64 KiB segment
+        assert len(seqs) == 200
+        assert [r.seq for r in buf.take_backfill(1000)] == list(range(1, 211))
