@@ -297,6 +297,7 @@ class LocalApi:
                         "stale": h.stale,
                         "last_good_ms": h.last_good_ms,
                         "last_error": h.last_error,
+                        "task_restarts": h.task_restarts,
                     },
                 )
         return _problem(404, f"no device {device_id!r} on this gateway")

@@ -65,6 +65,8 @@ class DeviceHealth:
     last_good_ms: int | None = None
     last_error: str | None = None
     connected: bool = False
+    task_restarts: int = 0
+    """Times the device's task failed (an exception no driver turned into a reading)."""
     latest: dict[str, Reading] = field(default_factory=dict)
     """The newest reading of each point (the local API's live view)."""
     failing: dict[str, _Failure] = field(default_factory=dict)

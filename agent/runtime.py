@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from ldt.agent.protocols import connection_kind, make_device
 from ldt.agent.transport import HttpTransport, MutualTlsTransport, Transport
 from ldt.agent.uplink import Uplink
 from ldt.agent.value_cipher import CipherError, ValueCipher
+from ldt.backoff import Backoff
 from ldt.cancellation import cancel_and_wait
 from ldt.contract import SeriesInfo
 from ldt.private_files import kept_secret
@@ -233,6 +234,24 @@ class DeviceTask:
     series: dict[str, int]
 
 
+async def _restarting(what: str, run: Callable[[], Awaitable[None]]) -> None:
+    """``run()`` until cancelled; an exception (a full disk, a bug) is logged with its stack
+    and ``run`` starts again after a backoff, instead of ending the agent's task group."""
+    backoff = Backoff(base_s=1.0, cap_s=30.0)
+    while True:
+        started = time.monotonic()
+        try:
+            await run()
+        except Exception:  # noqa: BLE001 - readings go on; the failure is logged
+            if time.monotonic() - started > 300:
+                backoff.reset()  # it ran a good while: not a failure loop
+            delay = backoff.next_delay()
+            _log.exception(f"{what} failed; restarting it", extra={"retry_in_s": round(delay, 1)})
+            await asyncio.sleep(delay)
+        else:
+            return
+
+
 @dataclass
 class AgentRuntime:
     """One running agent. ``run()`` returns when ``stop`` is set, after draining."""
@@ -297,9 +316,13 @@ class AgentRuntime:
                 producers.create_task(self._run_device(d, tap), name=f"device:{d.device_id}")
                 for d in self.devices
             ]
-            uplink_task = producers.create_task(self.uplink.run(), name="uplink")
+            uplink_task = producers.create_task(
+                _restarting("uplink", self.uplink.run), name="uplink"
+            )
             edge_task = producers.create_task(self._edge_guarded(), name="edge-control")
-            house_task = producers.create_task(self._housekeeping(abuf), name="housekeeping")
+            house_task = producers.create_task(
+                _restarting("housekeeping", lambda: self._housekeeping(abuf)), name="housekeeping"
+            )
             api_port = await self._start_local_api()
             lan_task = None
             if self._advertised():  # registering takes seconds (mDNS probing): not inline
@@ -434,7 +457,29 @@ class AgentRuntime:
         return tasks
 
     async def _run_device(self, task: DeviceTask, sink: ReadingSink) -> None:
-        """One device: opened once, polled and/or streamed, never able to stop the others."""
+        """One device, never able to stop the others: a failure its driver did not turn into
+        a reading (a library's exception nobody mapped, a bug) is logged with its stack,
+        shown in the device's health, and the device is opened again after a backoff
+        (issue 17: one such exception ended every device's task)."""
+        backoff = Backoff(base_s=1.0, cap_s=60.0)
+        while True:
+            try:
+                await self._device_once(task, sink)
+            except Exception as exc:  # noqa: BLE001 - isolation is the point
+                delay = backoff.next_delay()
+                task.health.connected = False
+                task.health.last_error = f"device task failed: {exc!r}; restarting"
+                task.health.task_restarts += 1
+                _log.exception(
+                    "device task failed; restarting it",
+                    extra={"device": task.device_id, "retry_in_s": round(delay, 1)},
+                )
+                await asyncio.sleep(delay)
+            else:
+                return
+
+    async def _device_once(self, task: DeviceTask, sink: ReadingSink) -> None:
+        """One device: opened once, polled and/or streamed, until cancelled or it fails."""
 
         async def emit(reading: Reading) -> None:
             series_id = task.series.get(reading.point)
