@@ -24,10 +24,13 @@ returns; ``normal`` leaves it to the kernel (survives a crash of the process, no
 machine).
 
 Size. ``max_bytes`` bounds the segments plus the bookkeeping file (given ``max_bytes``/8,
-at most 4 MiB). Appends check the bound; past it ``drop_oldest`` drops the oldest
-segment's unsent readings (a segment is 1/16 of the budget, at most 4 MiB) and
-``drop_newest`` refuses the new ones. Both are counted in persisted counters. Age
-(``max_age_s``) drops unsent readings record by record, oldest first.
+at most 1 MiB), and so does the file system's free space: room for two more segments and
+the bookkeeping's WAL is kept free, so the drop policy applies before a write could fail
+on a full disk. Appends check the bound; past it ``drop_oldest`` drops the oldest
+segment's unsent readings (a segment is 1/16 of the budget, at most 4 MiB, less on a
+small file system) and ``drop_newest`` refuses the new ones. Drops are counted in the
+same commit as their resolution; refusals are written at most every 5 s. A WARNING says
+when the buffer fills and when it has room again (below 90 %), with the counts.
 
 Seqs are never reused: the highest assigned is ``max(newest record, resolved ranges)``,
 and segments are only deleted after their seqs' resolution is durable.
@@ -87,7 +90,8 @@ appended (an idle gateway); otherwise they ride in each record (module docstring
 _RIDE_MAX = 64
 """Resolved ranges a record carries at most; more (rare) are committed to the file."""
 _BUSY_TIMEOUT_S = 2.0
-_WAL_BUDGET_MAX = 4 << 20
+_WAL_BUDGET_MAX = 1 << 20  # the bookkeeping's WAL: a few pages per commit, rare commits
+_COUNTS_PERSIST_S = 5.0  # refusals are counted in memory and written at most this often
 _SEGMENT_MAX = 4 << 20
 _SEGMENT_MIN = 64 << 10
 _INT_MIN, _INT_MAX = -(1 << 63), (1 << 63) - 1
@@ -317,6 +321,7 @@ class Buffer:
         self._saved: list[tuple[int, int]] = []  # the resolved ranges as the file has them
         self._saved_at = 0.0
         self._carried: list[tuple[int, int]] = []  # the resolved ranges the newest record has
+        self._full_since: tuple[int, int] | None = None  # (dropped, refused) when it filled
         self.persists = 0
         """Commits of the bookkeeping file since open (for benchmarks)."""
         self._series_by_info: dict[SeriesInfo, int] = {}
@@ -548,13 +553,15 @@ class Buffer:
             return range(first, first)
         encoded = self._encode(rows)
         try:
-            if self._used_bytes() > self._data_budget:
+            if self._used_bytes() > self._budget():
                 self._prune()
                 self.log.drop_spares()  # spare files give way before any reading does
-                if self._used_bytes() > self._data_budget:
+                if self._used_bytes() > self._budget():
                     if self.drop_policy == "drop_newest":
+                        self._full_starts("refusing new readings (drop_newest)")
                         st.counters["refused_full"] += len(rows)
-                        self._persist(force=True)
+                        if time.monotonic() - self._saved_at >= _COUNTS_PERSIST_S:
+                            self._persist(force=True)  # not per refusal: the disk is full
                         return range(first, first)
                     self._drop_for_size()
             first = self._st.last_seq + 1
@@ -566,6 +573,8 @@ class Buffer:
             raise self._translate_log(exc, "cannot store readings") from exc
         self._st.last_seq = first + len(encoded) - 1
         self._persist()
+        if self._full_since is not None and self._used_bytes() < 0.9 * self._budget():
+            self._full_ends()
         return range(first, self._st.last_seq + 1)
 
     def _encode(self, rows: Sequence[BufferRow]) -> list[LogRow]:
@@ -675,7 +684,7 @@ class Buffer:
         try:
             self._prune()
             dropped += self._drop_by_age(cutoff)
-            if self.drop_policy == "drop_oldest" and self._used_bytes() > self._data_budget:
+            if self.drop_policy == "drop_oldest" and self._used_bytes() > self._budget():
                 dropped += self._drop_for_size()
             if dropped:
                 self._persist(force=True)
@@ -796,6 +805,42 @@ class Buffer:
     def _data_budget(self) -> int:
         return self.max_bytes - self._wal_budget
 
+    def _budget(self) -> int:
+        """What the files may use now: ``max_bytes`` (less the bookkeeping's share), or less
+        when the file system has less room. Room for one more segment and the bookkeeping
+        file is always kept free, so the drop policy applies before a write fails (issue
+        17: a full disk failed the writes and the agent crash-looped)."""
+        try:
+            fs = os.statvfs(self.log.folder)
+        except OSError:
+            return self._data_budget
+        free = fs.f_bavail * fs.f_frsize
+        reserve = 2 * self.log.segment_size() + self._wal_budget
+        return min(self._data_budget, self._used_bytes() + free - reserve)
+
+    def _full_starts(self, what: str) -> None:
+        if self._full_since is not None:
+            return
+        c = self._st.counters
+        self._full_since = (c["dropped_full_rows"], c["refused_full"])
+        _log.warning(
+            "buffer full: " + what,
+            extra={"path": str(self.path), "max_bytes": self.max_bytes,
+                   "budget_bytes": self._budget(), "pending": self.stats().pending},
+        )  # fmt: skip
+
+    def _full_ends(self) -> None:
+        assert self._full_since is not None
+        c = self._st.counters
+        dropped = c["dropped_full_rows"] - self._full_since[0]
+        refused = c["refused_full"] - self._full_since[1]
+        self._full_since = None
+        _log.warning(
+            "buffer has room again",
+            extra={"path": str(self.path), "dropped_while_full": dropped,
+                   "refused_while_full": refused},
+        )  # fmt: skip
+
     def _conn(self) -> sqlite3.Connection:
         if self._con is None:
             raise BufferError("the buffer is not open")
@@ -875,7 +920,9 @@ class Buffer:
         st = self._st
         dropped = 0
         self.log.drop_spares()
-        while self._used_bytes() > self._data_budget:
+        if self._used_bytes() > self._budget():
+            self._full_starts("dropping the oldest unsent readings (drop_oldest)")
+        while self._used_bytes() > self._budget():
             ranges = self.log.segment_ranges()
             if len(ranges) == 1:
                 if ranges[0][1] < ranges[0][0]:

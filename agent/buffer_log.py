@@ -77,6 +77,7 @@ _READ_CACHE: Final = 2
 SPARES: Final = 2
 """Resolved segments kept to be written again, so that steady state creates no file."""
 _SPARE_SUFFIX: Final = ".spare"
+_SEGMENT_FLOOR: Final = 16 << 10
 _ZEROS: Final = bytes(4096)  # page-sized writes: 1 MiB ones make 1 MiB page-cache folios,
 # and every later small write would then dirty (and write back) a whole MiB
 _MAX_BODY: Final = 64 << 20  # a record larger than this is corruption, not data
@@ -281,6 +282,16 @@ class SegmentLog:
     def first_seq(self) -> int | None:
         return self._segments[0].first_seq if self._segments else None
 
+    def segment_size(self) -> int:
+        """The size of the next new segment: ``segment_bytes``, or an eighth of the file
+        system's free space when that is less (a small or nearly full card)."""
+        try:
+            fs = os.statvfs(self.folder)
+        except OSError:
+            return self.segment_bytes
+        free = fs.f_bavail * fs.f_frsize
+        return max(_SEGMENT_FLOOR, min(self.segment_bytes, free // 8 // 4096 * 4096))
+
     def total_bytes(self) -> int:
         """The files' size on disk: segments (written or not) and spares."""
         spares = 0
@@ -352,7 +363,7 @@ class SegmentLog:
                 prev.last_seq = max(prev.last_seq, empty.first_seq - 1)
                 self._fd = os.open(prev.path, os.O_RDWR)
         path = self.folder / f"{first_seq:020d}{_SUFFIX}"
-        capacity = max(self.segment_bytes, record_bytes)
+        capacity = max(self.segment_size(), record_bytes)
         spare = self._spares.pop() if self._spares and record_bytes <= self.segment_bytes else None
         if spare is not None:
             os.rename(spare, path)
