@@ -188,6 +188,7 @@ async def drain(
         live_max=cfg.cloud.live_max_readings,
         interval_s=0.01,
         cipher=_cipher(cfg),
+        cloud_url=cfg.cloud.url,
     )
     try:
         await abuf.open()
@@ -306,6 +307,7 @@ class AgentRuntime:
             live_max=cfg.cloud.live_max_readings,
             interval_s=cfg.cloud.interval_s,
             cipher=cipher,
+            cloud_url=cfg.cloud.url,
         )
         _log.info(
             "agent started",

@@ -28,11 +28,16 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportRejectedError",
+    "TransportUnreachableError",
 ]
 
 
 class TransportError(Exception):
     """The batch may not have arrived (network, timeout, 5xx): send it again later."""
+
+
+class TransportUnreachableError(TransportError):
+    """No answer at all (the connection failed or timed out): the cloud may be away."""
 
 
 class TransportRejectedError(TransportError):
@@ -105,7 +110,7 @@ class HttpTransport:
         try:
             resp = await self._client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:
-            raise TransportError(f"cloud unreachable: {exc!r}") from exc
+            raise TransportUnreachableError(f"cloud unreachable: {exc!r}") from exc
         if resp.status_code == 200:
             try:
                 return BatchAck.model_validate_json(resp.content)

@@ -26,16 +26,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 import orjson
 
 from ldt import __version__
 from ldt.agent.batch_sizer import BatchSizer
 from ldt.agent.buffer import BufferStats
-from ldt.agent.transport import Transport, TransportError, TransportRejectedError
+from ldt.agent.transport import (
+    Transport,
+    TransportError,
+    TransportRejectedError,
+    TransportUnreachableError,
+)
 from ldt.agent.value_cipher import CipherError, ValueCipher
 from ldt.backoff import Backoff
 from ldt.contract import WIRE_VERSION, SeriesInfo
+from ldt.drivers.tcp_probe import TcpProbe
 
 __all__ = ["BufferLanes", "PendingReading", "Uplink", "UplinkStats"]
 
@@ -133,8 +140,18 @@ class Uplink:
         interval_s: float = 1.0,
         backoff: Backoff | None = None,
         cipher: ValueCipher | None = None,
+        cloud_url: str | None = None,
     ) -> None:
         self._gateway_id = gateway_id
+        self._probe: TcpProbe | None = None
+        """While the cloud is unreachable, a bare TCP connect every ``PROBE_S`` ends the
+        backoff as soon as it listens again: the first sync after an outage comes within
+        seconds, not at the end of a delay that grows to a minute."""
+        if cloud_url is not None:
+            parts = urlsplit(cloud_url)
+            default = 443 if parts.scheme == "https" else 80
+            if parts.hostname:
+                self._probe = TcpProbe(parts.hostname, parts.port or default)
         self._cipher = cipher
         self._buffer = buffer
         self._transport = transport
@@ -162,7 +179,11 @@ class Uplink:
                 if self.stats.last_error != str(exc):
                     _log.warning("sync failed; will retry", extra={"reason": str(exc)})
                 self.stats.last_error = str(exc)
-                await asyncio.sleep(self._backoff.next_delay())
+                delay = self._backoff.next_delay()
+                if isinstance(exc, TransportUnreachableError) and self._probe is not None:
+                    await self._wait_or_back(self._probe, delay)
+                else:
+                    await asyncio.sleep(delay)
                 continue
             if self.stats.last_error is not None:
                 _log.info("sync recovered", extra={"after_failures": self._backoff.attempt})
@@ -170,6 +191,15 @@ class Uplink:
             self._backoff.reset()
             if not more:
                 await asyncio.sleep(self._interval_s)
+
+    @staticmethod
+    async def _wait_or_back(probe: TcpProbe, delay: float) -> None:
+        """Sleep ``delay``, or less: until a probe finds the cloud listening again."""
+        end = time.monotonic() + delay
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, probe.every_s))
+            if time.monotonic() < end and await probe.back(timeout_s=1.0):
+                return
 
     async def cycle(self) -> bool:
         """Send one live and one backfill batch; True when a full backfill batch went out."""

@@ -84,3 +84,40 @@ async def test_a_refused_gateway_sets_nothing_aside(tmp_path: Path) -> None:
     assert "401" in (uplink.stats.last_error or "")
     assert stats.pending == 3
     assert stats.rejected == 0
+
+
+async def test_the_first_sync_after_an_outage_comes_within_seconds(tmp_path: Path) -> None:
+    """Issue 17: the retry delay grows to 60 s, so the first sync came up to 25 s after the
+    cloud was back. While the cloud is unreachable, a bare TCP connect every 2 s ends the
+    wait. The cloud is away for 12 s (the backoff then waits 4-8 s at a time)."""
+    from tests.mosquitto import free_port
+
+    port = free_port()
+    token = add_gateway(tmp_path / "cloud", GW)
+    abuf = AsyncBuffer(Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9))
+    await abuf.open()
+    sid = await abuf.series_id(
+        SeriesInfo(entity_id=f"urn:ngsi-ld:Device:{GW}:m0", entity_type="Device", attr="power")
+    )
+    await abuf.append([(sid, 1_000 + i, float(i), Quality.GOOD, None) for i in range(10)])
+    url = f"http://127.0.0.1:{port}"
+    transport = HttpTransport(base_url=url, token=token, timeout_s=2)
+    uplink = Uplink(gateway_id=GW, buffer=abuf, transport=transport, cloud_url=url)
+    task = asyncio.create_task(uplink.run())
+    try:
+        await asyncio.sleep(12.0)
+        assert uplink.stats.readings_sent == 0
+        assert uplink.stats.failures >= 3
+        async with running_cloud(tmp_path / "cloud", port=port, insecure_no_auth=True):
+            back = asyncio.get_running_loop().time()
+            while uplink.stats.readings_sent == 0:
+                await asyncio.sleep(0.05)
+                assert asyncio.get_running_loop().time() - back < 30
+            waited = asyncio.get_running_loop().time() - back
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await transport.aclose()
+        await abuf.close()
+    print(f"\nfirst sync {waited:.2f} s after the cloud listened")
+    assert waited <= 2.5, waited
