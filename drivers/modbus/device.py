@@ -392,6 +392,9 @@ class ModbusDevice:
             raise
         except (ModbusException, OSError) as exc:
             raise self._lost(f"connection lost {what}: {exc}") from exc
+        except Exception as exc:  # pymodbus may raise anything on a bad frame
+            # the link's state is unknown after it: start over, and say what happened
+            raise self._lost(f"unexpected error from pymodbus {what}: {exc!r}") from exc
         self._answered()
         return response
 

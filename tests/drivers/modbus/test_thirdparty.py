@@ -227,3 +227,39 @@ async def test_a_failing_point_logs_once_not_every_poll(
     ), lines  # fmt: skip
     reasons = {r.reason for r in stored if r.quality is Quality.BAD}
     assert not any("retry in" in (why or "") for why in reasons), reasons
+
+
+async def test_an_unexpected_library_exception_is_a_bad_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: the driver mapped only pymodbus's ModbusException, OSError and timeouts;
+    anything else (a decoding bug on a garbled frame) escaped ``read`` and ended the task.
+    Now it is a bad reading with the exception named, and the next read starts over."""
+    from pymodbus.client import AsyncModbusTcpClient
+
+    real = AsyncModbusTcpClient.read_holding_registers
+    calls = {"n": 0}
+
+    async def garbled(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise IndexError("frame shorter than its byte count")
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncModbusTcpClient, "read_holding_registers", garbled)
+    async with (
+        modbus_serial_server(tmp_path, GAPPY) as server,
+        _device(server.port, [_pt("a", 32)]) as device,
+    ):
+        (first,) = await device.read()
+        assert first.quality is Quality.BAD
+        assert first.reason is not None
+        assert "unexpected error from pymodbus" in first.reason
+        assert "IndexError" in first.reason
+        for _ in range(40):  # the backoff after a lost link is short at first
+            (again,) = await device.read()
+            if again.quality is Quality.GOOD:
+                break
+            await asyncio.sleep(0.25)
+        assert again.quality is Quality.GOOD
+        assert again.value == 100
