@@ -1,0 +1,1 @@
+"""Fault injection against real processes (issue 17); see docs/reliability.md."""
