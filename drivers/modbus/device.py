@@ -162,6 +162,9 @@ class ModbusDevice:
     deadline, via ``_execute``) and ``_drop_link`` (forget a link that failed).
     """
 
+    _transport_errors: tuple[type[Exception], ...] = ()
+    """Exceptions of the transport's own that ``_execute`` lets through untranslated."""
+
     def __init__(
         self,
         *,
@@ -393,6 +396,8 @@ class ModbusDevice:
         except (ModbusException, OSError) as exc:
             raise self._lost(f"connection lost {what}: {exc}") from exc
         except Exception as exc:  # pymodbus may raise anything on a bad frame
+            if isinstance(exc, self._transport_errors):
+                raise  # the transport's own, which it translates (``rtu``: a garbled answer)
             # the link's state is unknown after it: start over, and say what happened
             raise self._lost(f"unexpected error from pymodbus {what}: {exc!r}") from exc
         self._answered()

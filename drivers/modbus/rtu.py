@@ -49,6 +49,8 @@ class ModbusRtuDevice(ModbusDevice):
     with other line settings, and from ``read``/``write`` if not entered.
     """
 
+    _transport_errors = (GarbledAnswerError, LineOpenError)
+
     def __init__(
         self,
         *,
