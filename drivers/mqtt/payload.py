@@ -325,7 +325,13 @@ def parse_timestamp_ms(raw: Any) -> int:
             raise PayloadError(f"timestamp {_show(raw)} has no time of day")
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.UTC)
-        return int(when.timestamp() * 1000)
+        try:
+            ms = int(when.timestamp() * 1000)
+        except (OverflowError, ValueError):
+            raise PayloadError(f"timestamp {_show(raw)} is out of range") from None
+        if not 0 <= ms <= 253402300799999:  # 1970 (a reading's time is Unix ms) .. 9999
+            raise PayloadError(f"timestamp {_show(raw)} is out of range (before 1970?)")
+        return ms
     raise PayloadError(f"timestamp {_kind_of(raw)} is neither ISO-8601 nor an epoch number")
 
 
