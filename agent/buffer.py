@@ -48,7 +48,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Literal, Self
 from ldt.agent.buffer_log import LogCorruptError, LogRow, SealedElsewhereError, SegmentLog
 from ldt.contract import SeriesInfo, WireValue
 from ldt.private_files import create_private
-from ldt.reading import Quality, json_problem
+from ldt.reading import Quality, json_text
 
 if TYPE_CHECKING:
     from ldt.agent.value_cipher import ValueCipher
@@ -211,11 +211,10 @@ def check_value(value: object) -> None:
 
 
 def _json_text(value: dict[str, object] | list[object]) -> str:
-    inner = value.get("@value") if isinstance(value, dict) else None  # a DateTime's text
-    problem = json_problem(value if inner is None else inner)
-    if problem is not None:
-        raise BufferInputError(f"cannot buffer this structured value: {problem}")
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json_text(value)
+    except ValueError as exc:
+        raise BufferInputError(f"cannot buffer this structured value: {exc}") from None
 
 
 @dataclass(slots=True)
@@ -226,15 +225,12 @@ class _State:
     resolved: list[tuple[int, int]] = field(default_factory=list)
     """Sorted, disjoint, non-adjacent inclusive ranges of acked-or-dropped seqs."""
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
-    pruned: list[tuple[int, int]] = field(default_factory=list)
-    """Resolved ranges whose rows are known to be deleted already (saves no-op deletes)."""
 
     def copy(self) -> _State:
         return replace(
             self,
             resolved=list(self.resolved),
             counters=dict(self.counters),
-            pruned=list(self.pruned),
         )
 
     def resolved_count(self) -> int:
@@ -553,10 +549,10 @@ class Buffer:
             return range(first, first)
         encoded = self._encode(rows)
         try:
-            if self._used_bytes() > self._budget():
+            if self._over_budget():
                 self._prune()
                 self.log.drop_spares()  # spare files give way before any reading does
-                if self._used_bytes() > self._budget():
+                if self._over_budget():
                     if self.drop_policy == "drop_newest":
                         self._full_starts("refusing new readings (drop_newest)")
                         st.counters["refused_full"] += len(rows)
@@ -573,7 +569,7 @@ class Buffer:
             raise self._translate_log(exc, "cannot store readings") from exc
         self._st.last_seq = first + len(encoded) - 1
         self._persist()
-        if self._full_since is not None and self._used_bytes() < 0.9 * self._budget():
+        if self._full_since is not None and (used := self._used_bytes()) < 0.9 * self._budget(used):
             self._full_ends()
         return range(first, self._st.last_seq + 1)
 
@@ -625,7 +621,7 @@ class Buffer:
         operator, counted in ``BufferStats.rejected``) and are resolved like
         acknowledged ones, so they are never sent again.
         """
-        con = self._conn()
+        self._conn()
         runs = _runs(seqs)
         if not runs:
             return 0
@@ -647,19 +643,16 @@ class Buffer:
                      text, r.reason, at, why[:1000])
                 )  # fmt: skip
         st = self._st.copy()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            con.executemany("INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            st.resolved = _merge(st.resolved, runs)
-            st.counters["rejected"] += len(rows)
-            self._write_resolved(con, st.resolved)
-            self._save_counters(con, st)
-            con.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise self._translate(exc, "cannot set aside rejected readings") from exc
+        st.resolved = _merge(st.resolved, runs)
+        st.counters["rejected"] += len(rows)
+        self._commit(
+            st,
+            "cannot set aside rejected readings",
+            lambda con: con.executemany(
+                "INSERT OR IGNORE INTO rejected VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+            ),
+        )
         self._st = st
-        self._saved = list(st.resolved)
         return len(rows)
 
     def enforce_limits(self, *, now_ms: int | None = None) -> int:
@@ -684,7 +677,7 @@ class Buffer:
         try:
             self._prune()
             dropped += self._drop_by_age(cutoff)
-            if self.drop_policy == "drop_oldest" and self._used_bytes() > self._budget():
+            if self.drop_policy == "drop_oldest" and self._over_budget():
                 dropped += self._drop_for_size()
             if dropped:
                 self._persist(force=True)
@@ -805,7 +798,11 @@ class Buffer:
     def _data_budget(self) -> int:
         return self.max_bytes - self._wal_budget
 
-    def _budget(self) -> int:
+    def _over_budget(self) -> bool:
+        used = self._used_bytes()
+        return used > self._budget(used)
+
+    def _budget(self, used: int | None = None) -> int:
         """What the files may use now: ``max_bytes`` (less the bookkeeping's share), or less
         when the file system has less room. Room for one more segment and the bookkeeping
         file is always kept free, so the drop policy applies before a write fails (issue
@@ -815,8 +812,9 @@ class Buffer:
         except OSError:
             return self._data_budget
         free = fs.f_bavail * fs.f_frsize
-        reserve = 2 * self.log.segment_size() + self._wal_budget
-        return min(self._data_budget, self._used_bytes() + free - reserve)
+        reserve = 2 * self.log.segment_size(free) + self._wal_budget
+        used = self._used_bytes() if used is None else used
+        return min(self._data_budget, used + free - reserve)
 
     def _full_starts(self, what: str) -> None:
         if self._full_since is not None:
@@ -878,15 +876,27 @@ class Buffer:
             return  # written already, in the file or in the newest record
         if not force and time.monotonic() - self._saved_at < ACK_PERSIST_S:
             return
+        self._commit(st, "cannot record acknowledged readings")
+
+    def _commit(
+        self,
+        st: _State,
+        what: str,
+        also: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> None:
+        """One transaction of the bookkeeping file: ``also`` (if given), then ``st``'s
+        resolved ranges and counters."""
         con = self._conn()
         try:
             con.execute("BEGIN IMMEDIATE")
+            if also is not None:
+                also(con)
             self._write_resolved(con, st.resolved)
             self._save_counters(con, st)
             con.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise self._translate(exc, "cannot record acknowledged readings") from exc
+            raise self._translate(exc, what) from exc
         self._saved = list(st.resolved)
         self._saved_at = time.monotonic()
         self.persists += 1
@@ -920,9 +930,9 @@ class Buffer:
         st = self._st
         dropped = 0
         self.log.drop_spares()
-        if self._used_bytes() > self._budget():
+        if self._over_budget():
             self._full_starts("dropping the oldest unsent readings (drop_oldest)")
-        while self._used_bytes() > self._budget():
+        while self._over_budget():
             ranges = self.log.segment_ranges()
             if len(ranges) == 1:
                 if ranges[0][1] < ranges[0][0]:

@@ -49,7 +49,7 @@ import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -63,7 +63,6 @@ __all__ = [
     "LogRow",
     "SealedElsewhereError",
     "SegmentLog",
-    "decode_rows",
     "encode_rows",
 ]
 
@@ -147,12 +146,8 @@ def encode_rows(rows: Sequence[LogRow], resolved: Sequence[tuple[int, int]] = ()
     )
 
 
-def decode_rows(body: bytes, count: int) -> list[LogRow]:
-    """The inverse of ``encode_rows``; ``LogCorruptError`` if the body does not fit."""
-    return _decode(body, count)[0]
-
-
 def _decode(body: bytes, count: int) -> tuple[list[LogRow], list[tuple[int, int]]]:
+    """The inverse of ``encode_rows``; ``LogCorruptError`` if the body does not fit."""
     try:
         n_values, n_texts, n_acks = struct.unpack_from("<III", body)
         at = 12
@@ -203,7 +198,6 @@ class _Segment:
     capacity: int = 0  # the file's size on disk
     records: list[_Record] | None = None  # the index, when loaded
     last_seq: int = 0  # known for the active segment, else from the next one's name
-    max_ts: int | None = field(default=None)
 
 
 class SegmentLog:
@@ -260,7 +254,6 @@ class SegmentLog:
             active.size = end
             active.records = records
             active.last_seq = records[-1].last_seq if records else active.first_seq - 1
-            active.max_ts = max((r.max_ts for r in records), default=None)
             self._fd = os.open(active.path, os.O_RDWR)
 
     def close(self) -> None:
@@ -282,14 +275,16 @@ class SegmentLog:
     def first_seq(self) -> int | None:
         return self._segments[0].first_seq if self._segments else None
 
-    def segment_size(self) -> int:
+    def segment_size(self, free: int | None = None) -> int:
         """The size of the next new segment: ``segment_bytes``, or an eighth of the file
-        system's free space when that is less (a small or nearly full card)."""
-        try:
-            fs = os.statvfs(self.folder)
-        except OSError:
-            return self.segment_bytes
-        free = fs.f_bavail * fs.f_frsize
+        system's free space (``free``, else asked) when that is less (a small or nearly
+        full card)."""
+        if free is None:
+            try:
+                fs = os.statvfs(self.folder)
+            except OSError:
+                return self.segment_bytes
+            free = fs.f_bavail * fs.f_frsize
         return max(_SEGMENT_FLOOR, min(self.segment_bytes, free // 8 // 4096 * 4096))
 
     def total_bytes(self) -> int:
@@ -337,7 +332,6 @@ class SegmentLog:
         if active.records is not None:
             active.records.append(_Record(first_seq, len(rows), offset, len(record), max_ts))
         active.last_seq = first_seq + len(rows) - 1
-        active.max_ts = max_ts if active.max_ts is None else max(active.max_ts, max_ts)
 
     def _write(self, record: bytes, offset: int) -> None:
         assert self._fd is not None

@@ -235,19 +235,32 @@ class DeviceTask:
     series: dict[str, int]
 
 
-async def _restarting(what: str, run: Callable[[], Awaitable[None]]) -> None:
-    """``run()`` until cancelled; an exception (a full disk, a bug) is logged with its stack
-    and ``run`` starts again after a backoff, instead of ending the agent's task group."""
-    backoff = Backoff(base_s=1.0, cap_s=30.0)
+async def _restarting(
+    what: str,
+    run: Callable[[], Awaitable[None]],
+    *,
+    cap_s: float = 30.0,
+    failed: Callable[[Exception], None] | None = None,
+    log_extra: dict[str, Any] | None = None,
+) -> None:
+    """``run()`` until it returns or is cancelled; an exception (a full disk, a bug) is
+    logged with its stack, told to ``failed``, and ``run`` starts again after a backoff,
+    instead of ending the agent's task group."""
+    backoff = Backoff(base_s=1.0, cap_s=cap_s)
     while True:
         started = time.monotonic()
         try:
             await run()
-        except Exception:  # noqa: BLE001 - readings go on; the failure is logged
+        except Exception as exc:  # noqa: BLE001 - readings go on; the failure is logged
             if time.monotonic() - started > 300:
                 backoff.reset()  # it ran a good while: not a failure loop
             delay = backoff.next_delay()
-            _log.exception(f"{what} failed; restarting it", extra={"retry_in_s": round(delay, 1)})
+            if failed is not None:
+                failed(exc)
+            _log.exception(
+                f"{what} failed; restarting it",
+                extra={**(log_extra or {}), "retry_in_s": round(delay, 1)},
+            )
             await asyncio.sleep(delay)
         else:
             return
@@ -463,22 +476,19 @@ class AgentRuntime:
         a reading (a library's exception nobody mapped, a bug) is logged with its stack,
         shown in the device's health, and the device is opened again after a backoff
         (issue 17: one such exception ended every device's task)."""
-        backoff = Backoff(base_s=1.0, cap_s=60.0)
-        while True:
-            try:
-                await self._device_once(task, sink)
-            except Exception as exc:  # noqa: BLE001 - isolation is the point
-                delay = backoff.next_delay()
-                task.health.connected = False
-                task.health.last_error = f"device task failed: {exc!r}; restarting"
-                task.health.task_restarts += 1
-                _log.exception(
-                    "device task failed; restarting it",
-                    extra={"device": task.device_id, "retry_in_s": round(delay, 1)},
-                )
-                await asyncio.sleep(delay)
-            else:
-                return
+
+        def failed(exc: Exception) -> None:
+            task.health.connected = False
+            task.health.last_error = f"device task failed: {exc!r}; restarting"
+            task.health.task_restarts += 1
+
+        await _restarting(
+            "device task",
+            lambda: self._device_once(task, sink),
+            cap_s=60.0,
+            failed=failed,
+            log_extra={"device": task.device_id},
+        )
 
     async def _device_once(self, task: DeviceTask, sink: ReadingSink) -> None:
         """One device: opened once, polled and/or streamed, until cancelled or it fails."""

@@ -21,6 +21,7 @@ __all__ = [
     "Structured",
     "Value",
     "json_problem",
+    "json_text",
 ]
 
 Value = bool | int | float | str
@@ -34,8 +35,9 @@ measurement, not a file, and the buffer and the sync batch stay bounded."""
 _INT_RANGE = (-(2**63), 2**64 - 1)  # what orjson (the agent's and the cloud's encoder) writes
 
 
-def json_problem(data: Any) -> str | None:
-    """Why ``data`` (a structured value) cannot travel, or None: text with NUL (PostgreSQL
+def json_text(data: Any) -> str:
+    """``data`` (a structured value) as compact JSON; ``ValueError`` says why it cannot
+    travel: text with NUL (PostgreSQL
     refuses it), integers beyond 64 bits and NaN or infinities (JSON has no word for them
     and orjson refuses them), or more than ``MAX_STRUCTURED_CHARS``. One rule for the
     agent's drivers, its buffer and the cloud's ingest."""
@@ -45,37 +47,46 @@ def json_problem(data: Any) -> str | None:
         item = stack.pop()
         seen += 1
         if seen > MAX_STRUCTURED_CHARS:
-            return f"the value has more than {MAX_STRUCTURED_CHARS} parts"
+            raise ValueError(f"the value has more than {MAX_STRUCTURED_CHARS} parts")
         if isinstance(item, str):
             if "\x00" in item:
-                return "the value has a NUL character in its text"
+                raise ValueError("the value has a NUL character in its text")
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
             if not _INT_RANGE[0] <= item <= _INT_RANGE[1]:
-                return f"the value has an integer beyond 64 bits ({item})"
+                raise ValueError(f"the value has an integer beyond 64 bits ({item})")
         elif isinstance(item, float):
             if not math.isfinite(item):
-                return f"the value has {item} (not a finite number)"
+                raise ValueError(f"the value has {item} (not a finite number)")
         elif isinstance(item, dict):
             for key, val in item.items():
                 if not isinstance(key, str):
-                    return "the value has a key that is not text"
+                    raise ValueError("the value has a key that is not text")  # noqa: TRY004 - a value, not a call
                 stack.append(key)
                 stack.append(val)
         elif isinstance(item, list | tuple):
             stack.extend(item)
         else:
-            return f"the value has a part of type {type(item).__name__}"
+            raise ValueError(f"the value has a part of type {type(item).__name__}")
     try:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
-        return f"the value cannot be sent as JSON: {exc}"
+        raise ValueError(f"the value cannot be sent as JSON: {exc}") from None
     if len(text) > MAX_STRUCTURED_CHARS:
-        return (
+        raise ValueError(
             f"the value is {len(text)} characters as JSON; at most "
             f"{MAX_STRUCTURED_CHARS} fit in a reading"
         )
+    return text
+
+
+def json_problem(data: Any) -> str | None:
+    """Why ``data`` cannot travel (``json_text``'s reason), or None when it can."""
+    try:
+        json_text(data)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -103,11 +114,9 @@ class Structured:
     def of_json(cls, data: list[Any] | dict[str, Any]) -> Structured:
         """``data`` as a JSON value; ``ValueError`` says why it cannot be one (NaN, a type
         JSON has no word for, more than ``MAX_STRUCTURED_CHARS``)."""
-        problem = json_problem(data)
-        if problem is not None:
-            raise ValueError(problem)
-        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        return cls("json", json.loads(text))  # a private copy: later changes to data do not leak
+        return cls(
+            "json", json.loads(json_text(data))
+        )  # a private copy: later changes to data do not leak
 
 
 class Quality(StrEnum):

@@ -131,8 +131,7 @@ class IngestBatch(BaseModel):
             elif isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"reading seq {row[0]}'s value is not a finite number")
             elif isinstance(value, dict | list):
-                inner = value.get("@value") if isinstance(value, dict) else None
-                problem = json_problem(value if inner is None else inner)
+                problem = json_problem(value)
                 if problem is not None:
                     raise ValueError(f"reading seq {row[0]}: {problem}")
             if str(row[1]) not in self.series:

@@ -42,10 +42,9 @@ def test_values_round_trip_and_a_foreign_key_is_refused(tmp_path: Path) -> None:
         ValueCipher(b"short")
 
 
-async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
-    tmp_path: Path,
-) -> None:
-    cipher = ValueCipher(os.urandom(32))
+async def _fill(tmp_path: Path, cipher: ValueCipher) -> None:
+    """20 readings through the writer into a buffer sealed with ``cipher``, and one value
+    sealed with another key, as buffers before schema 4 held them (per value); closed."""
     abuf = AsyncBuffer(
         Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
     )
@@ -57,9 +56,15 @@ async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
         for i in range(20):
             await writer.put(sid, Reading("m0", "power", 100.0 + i, 1_000 + i))
         await writer.flush()
-    # a value sealed with another key, as buffers before schema 4 held them (per value)
     await abuf.append([(sid, 2_000, ValueCipher(os.urandom(32)).seal(1.0), Quality.GOOD, None)])
-    await abuf.close()  # the agent holds its buffer exclusively: look at the files after
+    await abuf.close()
+
+
+async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
+    tmp_path: Path,
+) -> None:
+    cipher = ValueCipher(os.urandom(32))
+    await _fill(tmp_path, cipher)  # the agent holds its buffer exclusively: look at the files after
     on_disk = b"".join(p.read_bytes() for p in (tmp_path / "buffer.db-segments").iterdir())
     assert len(on_disk) > 0
     for plain in (b"100.0", b"101.0", b"power"):  # records are sealed whole, after zlib
@@ -78,19 +83,7 @@ async def test_sealed_on_disk_plain_in_the_cloud_and_foreign_rows_set_aside(
     (tmp_path / "buffer.db").unlink()
     for stale in (tmp_path / "buffer.db-segments").iterdir():
         stale.unlink()
-    abuf = AsyncBuffer(
-        Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
-    )
-    await abuf.open()
-    sid = await abuf.series_id(
-        SeriesInfo(entity_id=f"urn:ngsi-ld:Device:{GW}:m0", entity_type="Device", attr="power")
-    )
-    async with BufferWriter(buffer=abuf, flush_interval_ms=10) as writer:
-        for i in range(20):
-            await writer.put(sid, Reading("m0", "power", 100.0 + i, 1_000 + i))
-        await writer.flush()
-    await abuf.append([(sid, 2_000, ValueCipher(os.urandom(32)).seal(1.0), Quality.GOOD, None)])
-    await abuf.close()
+    await _fill(tmp_path, cipher)
 
     abuf = AsyncBuffer(
         Buffer(path=tmp_path / "buffer.db", max_bytes=1 << 30, max_age_s=1e9, cipher=cipher)
